@@ -1,0 +1,46 @@
+# The two commands of the README: `make serve` and `make test`.
+# Both install what they need first (idempotent: a stamp file records it).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch and torchvision must come from the same build; spandrel needs both.
+TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DATA_DIR ?= data
+PYTEST_ARGS ?=
+
+.PHONY: install serve test lint typecheck pytest bench-quality bench-throughput clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PACKAGES)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+serve: install
+	$(BIN)/upres serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+test: install lint typecheck pytest
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench-quality: install
+	$(BIN)/python bench/quality.py
+
+bench-throughput: install
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

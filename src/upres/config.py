@@ -1,0 +1,90 @@
+"""Settings: one object, read from ``UPRES_*`` environment variables.
+
+Built once in each entry point (``create_app``, the CLI, the worker) and passed
+down; nothing in upres reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from upres.domain.media import MediaLimits
+from upres.domain.pricing import Pricing
+
+
+class Settings(BaseSettings):
+    """Every knob of upres. Each field is ``UPRES_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="UPRES_", extra="ignore", frozen=True)
+
+    # where things live
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/upres.db"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = Field(
+        default=None, description="Base of result links; default http://<host>:<port>"
+    )
+
+    # engine
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_width: int = 7680
+    max_height: int = 4320
+    max_duration_s: float = 3600.0
+    max_input_bytes: int = 2 * 1024**3
+
+    # network policy, fetch and callbacks
+    allow_private_networks: bool = False
+    callback_ca_file: Path | None = None
+    fetch_timeout_s: float = 600.0
+    probe_timeout_s: float = 30.0
+    callback_timeout_s: float = 10.0
+    callback_retry_delays_s: tuple[float, ...] = (1.0, 2.0, 4.0)
+
+    # worker and queue
+    worker_concurrency: int = 1
+    lease_s: float = 30.0
+    heartbeat_s: float = 3.0
+    max_attempts: int = 3
+    reaper_interval_s: float = 5.0
+
+    # results
+    result_ttl_s: int = 24 * 3600
+    janitor_interval_s: float = 300.0
+
+    # accounts and billing
+    price_per_second_1x: float = 16.0
+    price_per_second_2x: float = 16.0
+    price_per_second_4x: float = 28.0
+    initial_credits: float = 10_000.0
+    rate_limit_per_minute: int = 120
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'upres.db'}"
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def pricing(self) -> Pricing:
+        return Pricing(
+            per_second_1x=self.price_per_second_1x,
+            per_second_2x=self.price_per_second_2x,
+            per_second_4x=self.price_per_second_4x,
+        )
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_width=self.max_width,
+            max_height=self.max_height,
+            max_duration_s=self.max_duration_s,
+        )

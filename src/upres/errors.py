@@ -1,0 +1,233 @@
+"""The one exception tree of upres.
+
+Every error that upres raises on purpose is an ``UpresError``. Third-party
+errors (PyAV, torch, httpx, SQLAlchemy) are wrapped where they enter our code
+with ``raise ... from exc``. HTTP statuses are decided in one place only,
+``upres.api.errors``; the CLI prints ``str(error)`` and exits non-zero.
+
+Each class carries ``code``: a stable string that API clients see as
+``error.code`` (in the envelope, or on a failed task).
+
+    UpresError
+    ├── InvalidRequest                 invalid_parameter
+    │   ├── InvalidTaskId              invalid_task_id
+    │   └── AddressNotAllowed          invalid_parameter (URL host is private/loopback/...)
+    ├── MediaError                     bad input video (engine)
+    │   ├── NotAVideo                  video_probe_failed
+    │   ├── NoVideoStream              video_probe_failed
+    │   ├── UnknownDuration            video_probe_failed
+    │   ├── CorruptVideo               video_decode_failed
+    │   ├── EmptyVideo                 video_decode_failed
+    │   ├── UnsupportedCodec           video_decode_failed
+    │   ├── FrameTooLarge              invalid_parameter
+    │   └── VideoTooLong               invalid_parameter
+    ├── FetchError                     video_probe_failed (input URL unreachable, too big, too slow)
+    ├── AuthError
+    │   ├── Unauthorized               unauthorized
+    │   └── ModelAccessDenied          model_access_denied
+    ├── InsufficientQuota              insufficient_quota
+    ├── RateLimited                    rate_limit_exceeded
+    ├── NotFound                       resource_not_found
+    │   ├── TaskNotFound               resource_not_found
+    │   └── ResultExpired              result_expired
+    ├── Conflict                       conflict
+    │   ├── TaskNotCancellable         task_not_cancellable
+    │   └── IdempotencyConflict        idempotency_conflict
+    ├── ModelError                     service_error
+    │   └── UnknownModel               invalid_parameter
+    ├── Cancelled                      request_cancelled (a cancel token fired)
+    ├── LeaseLost                      service_error (a fenced worker write was refused)
+    ├── EncodeError                    service_error
+    └── ServiceUnavailable             service_unavailable
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class UpresError(Exception):
+    """Base of every error upres raises on purpose."""
+
+    code: ClassVar[str] = "unknown_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(UpresError):
+    """A request parameter is missing, malformed or out of range."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class InvalidTaskId(InvalidRequest):
+    """A task id does not have the ``task-unified-`` form."""
+
+    code = "invalid_task_id"
+
+
+class AddressNotAllowed(InvalidRequest):
+    """A URL's host resolves to an address the network policy forbids."""
+
+
+class MediaError(UpresError):
+    """The input file is not a video upres can process."""
+
+    code = "video_decode_failed"
+
+
+class NotAVideo(MediaError):
+    """The file is not a media container FFmpeg can open."""
+
+    code = "video_probe_failed"
+
+
+class NoVideoStream(MediaError):
+    """The container holds no video stream."""
+
+    code = "video_probe_failed"
+
+
+class UnknownDuration(MediaError):
+    """No duration could be determined for the video stream."""
+
+    code = "video_probe_failed"
+
+
+class CorruptVideo(MediaError):
+    """The video data is truncated or damaged."""
+
+
+class EmptyVideo(MediaError):
+    """The video stream holds no decodable frame."""
+
+
+class UnsupportedCodec(MediaError):
+    """No decoder is available for the video stream's codec."""
+
+
+class FrameTooLarge(MediaError):
+    """The frame size is over the configured limit."""
+
+    code = "invalid_parameter"
+
+
+class VideoTooLong(MediaError):
+    """The duration is over the configured limit."""
+
+    code = "invalid_parameter"
+
+
+class FetchError(UpresError):
+    """The input URL could not be downloaded (unreachable, too large, too slow)."""
+
+    code = "video_probe_failed"
+
+
+class AuthError(UpresError):
+    """Authentication or authorisation failed."""
+
+    code = "unauthorized"
+
+
+class Unauthorized(AuthError):
+    """The API key is missing, unknown or revoked."""
+
+
+class ModelAccessDenied(AuthError):
+    """The API key may not use the requested model."""
+
+    code = "model_access_denied"
+
+
+class InsufficientQuota(UpresError):
+    """The account's balance does not cover the reservation."""
+
+    code = "insufficient_quota"
+
+
+class RateLimited(UpresError):
+    """The key sent more requests than its rate limit allows."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: int, reset_after_s: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.reset_after_s = reset_after_s
+
+
+class NotFound(UpresError):
+    """The resource does not exist (or is not visible to this key)."""
+
+    code = "resource_not_found"
+
+
+class TaskNotFound(NotFound):
+    """No task with this id is visible to this key."""
+
+
+class ResultExpired(NotFound):
+    """A result link was valid once and has expired."""
+
+    code = "result_expired"
+
+
+class Conflict(UpresError):
+    """The request conflicts with the resource's current state."""
+
+    code = "conflict"
+
+
+class TaskNotCancellable(Conflict):
+    """The task has already ended and can no longer be cancelled."""
+
+    code = "task_not_cancellable"
+
+
+class IdempotencyConflict(Conflict):
+    """An Idempotency-Key was reused with a different request body."""
+
+    code = "idempotency_conflict"
+
+
+class ModelError(UpresError):
+    """A model could not be loaded or run."""
+
+    code = "service_error"
+
+
+class UnknownModel(ModelError):
+    """No model with this id is registered."""
+
+    code = "invalid_parameter"
+
+
+class Cancelled(UpresError):
+    """Work stopped because its cancel token fired."""
+
+    code = "request_cancelled"
+
+
+class LeaseLost(UpresError):
+    """A worker's lease on a task was taken over; its writes are refused."""
+
+    code = "service_error"
+
+
+class EncodeError(UpresError):
+    """The output video could not be written."""
+
+    code = "service_error"
+
+
+class ServiceUnavailable(UpresError):
+    """A dependency (database, worker) is not available."""
+
+    code = "service_unavailable"

@@ -1,0 +1,1 @@
+"""The pipeline for one task: fetch, probe, decode, upscale, encode, store."""
