@@ -34,6 +34,10 @@ class Settings(BaseSettings):
 
     # engine
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: str | None = Field(
+        default=None,
+        description="Model id for every factor; default: the registry's best model per factor",
+    )
     max_width: int = 7680
     max_height: int = 4320
     max_duration_s: float = 3600.0
@@ -57,6 +61,15 @@ class Settings(BaseSettings):
     # results
     result_ttl_s: int = 24 * 3600
     janitor_interval_s: float = 300.0
+    storage_backend: Literal["local", "s3"] = Field(
+        default="local", description="local: files under <data_dir>/results; s3: a bucket"
+    )
+    s3_bucket: str | None = Field(default=None, description="Bucket for storage_backend=s3")
+    s3_prefix: str = Field(default="", description="Prefix of result object names in the bucket")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, R2...); default AWS"
+    )
+    s3_region: str | None = None
 
     # accounts and billing
     price_per_second_1x: float = 16.0

@@ -20,7 +20,11 @@ class Account:
 
 @dataclass(frozen=True, kw_only=True)
 class ApiKey:
-    """A key as stored: never the key itself, only its id and what it may do."""
+    """A key as stored: never the key itself, only its id and what it may do.
+
+    ``prefix`` is the first few characters of the secret, kept so people can
+    tell their keys apart in listings; it is far too short to guess the rest.
+    """
 
     id: str
     account_id: str
@@ -28,6 +32,7 @@ class ApiKey:
     allowed_models: tuple[str, ...]
     revoked: bool
     created_at: datetime
+    prefix: str = ""
 
     def may_use(self, model: str) -> bool:
         return model in self.allowed_models

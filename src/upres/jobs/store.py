@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from upres.domain.accounts import Account, ApiKey, LedgerEntry
@@ -36,14 +36,26 @@ class NewTask:
     created_at: datetime
 
 
+class Clock(Protocol):
+    """The current time as an aware UTC datetime (a fake one in tests)."""
+
+    def __call__(self) -> datetime: ...
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Claim:
-    """A worker's lease on one attempt of a task."""
+    """A worker's lease on one attempt of a task. Heartbeats renew it by ``lease_s``."""
 
     task: Task
     worker_id: str
     attempt: int
     lease_expires_at: datetime
+    lease_s: float = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +80,34 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoredKey:
+    """A key and its stored hash, so the caller can compare in constant time."""
+
+    key: ApiKey
+    key_hash: str
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+"""How long an ``Idempotency-Key`` replays its first submission."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdempotencyRecord:
+    """An ``Idempotency-Key`` of a submission and the hash of the request it came with."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdempotentHit:
+    """A previous submission with the same ``Idempotency-Key``."""
+
+    request_hash: str
+    task: Task
+
+
+@dataclass(frozen=True, kw_only=True)
 class CallbackAttempt:
     """One delivery try of an outbox item, recorded whatever its outcome."""
 
@@ -80,27 +120,53 @@ class CallbackAttempt:
 
 
 class TaskStore(Protocol):
-    """System of record. Raises TaskNotFound, InsufficientQuota, LeaseLost,
-    TaskNotCancellable, Unauthorized as each method documents."""
+    """System of record. Raises TaskNotFound, NotFound, InsufficientQuota, LeaseLost,
+    TaskNotCancellable, IdempotencyConflict as each method documents, and
+    ServiceUnavailable whenever the database fails."""
 
     # accounts and keys
-    def create_account(self, *, user_group: str, credits: float) -> Account: ...
-    def get_account(self, account_id: str) -> Account: ...
+    def create_account(self, *, user_group: str, credits: float, webhook_secret: str) -> Account:
+        """A new account holding ``credits`` (recorded as a grant when positive)."""
+        ...
+
+    def get_account(self, account_id: str) -> Account:
+        """Raises NotFound when there is no such account."""
+        ...
+
     def create_key(
-        self, *, account_id: str, key_hash: str, allowed_models: tuple[str, ...]
-    ) -> ApiKey: ...
-    def key_by_hash(self, key_hash: str) -> ApiKey | None: ...
-    def list_keys(self) -> list[ApiKey]: ...
-    def revoke_key(self, key_id: str) -> ApiKey: ...
-    def grant_credits(self, *, account_id: str, amount: float) -> Account: ...
+        self, *, account_id: str, key_hash: str, prefix: str, allowed_models: tuple[str, ...]
+    ) -> ApiKey:
+        """Raises NotFound when the account does not exist."""
+        ...
+
+    def key_by_hash(self, key_hash: str) -> StoredKey | None:
+        """The key with this hash, or None."""
+        ...
+
+    def list_keys(self, account_id: str | None = None) -> list[ApiKey]: ...
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Raises NotFound when there is no such key."""
+        ...
+
+    def grant_credits(self, *, account_id: str, amount: float) -> Account:
+        """Raises NotFound when there is no such account."""
+        ...
+
     def ledger(self, account_id: str) -> list[LedgerEntry]: ...
 
     # tasks, as clients see them
-    def create_task(self, new: NewTask) -> Task:
+    def create_task(self, new: NewTask, *, idempotency: IdempotencyRecord | None = None) -> Task:
         """Insert a pending task and reserve its credits atomically.
 
-        Raises InsufficientQuota when the balance does not cover the reservation.
+        Raises InsufficientQuota when the balance does not cover the reservation,
+        IdempotencyConflict when another submission just claimed the same key.
         """
+        ...
+
+    def find_idempotent(
+        self, *, account_id: str, key: str, since: datetime
+    ) -> IdempotentHit | None:
+        """The submission made with ``key`` at or after ``since``, if any."""
         ...
 
     def get_task(self, task_id: str, *, account_id: str | None = None) -> Task:
@@ -110,13 +176,22 @@ class TaskStore(Protocol):
     def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
         """Cancel a pending or processing task now, refund it, queue its callback.
 
-        Raises TaskNotCancellable when it already ended.
+        Raises TaskNotFound as ``get_task``; TaskNotCancellable when it already ended.
         """
         ...
 
     # the queue, as workers see it
-    def claim(self, *, worker_id: str, lease_s: float) -> Claim | None: ...
-    def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat: ...
+    def claim(self, *, worker_id: str, lease_s: float) -> Claim | None:
+        """Lease the oldest pending task (attempt + 1), or None when the queue is empty."""
+        ...
+
+    def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
+        """Renew the lease and record progress; ``cancelled`` once the task was cancelled.
+
+        Raises LeaseLost when the lease was taken over (reaped, re-claimed, ended).
+        """
+        ...
+
     def complete(
         self,
         claim: Claim,
@@ -126,27 +201,58 @@ class TaskStore(Protocol):
         actual_duration_s: float,
         credits_charged: float,
         callback_body: CallbackBody,
-    ) -> Task: ...
-    def fail(self, claim: Claim, *, error: TaskError, retry: bool, callback_body: CallbackBody) -> Task:
-        """Retry puts the task back in the queue while attempts remain; else it
-        ends failed with a full refund and a callback."""
+    ) -> Task:
+        """End the task completed; capture ``credits_charged`` (at most the
+        reservation, the rest refunded) and queue its callback, in one transaction.
+
+        Raises LeaseLost (and changes nothing) when the lease was taken over.
+        """
         ...
 
-    def reap(self, *, max_attempts: int, callback_body: CallbackBody) -> list[Task]:
+    def fail(
+        self, claim: Claim, *, error: TaskError, retry: bool, callback_body: CallbackBody
+    ) -> Task:
+        """Retry puts the task back in the queue while attempts remain; else it
+        ends failed with a full refund and a callback.
+
+        Raises LeaseLost (and changes nothing) when the lease was taken over.
+        """
+        ...
+
+    def reap(self, *, callback_body: CallbackBody, max_attempts: int | None = None) -> list[Task]:
         """Requeue tasks whose lease expired, or fail and refund them once
-        ``max_attempts`` is spent. Returns the tasks it touched."""
+        ``max_attempts`` (default: the store's) is spent. Returns the tasks it touched."""
         ...
 
     # callbacks
     def due_callbacks(self, *, limit: int) -> list[OutboxItem]: ...
     def record_callback_attempt(
         self, attempt: CallbackAttempt, *, next_attempt_at: datetime | None
-    ) -> None: ...
+    ) -> None:
+        """Record one try; ``next_attempt_at`` None after a failure means give up."""
+        ...
+
+    def callback_attempts(self, outbox_id: int) -> list[CallbackAttempt]: ...
+    def outbox_for_task(self, task_id: str) -> list[OutboxItem]: ...
+
+    # throughput, for estimated_time
+    def throughput(self, factor: Factor) -> float | None:
+        """Measured output megapixels per second for ``factor``, None until measured."""
+        ...
+
+    def record_throughput(self, factor: Factor, mpix_per_s: float) -> None:
+        """Fold one measurement into the moving average."""
+        ...
 
     # results and metrics
     def expired_results(self, *, now: datetime) -> list[Task]: ...
     def forget_result(self, task_id: str) -> None: ...
     def count_by_status(self) -> Mapping[TaskStatus, int]: ...
+    def queue_depth(self) -> int:
+        """Number of pending tasks."""
+        ...
+
+    def credits_captured_total(self) -> float: ...
     def ping(self) -> None:
         """Raises ServiceUnavailable when the database does not answer."""
         ...

@@ -1,0 +1,246 @@
+"""One measured case, run alone in a fresh process so its peak memory is its own.
+
+Every case loads the model and warms it up on one frame of the clip's size
+before the clock starts (a worker keeps its model loaded), then times one
+thing: the real pipeline (``e2e``), the model on frames decoded beforehand
+(``model``), decoding alone (``decode``), encoding alone (``encode``), or the
+naive loop (``baseline``: one fp32 frame at a time, decode -> infer ->
+encode in sequence on one thread, like the reference inference scripts).
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import psutil
+import torch
+
+from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
+from upres.domain.tasks import Factor
+from upres.models.registry import get_model
+from upres.worker.colorimetry import conversion_for
+from upres.worker.decode import DecodeOptions, TimedBatch, decode
+from upres.worker.encode import encode, plan_output
+from upres.worker.frames import FrameBatch, FrameUpscaler
+from upres.worker.pipeline import upscale_video
+from upres.worker.probe import probe
+from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
+
+CaseKind = Literal["e2e", "model", "decode", "encode", "baseline"]
+KINDS: tuple[CaseKind, ...] = ("decode", "encode", "model", "e2e", "baseline")
+_LIMITS = MediaLimits()
+_USES_MODEL = frozenset({"e2e", "model", "baseline"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """What one child process measures. ``half``/``batch`` None keep the engine's defaults."""
+
+    kind: CaseKind
+    clip: str
+    model: str
+    factor: int
+    device: str
+    half: bool | None = None
+    batch: int | None = None
+    torch_threads: int | None = None
+    encoder_threads: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measurement:
+    """What one case measured: ``seconds`` for ``frames`` frames of ``out_width``x``out_height``.
+
+    ``warm_rss_mb`` is the resident memory once the model is loaded and warm,
+    just before the clock starts; ``peak_rss_mb`` the process's peak;
+    ``cpu_seconds`` the CPU time all its threads used while timed (on a
+    shared machine it shows the work, which waiting for a core does not change).
+    """
+
+    kind: CaseKind
+    frames: int
+    seconds: float
+    out_width: int
+    out_height: int
+    peak_rss_mb: float
+    warm_rss_mb: float
+    cpu_seconds: float
+    peak_gpu_mb: float | None
+    dtype: str
+    batch: int
+
+
+def run(case: Case) -> Measurement:
+    """Measure ``case`` in this process."""
+    if case.torch_threads:
+        torch.set_num_threads(case.torch_threads)
+    upscaler = _upscaler(case)
+    source = Path(case.clip)
+    info = probe(source, limits=_LIMITS)
+    if case.kind in _USES_MODEL:
+        _warm_up(upscaler, info)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    warm_rss_mb = psutil.Process().memory_info().rss / 2**20
+    cpu_before = _cpu_seconds()
+    frames, seconds = _MEASURES[case.kind](case, upscaler, info)
+    cpu_seconds = _cpu_seconds() - cpu_before
+    return Measurement(
+        kind=case.kind,
+        frames=frames,
+        seconds=seconds,
+        out_width=info.width * case.factor // 2 * 2,
+        out_height=info.height * case.factor // 2 * 2,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        warm_rss_mb=warm_rss_mb,
+        cpu_seconds=cpu_seconds,
+        peak_gpu_mb=_peak_gpu_mb(),
+        dtype=str(upscaler.dtype).removeprefix("torch."),
+        batch=upscaler.batch_size,
+    )
+
+
+def as_dict(measurement: Measurement) -> dict[str, object]:
+    return asdict(measurement)
+
+
+def _upscaler(case: Case) -> ModelUpscaler:
+    baseline = case.kind == "baseline"
+    return ModelUpscaler(
+        get_model(case.model),
+        Factor(case.factor),
+        device=case.device,
+        half=False if baseline else case.half,
+        batch_size=1 if baseline else case.batch,
+    )
+
+
+def _warm_up(upscaler: ModelUpscaler, info: VideoInfo) -> None:
+    """Load the model and let the backend pick its kernels for this frame size."""
+    frames = torch.zeros((upscaler.batch_size, info.height, info.width, 3), dtype=torch.uint8)
+    upscaler.upscale(frames)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _cpu_seconds() -> float:
+    """CPU time of every thread of this process so far (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_gpu_mb() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def _options(info: VideoInfo, batch: int, *, hardware: bool) -> DecodeOptions:
+    """The decode options ``upscale_video`` would use (same conversion, same batching)."""
+    return DecodeOptions(
+        width=info.width,
+        height=info.height,
+        high_bit_depth=info.bit_depth > 8,
+        conversion=conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height),
+        batch_size=batch,
+        hardware=hardware,
+    )
+
+
+def _batches(source: Path, options: DecodeOptions) -> Iterator[TimedBatch]:
+    for item in decode(source, options=options):
+        if isinstance(item, TimedBatch):
+            yield item
+
+
+def _encode_settings(case: Case) -> EncodeSettings:
+    return EncodeSettings(threads=case.encoder_threads)
+
+
+def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder:
+        started = time.perf_counter()
+        result = upscale_video(
+            source=Path(case.clip),
+            destination=Path(folder) / "out.mp4",
+            upscaler=upscaler,
+            encode=_encode_settings(case),
+            limits=_LIMITS,
+        )
+        return result.frames, time.perf_counter() - started
+
+
+def _measure_model(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+    options = _options(info, upscaler.batch_size, hardware=False)
+    inputs = [batch.frames.pixels for batch in _batches(Path(case.clip), options)]
+    started = time.perf_counter()
+    for pixels in inputs:
+        upscaler.upscale(pixels)
+    return sum(len(p) for p in inputs), time.perf_counter() - started
+
+
+def _measure_decode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+    options = _options(info, upscaler.batch_size, hardware=torch.cuda.is_available())
+    started = time.perf_counter()
+    frames = sum(batch.frames.count for batch in _batches(Path(case.clip), options))
+    return frames, time.perf_counter() - started
+
+
+def _measure_encode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+    """Encode bicubic-upscaled frames (prepared before the clock starts) at the output size."""
+    resizer = InterpolationUpscaler(Factor(case.factor))
+    options = _options(info, 1, hardware=False)
+    ready = [_resized(batch, resizer) for batch in _batches(Path(case.clip), options)]
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder:
+        started = time.perf_counter()
+        _encode(case, info, iter(ready), Path(folder) / "out.mp4")
+        return len(ready), time.perf_counter() - started
+
+
+def _measure_baseline(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+    """Decode one frame, upscale it, encode it, then the next: nothing overlaps."""
+    options = _options(info, 1, hardware=False)
+    upscaled = (_resized(batch, upscaler) for batch in _batches(Path(case.clip), options))
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder:
+        started = time.perf_counter()
+        frames = _encode(case, info, upscaled, Path(folder) / "out.mp4")
+        return frames, time.perf_counter() - started
+
+
+def _resized(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
+    frames = timed.frames
+    pixels = upscaler.upscale(frames.pixels)
+    batch = FrameBatch(pixels=pixels, pts=frames.pts, first_index=frames.first_index)
+    return TimedBatch(frames=batch, durations=timed.durations)
+
+
+def _encode(case: Case, info: VideoInfo, batches: Iterator[TimedBatch], target: Path) -> int:
+    conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
+    plan = plan_output(
+        info, scale=case.factor, conversion=conversion, settings=_encode_settings(case)
+    )
+    written = 0
+
+    def count(frames: int) -> None:
+        nonlocal written
+        written += frames
+
+    encode(Path(case.clip), target, batches, plan=plan, on_batch=count)
+    return written
+
+
+_MEASURES: dict[CaseKind, Callable[[Case, ModelUpscaler, VideoInfo], tuple[int, float]]] = {
+    "e2e": _measure_e2e,
+    "model": _measure_model,
+    "decode": _measure_decode,
+    "encode": _measure_encode,
+    "baseline": _measure_baseline,
+}
+
+__all__ = ["KINDS", "Case", "CaseKind", "Measurement", "as_dict", "run"]

@@ -1,0 +1,117 @@
+"""How much arithmetic the models need, and how much the device can do.
+
+``rrdbnet_macs`` and ``compact_macs`` count multiply-accumulates per input
+pixel from the published architectures; ``counted_macs`` counts them on the
+loaded network with forward hooks, which checks the formulas. ``conv_ceiling``
+times one large 3x3 convolution, the best case for the convolution kernels
+both networks consist of, so model FLOP/s divided by it says how much of the
+device the engine uses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from upres.models.loader import ModelCache
+from upres.models.ncnn import Architecture
+from upres.models.registry import ModelSpec
+
+_KERNEL = 9  # every convolution of both networks is 3x3
+
+
+def rrdbnet_macs(*, blocks: int = 23, feats: int = 64, growth: int = 32, scale: int = 4) -> int:
+    """Multiply-accumulates per input pixel of ESRGAN's RRDBNet (scale 4: no pixel unshuffle).
+
+    Each RRDB has 3 residual dense blocks of 5 convs: conv k (k = 1..4) maps
+    feats + (k-1)*growth channels to growth, conv 5 maps feats + 4*growth to
+    feats. Around the trunk: conv_first (3->feats), conv_body (feats->feats);
+    then two nearest-neighbour 2x upsamplings each followed by a feats->feats
+    conv (at 2x and 4x the input area), conv_hr (feats->feats) and conv_last
+    (feats->3) at the output size.
+    """
+    dense = sum((feats + k * growth) * growth for k in range(4)) + (feats + 4 * growth) * feats
+    trunk = blocks * 3 * dense + feats * feats + 3 * feats
+    up1, up2 = 4, scale * scale
+    head = feats * feats * (up1 + up2) + feats * feats * up2 + feats * 3 * up2
+    return _KERNEL * (trunk + head)
+
+
+def compact_macs(*, convs: int = 16, feats: int = 64, scale: int = 4) -> int:
+    """Multiply-accumulates per input pixel of SRVGGNetCompact: all convs at the input size.
+
+    conv_first (3->feats), ``convs`` body convs (feats->feats), a last conv to
+    3*scale^2 channels, then pixel shuffle (no arithmetic).
+    """
+    return _KERNEL * (3 * feats + convs * feats * feats + feats * 3 * scale * scale)
+
+
+def formula_macs(spec: ModelSpec) -> int:
+    """Per input pixel, from the formulas (x4plus: 23 blocks; x4plus-anime: 6 blocks)."""
+    if spec.architecture is Architecture.RRDBNET:
+        return rrdbnet_macs(blocks=6 if "anime" in spec.id else 23, scale=spec.scale)
+    return compact_macs(scale=spec.scale)
+
+
+def counted_macs(spec: ModelSpec, models: ModelCache, *, side: int = 16) -> int:
+    """Per input pixel, counted on the loaded network (forward hooks on every conv)."""
+    network = models.network(spec, torch.device("cpu"), torch.float32)
+    total = 0
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(module, nn.Conv2d)
+        per_output = module.in_channels // module.groups * module.kernel_size[0]
+        total += output.numel() * per_output * module.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.inference_mode():
+            network(torch.rand(1, 3, side, side))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total // (side * side)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ceiling:
+    """Measured throughput of one large 3x3 conv (64->64 channels) on ``device`` in ``dtype``."""
+
+    device: str
+    dtype: str
+    shape: tuple[int, ...]
+    tflops: float
+
+
+def conv_ceiling(device: torch.device, dtype: torch.dtype, *, seconds: float = 2.0) -> Ceiling:
+    """Time a 64->64 3x3 conv (channels_last, cuDNN autotuned on CUDA) for about ``seconds``."""
+    on_gpu = device.type == "cuda"
+    shape = (16, 64, 512, 512) if on_gpu else (1, 64, 192, 192)
+    torch.backends.cudnn.benchmark = True
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(device=device, dtype=dtype)
+    x = torch.rand(shape, device=device, dtype=dtype)
+    if on_gpu:
+        conv, x = (
+            conv.to(memory_format=torch.channels_last),
+            x.to(memory_format=torch.channels_last),
+        )
+    with torch.inference_mode():
+        conv(x)
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            conv(x)
+            calls += 1
+            if on_gpu:
+                torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - started
+    flops = 2 * _KERNEL * 64 * 64 * shape[0] * shape[2] * shape[3] * calls
+    return Ceiling(
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        shape=shape,
+        tflops=flops / elapsed / 1e12,
+    )

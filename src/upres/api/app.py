@@ -1,0 +1,89 @@
+"""``create_app(settings)``: the FastAPI app, its routers, middleware and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from typing import Any
+
+from fastapi import FastAPI
+
+from upres.api.deps import Services
+from upres.api.errors import install_error_handlers
+from upres.api.metrics import ApiMetrics
+from upres.api.middleware import RequestContextMiddleware
+from upres.api.openapi import install_openapi
+from upres.api.ratelimit import RateLimiter
+from upres.api.routes import ROUTERS
+from upres.config import Settings
+
+_DESCRIPTION = (
+    "AI-powered video super-resolution upscaling, compatible with the hosted "
+    "topaz-video-upscale task API. Every non-2xx answer is "
+    '`{"error": {"code", "message", "type"}}`.'
+)
+
+_TAGS: list[dict[str, Any]] = [
+    {"name": "Video Generation", "description": "AI video generation APIs"},
+    {"name": "Task Management", "description": "Query and cancel tasks"},
+    {"name": "Files", "description": "Result downloads (local storage)"},
+    {"name": "Models", "description": "What this API offers"},
+    {"name": "Account", "description": "Credits of the key's account"},
+    {"name": "Operations", "description": "Health and metrics"},
+]
+
+
+def _services(
+    settings: Settings, services: Services | None, worker_alive: Callable[[], bool] | None
+) -> AbstractContextManager[Services]:
+    if services is not None:
+        return nullcontext(services)
+    # Imported here: building from settings pulls in the whole engine (torch, PyAV),
+    # which an app given prebuilt services (tests, embedding) does not need.
+    from upres.api.wiring import services_from_settings  # noqa: PLC0415
+
+    return services_from_settings(settings, worker_alive=worker_alive)
+
+
+def _lifespan(
+    source: Callable[[], AbstractContextManager[Services]], metrics: ApiMetrics
+) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with source() as ready:
+            app.state.services = ready
+            collector = metrics.watch_store(ready.store)
+            try:
+                yield
+            finally:
+                metrics.unwatch(collector)
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    worker_alive: Callable[[], bool] | None = None,
+) -> FastAPI:
+    """The API app. Without ``services`` it builds them from ``settings`` when it
+    starts (database, storage, prober, task service) and closes them when it stops;
+    ``worker_alive`` (the supervisor's check) then feeds /healthz."""
+    metrics = ApiMetrics()
+    app = FastAPI(
+        title="upres: topaz-video-upscale API",
+        description=_DESCRIPTION,
+        version="1.0.0",
+        openapi_tags=_TAGS,
+        lifespan=_lifespan(lambda: _services(settings, services, worker_alive), metrics),
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.limiter = RateLimiter(per_minute=settings.rate_limit_per_minute)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    install_openapi(app)
+    return app

@@ -1,0 +1,194 @@
+"""The only place where an exception becomes an HTTP status and an error envelope.
+
+Every non-2xx answer is ``{"error": {"code", "message", "type"[, "param"]}}``:
+upres's own errors by their class, FastAPI's request validation as 400
+``invalid_parameter`` (never its 422 shape), Starlette's 404/405, and anything
+unexpected as 500 ``internal_error`` carrying the request id (logged with the
+traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from upres.api.ratelimit import RateLimitStatus
+from upres.api.schemas import ErrorBody, ErrorResponse
+from upres.domain.tasks import API_MODEL
+from upres.errors import (
+    AuthError,
+    Conflict,
+    FetchError,
+    InsufficientQuota,
+    InvalidRequest,
+    MediaError,
+    ModelAccessDenied,
+    NotFound,
+    RateLimited,
+    ResultExpired,
+    ServiceUnavailable,
+    UnknownModel,
+    UpresError,
+)
+
+logger = logging.getLogger(__name__)
+
+INVALID_REQUEST = "invalid_request_error"
+
+# Looked up along the exception's MRO, so the most specific class wins.
+_STATUS: Mapping[type[UpresError], tuple[int, str]] = {
+    InvalidRequest: (400, INVALID_REQUEST),
+    UnknownModel: (400, INVALID_REQUEST),
+    MediaError: (400, INVALID_REQUEST),
+    FetchError: (400, INVALID_REQUEST),
+    AuthError: (401, "authentication_error"),
+    InsufficientQuota: (402, "insufficient_quota"),
+    ModelAccessDenied: (403, INVALID_REQUEST),
+    NotFound: (404, INVALID_REQUEST),
+    ResultExpired: (410, INVALID_REQUEST),
+    Conflict: (409, INVALID_REQUEST),
+    RateLimited: (429, "rate_limit_error"),
+    ServiceUnavailable: (503, "api_error"),
+}
+
+# The spec's own wording where it has one (its "missing_video" example).
+_MISSING_MESSAGES: Mapping[str, str] = {
+    "video_urls": f"video_urls is required and must not be empty for {API_MODEL}",
+}
+
+_HTTP_CODES: Mapping[int, str] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int,
+    *,
+    code: str,
+    message: str,
+    type_: str,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The envelope as a response."""
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, type=type_, param=param))
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, headers=dict(headers or {})
+    )
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request middleware gave this request ("unknown" outside it)."""
+    return str(getattr(request.state, "request_id", "unknown"))
+
+
+def internal_error(exc: BaseException, *, request_id: str) -> JSONResponse:
+    """500 for a bug or an error that should never reach a client; logs the traceback."""
+    logger.error("unhandled error in request %s", request_id, exc_info=exc)
+    return error_response(
+        500,
+        code="internal_error",
+        message=f"Internal server error (request id: {request_id})",
+        type_="api_error",
+    )
+
+
+def _status_of(exc: UpresError) -> tuple[int, str] | None:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return None
+
+
+def _rate_limit_headers(exc: RateLimited) -> dict[str, str]:
+    status = RateLimitStatus(limit=exc.limit, remaining=0, reset_after_s=exc.reset_after_s)
+    return {"Retry-After": str(max(1, math.ceil(exc.reset_after_s))), **status.headers()}
+
+
+def _extra_headers(exc: UpresError, status: int) -> dict[str, str]:
+    if isinstance(exc, RateLimited):
+        return _rate_limit_headers(exc)
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    return {}
+
+
+async def handle_upres_error(request: Request, exc: Exception) -> JSONResponse:
+    """Maps the upres exception tree to statuses (see ``_STATUS``)."""
+    assert isinstance(exc, UpresError)
+    mapped = _status_of(exc)
+    if mapped is None:
+        return internal_error(exc, request_id=request_id_of(request))
+    status, type_ = mapped
+    return error_response(
+        status,
+        code=exc.code,
+        message=exc.message,
+        type_=type_,
+        param=getattr(exc, "param", None),
+        headers=_extra_headers(exc, status),
+    )
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    # loc is (where, *path): where is body, path, query or header
+    return ".".join(str(part) for part in loc[1:]) or None
+
+
+def _validation_message(error: Mapping[str, Any], param: str | None) -> str:
+    kind = error.get("type")
+    if kind == "json_invalid":
+        return "Request body is not valid JSON"
+    if param is None:
+        missing = kind == "missing"
+        return "Request body is required" if missing else f"Request body: {error.get('msg')}"
+    if kind == "missing":
+        return _MISSING_MESSAGES.get(param, f"{param} is required")
+    return f"{param}: {error.get('msg', 'invalid value')}"
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's request validation (bad JSON, wrong types, no body) as 400."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first: Mapping[str, Any] = errors[0] if errors else {}
+    param = _param(first.get("loc", ()))
+    return error_response(
+        400,
+        code="invalid_parameter",
+        message=_validation_message(first, param),
+        type_=INVALID_REQUEST,
+        param=param,
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own answers (unknown route, wrong method, ...) in the envelope."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    if status >= 500:
+        return internal_error(exc, request_id=request_id_of(request))
+    return error_response(
+        status,
+        code=_HTTP_CODES.get(status, f"http_{status}"),
+        message=str(exc.detail),
+        type_=INVALID_REQUEST,
+        headers=exc.headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Registers every handler above on ``app``."""
+    app.add_exception_handler(UpresError, handle_upres_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -1,0 +1,126 @@
+"""Prometheus metrics of one app, in a registry of its own (never the global one).
+
+Request counts and latencies are counted as requests pass; task counts, queue
+depth, throughput and captured credits are read from the store at scrape time,
+so every API process reports the same system-wide numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
+
+from upres.domain.tasks import Factor, TaskStatus
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
+_THROUGHPUT = "upres_throughput_megapixels_per_second"
+
+
+class StoreStats(Protocol):
+    """What the metrics read from the system of record at scrape time."""
+
+    def count_by_status(self) -> Mapping[TaskStatus, int]: ...
+    def throughput(self, factor: Factor) -> float | None: ...
+    def credits_captured_total(self) -> float: ...
+
+
+class _StoreCollector(Collector):
+    def __init__(self, stats: StoreStats) -> None:
+        self._stats = stats
+
+    def describe(self) -> list[Metric]:
+        """The families without values, so registering does not query the store."""
+        return [
+            GaugeMetricFamily("upres_tasks", "Tasks by status", labels=["status"]),
+            GaugeMetricFamily("upres_queue_depth", "Tasks waiting for a worker"),
+            GaugeMetricFamily(_THROUGHPUT, "Upscaling speed", labels=["factor"]),
+            CounterMetricFamily("upres_credits_captured", "Credits captured"),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._stats.count_by_status()
+        tasks = GaugeMetricFamily("upres_tasks", "Tasks by status", labels=["status"])
+        for status in TaskStatus:
+            tasks.add_metric([status.value], counts.get(status, 0))
+        yield tasks
+        yield GaugeMetricFamily(
+            "upres_queue_depth",
+            "Tasks waiting for a worker",
+            value=counts.get(TaskStatus.PENDING, 0),
+        )
+        yield self._throughput()
+        yield CounterMetricFamily(
+            "upres_credits_captured",
+            "Credits captured from completed tasks, all processes",
+            value=self._stats.credits_captured_total(),
+        )
+
+    def _throughput(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            _THROUGHPUT,
+            "Measured upscaling speed (output megapixels per second), by factor",
+            labels=["factor"],
+        )
+        for factor in Factor:
+            speed = self._stats.throughput(factor)
+            if speed is not None:
+                family.add_metric([str(int(factor))], speed)
+        return family
+
+
+class ApiMetrics:
+    """The metrics of one app; ``render`` is the /metrics body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "upres_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "upres_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["route"],
+            registry=self.registry,
+        )
+        self._submitted = Counter(
+            "upres_tasks_submitted",
+            "Tasks accepted by this process, by upscale factor",
+            ["factor"],
+            registry=self.registry,
+        )
+        self._reserved = Counter(
+            "upres_credits_reserved",
+            "Credits reserved by tasks this process accepted",
+            registry=self.registry,
+        )
+
+    def watch_store(self, stats: StoreStats) -> Collector:
+        """Report ``stats`` at every scrape, until ``unwatch``."""
+        collector = _StoreCollector(stats)
+        self.registry.register(collector)
+        return collector
+
+    def unwatch(self, collector: Collector) -> None:
+        self.registry.unregister(collector)
+
+    def observe_request(self, *, method: str, route: str, status: int, duration_s: float) -> None:
+        self._requests.labels(route=route, method=method, status=str(status)).inc()
+        self._latency.labels(route=route).observe(duration_s)
+
+    def observe_submission(self, *, factor: int, credits_reserved: float) -> None:
+        self._submitted.labels(factor=str(factor)).inc()
+        self._reserved.inc(credits_reserved)
+
+    def render(self) -> bytes:
+        """Prometheus text exposition of everything above."""
+        return generate_latest(self.registry)

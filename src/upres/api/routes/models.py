@@ -1,0 +1,47 @@
+"""GET /v1/models: the one API model, its factors, prices and limits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from upres.api.deps import AuthenticatedKey, SettingsDep
+from upres.api.openapi import error_responses
+from upres.api.schemas import ModelCard, ModelLimits, ModelList, ModelPricing
+from upres.config import Settings
+from upres.domain.tasks import API_MODEL, Factor
+
+router = APIRouter(tags=["Models"])
+
+
+def model_card(settings: Settings) -> ModelCard:
+    """What clients need to know before submitting: factors, credits per second, limits."""
+    pricing = settings.pricing
+    return ModelCard(
+        id=API_MODEL,
+        owned_by="upres",
+        factors=[str(int(factor)) for factor in Factor],
+        default_factor=str(int(Factor.X2)),
+        pricing=ModelPricing(
+            credits_per_second={str(int(f)): pricing.rate(f) for f in Factor},
+        ),
+        limits=ModelLimits(
+            max_videos_per_request=1,
+            max_width=settings.max_width,
+            max_height=settings.max_height,
+            max_duration_s=settings.max_duration_s,
+            max_input_bytes=settings.max_input_bytes,
+            formats=["mp4"],
+            result_ttl_s=settings.result_ttl_s,
+        ),
+    )
+
+
+@router.get(
+    "/v1/models",
+    operation_id="listModels",
+    summary="List the models this API offers",
+    response_model=ModelList,
+    responses=error_responses(401, 429),
+)
+def list_models(_key: AuthenticatedKey, settings: SettingsDep) -> ModelList:
+    return ModelList(data=[model_card(settings)])

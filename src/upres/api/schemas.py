@@ -1,0 +1,263 @@
+"""Request and response bodies of the HTTP API, field for field as the spec has them.
+
+``render_task`` is the one way a ``Task`` becomes the public task object; the
+``TaskRenderer`` built on it gives GET /v1/tasks/{id} and the callback body the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from upres.domain.tasks import API_MODEL, Task, TaskError, TaskStatus
+
+
+class ResultUrl(Protocol):
+    """Turns a stored result key and its expiry into a download link
+    (``ResultStorage.url`` of any storage backend)."""
+
+    def __call__(self, key: str, *, expires_at: datetime) -> str: ...
+
+
+_FACTOR_DOC = (
+    'Video upscale factor: "1" (enhancement only), "2" (default) or "4". Accepts both string '
+    'and number formats; invalid values silently fall back to "2".'
+)
+
+
+class ModelParams(BaseModel):
+    """Model-specific parameters for controlling upscale behaviour."""
+
+    upscale_factor: Any = Field(
+        default="2",
+        description=_FACTOR_DOC,
+        json_schema_extra={"type": "string", "enum": ["1", "2", "4"], "example": "2"},
+    )
+
+
+def _drop_null_branches(schema: dict[str, Any]) -> None:
+    """Optional fields are documented as the spec has them: present or absent, never null."""
+    for prop in schema.get("properties", {}).values():
+        branches = prop.pop("anyOf", None)
+        if branches is not None:
+            (kept,) = [b for b in branches if b.get("type") != "null"]
+            prop.update(kept)
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+class VideoGenerationRequest(BaseModel):
+    """POST /v1/videos/generations. Unknown fields are ignored; optional fields
+    may be omitted but not sent as null."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_drop_null_branches)
+
+    model: str = Field(
+        description="Video upscale model name",
+        json_schema_extra={"enum": [API_MODEL], "default": API_MODEL, "example": API_MODEL},
+    )
+    video_urls: list[str] = Field(
+        description="Input video URL list for upscaling: exactly one directly accessible URL.",
+        json_schema_extra={
+            "items": {"type": "string", "format": "uri"},
+            "minItems": 1,
+            "maxItems": 1,
+            "example": ["https://example.com/my-video.mp4"],
+        },
+    )
+    model_params: ModelParams | None = Field(
+        default=None, description="Model-specific parameters for controlling upscale behavior"
+    )
+    callback_url: str | None = Field(
+        default=None,
+        description="HTTPS callback URL for task completion (at most 2048 characters)",
+        json_schema_extra={
+            "format": "uri",
+            "example": "https://your-domain.com/webhooks/video-task-completed",
+        },
+    )
+
+    @field_validator("model_params", "callback_url", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must be omitted rather than null")
+        return value
+
+
+class VideoTaskInfo(BaseModel):
+    """Video task details."""
+
+    can_cancel: bool
+    estimated_time: int = Field(ge=0, description="Estimated completion time (seconds)")
+    video_duration: int = Field(description="Video duration (seconds)")
+
+
+class VideoUsage(BaseModel):
+    """Usage and billing information."""
+
+    billing_rule: Literal["per_call", "per_token", "per_second"] = "per_second"
+    credits_reserved: float = Field(ge=0)
+    user_group: str
+
+
+class VideoTaskError(BaseModel):
+    """Why a task failed or was cancelled: a string business code, not an HTTP status."""
+
+    code: str
+    message: str
+    type: Literal["task_error"] = "task_error"
+
+
+class VideoGenerationResponse(BaseModel):
+    """The task object: POST's 200 body, GET /v1/tasks/{id} and every callback body.
+
+    Named as the spec's component; the rest of upres calls it ``TaskPublic``.
+    """
+
+    created: int = Field(description="Task creation timestamp")
+    error: VideoTaskError | SkipJsonSchema[None] = Field(
+        default=None, description="Present only when the task failed or was cancelled"
+    )
+    id: str = Field(description="Task ID", examples=["task-unified-1757169743-7cvnl5zw"])
+    model: str = Field(description="Actual model name used", examples=[API_MODEL])
+    object: Literal["video.generation.task"] = "video.generation.task"
+    progress: int = Field(ge=0, le=100, description="Task progress percentage (0-100)")
+    results: list[str] | SkipJsonSchema[None] = Field(
+        default=None, description="Result URLs; present only when the task completed"
+    )
+    status: TaskStatus = Field(description="Task status")
+    task_info: VideoTaskInfo
+    type: Literal["text", "image", "audio", "video"] = "video"
+    usage: VideoUsage
+
+
+TaskPublic = VideoGenerationResponse
+
+
+class ErrorBody(BaseModel):
+    """The inside of the error envelope."""
+
+    code: str = Field(description="Error code identifier")
+    message: str = Field(description="Error description message")
+    type: str = Field(description="Error type")
+    param: str | SkipJsonSchema[None] = Field(
+        default=None, description="The request parameter at fault, when there is one"
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The envelope of every non-2xx answer."""
+
+    error: ErrorBody
+
+
+class ModelPricing(BaseModel):
+    """Credits per started second of input video, by upscale factor."""
+
+    billing_rule: Literal["per_second"] = "per_second"
+    credits_per_second: dict[str, float]
+
+
+class ModelLimits(BaseModel):
+    """Inputs over these limits are refused before any work starts."""
+
+    max_videos_per_request: int
+    max_width: int
+    max_height: int
+    max_duration_s: float
+    max_input_bytes: int
+    formats: list[str]
+    result_ttl_s: int
+
+
+class ModelCard(BaseModel):
+    """One model the API offers."""
+
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str
+    type: Literal["video"] = "video"
+    factors: list[str]
+    default_factor: str
+    pricing: ModelPricing
+    limits: ModelLimits
+
+
+class ModelList(BaseModel):
+    """GET /v1/models: OpenAI-style list."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class CreditsPublic(BaseModel):
+    """GET /v1/credits: what the key's account has left."""
+
+    object: Literal["credits"] = "credits"
+    remaining_credits: float
+    user_group: str
+
+
+class HealthPublic(BaseModel):
+    """GET /healthz: ``ok`` only when every check passed."""
+
+    status: Literal["ok", "unhealthy"]
+    checks: dict[str, bool]
+
+
+def render_task(task: Task, *, result_url: ResultUrl) -> TaskPublic:
+    """The public task object for ``task``; result links are issued afresh each call."""
+    terminal = task.status.is_terminal
+    return TaskPublic(
+        created=int(task.created_at.timestamp()),
+        error=_public_error(task),
+        id=task.id,
+        model=task.model,
+        progress=100 if task.status is TaskStatus.COMPLETED else max(0, min(100, task.progress)),
+        results=_results(task, result_url) if task.status is TaskStatus.COMPLETED else None,
+        status=task.status,
+        task_info=VideoTaskInfo(
+            can_cancel=task.status.can_cancel,
+            estimated_time=0 if terminal else max(0, task.estimated_time_s),
+            video_duration=math.ceil(round(task.video_duration_s, 6)),
+        ),
+        usage=VideoUsage(credits_reserved=task.credits_reserved, user_group=task.user_group),
+    )
+
+
+def _results(task: Task, result_url: ResultUrl) -> list[str]:
+    if task.result_key is None or task.result_expires_at is None:
+        return []
+    return [result_url(task.result_key, expires_at=task.result_expires_at)]
+
+
+def _public_error(task: Task) -> VideoTaskError | None:
+    if task.status is TaskStatus.CANCELLED:
+        error = task.error or TaskError(code="request_cancelled", message="Task was cancelled")
+    elif task.status is TaskStatus.FAILED:
+        error = task.error or TaskError(code="unknown_error", message="Task failed")
+    else:
+        return None
+    return VideoTaskError(code=error.code, message=error.message)
+
+
+class TaskRenderer:
+    """Renders a task as the JSON text clients see, for responses and callbacks alike.
+
+    It satisfies ``upres.jobs.store.CallbackBody``.
+    """
+
+    def __init__(self, result_url: ResultUrl) -> None:
+        self._result_url = result_url
+
+    def public(self, task: Task) -> TaskPublic:
+        return render_task(task, result_url=self._result_url)
+
+    def __call__(self, task: Task) -> str:
+        return self.public(task).model_dump_json(exclude_none=True)

@@ -1,0 +1,266 @@
+"""Callback delivery: signed POSTs of the task body, with the spec's retries.
+
+Per the spec: HTTPS only (checked at submission), a 10 s timeout (for the
+whole attempt: connect, TLS, request and response head), any 2xx is
+success, and a failure is retried 3 times, 1, 2 and 4 s after it. Redirects
+are never followed (a 3xx is a failure): following one would let a receiver
+point the server elsewhere. Connections go through the address policy's
+transport, so a callback host that rebinds to a private address is refused.
+
+On top of the unchanged body, upres adds Standard Webhooks headers
+(``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) so a receiver
+can check that a callback came from this server and was not replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from upres.domain.accounts import Account
+from upres.errors import AddressNotAllowed, UpresError
+from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, utc_now
+from upres.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"
+USER_AGENT = "upres-webhooks/1"
+
+
+class CallbackStore(Protocol):
+    """The part of the TaskStore that delivery needs."""
+
+    def get_account(self, account_id: str) -> Account: ...
+    def due_callbacks(self, *, limit: int) -> list[OutboxItem]: ...
+    def record_callback_attempt(
+        self, attempt: CallbackAttempt, *, next_attempt_at: datetime | None
+    ) -> None: ...
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (the decoded base64 part).
+
+    A secret that is not of that form is used as its UTF-8 bytes.
+    """
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return secret.encode()
+
+
+def sign(secret: str, *, msg_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of id.timestamp.body>``."""
+    content = f"{msg_id}.{timestamp}.{body}".encode()
+    digest = hmac.new(signing_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_signature(
+    secret: str,
+    headers: Mapping[str, str],
+    body: str | bytes,
+    *,
+    tolerance_s: float | None = 300.0,
+    now: float | None = None,
+) -> bool:
+    """True when ``headers`` carry a valid Standard Webhooks signature of ``body``.
+
+    ``headers`` are looked up case-insensitively. With ``tolerance_s``, a
+    timestamp further than that from ``now`` (default: the clock) is refused.
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp = lower.get("webhook-id"), lower.get("webhook-timestamp", "")
+    if msg_id is None or not stamp.isdigit():
+        return False
+    moment = time.time() if now is None else now
+    if tolerance_s is not None and abs(moment - int(stamp)) > tolerance_s:
+        return False
+    text = body.decode() if isinstance(body, bytes) else body
+    expected = sign(secret, msg_id=msg_id, timestamp=int(stamp), body=text)
+    offered = lower.get("webhook-signature", "").split()
+    return any(hmac.compare_digest(expected, candidate) for candidate in offered)
+
+
+def message_id(item: OutboxItem) -> str:
+    """The ``webhook-id`` of an outbox item: stable across its retries."""
+    return f"msg_{item.id}"
+
+
+class CallbackSender:
+    """Delivers outbox items, one recorded attempt at a time."""
+
+    def __init__(
+        self,
+        store: CallbackStore,
+        policy: AddressPolicy,
+        *,
+        ca_file: Path | None = None,
+        timeout_s: float = 10.0,
+        retry_delays_s: Sequence[float] = (1.0, 2.0, 4.0),
+        clock: Clock = utc_now,
+        batch_size: int = 50,
+    ) -> None:
+        self._store = store
+        self._retry_delays = tuple(retry_delays_s)
+        self._clock = clock
+        self._batch = batch_size
+        self._timeout_s = timeout_s
+        self._client = policy_client(policy, timeout_s=timeout_s, tls=ssl_context(ca_file))
+
+    def due(self) -> list[OutboxItem]:
+        """Outbox items whose next attempt is due now."""
+        return self._store.due_callbacks(limit=self._batch)
+
+    def deliver_due(self) -> int:
+        """Make one attempt for every due item, in turn; return how many were delivered."""
+        return sum(self.deliver(item).delivered for item in self.due())
+
+    def deliver(self, item: OutboxItem) -> CallbackAttempt:
+        """POST ``item`` once and record the attempt with its next retry time.
+
+        Never raises for a receiver's failure: it is recorded and retried
+        1, 2, 4 s later until the retries are spent.
+        """
+        number = item.attempts + 1
+        started = self._clock()
+        status, error = self._post(item, started)
+        delivered = status is not None and 200 <= status < 300
+        attempt = CallbackAttempt(
+            outbox_id=item.id,
+            attempt=number,
+            status_code=status,
+            error=None if delivered else error,
+            delivered=delivered,
+            at=started,
+        )
+        self._store.record_callback_attempt(attempt, next_attempt_at=self._next_time(attempt))
+        log.info("callback %s attempt %d: %s", item.task_id, number, error or status)
+        return attempt
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _next_time(self, attempt: CallbackAttempt) -> datetime | None:
+        if attempt.delivered or attempt.attempt > len(self._retry_delays):
+            return None
+        return self._clock() + timedelta(seconds=self._retry_delays[attempt.attempt - 1])
+
+    def _post(self, item: OutboxItem, started: datetime) -> tuple[int | None, str]:
+        """(status code or None, error text) of one POST."""
+        try:
+            headers = self._headers(item, started)
+            with (
+                total_deadline(self._timeout_s),
+                self._client.stream("POST", item.url, content=item.body, headers=headers) as r,
+            ):
+                return r.status_code, _describe(r.status_code)
+        except AddressNotAllowed as exc:
+            return None, exc.message
+        except httpx.TimeoutException:
+            return None, "timed out"
+        except httpx.HTTPError as exc:
+            return None, f"request failed: {exc}"
+        except UpresError as exc:
+            return None, exc.message
+
+    def _headers(self, item: OutboxItem, started: datetime) -> dict[str, str]:
+        secret = self._store.get_account(item.account_id).webhook_secret
+        msg_id, stamp = message_id(item), int(started.timestamp())
+        return {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(secret, msg_id=msg_id, timestamp=stamp, body=item.body),
+        }
+
+
+def _describe(status: int) -> str:
+    if 300 <= status < 400:
+        return f"HTTP {status} (redirects are not followed)"
+    return f"HTTP {status}"
+
+
+class CallbackDispatcher:
+    """A background thread that delivers due callbacks every ``interval_s``.
+
+    Attempts run on a small thread pool so one slow receiver (up to the
+    timeout) does not hold back the others; an item is never sent twice at
+    once.
+    """
+
+    def __init__(
+        self, sender: CallbackSender, *, interval_s: float = 0.2, workers: int = 4
+    ) -> None:
+        self._sender = sender
+        self._interval = interval_s
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="callback")
+        self._in_flight: set[int] = set()
+        self._started: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="callback-dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling, wait for attempts in flight, close the sender."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._pool.shutdown(wait=True)
+        self._sender.close()
+
+    def __enter__(self) -> CallbackDispatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._dispatch()
+            except Exception:  # a background loop must outlive any one failure
+                log.exception("callback dispatch failed; retrying")
+            self._stop.wait(self._interval)
+
+    def _dispatch(self) -> None:
+        items = self._sender.due()
+        with self._lock:
+            listed = {item.id for item in items} | self._in_flight
+            self._started = {k: v for k, v in self._started.items() if k in listed}
+        for item in items:
+            with self._lock:
+                # A list read before an attempt was recorded still shows the
+                # old count: never start the same attempt number twice.
+                if self._started.get(item.id, 0) > item.attempts:
+                    continue
+                self._started[item.id] = item.attempts + 1
+                self._in_flight.add(item.id)
+            self._pool.submit(self._deliver, item)
+
+    def _deliver(self, item: OutboxItem) -> None:
+        try:
+            self._sender.deliver(item)
+        except Exception:  # the item stays due and is tried again
+            log.exception("recording callback %s failed", item.id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(item.id)

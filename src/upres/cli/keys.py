@@ -1,0 +1,111 @@
+"""``upres keys create|list|revoke`` and ``upres credits grant|balance``.
+
+``keys create`` prints the new secret as the LAST line of its output; scripts
+rely on that (``KEY=$(upres keys create ... | tail -n 1)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from upres.config import Settings
+from upres.db import migrate
+from upres.errors import UpresError
+from upres.jobs.sql import SqlTaskStore
+from upres.services.credits import CreditService
+from upres.services.keys import DEFAULT_MODELS, KeyService
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Where upres keeps its database and results.")
+]
+
+
+@contextmanager
+def _store(data_dir: Path) -> Iterator[SqlTaskStore]:
+    """A migrated store for ``data_dir``; any UpresError ends the command with status 1."""
+    settings = Settings(data_dir=data_dir)
+    store: SqlTaskStore | None = None
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.resolved_database_url)
+        store = SqlTaskStore(settings.resolved_database_url, max_attempts=settings.max_attempts)
+        yield store
+    except UpresError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        if store is not None:
+            store.close()
+
+
+def create(
+    data_dir: DataDir = Path("data"),
+    credits: Annotated[float, typer.Option(help="Credits for the new account.")] = 0.0,
+    models: Annotated[str, typer.Option(help="Comma-separated models the key may use.")] = ",".join(
+        DEFAULT_MODELS
+    ),
+    group: Annotated[str, typer.Option(help="User group of a new account.")] = "default",
+    account: Annotated[
+        str | None, typer.Option(help="Add the key to this existing account instead.")
+    ] = None,
+) -> None:
+    """Create an API key (and its account). The key is the last line printed."""
+    allowed = tuple(m.strip() for m in models.split(",") if m.strip())
+    with _store(data_dir) as store:
+        created = KeyService(store).create(
+            credits=credits, models=allowed, group=group, account_id=account
+        )
+        typer.echo(f"account: {created.key.account_id}")
+        typer.echo(f"key id: {created.key.id}")
+        typer.echo(f"webhook secret: {store.get_account(created.key.account_id).webhook_secret}")
+        typer.echo(created.secret)
+
+
+def list_keys(data_dir: DataDir = Path("data")) -> None:
+    """List API keys (ids and display prefixes, never secrets)."""
+    with _store(data_dir) as store:
+        for key in KeyService(store).list():
+            state = "revoked" if key.revoked else "active"
+            balance = store.get_account(key.account_id).balance
+            typer.echo(
+                f"{key.id}  {key.prefix}...  {state}  account={key.account_id} "
+                f"group={key.user_group} balance={balance:g} models={','.join(key.allowed_models)}"
+            )
+
+
+def revoke(key_id: str, data_dir: DataDir = Path("data")) -> None:
+    """Revoke an API key; it stops working at once."""
+    with _store(data_dir) as store:
+        key = KeyService(store).revoke(key_id)
+        typer.echo(f"revoked {key.id}")
+
+
+def grant(account_id: str, amount: float, data_dir: DataDir = Path("data")) -> None:
+    """Add credits to an account."""
+    with _store(data_dir) as store:
+        account = CreditService(store).grant(account_id, amount)
+        typer.echo(f"{account.id} balance {account.balance:g}")
+
+
+def balance(account_id: str, data_dir: DataDir = Path("data")) -> None:
+    """Show an account's balance."""
+    with _store(data_dir) as store:
+        typer.echo(f"{CreditService(store).balance(account_id):g}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``keys`` and ``credits`` command groups to ``app``."""
+    keys = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+    keys.command("create")(create)
+    keys.command("list")(list_keys)
+    keys.command("revoke")(revoke)
+    credits = typer.Typer(no_args_is_help=True, help="Manage account credits.")
+    credits.command("grant")(grant)
+    credits.command("balance")(balance)
+    app.add_typer(keys, name="keys")
+    app.add_typer(credits, name="credits")

@@ -1,0 +1,46 @@
+"""``upres models``: what models this installation can run."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from upres.models.registry import MODELS, ModelSpec, default_factors
+
+
+def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
+    """One row per model: id, scales, size needs, license, speed, default-for factors."""
+    table = Table(title="upres models")
+    for column in ("id", "scales", "size", "license", "speed", "default for", "description"):
+        table.add_column(column)
+    for spec in models:
+        defaults = ", ".join(f"{int(factor)}x" for factor in default_factors(spec)) or "-"
+        table.add_row(
+            spec.id,
+            _scales(spec),
+            f"min {spec.min_size}px, multiple of {spec.multiple_of}",
+            spec.license,
+            spec.speed.value,
+            defaults,
+            spec.description,
+        )
+    return table
+
+
+def _scales(spec: ModelSpec) -> str:
+    """Native scale, and the smaller factors reached by downscaling its output."""
+    smaller = [f"{factor}x" for factor in (1, 2, 4) if factor < spec.scale]
+    return f"{spec.scale}x native" + (f" ({', '.join(smaller)} by downscale)" if smaller else "")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``models`` command group to ``app``."""
+    group = typer.Typer(no_args_is_help=True, help=__doc__)
+
+    @group.command("list")
+    def list_models() -> None:
+        """Print the registered models as a table."""
+        Console().print(models_table())
+
+    app.add_typer(group, name="models")

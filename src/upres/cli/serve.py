@@ -1,0 +1,120 @@
+"""``upres serve`` (API + workers + housekeeping) and ``upres worker`` (no API).
+
+``serve`` is the one-machine deployment: SQLite and result files under
+``--data-dir``, worker processes beside the API process. ``worker`` runs the
+same workers and chores against a shared database, for more machines.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from upres.api.app import create_app
+from upres.api.wiring import services_from_settings
+from upres.config import Settings
+from upres.errors import UpresError
+from upres.jobs.sql import SqlTaskStore
+from upres.jobs.supervisor import Supervisor
+from upres.services.keys import KeyService
+from upres.wiring import Housekeeping, configure_logging, open_store
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Database, results and scratch files (UPRES_DATA_DIR)."),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", help="Tasks run at a time (UPRES_WORKER_CONCURRENCY)."),
+]
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings from the environment, with the command line's options on top."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return Settings(**given)  # type: ignore[arg-type]
+
+
+def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
+    """On first start (no key at all), a key with the starting credits."""
+    keys = KeyService(store)
+    if keys.list():
+        return None
+    return keys.create(credits=settings.initial_credits).secret
+
+
+@contextmanager
+def _workers(settings: Settings) -> Iterator[tuple[SqlTaskStore, Supervisor]]:
+    """Store, housekeeping and worker processes, stopped in reverse order."""
+    store = open_store(settings)
+    chores = Housekeeping(settings=settings, store=store)
+    supervisor = Supervisor(settings=settings, processes=settings.worker_concurrency)
+    chores.start()
+    supervisor.start()
+    try:
+        yield store, supervisor
+    finally:
+        supervisor.stop()
+        chores.stop()
+        store.close()
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (UPRES_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (UPRES_PORT).")] = None,
+    data_dir: DataDir = None,
+    workers: Workers = None,
+) -> None:
+    """Start the API, the workers and the housekeeping on this machine."""
+    settings = _settings(host=host, port=port, data_dir=data_dir, worker_concurrency=workers)
+    configure_logging()
+    try:
+        with _workers(settings) as (store, supervisor):
+            secret = _first_key(store, settings)
+            with services_from_settings(settings, worker_alive=supervisor.alive) as services:
+                _announce(settings, secret)
+                uvicorn.run(
+                    create_app(settings, services=services),
+                    host=settings.host,
+                    port=settings.port,
+                    log_level="info",
+                )
+    except UpresError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
+    """Run workers and housekeeping only, against UPRES_DATABASE_URL (no API)."""
+    settings = _settings(data_dir=data_dir, worker_concurrency=workers)
+    configure_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        with _workers(settings):
+            typer.echo(f"upres worker: {settings.worker_concurrency} process(es); Ctrl-C stops")
+            stop.wait()
+    except UpresError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _announce(settings: Settings, secret: str | None) -> None:
+    base = settings.resolved_public_base_url
+    typer.echo(f"upres is serving on {base}  (docs: {base}/docs, data: {settings.data_dir})")
+    if secret is not None:
+        typer.echo(f"first start: API key with {settings.initial_credits:g} credits:")
+        typer.echo(secret)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)

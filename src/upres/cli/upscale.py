@@ -1,0 +1,224 @@
+"""``upres upscale INPUT OUTPUT``: upscale one local video file, no server needed.
+
+Progress is a bar on a terminal and plain lines otherwise (logs, pipes).
+Ctrl-C cancels cleanly: the half-written output is removed and the exit
+status is 130. Any upres error prints one line on stderr and exits with 1.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as ProgressBar
+
+from upres.config import Settings
+from upres.domain.media import EncodeSettings
+from upres.domain.tasks import Factor
+from upres.errors import Cancelled, InvalidRequest, UpresError
+from upres.models.registry import default_model_for, get_model
+from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
+from upres.worker.upscale import ModelUpscaler
+
+EXIT_CANCELLED = 130
+_PLAIN_INTERVAL_S = 2.0
+
+
+class DeviceChoice(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class CodecChoice(StrEnum):
+    H264 = "h264"
+    H265 = "h265"
+    AV1 = "av1"
+
+
+def upscale(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The video to upscale.")],
+    output_path: Annotated[
+        Path, typer.Argument(metavar="OUTPUT", help="Where to write the result (mp4).")
+    ],
+    *,
+    factor: Annotated[int, typer.Option(help="Output size multiplier: 1, 2 or 4.")] = 2,
+    model: Annotated[
+        str | None, typer.Option(help="Model id (see `upres models list`); default per factor.")
+    ] = None,
+    device: Annotated[
+        DeviceChoice | None, typer.Option(help="Where the model runs (default: UPRES_DEVICE).")
+    ] = None,
+    codec: Annotated[CodecChoice, typer.Option(help="Output video codec.")] = CodecChoice.H264,
+    crf: Annotated[
+        int | None,
+        typer.Option(min=0, max=63, help="Quality (lower is better); default per codec."),
+    ] = None,
+) -> None:
+    """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
+    if factor not in (1, 2, 4):
+        raise typer.BadParameter("must be 1, 2 or 4", param_hint="--factor")
+    settings = Settings()
+    try:
+        result = _run(
+            input_path,
+            output_path,
+            factor=Factor(factor),
+            model=model,
+            device=(device or DeviceChoice(settings.device)).value,
+            encode=EncodeSettings(codec=codec.value, crf=crf),
+            settings=settings,
+        )
+    except (Cancelled, KeyboardInterrupt) as exc:
+        typer.echo("cancelled: no output was written", err=True)
+        raise typer.Exit(EXIT_CANCELLED) from exc
+    except UpresError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _print_summary(result)
+
+
+def _run(
+    source: Path,
+    destination: Path,
+    *,
+    factor: Factor,
+    model: str | None,
+    device: str,
+    encode: EncodeSettings,
+    settings: Settings,
+) -> UpscaleResult:
+    """Raises UpresError (Cancelled on Ctrl-C)."""
+    if source.resolve() == destination.resolve():
+        raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
+    spec = get_model(model) if model else default_model_for(factor)
+    upscaler = ModelUpscaler(spec, factor, device=device)
+    cancel = CancelToken()
+    with _cancel_on_interrupt(cancel), progress_reporter() as report:
+        return upscale_video(
+            source=source,
+            destination=destination,
+            upscaler=upscaler,
+            encode=encode,
+            limits=settings.media_limits,
+            on_progress=report,
+            cancel=cancel,
+        )
+
+
+@contextmanager
+def _cancel_on_interrupt(cancel: CancelToken) -> Iterator[None]:
+    """The first Ctrl-C fires ``cancel``; a second one interrupts at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        typer.echo("\ncancelling...", err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def progress_reporter() -> Iterator[Callable[[Progress], None]]:
+    """A rich bar on a terminal, else a plain line every few seconds (on stderr)."""
+    if not sys.stderr.isatty():
+        yield _plain_reporter()
+        return
+    columns = (
+        TextColumn("upscaling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames {task.fields[fps]:.1f} fps"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with ProgressBar(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("upscale", total=None, fps=0.0)
+
+        def report(progress: Progress) -> None:
+            bar.update(
+                task,
+                completed=progress.frames_done,
+                total=_total(progress),
+                fps=progress.fps,
+            )
+
+        yield report
+
+
+def _plain_reporter() -> Callable[[Progress], None]:
+    last = 0.0
+
+    def report(progress: Progress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        finished = progress.frames_done == progress.frames_total
+        if now - last < _PLAIN_INTERVAL_S and not finished:
+            return
+        last = now
+        typer.echo(plain_line(progress), err=True)
+
+    return report
+
+
+def plain_line(progress: Progress) -> str:
+    """One progress line for logs: ``frames 12/48 (25%) 3.1 fps ETA 12s``."""
+    total = _total(progress)
+    if total is None:
+        return f"frames {progress.frames_done} {progress.fps:.1f} fps"
+    percent = 100 * progress.frames_done / total
+    eta = (total - progress.frames_done) / progress.fps if progress.fps > 0 else 0.0
+    return (
+        f"frames {progress.frames_done}/{total} ({percent:.0f}%) "
+        f"{progress.fps:.1f} fps ETA {eta:.0f}s"
+    )
+
+
+def _total(progress: Progress) -> int | None:
+    """The estimate, never below what is already done."""
+    if progress.frames_total is None:
+        return None
+    return max(progress.frames_total, progress.frames_done)
+
+
+def _print_summary(result: UpscaleResult) -> None:
+    fps = result.frames / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    typer.echo(
+        f"wrote {result.path}: {result.width}x{result.height}, {result.frames} frames, "
+        f"{result.info.duration_s:.2f} s of video in {result.elapsed_s:.1f} s ({fps:.1f} fps)"
+    )
+    if result.skipped_packets or result.concealed_frames:
+        typer.echo(
+            f"warning: the input is damaged: {result.skipped_packets} video packets skipped, "
+            f"{result.concealed_frames} frames repaired by the decoder",
+            err=True,
+        )
+    for stream in result.dropped_streams:
+        typer.echo(f"warning: stream {stream} cannot go into mp4 and was left out", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``upscale`` command to ``app``."""
+    app.command("upscale")(upscale)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the upres schema, applied by ``upres.db.migrate``."""

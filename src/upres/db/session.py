@@ -1,0 +1,71 @@
+"""Engines for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL (psycopg 3).
+
+Dialect differences of the connection live here. SQLite gets explicit
+transaction control: a connection carrying the ``upres_write`` execution
+option opens its transaction with ``BEGIN IMMEDIATE``, so writers queue on the
+database lock up front (waiting up to the busy timeout) instead of failing
+half-way when a read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+WRITE_OPTION = "upres_write"
+
+
+def normalize_url(url: str) -> str:
+    """Pick psycopg 3 for bare ``postgresql://`` / ``postgres://`` URLs."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare) :]
+    return url
+
+
+def create_db_engine(url: str, *, busy_timeout_ms: int = 15_000) -> Engine:
+    """An engine for ``url`` with upres's connection settings applied."""
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url, busy_timeout_ms)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        pool_size=8,
+        max_overflow=16,
+        pool_timeout=60,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" hook below
+        # decides how each transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            f"busy_timeout={busy_timeout_ms}",
+            "foreign_keys=ON",
+            "synchronous=NORMAL",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options: dict[str, Any] = dict(conn.get_execution_options())
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
+
+    return engine

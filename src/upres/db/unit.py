@@ -1,0 +1,55 @@
+"""Transactions: one per store method, database errors wrapped where they enter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from upres.db.session import WRITE_OPTION, create_db_engine
+from upres.errors import ServiceUnavailable
+
+
+class Database:
+    """An engine and its two kinds of transaction.
+
+    ``write()`` takes the database write lock up front on SQLite (``BEGIN
+    IMMEDIATE``); on PostgreSQL both are plain READ COMMITTED transactions and
+    row locks (``FOR UPDATE``, conditional updates) do the rest.
+    """
+
+    def __init__(self, engine: Engine | str) -> None:
+        self.engine = create_db_engine(engine) if isinstance(engine, str) else engine
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in a write transaction, committed on success.
+
+        Raises ServiceUnavailable when the database fails.
+        """
+        with self._session(self._writer) as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._session(self.engine) as session:
+            yield session
+
+    def ping(self) -> None:
+        with self.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self, bind: Engine) -> Iterator[Session]:
+        try:
+            with Session(bind, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable(f"database error: {exc.__class__.__name__}") from exc

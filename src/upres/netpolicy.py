@@ -1,0 +1,351 @@
+"""Which network addresses upres may connect to, enforced where it connects.
+
+Input URLs and callback URLs come from clients, so they must not steer the
+server at itself, its LAN or a cloud metadata service (SSRF). Checking a URL's
+host once is not enough: DNS can answer differently a moment later (rebinding)
+and a redirect can point anywhere. So the policy is enforced in the HTTP
+transport itself: ``PolicyBackend.connect_tcp`` resolves the host, refuses the
+connection when any candidate address is forbidden, and connects to the
+checked IP while TLS (SNI, certificate) and ``Host`` still use the hostname.
+Every client that fetches or calls back is built with ``policy_transport``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import time
+import typing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import certifi
+import httpcore
+import httpx
+
+from upres.errors import AddressNotAllowed, InvalidRequest, ServiceUnavailable
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], list[IPAddress]]
+"""``(host, port) -> addresses``. Raises OSError when the name does not resolve."""
+
+MAX_CALLBACK_URL_LENGTH = 2048
+
+# Instance metadata endpoints hand out cloud credentials: never reachable,
+# whatever the settings say (fd00:ec2::254 is a ULA, 168.63.129.16 is public).
+_METADATA = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "169.254.169.123",
+        "100.100.100.200",
+        "168.63.129.16",
+        "fd00:ec2::254",
+        "fd00:ec2::23",
+    )
+)
+
+# What a self-hoster's LAN uses: opened by ``allow_private`` and nothing more.
+_LAN_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fc00::/7",
+    )
+)
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def system_resolver(host: str, port: int) -> list[IPAddress]:
+    """Resolve ``host`` with the operating system's resolver, in its order."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), if any."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+class AddressPolicy:
+    """Decides which IP addresses outgoing connections may reach.
+
+    Public (globally routable, unicast) addresses are allowed. Loopback,
+    private, shared (100.64/10) and unique-local addresses are allowed only
+    with ``allow_private`` (a self-hoster on a LAN). Link-local, multicast,
+    reserved, unspecified and cloud metadata addresses are never allowed.
+    ``extra_networks`` opens chosen networks without opening all private ones.
+    """
+
+    def __init__(
+        self,
+        allow_private: bool = False,
+        *,
+        extra_networks: Iterable[IPNetwork] = (),
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.allow_private = allow_private
+        self.extra_networks = tuple(extra_networks)
+        self._resolver = resolver
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why ``address`` is forbidden, or None when it is allowed."""
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            return self.refusal(inner)
+        if address in _METADATA:
+            return "a cloud metadata address"
+        if address.is_multicast or address.is_unspecified or address.is_link_local:
+            return "a multicast, unspecified or link-local address"
+        if any(address in net for net in self.extra_networks):
+            return None
+        if any(address in net for net in _LAN_NETWORKS):
+            return None if self.allow_private else "a private or loopback address"
+        if not address.is_global or address.is_reserved:
+            return "a reserved or non-public address"
+        return None
+
+    def check_address(self, address: IPAddress, *, host: str, param: str | None = None) -> None:
+        """Raises AddressNotAllowed when ``address`` (of ``host``) is forbidden."""
+        reason = self.refusal(address)
+        if reason is not None:
+            raise AddressNotAllowed(
+                f"Host {host!r} resolves to {address}, {reason}, which is not allowed",
+                param=param,
+            )
+
+    def resolve(self, host: str, port: int, *, param: str | None = None) -> list[IPAddress]:
+        """All addresses of ``host``, each checked.
+
+        Raises AddressNotAllowed when any of them is forbidden (a name that
+        resolves to a mix is refused: the connection could land on either).
+        Raises OSError when the name does not resolve.
+        """
+        literal = _ip_literal(host)
+        addresses = [literal] if literal is not None else self._resolver(host, port)
+        if not addresses:
+            raise OSError(f"no address for {host!r}")
+        for address in addresses:
+            self.check_address(address, host=host, param=param)
+        return addresses
+
+    def check_url(
+        self, url: str, *, schemes: Sequence[str], param: str, max_length: int | None = None
+    ) -> None:
+        """Check that ``url``'s form and every address of its host are allowed.
+
+        Raises InvalidRequest for a bad form or a host that does not resolve,
+        AddressNotAllowed for a forbidden address.
+        """
+        if max_length is not None and len(url) > max_length:
+            raise InvalidRequest(f"{param} must not exceed {max_length} characters", param=param)
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in schemes:
+            allowed = " or ".join(schemes)
+            raise InvalidRequest(f"{param} must be an {allowed} URL", param=param)
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise InvalidRequest(f"{param} has an invalid port", param=param) from exc
+        if not host:
+            raise InvalidRequest(f"{param} has no host", param=param)
+        default_port = 443 if parts.scheme.lower() == "https" else 80
+        try:
+            self.resolve(host, port or default_port, param=param)
+        except OSError as exc:
+            raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param) from exc
+
+    def check_callback_url(self, url: str) -> None:
+        """Check that ``url`` may be called back: https, at most 2048
+        characters, a host that resolves only to allowed addresses.
+
+        Raises InvalidRequest or AddressNotAllowed (both ``invalid_parameter``).
+        """
+        self.check_url(
+            url, schemes=("https",), param="callback_url", max_length=MAX_CALLBACK_URL_LENGTH
+        )
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+_DEADLINE: ContextVar[float | None] = ContextVar("upres_network_deadline", default=None)
+
+
+@contextmanager
+def total_deadline(seconds: float) -> Iterator[None]:
+    """Bound every connect, read and write of policy clients in this block to
+    ``seconds`` in total, so a peer trickling bytes cannot stretch a timeout."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """``timeout`` cut to what is left of the block's total deadline.
+
+    Raises httpcore.ReadTimeout once the deadline has passed.
+    """
+    end = _DEADLINE.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the total time limit was reached")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation respects ``total_deadline``."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout))
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class PolicyBackend(httpcore.NetworkBackend):
+    """An httpcore network backend that connects only to allowed addresses.
+
+    httpcore hands it the URL's hostname; it resolves and checks the name
+    here, at connect time, and connects to the checked IP. TLS is layered on
+    the returned stream by httpcore with the hostname, so certificates and
+    SNI still match the name. Streams honour ``total_deadline``.
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Raises AddressNotAllowed for a forbidden address, httpcore.ConnectError
+        when the name does not resolve or no address answers."""
+        try:
+            addresses = self._policy.resolve(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                stream = self._inner.connect_tcp(
+                    str(address), port, _bounded(timeout), local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+            else:
+                return _DeadlineStream(stream)
+        assert last is not None
+        raise last
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Raises AddressNotAllowed always: unix sockets are local by nature."""
+        raise AddressNotAllowed("Unix socket connections are not allowed")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def ssl_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """A verifying TLS context: the system store, certifi's bundle, and ``ca_file``.
+
+    Raises ServiceUnavailable when ``ca_file`` cannot be read as PEM certificates.
+    """
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=certifi.where())
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ServiceUnavailable(f"Cannot load the CA file {ca_file}: {exc}") from exc
+    return context
+
+
+class PolicyTransport(httpx.HTTPTransport):
+    """An httpx transport whose every connection goes through ``PolicyBackend``.
+
+    Proxies from the environment are ignored on purpose: a proxy would make
+    the connected address the proxy's, hiding the target from the policy.
+    """
+
+    def __init__(self, policy: AddressPolicy, *, tls: ssl.SSLContext | None = None) -> None:
+        context = tls if tls is not None else ssl_context()
+        super().__init__(verify=context, trust_env=False)
+        # httpx builds its pool without a way to pass a network backend.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=context, network_backend=PolicyBackend(policy)
+        )
+
+
+def policy_client(
+    policy: AddressPolicy, *, timeout_s: float, tls: ssl.SSLContext | None = None
+) -> httpx.Client:
+    """An httpx client that follows no redirects and connects only where allowed."""
+    return httpx.Client(
+        transport=PolicyTransport(policy, tls=tls),
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+    )

@@ -1,0 +1,266 @@
+"""Task use cases: submit (validate, probe, price, reserve, insert), get, cancel.
+
+All request validation of the spec lives here; the HTTP layer only checks the
+JSON shape and hands over a ``Submission``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from upres.domain.accounts import ApiKey
+from upres.domain.media import VideoInfo
+from upres.domain.pricing import Pricing
+from upres.domain.tasks import API_MODEL, Factor, Task, check_task_id, new_task_id
+from upres.errors import (
+    IdempotencyConflict,
+    InsufficientQuota,
+    InvalidRequest,
+    ModelAccessDenied,
+    UnknownDuration,
+)
+from upres.jobs.store import (
+    IDEMPOTENCY_WINDOW,
+    CallbackBody,
+    Clock,
+    IdempotencyRecord,
+    NewTask,
+    TaskStore,
+    utc_now,
+)
+
+MAX_CALLBACK_URL = 2048
+PROBE_FAILED_MESSAGE = "Failed to detect video duration, please check video URL accessibility"
+
+
+class VideoProber(Protocol):
+    """Reads a remote video's facts. Raises FetchError, MediaError or AddressNotAllowed."""
+
+    def probe_url(self, url: str) -> VideoInfo: ...
+
+
+class CallbackUrlChecker(Protocol):
+    """Raises AddressNotAllowed when a callback URL's host may not be called."""
+
+    def check_callback_url(self, url: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    """A create request as the client sent it (factor already leniently parsed)."""
+
+    model: str
+    video_urls: list[str]
+    factor: Factor
+    callback_url: str | None
+
+    def fingerprint(self) -> str:
+        """A hash of what the request asks for, to tell an idempotent replay from a reuse."""
+        fields = {
+            "model": self.model,
+            "video_urls": list(self.video_urls),
+            "factor": int(self.factor),
+            "callback_url": self.callback_url,
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submitted:
+    """The task of a submission; ``replayed`` when an Idempotency-Key matched an earlier one."""
+
+    task: Task
+    replayed: bool
+
+
+class ThroughputSource(Protocol):
+    def throughput(self, factor: Factor) -> float | None: ...
+
+
+class ThroughputEstimator:
+    """Seconds to upscale a video: output megapixels over measured throughput.
+
+    Until the workers have measured a factor, a deliberately slow default
+    (CPU-class speed) keeps the first estimates on the safe side.
+    """
+
+    def __init__(
+        self,
+        source: ThroughputSource,
+        *,
+        default_mpix_per_s: float = 2.0,
+        overhead_s: float = 5.0,
+        fallback_fps: float = 30.0,
+    ) -> None:
+        self._source = source
+        self._default = default_mpix_per_s
+        self._overhead = overhead_s
+        self._fallback_fps = fallback_fps
+
+    def estimate(self, info: VideoInfo, factor: Factor) -> int:
+        rate = self._source.throughput(factor) or self._default
+        output_mpix = info.width * info.height * int(factor) ** 2 * self._frames(info) / 1e6
+        return math.ceil(self._overhead + output_mpix / rate)
+
+    def _frames(self, info: VideoInfo) -> int:
+        if info.frame_count:
+            return info.frame_count
+        fps = float(info.average_fps) if info.average_fps else self._fallback_fps
+        return max(1, math.ceil(info.duration_s * fps))
+
+
+class TaskService:
+    """Submit, read and cancel tasks on behalf of an authenticated key."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        prober: VideoProber,
+        pricing: Pricing,
+        callback_checker: CallbackUrlChecker,
+        callback_body: CallbackBody,
+        clock: Clock = utc_now,
+        estimator: ThroughputEstimator | None = None,
+    ) -> None:
+        self._store = store
+        self._prober = prober
+        self._pricing = pricing
+        self._checker = callback_checker
+        self._callback_body = callback_body
+        self._clock = clock
+        self._estimator = estimator or ThroughputEstimator(store)
+
+    def submit(self, *, key: ApiKey, submission: Submission) -> Task:
+        """Validate, probe, price and enqueue a submission; its credits are reserved.
+
+        Raises InvalidRequest (bad model, video_urls or callback_url),
+        AddressNotAllowed, ModelAccessDenied, the prober's FetchError or
+        MediaError (code video_probe_failed and friends), InsufficientQuota.
+        """
+        return self._submit(key, submission, idempotency=None)
+
+    def submit_idempotent(
+        self, *, key: ApiKey, submission: Submission, idempotency_key: str | None
+    ) -> Submitted:
+        """``submit``, replaying the first task when ``idempotency_key`` was used
+        with the same request in the last 24 hours.
+
+        Raises what ``submit`` raises, and IdempotencyConflict when the key was
+        used with a different request.
+        """
+        if idempotency_key is None:
+            return Submitted(task=self.submit(key=key, submission=submission), replayed=False)
+        record = IdempotencyRecord(key=idempotency_key, request_hash=submission.fingerprint())
+        hit = self._store.find_idempotent(
+            account_id=key.account_id, key=idempotency_key, since=self._clock() - IDEMPOTENCY_WINDOW
+        )
+        if hit is None:
+            return Submitted(task=self._submit(key, submission, idempotency=record), replayed=False)
+        if hit.request_hash != record.request_hash:
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+        return Submitted(task=hit.task, replayed=True)
+
+    def get(self, *, key: ApiKey, task_id: str) -> Task:
+        """Raises InvalidTaskId for a malformed id, TaskNotFound for an unknown or foreign one."""
+        return self._store.get_task(check_task_id(task_id), account_id=key.account_id)
+
+    def cancel(self, *, key: ApiKey, task_id: str) -> Task:
+        """Cancel and refund a pending or processing task.
+
+        Raises InvalidTaskId, TaskNotFound, TaskNotCancellable once it has ended.
+        """
+        return self._store.cancel_task(
+            check_task_id(task_id), account_id=key.account_id, callback_body=self._callback_body
+        )
+
+    def _submit(
+        self, key: ApiKey, submission: Submission, *, idempotency: IdempotencyRecord | None
+    ) -> Task:
+        check_model(key, submission.model)
+        url = check_video_urls(submission.video_urls)
+        if submission.callback_url is not None:
+            check_callback_url(submission.callback_url, self._checker)
+        self._check_affordable(key, submission.factor)
+        info = self._prober.probe_url(url)
+        if not (math.isfinite(info.duration_s) and info.duration_s > 0):
+            raise UnknownDuration(PROBE_FAILED_MESSAGE)
+        return self._store.create_task(
+            self._new_task(key, submission, url, info), idempotency=idempotency
+        )
+
+    def _check_affordable(self, key: ApiKey, factor: Factor) -> None:
+        # Fail fast, before fetching anything, when not even one second is covered;
+        # the reservation itself is the authoritative check.
+        cheapest = self._pricing.credits(duration_s=1, factor=factor)
+        if self._store.get_account(key.account_id).balance < cheapest:
+            raise InsufficientQuota("Insufficient quota. Please top up your account.")
+
+    def _new_task(self, key: ApiKey, submission: Submission, url: str, info: VideoInfo) -> NewTask:
+        now = self._clock()
+        return NewTask(
+            id=new_task_id(int(now.timestamp())),
+            account_id=key.account_id,
+            model=submission.model,
+            factor=submission.factor,
+            input_url=url,
+            callback_url=submission.callback_url,
+            video_duration_s=info.duration_s,
+            credits_reserved=self._pricing.credits(
+                duration_s=info.duration_s, factor=submission.factor
+            ),
+            estimated_time_s=self._estimator.estimate(info, submission.factor),
+            user_group=key.user_group,
+            created_at=now,
+        )
+
+
+def check_model(key: ApiKey, model: str) -> None:
+    """Raises InvalidRequest for an unknown model, ModelAccessDenied for a forbidden one."""
+    if model != API_MODEL:
+        raise InvalidRequest(
+            f"Invalid model: {model!r}; supported models: {API_MODEL}", param="model"
+        )
+    if not key.may_use(model):
+        raise ModelAccessDenied(f"Token does not have access to model: {model}")
+
+
+def check_video_urls(video_urls: list[str]) -> str:
+    """The one input URL. Raises InvalidRequest unless it is exactly one http(s) URL."""
+    if not video_urls:
+        raise InvalidRequest(
+            f"video_urls is required and must not be empty for {API_MODEL}", param="video_urls"
+        )
+    if len(video_urls) > 1:
+        raise InvalidRequest(
+            f"Only 1 video per request is supported for {API_MODEL}", param="video_urls"
+        )
+    url = video_urls[0]
+    if not _has_scheme(url, ("http", "https")):
+        raise InvalidRequest("video_urls[0] must be an http or https URL", param="video_urls")
+    return url
+
+
+def check_callback_url(url: str, checker: CallbackUrlChecker) -> None:
+    """Raises InvalidRequest unless ``url`` is an https URL of at most 2048
+    characters, AddressNotAllowed when its host is internal."""
+    if len(url) > MAX_CALLBACK_URL:
+        raise InvalidRequest(
+            f"callback_url must not exceed {MAX_CALLBACK_URL} characters", param="callback_url"
+        )
+    if not _has_scheme(url, ("https",)):
+        raise InvalidRequest("callback_url must be an https URL", param="callback_url")
+    checker.check_callback_url(url)
+
+
+def _has_scheme(url: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower() in schemes and bool(parts.hostname)
+    except ValueError:
+        return False

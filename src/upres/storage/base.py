@@ -1,0 +1,42 @@
+"""Where result files live, and how clients are handed a link to them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from upres.errors import InvalidRequest
+
+# Keys are relative paths of plain segments: no empty, dot-led or '..' parts.
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+MAX_KEY_LENGTH = 512
+
+
+class ResultStorage(Protocol):
+    """A store of result files addressed by key (e.g. ``<task id>/attempt-1.mp4``)."""
+
+    def put(self, src: Path, key: str) -> None:
+        """Store a copy of ``src`` under ``key``, all at once or not at all."""
+        ...
+
+    def url(self, key: str, *, expires_at: datetime) -> str:
+        """A download link for ``key`` that stops working at ``expires_at``."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens when it is absent."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` when it is a safe relative key.
+
+    Raises InvalidRequest for an empty, absolute, dotted or over-long key.
+    """
+    if len(key) > MAX_KEY_LENGTH or _KEY.fullmatch(key) is None:
+        raise InvalidRequest(f"Invalid storage key {key!r}")
+    return key

@@ -1,0 +1,103 @@
+"""Results in an S3-compatible bucket, handed out as presigned GET URLs.
+
+Needs the optional ``s3`` extra (boto3); import this module only for that backend.
+
+For deployments with several machines or little local disk. Links are
+presigned by the bucket's own credentials, so the API serves no files. SigV4
+presigned URLs live at most 7 days; result links live far less (24 h).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+from boto3.exceptions import Boto3Error
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from upres.errors import ServiceUnavailable
+from upres.jobs.store import Clock, utc_now
+from upres.storage.base import check_key
+
+MAX_PRESIGN_S = 7 * 24 * 3600
+
+
+class S3Client(Protocol):
+    """The few calls of a boto3 S3 client that upres makes."""
+
+    def upload_file(self, Filename: str, Bucket: str, Key: str) -> None: ...  # noqa: N803
+    def delete_object(self, *, Bucket: str, Key: str) -> Any: ...  # noqa: N803
+    def head_object(self, *, Bucket: str, Key: str) -> Any: ...  # noqa: N803
+    def generate_presigned_url(
+        self,
+        ClientMethod: str,  # noqa: N803
+        Params: dict[str, str],  # noqa: N803
+        ExpiresIn: int,  # noqa: N803
+    ) -> str: ...
+
+
+def s3_client(*, endpoint_url: str | None, region: str | None) -> S3Client:
+    """A boto3 S3 client signing with SigV4; credentials come from boto3's usual chain."""
+    config = Config(signature_version="s3v4")
+    client: S3Client = boto3.client(
+        "s3", endpoint_url=endpoint_url, region_name=region, config=config
+    )
+    return client
+
+
+class S3Storage:
+    """Result files as objects ``<prefix><key>`` in ``bucket``.
+
+    Every method raises ServiceUnavailable when the bucket cannot be reached
+    or refuses, and InvalidRequest for an unsafe key.
+    """
+
+    def __init__(
+        self, client: S3Client, *, bucket: str, prefix: str = "", clock: Clock = utc_now
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._prefix = prefix
+        self._clock = clock
+
+    def put(self, src: Path, key: str) -> None:
+        """Upload ``src``; S3 makes the object visible only once it is whole."""
+        name = self._name(key)
+        try:
+            self._client.upload_file(str(src), self._bucket, name)
+        except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
+            raise ServiceUnavailable(f"Cannot store result {key!r} in S3: {exc}") from exc
+
+    def url(self, key: str, *, expires_at: datetime) -> str:
+        """A presigned GET URL valid until ``expires_at`` (1 s to 7 days from now)."""
+        seconds = int((expires_at - self._clock()).total_seconds())
+        params = {"Bucket": self._bucket, "Key": self._name(key)}
+        try:
+            return self._client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=min(max(seconds, 1), MAX_PRESIGN_S)
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable(f"Cannot sign a link for {key!r}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=self._name(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable(f"Cannot delete result {key!r} from S3: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=self._name(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise ServiceUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
+        return True
+
+    def _name(self, key: str) -> str:
+        return self._prefix + check_key(key)

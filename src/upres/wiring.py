@@ -1,0 +1,155 @@
+"""The composition root: builds upres's parts from ``Settings``.
+
+Entry points (the CLI, worker processes, ``create_app``) call these; nothing
+else constructs stores, storage or policies, and nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from upres.api.schemas import TaskRenderer
+from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
+from upres.config import Settings
+from upres.db.migrate import migrate
+from upres.domain.media import EncodeSettings
+from upres.domain.tasks import Factor
+from upres.jobs.sql import SqlTaskStore
+from upres.jobs.store import TaskStore
+from upres.jobs.worker import Worker
+from upres.models.loader import ModelCache
+from upres.models.registry import default_model_for, get_model
+from upres.netpolicy import AddressPolicy
+from upres.storage import build_storage
+from upres.storage.janitor import Janitor
+from upres.worker.frames import FrameUpscaler
+from upres.worker.runner import FetchLimits, TaskRunner
+from upres.worker.upscale import ModelUpscaler
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One log format for every upres process."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+    )
+
+
+def open_store(settings: Settings) -> SqlTaskStore:
+    """Create the data directory, migrate the database, open the store."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.resolved_database_url)
+    return SqlTaskStore(settings.resolved_database_url, max_attempts=settings.max_attempts)
+
+
+def address_policy(settings: Settings) -> AddressPolicy:
+    return AddressPolicy(settings.allow_private_networks)
+
+
+def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
+    """The model for each factor (``settings.model`` or the registry's default),
+    loaded once per process and kept. Raises UnknownModel for an unknown id."""
+    cache = ModelCache()
+    chosen = get_model(settings.model) if settings.model else None
+    built: dict[Factor, FrameUpscaler] = {}
+
+    def upscaler_for(factor: Factor) -> FrameUpscaler:
+        if factor not in built:
+            spec = chosen or default_model_for(factor)
+            built[factor] = ModelUpscaler(spec, factor, device=settings.device, models=cache)
+        return built[factor]
+
+    return upscaler_for
+
+
+def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
+    storage = build_storage(settings)
+    return TaskRunner(
+        store=store,
+        storage=storage,
+        policy=address_policy(settings),
+        upscaler_for=upscalers(settings),
+        render=TaskRenderer(storage.url),
+        work_dir=settings.data_dir / "work",
+        pricing=settings.pricing,
+        limits=settings.media_limits,
+        encode=EncodeSettings(),
+        fetch_limits=FetchLimits(
+            max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s
+        ),
+        heartbeat_s=settings.heartbeat_s,
+        result_ttl_s=settings.result_ttl_s,
+    )
+
+
+@contextmanager
+def worker_from_settings(settings: Settings, *, worker_id: str) -> Iterator[Worker]:
+    """A worker with its own store connection, closed when the block ends."""
+    store = open_store(settings)
+    try:
+        yield Worker(
+            store=store,
+            runner=task_runner(settings, store),
+            worker_id=worker_id,
+            lease_s=settings.lease_s,
+        )
+    finally:
+        store.close()
+
+
+class Housekeeping:
+    """The periodic chores of a deployment: reap expired leases, deliver
+    callbacks, delete expired results. Run by exactly the processes that run
+    workers (``upres serve``, ``upres worker``)."""
+
+    def __init__(self, *, settings: Settings, store: SqlTaskStore) -> None:
+        storage = build_storage(settings)
+        policy = address_policy(settings)
+        self._store = store
+        self._settings = settings
+        self._render = TaskRenderer(storage.url)
+        self._janitor = Janitor(store, storage)
+        self._callbacks = CallbackDispatcher(
+            CallbackSender(
+                store,
+                policy,
+                ca_file=settings.callback_ca_file,
+                timeout_s=settings.callback_timeout_s,
+                retry_delays_s=settings.callback_retry_delays_s,
+            )
+        )
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._reap_forever, name="reaper", daemon=True),
+            threading.Thread(
+                target=self._janitor.run_forever,
+                args=(self._stop,),
+                kwargs={"interval_s": settings.janitor_interval_s},
+                name="janitor",
+                daemon=True,
+            ),
+        ]
+
+    def start(self) -> None:
+        self._callbacks.start()
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._callbacks.stop()
+
+    def _reap_forever(self) -> None:
+        while not self._stop.wait(self._settings.reaper_interval_s):
+            try:
+                self._store.reap(
+                    max_attempts=self._settings.max_attempts, callback_body=self._render
+                )
+            except Exception:
+                log.exception("reaper pass failed; trying again later")

@@ -1,0 +1,238 @@
+"""Frame batches + the source's other streams -> an mp4 (H.264, H.265 or AV1).
+
+The output keeps what the viewer sees of the input: every frame at its own
+timestamp (VFR stays VFR), display rotation, pixel aspect ratio, colour
+matrix/range/primaries/transfer tags, and the other streams as
+``upres.worker.sidestreams`` decides (audio copied packet for packet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+import torch
+from av.container import OutputContainer
+from av.video.codeccontext import VideoCodecContext
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from upres.domain.media import EncodeSettings, VideoCodec, VideoInfo
+from upres.errors import EncodeError
+from upres.worker.colorimetry import RANGE_FULL, TO_YUV_FLAGS, YuvConversion
+from upres.worker.decode import TimedBatch
+from upres.worker.probe import open_input, video_stream
+from upres.worker.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
+
+_ENCODERS: dict[VideoCodec, str] = {"h264": "libx264", "h265": "libx265", "av1": "libsvtav1"}
+_DEFAULT_CRF: dict[VideoCodec, int] = {"h264": 18, "h265": 20, "av1": 28}
+_DEFAULT_PRESET: dict[VideoCodec, str] = {"h264": "medium", "h265": "fast", "av1": "8"}
+_TEN_BIT = "yuv420p10le"
+_FALLBACK_TIME_BASE = Fraction(1, 90_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputPlan:
+    """Everything about the output video stream, decided before the first frame."""
+
+    width: int
+    height: int
+    pix_fmt: str
+    conversion: YuvConversion
+    rotation: int
+    sample_aspect_ratio: Fraction | None
+    frame_rate: Fraction | None
+    settings: EncodeSettings
+
+    @property
+    def encoder(self) -> str:
+        return _ENCODERS[self.settings.codec]
+
+
+def plan_output(
+    info: VideoInfo, *, scale: int, conversion: YuvConversion, settings: EncodeSettings
+) -> OutputPlan:
+    """The output for ``info`` upscaled ``scale`` times.
+
+    Sizes are rounded down to even numbers (4:2:0 needs them); a 10-bit or
+    deeper source stays 10-bit when the encoder supports it.
+    """
+    try:
+        encoder = av.codec.Codec(_ENCODERS[settings.codec], "w")
+    except av.codec.codec.UnknownCodecError as exc:
+        raise EncodeError(f"The {_ENCODERS[settings.codec]} encoder is not available.") from exc
+    formats = encoder.video_formats or []
+    deep = info.bit_depth > 8 and any(f.name == _TEN_BIT for f in formats)
+    return OutputPlan(
+        width=info.width * scale // 2 * 2,
+        height=info.height * scale // 2 * 2,
+        pix_fmt=_TEN_BIT if deep else "yuv420p",
+        conversion=conversion,
+        rotation=info.rotation,
+        sample_aspect_ratio=info.sample_aspect_ratio,
+        frame_rate=info.average_fps,
+        settings=settings,
+    )
+
+
+def encode(
+    source: Path,
+    target: Path,
+    batches: Iterable[TimedBatch],
+    *,
+    plan: OutputPlan,
+    on_batch: Callable[[int], None],
+) -> tuple[str, ...]:
+    """Write ``batches`` and the source's copyable streams to ``target`` (mp4, +faststart).
+
+    Calls ``on_batch(frames)`` after each batch is written. Returns a description
+    of each source stream that was dropped. Raises EncodeError when writing fails;
+    errors raised by ``batches`` or ``on_batch`` propagate unchanged.
+    """
+    with open_input(source) as src, _open_output(target) as out:
+        video_in = video_stream(src)
+        video = _add_video(out, video_in, plan)
+        routes, dropped = add_side_streams(src, out, video_in)
+        writer = _VideoWriter(out, video, Interleaver(src, routes, out))
+        for timed in batches:
+            for frame, duration in _video_frames(timed, plan, video):
+                writer.write(frame, duration)
+            on_batch(timed.frames.count)
+        writer.finish()
+    return dropped
+
+
+@contextmanager
+def _open_output(target: Path) -> Iterator[OutputContainer]:
+    """An mp4 muxer whose av errors become EncodeError."""
+    try:
+        container = av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"})
+    except av.error.FFmpegError as exc:
+        raise EncodeError(f"Cannot create the output file: {exc.strerror}") from exc
+    try:
+        yield container
+    except BaseException:
+        with suppress(av.error.FFmpegError):
+            container.close()
+        raise
+    try:
+        container.close()
+    except av.error.FFmpegError as exc:
+        raise EncodeError(f"Cannot finish the output file: {exc.strerror}") from exc
+
+
+def _add_video(out: OutputContainer, video_in: VideoStream, plan: OutputPlan) -> VideoStream:
+    try:
+        stream = out.add_stream(plan.encoder, rate=plan.frame_rate)
+    except av.error.FFmpegError as exc:
+        raise EncodeError(f"The {plan.encoder} encoder is not available.") from exc
+    if not isinstance(stream, VideoStream):
+        raise EncodeError(f"{plan.encoder} is not a video encoder.")
+    stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, plan.pix_fmt
+    stream.time_base = video_in.time_base or _FALLBACK_TIME_BASE
+    _configure(stream.codec_context, video_in, plan)
+    if plan.rotation:
+        stream.set_display_rotation(plan.rotation)
+    return stream
+
+
+def _configure(ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan) -> None:
+    ctx.time_base = video_in.time_base or _FALLBACK_TIME_BASE
+    ctx.thread_count = plan.settings.threads
+    tags = plan.conversion.tags
+    ctx.color_range, ctx.colorspace = tags.color_range, tags.matrix
+    ctx.color_primaries, ctx.color_trc = tags.primaries, tags.transfer
+    if plan.sample_aspect_ratio:
+        ctx.sample_aspect_ratio = plan.sample_aspect_ratio
+    vfr = _is_vfr(video_in)
+    if vfr:
+        # With B-frames, mp4 sample durations follow the reordered decode times, which
+        # stretches a VFR stream's end; without them every frame keeps its exact span.
+        ctx.max_b_frames = 0
+    ctx.options = _encoder_options(plan.settings, vfr=vfr)
+
+
+def _is_vfr(video_in: VideoStream) -> bool:
+    average, base = video_in.average_rate, video_in.base_rate
+    return bool(average and base and average != base)
+
+
+def _encoder_options(settings: EncodeSettings, *, vfr: bool) -> dict[str, str]:
+    codec = settings.codec
+    crf = settings.crf if settings.crf is not None else _DEFAULT_CRF[codec]
+    options = {"crf": str(crf), "preset": settings.preset or _DEFAULT_PRESET[codec]}
+    if codec == "h265":
+        options["x265-params"] = "log-level=error" + (":bframes=0" if vfr else "")
+    return options
+
+
+class _VideoWriter:
+    """Encodes frames and muxes their packets, each with its frame's own duration.
+
+    libx264 does not carry frame durations into packets, so the last frame's
+    span (and a VFR stream's end) would be guessed by the muxer; they are
+    restored here by presentation time.
+    """
+
+    def __init__(self, out: OutputContainer, video: VideoStream, side: Interleaver) -> None:
+        self._out, self._video, self._side = out, video, side
+        self._durations: dict[int, int] = {}
+
+    def write(self, frame: VideoFrame, duration: int) -> None:
+        if frame.pts is not None:
+            self._durations[frame.pts] = duration
+        self._mux(frame)
+
+    def finish(self) -> None:
+        self._mux(None)
+        self._side.finish()
+
+    def _mux(self, frame: VideoFrame | None) -> None:
+        try:
+            packets = self._video.encode(frame)
+        except av.error.FFmpegError as exc:
+            raise EncodeError(f"The video encoder failed: {exc.strerror}") from exc
+        for packet in packets:
+            if packet.pts is not None and packet.pts in self._durations:
+                packet.duration = self._durations.pop(packet.pts)
+            self._side.mux_until(packet_seconds(packet))
+            mux(self._out, packet)
+
+
+def _video_frames(
+    timed: TimedBatch, plan: OutputPlan, video: VideoStream
+) -> Iterator[tuple[VideoFrame, int]]:
+    pixels = timed.frames.pixels[:, : plan.height, : plan.width]
+    for i, (pts, duration) in enumerate(zip(timed.frames.pts, timed.durations, strict=True)):
+        frame = from_rgb(pixels[i], plan)
+        frame.pts = pts
+        frame.time_base = video.codec_context.time_base
+        yield frame, duration
+
+
+def from_rgb(pixels: torch.Tensor, plan: OutputPlan) -> VideoFrame:
+    """One (H, W, 3) uint8/uint16 RGB tensor -> a tagged YUV frame for the encoder."""
+    array = np.ascontiguousarray(pixels.numpy())
+    rgb_format = "rgb48le" if array.dtype == np.uint16 else "rgb24"
+    conv = plan.conversion
+    try:
+        frame = VideoFrame.from_ndarray(array, format=rgb_format).reformat(
+            format=plan.pix_fmt,
+            src_colorspace=conv.sws_matrix,
+            dst_colorspace=conv.sws_matrix,
+            interpolation=TO_YUV_FLAGS,
+            src_color_range=RANGE_FULL,
+            dst_color_range=conv.yuv_range,
+        )
+    except av.error.FFmpegError as exc:
+        raise EncodeError(f"Cannot convert frames for the encoder: {exc.strerror}") from exc
+    tags = conv.tags
+    frame.color_range, frame.colorspace = tags.color_range, tags.matrix
+    frame.color_primaries, frame.color_trc = tags.primaries, tags.transfer
+    return frame

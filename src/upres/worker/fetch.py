@@ -1,0 +1,160 @@
+"""Input URL -> local file, within the address policy, a size limit and a time limit."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from upres.errors import AddressNotAllowed, FetchError
+from upres.netpolicy import AddressPolicy, policy_client, total_deadline
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchedFile:
+    """A downloaded input: where it lies, its size and where it finally came from."""
+
+    path: Path
+    size_bytes: int
+    content_type: str | None
+    final_url: str
+
+
+class Deadline:
+    """A total time budget shared by every request and read of one operation."""
+
+    def __init__(self, seconds: float, *, what: str = "Downloading the input video") -> None:
+        self.seconds = seconds
+        self.what = what
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left. Raises FetchError when none are."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise FetchError(f"{self.what} took longer than {self.seconds:g} s")
+        return left
+
+
+@contextlib.contextmanager
+def open_stream(
+    client: httpx.Client,
+    url: str,
+    *,
+    deadline: Deadline,
+    headers: Mapping[str, str] | None = None,
+) -> Iterator[httpx.Response]:
+    """GET ``url`` streaming, following up to 5 redirects by hand.
+
+    Each hop connects through the client's policy transport, so each is
+    checked. Raises FetchError on too many redirects or a non-http(s) target;
+    httpx and policy errors pass through for the caller to map.
+    """
+    current = httpx.URL(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        _check_scheme(current)
+        request = client.build_request(
+            "GET", current, headers=headers, timeout=httpx.Timeout(deadline.remaining())
+        )
+        response = client.send(request, stream=True)
+        location = response.headers.get("location")
+        if response.status_code not in _REDIRECTS or location is None:
+            try:
+                yield response
+            finally:
+                response.close()
+            return
+        response.close()
+        current = response.url.join(location)
+    raise FetchError(f"Input URL redirected more than {MAX_REDIRECTS} times")
+
+
+def _check_scheme(url: httpx.URL) -> None:
+    if url.scheme not in ("http", "https"):
+        raise FetchError(f"Input URL must be http or https, not {url.scheme!r}")
+
+
+@contextlib.contextmanager
+def mapped_errors(what: str, *, keep_policy_errors: bool = False) -> Iterator[None]:
+    """Turn network failures into FetchError with a clear message.
+
+    A policy refusal becomes FetchError too, unless ``keep_policy_errors``
+    (submission reports it as the invalid parameter it is).
+    """
+    try:
+        yield
+    except AddressNotAllowed as exc:
+        if keep_policy_errors:
+            raise
+        raise FetchError(f"{what}: {exc.message}") from exc
+    except httpx.TimeoutException as exc:
+        raise FetchError(f"{what}: the server did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{what}: {exc}") from exc
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    *,
+    policy: AddressPolicy,
+    max_bytes: int,
+    timeout_s: float,
+    tls: ssl.SSLContext | None = None,
+) -> FetchedFile:
+    """Download ``url`` to ``dest`` (written whole or not at all).
+
+    Raises FetchError when the URL is refused by the policy, unreachable,
+    answers other than 200, exceeds ``max_bytes`` (announced or counted) or
+    takes longer than ``timeout_s`` in total.
+    """
+    deadline = Deadline(timeout_s)
+    partial = dest.with_name(dest.name + ".part")
+    try:
+        with (
+            mapped_errors("Could not download the input video"),
+            total_deadline(timeout_s),
+            policy_client(policy, timeout_s=timeout_s, tls=tls) as client,
+            open_stream(client, url, deadline=deadline) as response,
+        ):
+            _check_response(response, max_bytes)
+            size = _write_body(response, partial, max_bytes=max_bytes, deadline=deadline)
+            final_url = str(response.url)
+            content_type = response.headers.get("content-type")
+        partial.replace(dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return FetchedFile(path=dest, size_bytes=size, content_type=content_type, final_url=final_url)
+
+
+def _check_response(response: httpx.Response, max_bytes: int) -> None:
+    if response.status_code != 200:
+        raise FetchError(f"Input video URL answered HTTP {response.status_code}")
+    announced = response.headers.get("content-length")
+    if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+        raise FetchError(f"Input video is {announced} bytes, over the limit of {max_bytes}")
+
+
+def _write_body(response: httpx.Response, path: Path, *, max_bytes: int, deadline: Deadline) -> int:
+    size = 0
+    try:
+        with path.open("wb") as out:
+            for chunk in response.iter_bytes(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError(f"Input video is over the limit of {max_bytes} bytes")
+                out.write(chunk)
+                deadline.remaining()
+    except OSError as exc:
+        raise FetchError(f"Could not write the input video: {exc}") from exc
+    return size

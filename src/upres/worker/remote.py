@@ -1,0 +1,308 @@
+"""Probe a video where it lies: a seekable file over HTTP range requests.
+
+Submission needs the input's duration before any task exists, and the input
+may be gigabytes. ``HttpRangeFile`` lets the demuxer read only the bytes it
+asks for (the header, the moov box, a first packet), in cached blocks, through
+the policy transport. A server that ignores ``Range`` gets its body read
+through, up to the byte limit, into a spooled temporary file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import ssl
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, BinaryIO, cast
+
+import httpx
+
+from upres.domain.media import MediaLimits, VideoInfo
+from upres.errors import AddressNotAllowed, FetchError, MediaError
+from upres.netpolicy import AddressPolicy, policy_client, total_deadline
+from upres.worker.fetch import Deadline, mapped_errors, open_stream
+from upres.worker.probe import probe
+
+PROBE_FAILED = "Failed to detect video duration, please check video URL accessibility"
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+class HttpRangeFile(io.RawIOBase):
+    """A read-only, seekable binary file over HTTP range requests.
+
+    Build it with ``HttpRangeFile.open``. Reads fetch whole blocks of
+    ``block_size`` bytes, one request per run of missing blocks, and keep the
+    last ``cache_blocks`` of them. Reads raise FetchError when the server
+    fails, the byte budget ``max_bytes`` is spent or the deadline passes; the
+    first such error is also kept in ``error`` (demuxers may swallow it).
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        url: str,
+        *,
+        size: int,
+        deadline: Deadline,
+        max_bytes: int,
+        block_size: int,
+        cache_blocks: int,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.size = size
+        self.bytes_received = 0
+        self.error: FetchError | None = None
+        self._client = client
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._block = block_size
+        self._capacity = max(2, cache_blocks)
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._pos = 0
+        self._whole: IO[bytes] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        client: httpx.Client,
+        url: str,
+        *,
+        deadline: Deadline,
+        max_bytes: int,
+        block_size: int = 64 * 1024,
+        cache_blocks: int = 64,
+    ) -> HttpRangeFile:
+        """Request the first block and learn the size (following redirects).
+
+        Raises FetchError when the URL cannot be read; AddressNotAllowed when
+        the policy refuses it; httpx errors pass through.
+        """
+        headers = {"Range": f"bytes=0-{block_size - 1}", "Accept-Encoding": "identity"}
+        with open_stream(client, url, deadline=deadline, headers=headers) as response:
+            remote = cls(
+                client,
+                str(response.url),
+                size=0,
+                deadline=deadline,
+                max_bytes=max_bytes,
+                block_size=block_size,
+                cache_blocks=cache_blocks,
+            )
+            remote._take_first_answer(response)
+            return remote
+
+    def _take_first_answer(self, response: httpx.Response) -> None:
+        """Learn the size from the first answer: a range (206) or the whole body (200)."""
+        if response.status_code == 206:
+            self.size = _content_range(response)[1]
+            self._store_range(0, min(self._block, self.size), response)
+        elif response.status_code == 200:
+            self._whole, self.size = _spool_body(
+                response, max_bytes=self._max_bytes, deadline=self._deadline
+            )
+            self.bytes_received = self.size
+        elif response.status_code == 416:
+            raise FetchError("The video URL points to an empty file")
+        else:
+            raise FetchError(f"The video URL answered HTTP {response.status_code}")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        want = min(len(buffer), self.size - self._pos, self._block * (self._capacity - 1))
+        if want <= 0:
+            return 0
+        try:
+            data = self._read_at(self._pos, want)
+        except FetchError as exc:
+            self.error = self.error or exc
+            raise
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self._whole is not None:
+            self._whole.close()
+        self._cache.clear()
+        super().close()
+
+    def _read_at(self, start: int, length: int) -> bytes:
+        if self._whole is not None:
+            self._whole.seek(start)
+            return self._whole.read(length)
+        first, last = start // self._block, (start + length - 1) // self._block
+        self._load_blocks(first, last)
+        joined = b"".join(self._cache[i] for i in range(first, last + 1))
+        while len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+        offset = start - first * self._block
+        return joined[offset : offset + length]
+
+    def _load_blocks(self, first: int, last: int) -> None:
+        missing = [i for i in range(first, last + 1) if i not in self._cache]
+        for run_first, run_last in _runs(missing):
+            begin = run_first * self._block
+            end = min((run_last + 1) * self._block, self.size)
+            self._fetch_range(begin, end)
+        for i in range(first, last + 1):
+            self._cache.move_to_end(i)
+
+    def _fetch_range(self, begin: int, end: int) -> None:
+        if self.bytes_received + (end - begin) > self._max_bytes:
+            raise FetchError(f"Probing the video needed more than {self._max_bytes} bytes")
+        headers = {"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"}
+        with (
+            mapped_errors("Could not read the video URL"),
+            open_stream(self._client, self.url, deadline=self._deadline, headers=headers) as resp,
+        ):
+            if resp.status_code != 206:
+                raise FetchError(f"The video URL answered HTTP {resp.status_code} to a range read")
+            if _content_range(resp)[0] != begin:
+                raise FetchError("The video URL answered a range read with other bytes")
+            self._store_range(begin, end, resp)
+
+    def _store_range(self, begin: int, end: int, response: httpx.Response) -> None:
+        data = bytearray()
+        for chunk in response.iter_bytes():
+            data += chunk
+            self._deadline.remaining()
+            if len(data) > end - begin:
+                break
+        self.bytes_received += len(data)
+        if len(data) < end - begin:
+            raise FetchError("The video URL sent fewer bytes than it announced")
+        for index, offset in enumerate(range(0, end - begin, self._block)):
+            self._cache[begin // self._block + index] = bytes(data[offset : offset + self._block])
+
+
+def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive runs of sorted block indices as (first, last) pairs."""
+    if not indices:
+        return
+    first = prev = indices[0]
+    for index in indices[1:]:
+        if index != prev + 1:
+            yield first, prev
+            first = index
+        prev = index
+    yield first, prev
+
+
+def _content_range(response: httpx.Response) -> tuple[int, int]:
+    """(first byte, total size) of a 206 answer. Raises FetchError when unusable."""
+    match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+    if match is None:
+        raise FetchError("The video URL sent a range answer without a usable Content-Range")
+    return int(match.group(1)), int(match.group(3))
+
+
+def _spool_body(
+    response: httpx.Response, *, max_bytes: int, deadline: Deadline
+) -> tuple[IO[bytes], int]:
+    """Read a whole 200 body into a spooled temporary file, within the limits."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+    size = 0
+    try:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(
+                    f"The video URL ignores range requests and is over {max_bytes} bytes"
+                )
+            spool.write(chunk)
+            deadline.remaining()
+    except BaseException:
+        spool.close()
+        raise
+    if size == 0:
+        spool.close()
+        raise FetchError("The video URL points to an empty file")
+    return spool, size
+
+
+class RemoteProber:
+    """Probes input URLs without downloading them (when the server allows ranges)."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        timeout_s: float,
+        limits: MediaLimits,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        block_size: int = 64 * 1024,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self._policy = policy
+        self._timeout_s = timeout_s
+        self._limits = limits
+        self._max_bytes = max_bytes
+        self._block_size = block_size
+        self._tls = tls
+
+    def probe_url(self, url: str) -> VideoInfo:
+        """The VideoInfo of the video at ``url``, within ``timeout_s`` in total.
+
+        Raises AddressNotAllowed (param ``video_urls``) when the policy refuses
+        the host; FetchError (``video_probe_failed``) when the URL cannot be
+        read in time; the MediaError of ``probe`` when the bytes are not a
+        usable video (not a video, no video stream, no duration, too large).
+        """
+        deadline = Deadline(self._timeout_s, what="Probing the input video")
+        try:
+            with (
+                total_deadline(self._timeout_s),
+                policy_client(self._policy, timeout_s=self._timeout_s, tls=self._tls) as client,
+                self._opened(client, url, deadline) as remote,
+            ):
+                return _probe_remote(remote, self._limits)
+        except AddressNotAllowed as exc:
+            raise AddressNotAllowed(exc.message, param="video_urls") from exc
+        except FetchError as exc:
+            raise FetchError(f"{PROBE_FAILED} ({exc.message})") from exc
+
+    @contextmanager
+    def _opened(
+        self, client: httpx.Client, url: str, deadline: Deadline
+    ) -> Iterator[HttpRangeFile]:
+        with mapped_errors("Could not open the video URL", keep_policy_errors=True):
+            remote = HttpRangeFile.open(
+                client,
+                url,
+                deadline=deadline,
+                max_bytes=self._max_bytes,
+                block_size=self._block_size,
+            )
+        with remote:
+            yield remote
+
+
+def _probe_remote(remote: HttpRangeFile, limits: MediaLimits) -> VideoInfo:
+    """Probe, preferring the transport's error when the demuxer hid it."""
+    try:
+        # A RawIOBase offers every method PyAV calls on a file object.
+        return probe(cast(BinaryIO, remote), limits=limits)
+    except MediaError:
+        if remote.error is not None:
+            raise remote.error from None
+        raise

@@ -1,0 +1,230 @@
+"""Run one claimed task: fetch, upscale, store, settle.
+
+The runner never decides money or status on its own: it reports to the store
+through fenced writes. A heartbeat thread renews the lease every few seconds,
+stores progress and reads the cancel flag; a cancelled task or a lost lease
+stops the pipeline through its cancel token. Errors map to task outcomes:
+
+- bad input (``MediaError``): failed at once, refunded (retrying cannot help);
+- anything else (download trouble, a crash in a stage): failed with a retry,
+  so the store puts the task back in the queue while attempts remain;
+- cancelled or lease lost: nothing more to write (the store already knows).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from upres.domain.media import EncodeSettings, MediaLimits
+from upres.domain.pricing import Pricing
+from upres.domain.tasks import Factor, Task, TaskError
+from upres.errors import Cancelled, LeaseLost, MediaError, UpresError
+from upres.jobs.store import CallbackBody, Claim, TaskStore
+from upres.netpolicy import AddressPolicy
+from upres.storage.base import ResultStorage
+from upres.worker.fetch import fetch
+from upres.worker.frames import FrameUpscaler
+from upres.worker.pipeline import CancelToken, Progress, upscale_video
+
+log = logging.getLogger(__name__)
+
+UpscalerFactory = Callable[[Factor], FrameUpscaler]
+"""Gives the frame upscaler for a factor (models stay loaded between tasks)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchLimits:
+    """How much and how long the runner may download an input."""
+
+    max_bytes: int
+    timeout_s: float
+
+
+class _Progress:
+    """The latest progress, shared by the pipeline thread and the heartbeat."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._percent = 0
+        self._eta_s = 0
+
+    def update(self, progress: Progress) -> None:
+        if not progress.frames_total:
+            return
+        total = progress.frames_total
+        left = max(total - progress.frames_done, 0)
+        with self._lock:
+            # 99 at most until the result is stored: 100 means downloadable.
+            self._percent = min(99, 100 * progress.frames_done // total)
+            self._eta_s = int(left / progress.fps) + 1 if progress.fps > 0 else self._eta_s
+
+    def read(self) -> tuple[int, int]:
+        with self._lock:
+            return self._percent, self._eta_s
+
+
+class TaskRunner:
+    """Everything needed to run tasks; the constructor is its whole configuration."""
+
+    def __init__(
+        self,
+        *,
+        store: TaskStore,
+        storage: ResultStorage,
+        policy: AddressPolicy,
+        upscaler_for: UpscalerFactory,
+        render: CallbackBody,
+        work_dir: Path,
+        pricing: Pricing,
+        limits: MediaLimits,
+        encode: EncodeSettings,
+        fetch_limits: FetchLimits,
+        heartbeat_s: float,
+        result_ttl_s: int,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._policy = policy
+        self._upscaler_for = upscaler_for
+        self._render = render
+        self._work_dir = work_dir
+        self._pricing = pricing
+        self._limits = limits
+        self._encode = encode
+        self._fetch_limits = fetch_limits
+        self._heartbeat_s = heartbeat_s
+        self._result_ttl_s = result_ttl_s
+
+    def run(self, claim: Claim) -> Task | None:
+        """Run ``claim`` to an outcome. Returns the settled task, or None when
+        the task was cancelled or the lease lost (someone else settles it)."""
+        scratch = self._work_dir / f"{claim.task.id}-{claim.attempt}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run_guarded(claim, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run_guarded(self, claim: Claim, scratch: Path) -> Task | None:
+        try:
+            return self._execute(claim, scratch)
+        except (Cancelled, LeaseLost) as exc:
+            log.info("task %s attempt %d stopped: %s", claim.task.id, claim.attempt, exc)
+            return None
+        except MediaError as exc:
+            return self._fail(claim, exc, retry=False)
+        except UpresError as exc:
+            return self._fail(claim, exc, retry=True)
+        except Exception as exc:
+            log.exception("task %s attempt %d crashed", claim.task.id, claim.attempt)
+            return self._fail(claim, exc, retry=True)
+
+    def _execute(self, claim: Claim, scratch: Path) -> Task:
+        task = claim.task
+        progress = _Progress()
+        cancel = CancelToken()
+        with self._heartbeat(claim, progress, cancel):
+            source = fetch(
+                task.input_url,
+                scratch / "input",
+                policy=self._policy,
+                max_bytes=self._fetch_limits.max_bytes,
+                timeout_s=self._fetch_limits.timeout_s,
+            ).path
+            cancel.raise_if_cancelled()
+            output = scratch / "output.mp4"
+            result = upscale_video(
+                source=source,
+                destination=output,
+                upscaler=self._upscaler_for(task.factor),
+                encode=self._encode,
+                limits=self._limits,
+                on_progress=progress.update,
+                cancel=cancel,
+            )
+            cancel.raise_if_cancelled()
+        megapixels = result.frames * result.width * result.height / 1e6
+        return self._publish(
+            claim, output, result.info.duration_s, megapixels / max(result.elapsed_s, 1e-3)
+        )
+
+    def _publish(self, claim: Claim, output: Path, duration_s: float, mpix_per_s: float) -> Task:
+        """Store the file under a name carrying the attempt, then settle (fenced)."""
+        key = f"{claim.task.id}/attempt-{claim.attempt}.mp4"
+        self._storage.put(output, key)
+        charged = min(
+            claim.task.credits_reserved,
+            self._pricing.credits(duration_s=duration_s, factor=claim.task.factor),
+        )
+        try:
+            task = self._store.complete(
+                claim,
+                result_key=key,
+                result_expires_at=datetime.now(UTC) + timedelta(seconds=self._result_ttl_s),
+                actual_duration_s=duration_s,
+                credits_charged=charged,
+                callback_body=self._render,
+            )
+        except LeaseLost:
+            self._storage.delete(key)
+            raise
+        self._store.record_throughput(claim.task.factor, mpix_per_s)
+        return task
+
+    def _fail(self, claim: Claim, exc: BaseException, *, retry: bool) -> Task | None:
+        error = _task_error(exc)
+        log.warning("task %s attempt %d failed: %s", claim.task.id, claim.attempt, error.message)
+        try:
+            return self._store.fail(claim, error=error, retry=retry, callback_body=self._render)
+        except LeaseLost:
+            return None
+
+    @contextmanager
+    def _heartbeat(self, claim: Claim, progress: _Progress, cancel: CancelToken) -> Iterator[None]:
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._beat_until,
+            args=(claim, progress, cancel, stop),
+            name=f"heartbeat-{claim.task.id}",
+            daemon=True,
+        )
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+        cancel.raise_if_cancelled()
+
+    def _beat_until(
+        self, claim: Claim, progress: _Progress, cancel: CancelToken, stop: threading.Event
+    ) -> None:
+        while not stop.wait(self._heartbeat_s):
+            percent, eta_s = progress.read()
+            try:
+                beat = self._store.heartbeat(claim, progress=percent, estimated_time_s=eta_s)
+            except LeaseLost:
+                log.warning("task %s attempt %d lost its lease", claim.task.id, claim.attempt)
+                cancel.cancel()
+                return
+            except Exception:
+                # A database hiccup: the lease still has time; try at the next beat.
+                log.exception("heartbeat of task %s failed", claim.task.id)
+                continue
+            if beat.cancelled:
+                cancel.cancel()
+                return
+
+
+def _task_error(exc: BaseException) -> TaskError:
+    """The string code and message a client sees on a failed task."""
+    if isinstance(exc, UpresError):
+        return TaskError(code=exc.code, message=exc.message)
+    return TaskError(code="service_error", message="The upscaling service failed on this task")

@@ -1,0 +1,310 @@
+"""Frame batches -> upscaled frame batches: the interpolation baseline and the model stage.
+
+Both classes implement ``upres.worker.frames.FrameUpscaler``: they take
+(N, H, W, 3) uint8/uint16 RGB CPU tensors and return (N, H*scale, W*scale, 3)
+tensors of the same dtype on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Protocol
+
+import torch
+from torch.nn import functional
+
+from upres.domain.tasks import Factor
+from upres.errors import ModelError
+from upres.models.loader import ModelCache
+from upres.models.registry import ModelSpec, default_model_for, get_model
+from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled
+
+InterpolationMode = Literal["bicubic", "bilinear", "area"]
+
+# Tiles overlap by this many input pixels; the outer quarter of each overlap
+# gets no weight because the network saw no context there.
+TILE_OVERLAP = 32
+_MIN_TILE = 4 * TILE_OVERLAP
+# Peak activation memory allowed on the CPU, and the share of free GPU memory used.
+_CPU_WORK_BYTES = 1 << 30
+_GPU_FREE_SHARE = 0.5
+_DEFAULT_GPU_BATCH = 4
+
+
+def _full_scale(dtype: torch.dtype) -> float:
+    """The integer value that stands for 1.0 in ``dtype``.
+
+    Raises ModelError when ``dtype`` is not uint8 or uint16.
+    """
+    if dtype == torch.uint8:
+        return 255.0
+    if dtype == torch.uint16:
+        return 65535.0
+    raise ModelError(f"frames must be uint8 or uint16, got {dtype}")
+
+
+def check_frames(pixels: torch.Tensor) -> None:
+    """Raises ModelError when ``pixels`` is not an (N, H, W, 3) uint8/uint16 tensor."""
+    _full_scale(pixels.dtype)
+    if pixels.ndim != 4 or pixels.shape[-1] != 3:
+        raise ModelError(f"frames must have shape (N, H, W, 3), got {tuple(pixels.shape)}")
+
+
+def to_planar_float(pixels: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(N, H, W, 3) integer frames -> (N, 3, H, W) floats in [0, 1] on ``device``.
+
+    The integer tensor is moved first so the widening to float happens on the device.
+    """
+    scale = _full_scale(pixels.dtype)
+    moved = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2)
+    return moved.to(dtype).div_(scale)
+
+
+def to_packed_int(planar: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, 3, H, W) floats in [0, 1] -> (N, H, W, 3) contiguous CPU integers of ``dtype``."""
+    scale = _full_scale(dtype)
+    ints = planar.float().mul(scale).round_().clamp_(0.0, scale)
+    return ints.permute(0, 2, 3, 1).to("cpu", dtype).contiguous()
+
+
+def resize(
+    planar: torch.Tensor, *, height: int, width: int, mode: InterpolationMode
+) -> torch.Tensor:
+    """Resize (N, 3, H, W) floats; shrinking is antialiased so it does not alias fine detail."""
+    if planar.shape[-2:] == (height, width):
+        return planar
+    if mode == "area":
+        return functional.interpolate(planar, size=(height, width), mode="area")
+    shrinking = height < planar.shape[-2] or width < planar.shape[-1]
+    return functional.interpolate(
+        planar, size=(height, width), mode=mode, align_corners=False, antialias=shrinking
+    )
+
+
+class InterpolationUpscaler:
+    """A ``FrameUpscaler`` without a network: plain bicubic (or bilinear/area) resizing.
+
+    It is the baseline of the quality bench and a fast real upscaler for
+    pipeline tests. ``Factor.ENHANCE`` returns the frames unchanged.
+    """
+
+    def __init__(
+        self,
+        factor: Factor,
+        *,
+        mode: InterpolationMode = "bicubic",
+        device: str = "cpu",
+        batch_size: int = 1,
+    ) -> None:
+        self._factor = factor
+        self._mode: InterpolationMode = mode
+        self._device = torch.device(device)
+        self._batch_size = batch_size
+
+    @property
+    def scale(self) -> int:
+        return int(self._factor)
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU.
+
+        Raises ModelError when ``pixels`` is not an (N, H, W, 3) uint8/uint16 tensor.
+        """
+        check_frames(pixels)
+        planar = to_planar_float(pixels, self._device, torch.float32)
+        height, width = pixels.shape[1] * self.scale, pixels.shape[2] * self.scale
+        return to_packed_int(
+            resize(planar, height=height, width=width, mode=self._mode), pixels.dtype
+        )
+
+
+class NetworkSource(Protocol):
+    """Where ``ModelUpscaler`` gets networks from (``ModelCache`` in production)."""
+
+    def network(
+        self, spec: ModelSpec, device: torch.device, dtype: torch.dtype
+    ) -> torch.nn.Module: ...
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU.
+
+    Raises ModelError when CUDA is requested but not available, or the name is unknown.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device cuda was requested but CUDA is not available")
+    return torch.device(device)
+
+
+def run_with_fallback(x: torch.Tensor, fast: Network, safe: Network | None) -> torch.Tensor:
+    """``fast(x)``; when its output has a NaN or an infinity, ``safe(x)`` instead.
+
+    fp16 Real-ESRGAN can overflow to black or NaN frames (Real-ESRGAN issues
+    #330, #632); the fp32 network does not, so it recomputes such a batch.
+    """
+    y = fast(x)
+    if safe is None or bool(torch.isfinite(y).all()):
+        return y
+    return safe(x)
+
+
+class ModelUpscaler:
+    """A ``FrameUpscaler`` that runs a registered model at ``factor``.
+
+    The model runs at its native scale; when ``factor`` is smaller the result
+    is downscaled (``downscale``: area by default) to exactly ``factor`` times
+    the input. Frames are padded to the model's size needs and cropped after,
+    split into tiles when they do not fit the memory budget, computed in fp16
+    on CUDA when the model supports it (a non-finite batch is recomputed in
+    fp32) and in fp32 on the CPU.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        factor: Factor,
+        *,
+        device: str = "auto",
+        models: NetworkSource | None = None,
+        tile_size: int | None = None,
+        batch_size: int | None = None,
+        half: bool | None = None,
+        downscale: InterpolationMode = "area",
+    ) -> None:
+        """Raises ModelError when the device is unavailable or ``factor`` > the model's scale."""
+        if int(factor) > spec.scale:
+            raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
+        self._spec = spec
+        self._factor = factor
+        self._device = resolve_device(device)
+        self._models: NetworkSource = models if models is not None else ModelCache()
+        self._tile_size = tile_size
+        on_gpu = self._device.type == "cuda"
+        self._batch_size = batch_size or (_DEFAULT_GPU_BATCH if on_gpu else 1)
+        use_half = half if half is not None else (on_gpu and spec.fp16)
+        self._dtype = torch.float16 if use_half else torch.float32
+        self._downscale: InterpolationMode = downscale
+
+    @property
+    def scale(self) -> int:
+        return int(self._factor)
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the network runs in first (fp32 is the fallback)."""
+        return self._dtype
+
+    def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU.
+
+        Raises ModelError when the frames are malformed or the model fails on them.
+        """
+        check_frames(pixels)
+        step = self._batch_size
+        chunks = [self._upscale_chunk(pixels[i : i + step]) for i in range(0, len(pixels), step)]
+        return torch.cat(chunks)
+
+    def _upscale_chunk(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = to_planar_float(pixels, self._device, torch.float32)
+        with torch.inference_mode():
+            y = self._infer(x)
+            height, width = pixels.shape[1] * self.scale, pixels.shape[2] * self.scale
+            y = resize(y, height=height, width=width, mode=self._downscale)
+            return to_packed_int(y, pixels.dtype)
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on padded frames, halving the tile size after an out-of-memory error.
+
+        Raises ModelError when the network fails, or even the smallest tile does not fit.
+        """
+        padded, padding = pad_to(
+            x, multiple_of=self._spec.multiple_of, min_size=self._spec.min_size
+        )
+        size = self._tile_size or self._auto_tile_size(padded.shape[0])
+        while True:
+            try:
+                y = self._run_sized(padded, size)
+                break
+            except torch.OutOfMemoryError:
+                if self._device.type == "cuda":
+                    torch.cuda.empty_cache()
+                step = self._spec.multiple_of
+                size = min(size, max(padded.shape[-2:])) // 2 // step * step
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"model {self._spec.id} failed: {exc}") from exc
+        return crop(y, padding, self._spec.scale).clamp_(0.0, 1.0)
+
+    def _run_sized(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """The whole frame when it fits in ``size``, else tiles of ``size``.
+
+        Raises ModelError when ``size`` is below the smallest useful tile.
+        """
+        if max(x.shape[-2:]) <= size:
+            return self._call(x)
+        if size < _MIN_TILE:
+            raise ModelError(f"not enough memory for model {self._spec.id} (tile {size} px)")
+        tiles = TileSpec(size=size, overlap=TILE_OVERLAP, margin=TILE_OVERLAP // 4)
+        return run_tiled(
+            x, self._call, scale=self._spec.scale, tiles=tiles, multiple_of=self._spec.multiple_of
+        )
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        safe = self._run_fp32 if self._dtype != torch.float32 else None
+        return run_with_fallback(x, self._run_fast, safe).float()
+
+    def _run_fast(self, x: torch.Tensor) -> torch.Tensor:
+        network = self._models.network(self._spec, self._device, self._dtype)
+        y: torch.Tensor = network(x.to(self._dtype))
+        return y
+
+    def _run_fp32(self, x: torch.Tensor) -> torch.Tensor:
+        network = self._models.network(self._spec, self._device, torch.float32)
+        y: torch.Tensor = network(x.float())
+        return y
+
+    def _auto_tile_size(self, frames: int) -> int:
+        bytes_per_pixel = self._spec.work_bytes_per_pixel * frames
+        if self._dtype == torch.float16:
+            bytes_per_pixel //= 2
+        budget = float(_CPU_WORK_BYTES)
+        if self._device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self._device)
+            budget = free * _GPU_FREE_SHARE
+        size = math.isqrt(int(budget // bytes_per_pixel))
+        return size // self._spec.multiple_of * self._spec.multiple_of
+
+
+def upscaler_for(
+    factor: Factor,
+    *,
+    model_id: str | None = None,
+    device: str = "auto",
+    models: NetworkSource | None = None,
+) -> ModelUpscaler:
+    """A ``ModelUpscaler`` for ``model_id``, or for the default model of ``factor`` when None.
+
+    Raises UnknownModel when ``model_id`` is not registered, ModelError when
+    the device is unavailable.
+    """
+    spec = get_model(model_id) if model_id is not None else default_model_for(factor)
+    return ModelUpscaler(spec, factor, device=device, models=models)

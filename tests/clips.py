@@ -1,0 +1,247 @@
+"""Real, tiny media files made with PyAV for the tests (good clips and bad inputs).
+
+``make_clip`` writes a moving gradient plus noise (never flat, so codecs and
+models see real detail) with an AAC tone by default. The ``write_*`` helpers
+produce the broken inputs the error tests need.
+"""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
+
+AUDIO_RATE = 48_000
+AUDIO_FRAME = 1024
+VFR_TIME_BASE = Fraction(1, 1000)
+SUBTITLE_TIME_BASE = Fraction(1, 1000)
+# AVCOL_* values for BT.709 tags (primaries, transfer, matrix) and limited ("tv") range.
+BT709 = 1
+MPEG_RANGE = 1
+
+
+def frame_pixels(index: int, width: int, height: int, *, seed: int = 0) -> np.ndarray:
+    """The RGB24 (H, W, 3) picture of frame ``index``: a moving gradient with noise."""
+    rng = np.random.default_rng(seed * 100_003 + index)
+    y, x = np.mgrid[0:height, 0:width]
+    shift = index * 3
+    r = (x * 255 // max(width - 1, 1) + shift) % 256
+    g = (y * 255 // max(height - 1, 1) + 2 * shift) % 256
+    b = ((x + y) * 4 + 5 * shift) % 256
+    img = np.stack([r, g, b], axis=-1).astype(np.int16)
+    img += rng.integers(-12, 13, size=img.shape, dtype=np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def vfr_pts(frames: int, fps: int) -> list[int]:
+    """Irregular presentation times in milliseconds: alternately 1x and 2x the nominal gap."""
+    gap = 1000 // fps
+    pts, t = [], 0
+    for i in range(frames):
+        pts.append(t)
+        t += gap if i % 2 == 0 else 2 * gap
+    return pts
+
+
+def _clip_seconds(times: list[int], fps: int, *, vfr: bool) -> float:
+    """When the last frame of a clip ends (its pts in ms for VFR, in frames otherwise)."""
+    if vfr:
+        return (times[-1] + 1000 // fps) / 1000
+    return len(times) / fps
+
+
+def make_clip(
+    path: Path,
+    *,
+    width: int = 64,
+    height: int = 48,
+    frames: int = 12,
+    fps: int = 12,
+    audio: bool = True,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    vfr: bool = False,
+    rotation: int = 0,
+    color: Literal["bt709"] | None = None,
+    container: str = "mp4",
+    seed: int = 0,
+    sar: Fraction | None = None,
+    subtitles: tuple[str, ...] = (),
+) -> Path:
+    """Write a real clip to ``path`` and return it.
+
+    ``vfr`` gives irregular frame times (1 ms time base); ``rotation`` stores a
+    display-matrix rotation in degrees; ``color="bt709"`` converts with the
+    BT.709 matrix, limited range, and writes BT.709 tags (otherwise untagged,
+    PyAV's BT.601 conversion). ``pix_fmt`` may be a 10-bit format such as
+    ``yuv420p10le`` with an encoder that supports it (libx265, libsvtav1).
+    ``sar`` sets a pixel aspect ratio; ``subtitles`` adds a mov_text stream
+    with one cue per text (cue ``i`` from 0.5*i s, 0.4 s long).
+    """
+    with av.open(str(path), mode="w", format=container) as out:
+        video = _add_video(out, codec, width, height, fps, pix_fmt, vfr=vfr, color=color)
+        if rotation:
+            video.set_display_rotation(rotation)
+        if sar is not None:
+            video.codec_context.sample_aspect_ratio = sar
+        sound = _add_audio(out) if audio else None
+        cues = _subtitle_packets(out, subtitles) if subtitles else []
+        times = vfr_pts(frames, fps) if vfr else list(range(frames))
+        for i, pts in enumerate(times):
+            frame = _video_frame(frame_pixels(i, width, height, seed=seed), pix_fmt, color)
+            frame.pts = pts
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound is not None:
+            _write_tone(out, sound, _clip_seconds(times, fps, vfr=vfr))
+        out.mux(cues)
+    return path
+
+
+def _add_video(
+    out: av.container.OutputContainer,
+    codec: str,
+    width: int,
+    height: int,
+    fps: int,
+    pix_fmt: str,
+    *,
+    vfr: bool,
+    color: str | None,
+) -> av.video.stream.VideoStream:
+    stream = out.add_stream(codec, rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+    stream.time_base = VFR_TIME_BASE if vfr else Fraction(1, fps)
+    stream.codec_context.time_base = stream.time_base
+    if codec in ("libx264", "libx265"):
+        stream.options = {"crf": "16", "preset": "ultrafast"}
+    if codec == "libx265":
+        stream.options = {**stream.options, "x265-params": "log-level=error"}
+    if color == "bt709":
+        ctx = stream.codec_context
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc = BT709, BT709, BT709
+        ctx.color_range = MPEG_RANGE
+    return stream
+
+
+def _video_frame(rgb: np.ndarray, pix_fmt: str, color: str | None) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    if color == "bt709":
+        frame = frame.reformat(
+            format=pix_fmt,
+            src_colorspace=Colorspace.ITU709,
+            dst_colorspace=Colorspace.ITU709,
+            src_color_range=ColorRange.JPEG,
+            dst_color_range=ColorRange.MPEG,
+        )
+        frame.colorspace, frame.color_range = BT709, MPEG_RANGE
+        frame.color_primaries, frame.color_trc = BT709, BT709
+        return frame
+    return frame.reformat(format=pix_fmt)
+
+
+def _subtitle_packets(out: av.container.OutputContainer, texts: tuple[str, ...]) -> list[av.Packet]:
+    """mov_text cues as raw packets (the stream is muxed without an encoder)."""
+    stream = out.add_mux_stream("mov_text")
+    stream.time_base = SUBTITLE_TIME_BASE
+    packets = []
+    for i, text in enumerate(texts):
+        payload = text.encode()
+        packet = av.Packet(struct.pack(">H", len(payload)) + payload)
+        packet.pts = packet.dts = i * 500
+        packet.duration = 400
+        packet.time_base = SUBTITLE_TIME_BASE
+        packet.stream = stream
+        packets.append(packet)
+    return packets
+
+
+def _add_audio(out: av.container.OutputContainer) -> av.audio.stream.AudioStream:
+    stream = out.add_stream("aac", rate=AUDIO_RATE)
+    stream.layout = "mono"
+    return stream
+
+
+def _write_tone(
+    out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
+) -> None:
+    total = int(seconds * AUDIO_RATE)
+    for start in range(0, total, AUDIO_FRAME):
+        t = np.arange(start, min(start + AUDIO_FRAME, total)) / AUDIO_RATE
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = AUDIO_RATE, start
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+
+
+def write_not_a_video(path: Path) -> Path:
+    """Bytes that no demuxer recognises."""
+    rng = np.random.default_rng(7)
+    path.write_bytes(b"this is not a video\n" + rng.integers(0, 256, 4096, np.uint8).tobytes())
+    return path
+
+
+def write_text_file(path: Path) -> Path:
+    """A plain text file with an .mp4 name."""
+    path.write_text("hello, I am a text file pretending to be a video\n" * 20)
+    return path
+
+
+def write_truncated(source: Path, path: Path, *, keep: float = 0.5) -> Path:
+    """The first ``keep`` fraction of ``source``: for a non-faststart mp4 the moov is lost."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def write_audio_only(path: Path, *, seconds: float = 1.0) -> Path:
+    """An .m4a-style mp4 holding only an AAC stream."""
+    with av.open(str(path), mode="w", format="mp4") as out:
+        _write_tone(out, _add_audio(out), seconds)
+    return path
+
+
+def write_unknown_codec(source: Path, path: Path) -> Path:
+    """``source`` (an H.264 mp4) with its sample entry renamed, so no decoder matches."""
+    data = source.read_bytes()
+    if b"avc1" not in data:
+        raise ValueError("source must be an H.264 mp4")
+    path.write_bytes(data.replace(b"avc1", b"zzz9"))
+    return path
+
+
+def write_no_frames(path: Path) -> Path:
+    """A Matroska file declaring an H.264 video stream that holds no frame (plus audio)."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        _write_tone(out, _add_audio(out), 0.5)
+    return path
+
+
+def video_packet_spans(path: Path) -> list[tuple[int, int]]:
+    """(byte offset, size) of every video packet of ``path``, in decode order."""
+    with av.open(str(path)) as src:
+        stream = src.streams.video[0]
+        return [(p.pos, p.size) for p in src.demux(stream) if p.size and p.pos is not None]
+
+
+def write_corrupt_packets(source: Path, path: Path, *, packets: tuple[int, ...]) -> Path:
+    """``source`` with the video packets at the given decode-order indices overwritten by noise.
+
+    The container index stays intact, so demuxing works but those packets do not decode.
+    """
+    data = bytearray(source.read_bytes())
+    spans = video_packet_spans(source)
+    rng = np.random.default_rng(11)
+    for index in packets:
+        pos, size = spans[index]
+        data[pos : pos + size] = rng.integers(0, 256, size, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path

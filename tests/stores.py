@@ -1,0 +1,87 @@
+"""Shared helpers for store and service tests: a fake clock, stores, sample tasks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from upres.db import create_db_engine, migrate
+from upres.db.tables import Base
+from upres.domain.accounts import Account
+from upres.domain.tasks import API_MODEL, Factor, Task, new_task_id
+from upres.jobs.sql import SqlTaskStore
+from upres.jobs.store import NewTask
+
+START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def sqlite_store(path: Path, clock: FakeClock, *, max_attempts: int = 3) -> SqlTaskStore:
+    url = f"sqlite:///{path}"
+    migrate(url)
+    return SqlTaskStore(url, clock=clock, max_attempts=max_attempts)
+
+
+def postgres_store(url: str, clock: FakeClock, *, max_attempts: int = 3) -> SqlTaskStore:
+    """A store on an emptied PostgreSQL database, migrated from scratch."""
+    engine = create_db_engine(url)
+    reset_postgres(engine)
+    migrate(engine)
+    return SqlTaskStore(engine, clock=clock, max_attempts=max_attempts)
+
+
+def reset_postgres(engine: Engine) -> None:
+    Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def render_body(task: Task) -> str:
+    """A stand-in for the API's task renderer."""
+    return json.dumps({"id": task.id, "status": str(task.status), "progress": task.progress})
+
+
+def new_task(
+    account: Account,
+    clock: FakeClock,
+    *,
+    reserved: float = 32.0,
+    callback_url: str | None = "https://hooks.example.com/done",
+    factor: Factor = Factor.X2,
+) -> NewTask:
+    now = clock()
+    return NewTask(
+        id=new_task_id(int(now.timestamp())),
+        account_id=account.id,
+        model=API_MODEL,
+        factor=factor,
+        input_url="https://videos.example.com/in.mp4",
+        callback_url=callback_url,
+        video_duration_s=2.0,
+        credits_reserved=reserved,
+        estimated_time_s=60,
+        user_group=account.user_group,
+        created_at=now,
+    )
+
+
+def ledger_sums(store: SqlTaskStore, account_id: str) -> dict[str, float]:
+    sums: dict[str, float] = {"grant": 0.0, "reserve": 0.0, "capture": 0.0, "refund": 0.0}
+    for entry in store.ledger(account_id):
+        sums[str(entry.kind)] += entry.amount
+    return sums

@@ -1,0 +1,156 @@
+"""The API under test: real services on a real SQLite file, served by a real
+uvicorn on 127.0.0.1 in a thread, called with a real httpx client."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from upres.api.app import create_app
+from upres.api.deps import Services
+from upres.api.schemas import TaskRenderer
+from upres.config import Settings
+from upres.db.migrate import migrate
+from upres.domain.accounts import CreatedKey
+from upres.domain.media import ColorInfo, VideoInfo
+from upres.errors import FetchError
+from upres.jobs.sql import SqlTaskStore
+from upres.netpolicy import AddressPolicy, IPAddress
+from upres.services.keys import KeyService
+from upres.services.tasks import TaskService
+from upres.storage.local import LocalStorage
+
+VIDEO_SECONDS = 8.2
+INTERNAL_HOST = "internal.test"
+RESULTS_BASE = "http://upres.test"
+
+
+class FixedProber:
+    """Every URL is an 8.2 s 64x48 video, except hosts named ``unreachable``."""
+
+    def probe_url(self, url: str) -> VideoInfo:
+        if "unreachable" in url:
+            raise FetchError(
+                "Failed to detect video duration, please check video URL accessibility"
+            )
+        return VideoInfo(
+            width=64,
+            height=48,
+            duration_s=VIDEO_SECONDS,
+            frame_count=98,
+            average_fps=Fraction(12),
+            codec="h264",
+            pix_fmt="yuv420p",
+            bit_depth=8,
+            rotation=0,
+            sample_aspect_ratio=None,
+            color=ColorInfo(color_range=1, primaries=2, transfer=2, matrix=2),
+            has_audio=False,
+            container="mp4",
+        )
+
+
+def fake_dns(host: str, port: int) -> list[IPAddress]:
+    """No real DNS in tests: one internal name, every other name is public."""
+    address = "10.0.0.7" if host == INTERNAL_HOST else "93.184.216.34"
+    return [ipaddress.ip_address(address)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Api:
+    """A running app and what the tests need to arrange and check its state."""
+
+    base_url: str
+    store: SqlTaskStore
+    storage: LocalStorage
+    keys: KeyService
+    services: Services
+    owner: CreatedKey
+
+    def client(self, secret: str | None = None) -> httpx.Client:
+        token = self.owner.secret if secret is None else secret
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=10)
+
+
+def real_services(store: SqlTaskStore, storage: LocalStorage) -> Services:
+    renderer = TaskRenderer(storage.url)
+    tasks = TaskService(
+        store=store,
+        prober=FixedProber(),
+        pricing=Settings().pricing,
+        callback_checker=AddressPolicy(resolver=fake_dns),
+        callback_body=renderer,
+    )
+    return Services(
+        keys=KeyService(store),
+        tasks=tasks,
+        store=store,
+        renderer=renderer,
+        files=storage,
+        worker_alive=lambda: True,
+    )
+
+
+@contextmanager
+def running_api(
+    tmp_path: Path,
+    *,
+    rate_limit_per_minute: int = 1000,
+    adjust: Callable[[Services], Services] = lambda services: services,
+) -> Iterator[Api]:
+    """Migrated SQLite store, a funded key, and the app serving them."""
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    migrate(url)
+    store = SqlTaskStore(url)
+    keys = KeyService(store)
+    storage = LocalStorage(tmp_path / "results", base_url=RESULTS_BASE, secret=b"s" * 32)
+    services = adjust(real_services(store, storage))
+    settings = Settings(data_dir=tmp_path, rate_limit_per_minute=rate_limit_per_minute)
+    try:
+        with live_server(create_app(settings, services=services)) as base_url:
+            yield Api(
+                base_url=base_url,
+                store=store,
+                storage=storage,
+                keys=keys,
+                services=services,
+                owner=keys.create(credits=10_000.0),
+            )
+    finally:
+        store.close()
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` (lifespan included) on a free port; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", http="h11")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,210 @@
+"""Every error status of the API, in the spec's envelope, through the real server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.unit.api_harness import INTERNAL_HOST, Api, running_api
+from upres.api.deps import Services
+from upres.domain.accounts import ApiKey
+from upres.domain.tasks import API_MODEL, Task
+
+VIDEO = "https://videos.example.com/clip.mp4"
+GENERATIONS = "/v1/videos/generations"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    with running_api(tmp_path) as running:
+        yield running
+
+
+def envelope(response: httpx.Response, status: int, code: str, type_: str) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"]
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["type"] == type_
+    assert error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message_part"),
+    [
+        ({"model": API_MODEL, "video_urls": []}, "video_urls", "must not be empty"),
+        ({"model": API_MODEL}, "video_urls", "is required and must not be empty"),
+        ({"model": API_MODEL, "video_urls": [VIDEO, VIDEO]}, "video_urls", "Only 1 video"),
+        ({"model": API_MODEL, "video_urls": ["ftp://x.example/a.mp4"]}, "video_urls", "http"),
+        ({"model": "other-model", "video_urls": [VIDEO]}, "model", "other-model"),
+        ({"video_urls": [VIDEO]}, "model", "is required"),
+        ({"model": 7, "video_urls": [VIDEO]}, "model", "string"),
+        ({"model": API_MODEL, "video_urls": "not-a-list"}, "video_urls", "list"),
+        (
+            {"model": API_MODEL, "video_urls": [VIDEO], "callback_url": "http://h.example/cb"},
+            "callback_url",
+            "https",
+        ),
+        (
+            {
+                "model": API_MODEL,
+                "video_urls": [VIDEO],
+                "callback_url": f"https://{INTERNAL_HOST}/",
+            },
+            "callback_url",
+            "not allowed",
+        ),
+        (
+            {"model": API_MODEL, "video_urls": [VIDEO], "model_params": "4"},
+            "model_params",
+            "model_params",
+        ),
+    ],
+)
+def test_invalid_parameters(api: Api, body: object, param: str, message_part: str) -> None:
+    with api.client() as client:
+        response = client.post(GENERATIONS, json=body)
+    error = envelope(response, 400, "invalid_parameter", "invalid_request_error")
+    assert error["param"] == param
+    assert message_part in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"model": ', "Request body is not valid JSON"),
+        (b"", "Request body is required"),
+        (b"[1, 2]", "Request body: "),
+        (b'"text"', "Request body: "),
+    ],
+)
+def test_malformed_bodies_use_the_envelope(api: Api, content: bytes, message: str) -> None:
+    with api.client() as client:
+        response = client.post(
+            GENERATIONS, content=content, headers={"Content-Type": "application/json"}
+        )
+    error = envelope(response, 400, "invalid_parameter", "invalid_request_error")
+    assert error["message"].startswith(message)
+
+
+def test_probe_failure_is_400_video_probe_failed(api: Api) -> None:
+    with api.client() as client:
+        response = client.post(
+            GENERATIONS, json={"model": API_MODEL, "video_urls": ["https://unreachable.example/a"]}
+        )
+    error = envelope(response, 400, "video_probe_failed", "invalid_request_error")
+    assert "video duration" in error["message"]
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("POST", "/cancel")])
+def test_malformed_task_id_is_invalid_task_id(api: Api, method: str, suffix: str) -> None:
+    with api.client() as client:
+        response = client.request(method, f"/v1/tasks/abc-123{suffix}")
+    error = envelope(response, 400, "invalid_task_id", "invalid_request_error")
+    assert error["param"] == "task_id"
+
+
+@pytest.mark.parametrize("secret", ["", "upres_not-a-key"])
+def test_missing_or_unknown_key_is_401(api: Api, secret: str) -> None:
+    with api.client(secret) as client:
+        response = client.get("/v1/credits")
+    envelope(response, 401, "unauthorized", "authentication_error")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_revoked_key_is_401(api: Api) -> None:
+    api.keys.revoke(api.owner.key.id)
+    with api.client() as client:
+        response = client.post(GENERATIONS, json={"model": API_MODEL, "video_urls": [VIDEO]})
+    envelope(response, 401, "unauthorized", "authentication_error")
+
+
+def test_empty_account_is_402(api: Api) -> None:
+    broke = api.keys.create(credits=0.0)
+    with api.client(broke.secret) as client:
+        response = client.post(GENERATIONS, json={"model": API_MODEL, "video_urls": [VIDEO]})
+    envelope(response, 402, "insufficient_quota", "insufficient_quota")
+
+
+def test_key_without_the_model_is_403(api: Api) -> None:
+    limited = api.keys.create(credits=100.0, models=("some-other-model",))
+    with api.client(limited.secret) as client:
+        response = client.post(GENERATIONS, json={"model": API_MODEL, "video_urls": [VIDEO]})
+    error = envelope(response, 403, "model_access_denied", "invalid_request_error")
+    assert API_MODEL in error["message"]
+
+
+def test_other_accounts_task_is_404(api: Api) -> None:
+    stranger = api.keys.create(credits=1000.0)
+    with api.client() as client:
+        created = client.post(GENERATIONS, json={"model": API_MODEL, "video_urls": [VIDEO]})
+    task_id = created.json()["id"]
+    with api.client(stranger.secret) as client:
+        seen = client.get(f"/v1/tasks/{task_id}")
+        cancel = client.post(f"/v1/tasks/{task_id}/cancel")
+    envelope(seen, 404, "resource_not_found", "invalid_request_error")
+    envelope(cancel, 404, "resource_not_found", "invalid_request_error")
+
+
+def test_unknown_route_is_404_and_wrong_method_is_405(api: Api) -> None:
+    with api.client() as client:
+        missing = client.get("/v1/nothing-here")
+        wrong = client.delete("/v1/videos/generations")
+    envelope(missing, 404, "not_found", "invalid_request_error")
+    envelope(wrong, 405, "method_not_allowed", "invalid_request_error")
+    assert wrong.headers["allow"] == "POST"
+
+
+def test_rate_limit_is_429_with_headers(tmp_path: Path) -> None:
+    with running_api(tmp_path, rate_limit_per_minute=2) as api, api.client() as client:
+        first = client.get("/v1/models")
+        second = client.get("/v1/models")
+        third = client.get("/v1/models")
+    assert first.headers["x-ratelimit-limit"] == "2"
+    assert first.headers["x-ratelimit-remaining"] == "1"
+    assert second.headers["x-ratelimit-remaining"] == "0"
+    envelope(third, 429, "rate_limit_exceeded", "rate_limit_error")
+    assert third.headers["x-ratelimit-limit"] == "2"
+    assert third.headers["x-ratelimit-remaining"] == "0"
+    assert 1 <= int(third.headers["retry-after"]) <= 30
+    assert int(third.headers["x-ratelimit-reset"]) >= int(third.headers["retry-after"])
+
+
+class ExplodingTasks:
+    """Task use cases with a bug in ``get``, to see what a client gets for a crash."""
+
+    def __init__(self, inner: Services) -> None:
+        self._inner = inner.tasks
+
+    def submit_idempotent(self, **kwargs: object) -> object:
+        return self._inner.submit_idempotent(**kwargs)  # type: ignore[arg-type]
+
+    def cancel(self, *, key: ApiKey, task_id: str) -> Task:
+        return self._inner.cancel(key=key, task_id=task_id)
+
+    def get(self, *, key: ApiKey, task_id: str) -> Task:
+        raise RuntimeError("a bug deep inside")
+
+
+def test_unexpected_error_is_500_with_request_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(services: Services) -> Services:
+        return replace(services, tasks=ExplodingTasks(services))
+
+    with running_api(tmp_path, adjust=explode) as api, api.client() as client:
+        response = client.get("/v1/tasks/task-unified-1-abcdefgh", headers={"x-request-id": "r-1"})
+    error = envelope(response, 500, "internal_error", "api_error")
+    assert response.headers["x-request-id"] == "r-1"
+    assert "r-1" in error["message"]
+    assert "a bug deep inside" not in response.text
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR and "r-1" in r.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None

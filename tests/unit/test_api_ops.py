@@ -1,0 +1,196 @@
+"""The operational surface: /openapi.json, /docs, /metrics, /healthz, request ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.unit.api_harness import Api, running_api
+from upres.api.deps import Services
+from upres.domain.tasks import API_MODEL
+from upres.errors import ServiceUnavailable
+from upres.jobs.sql import SqlTaskStore
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    with running_api(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def openapi(api: Api) -> dict[str, Any]:
+    with httpx.Client(base_url=api.base_url) as client:
+        response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_openapi_lists_every_endpoint_with_its_method(openapi: dict[str, Any]) -> None:
+    operations = {(path, method) for path, item in openapi["paths"].items() for method in item}
+    assert operations == {
+        ("/v1/videos/generations", "post"),
+        ("/v1/tasks/{task_id}", "get"),
+        ("/v1/tasks/{task_id}/cancel", "post"),
+        ("/v1/files/{token}", "get"),
+        ("/v1/models", "get"),
+        ("/v1/credits", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    }
+
+
+def test_openapi_create_operation_matches_the_spec(openapi: dict[str, Any]) -> None:
+    create = openapi["paths"]["/v1/videos/generations"]["post"]
+    assert create["operationId"] == "createVideoGeneration"
+    examples = create["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {
+        "basic_2x_upscale",
+        "upscale_4x",
+        "upscale_1x_enhance",
+        "with_callback",
+    }
+    assert examples["upscale_4x"]["value"]["model_params"] == {"upscale_factor": "4"}
+    assert create["security"] == [{"bearerAuth": []}]
+    responses = create["responses"]
+    assert {"200", "400", "401", "402", "403", "429", "500"} <= set(responses)
+    assert "422" not in responses
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for status in ("400", "401", "402", "403", "429", "500"):
+        assert responses[status]["content"]["application/json"]["schema"] == error_ref
+    assert set(responses["429"]["headers"]) == {
+        "Retry-After",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+    }
+    bad = responses["400"]["content"]["application/json"]["examples"]
+    assert {"missing_video", "probe_failed"} <= set(bad)
+    request = openapi["components"]["schemas"]["VideoGenerationRequest"]
+    assert request["required"] == ["model", "video_urls"]
+    assert request["properties"]["model"]["enum"] == [API_MODEL]
+    factor = openapi["components"]["schemas"]["ModelParams"]["properties"]["upscale_factor"]
+    assert factor["enum"] == ["1", "2", "4"]
+    assert factor["default"] == "2"
+
+
+def test_openapi_security_and_task_schema(openapi: dict[str, Any]) -> None:
+    schemes = openapi["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["bearerAuth"]["description"],
+    }
+    assert openapi["security"] == [{"bearerAuth": []}]
+    assert openapi["paths"]["/healthz"]["get"]["security"] == []
+    schemas = openapi["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert {"VideoGenerationRequest", "VideoTaskInfo", "VideoUsage", "ErrorResponse"} <= set(
+        schemas
+    )
+    task = schemas["VideoGenerationResponse"]
+    assert set(task["required"]) == {
+        "created",
+        "id",
+        "model",
+        "progress",
+        "status",
+        "task_info",
+        "usage",
+    }
+    assert set(task["properties"]) >= {"results", "error", "object", "type"}
+    get = openapi["paths"]["/v1/tasks/{task_id}"]["get"]
+    assert (
+        get["responses"]["400"]["content"]["application/json"]["examples"]["invalid_task_id"][
+            "value"
+        ]["error"]["param"]
+        == "task_id"
+    )
+
+
+def test_docs_page_is_served(api: Api) -> None:
+    with httpx.Client(base_url=api.base_url) as client:
+        response = client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+
+
+def test_request_id_is_generated_or_echoed(api: Api) -> None:
+    with httpx.Client(base_url=api.base_url) as client:
+        generated = client.get("/healthz")
+        echoed = client.get("/healthz", headers={"x-request-id": "client-id-1"})
+        unsafe = client.get("/healthz", headers={"x-request-id": "bad id\twith tab"})
+    assert generated.headers["x-request-id"].startswith("req_")
+    assert echoed.headers["x-request-id"] == "client-id-1"
+    assert unsafe.headers["x-request-id"].startswith("req_")
+
+
+def test_metrics_count_requests_and_read_the_store(api: Api) -> None:
+    with api.client() as client:
+        client.post("/v1/videos/generations", json={"model": API_MODEL, "video_urls": []})
+        client.post(
+            "/v1/videos/generations",
+            json={"model": API_MODEL, "video_urls": ["https://v.example.com/a.mp4"]},
+        )
+        client.get("/v1/tasks/task-unified-1-abcdefgh")
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = parsed(response.text)
+    requests = "upres_http_requests_total"
+    generations = {"route": "/v1/videos/generations", "method": "POST"}
+    assert samples[requests, frozenset({**generations, "status": "400"}.items())] == 1.0
+    assert samples[requests, frozenset({**generations, "status": "200"}.items())] == 1.0
+    task = {"route": "/v1/tasks/{task_id}", "method": "GET", "status": "404"}
+    assert samples[requests, frozenset(task.items())] == 1.0
+    assert samples["upres_tasks", frozenset({"status": "pending"}.items())] == 1.0
+    assert samples["upres_queue_depth", frozenset()] == 1.0
+    assert samples["upres_tasks_submitted_total", frozenset({"factor": "2"}.items())] == 1.0
+    assert samples["upres_credits_reserved_total", frozenset()] == 144.0
+    assert samples["upres_credits_captured_total", frozenset()] == 0.0
+    assert any(name == "upres_http_request_duration_seconds_bucket" for name, _ in samples)
+
+
+def parsed(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_healthz_ok_when_database_and_worker_are(api: Api) -> None:
+    with httpx.Client(base_url=api.base_url) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": True, "worker": True}}
+
+
+class DownStore(SqlTaskStore):
+    """A store whose database stopped answering."""
+
+    def ping(self) -> None:
+        raise ServiceUnavailable("database is down")
+
+
+@pytest.mark.parametrize("broken", ["database", "worker"])
+def test_healthz_is_503_when_a_check_fails(tmp_path: Path, broken: str) -> None:
+    def breaking(services: Services) -> Services:
+        if broken == "worker":
+            return replace(services, worker_alive=lambda: False)
+        store = services.store
+        assert isinstance(store, SqlTaskStore)
+        return replace(services, store=DownStore(store.engine))
+
+    with running_api(tmp_path, adjust=breaking) as api, httpx.Client(base_url=api.base_url) as c:
+        response = c.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"][broken] is False

@@ -1,0 +1,63 @@
+"""The throughput bench runs end to end on a tiny clip (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from bench import _report, throughput
+from bench._flops import counted_macs, formula_macs, rrdbnet_macs
+
+from upres.models.loader import ModelCache
+from upres.models.registry import MODELS
+
+KINDS = {"decode", "encode", "model", "e2e", "baseline"}
+
+
+@pytest.mark.slow
+def test_harness_measures_every_stage_of_a_tiny_clip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nHand-written plan.\n")
+    argv = ["--models", "realesr-animevideov3", "--sizes", "64x36", "--factors", "2"]
+    argv += ["--frames", "2", "--length-check", "2", "--torch-threads", "1"]
+    argv += ["--ceiling-seconds", "0.05", "--clips", str(tmp_path), "--doc", str(doc), "--json"]
+
+    assert throughput.main(argv) == 0
+
+    result = json.loads(capsys.readouterr().out)
+    (row,) = result["rows"]
+    assert set(row["fps"]) == KINDS
+    assert all(fps > 0 for fps in row["fps"].values())
+    assert row["vs_baseline"]["baseline"] == pytest.approx(1.0)
+    e2e = row["results"]["e2e"]
+    assert (e2e["frames"], e2e["out_width"], e2e["out_height"]) == (2, 128, 72)
+    assert row["longer"]["frames"] == 4
+    assert e2e["peak_rss_mb"] >= e2e["warm_rss_mb"] > 0
+    assert result["ceiling"]["tflops"] > 0
+    text = doc.read_text()
+    assert "Hand-written plan." in text
+    assert "<!-- throughput:cpu begin -->" in text
+    assert "| realesr-animevideov3 | 2 | 64x36 -> 128x72 | 2 |" in text
+
+
+def test_writing_twice_replaces_the_section(tmp_path: Path) -> None:
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nintro\n")
+    machine = _report.machine(torch.device("cpu"))
+    empty = _report.Document(machine=machine, ceiling=None, rows=())
+    _report.write(doc, empty)
+    _report.write(doc, empty)
+    text = doc.read_text()
+    assert text.count("<!-- throughput:cpu begin -->") == 1
+    assert text.startswith("# Benchmarks\n\nintro\n")
+
+
+def test_flop_formulas_match_the_loaded_networks() -> None:
+    models = ModelCache()
+    for spec in MODELS:
+        assert counted_macs(spec, models, side=8) == formula_macs(spec), spec.id
+    assert 2 * rrdbnet_macs() / 16 == 2_240_856  # FLOP per output pixel quoted in the docs

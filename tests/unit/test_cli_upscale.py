@@ -1,0 +1,149 @@
+"""``upres upscale``: real clips, the real fast model, exit codes, messages and Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.clips import make_clip, write_not_a_video
+from upres.cli import build_app
+from upres.cli.upscale import plain_line, progress_reporter
+from upres.worker.pipeline import Progress
+
+FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(build_app(), ["upscale", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _facts(path: Path) -> tuple[int, int, int, bool, str]:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video))
+        return video.width, video.height, frames, bool(container.streams.audio), video.codec.name
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("cli") / "in.mp4", frames=6, fps=6)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_upscale_at_each_factor(tmp_path: Path, clip: Path, factor: int) -> None:
+    output = tmp_path / "out.mp4"
+    code, stdout, stderr = _invoke(str(clip), str(output), "--factor", str(factor), *FAST_MODEL)
+    assert code == 0, stderr
+    assert _facts(output) == (64 * factor, 48 * factor, 6, True, "h264")
+    assert f"wrote {output}" in stdout
+    # Not a terminal: progress comes as plain lines on stderr.
+    assert "frames 6/6 (100%)" in stderr
+
+
+def test_codec_and_crf_options(tmp_path: Path, clip: Path) -> None:
+    output = tmp_path / "out.mp4"
+    code, _, stderr = _invoke(
+        str(clip), str(output), "--factor", "1", "--codec", "h265", "--crf", "30", *FAST_MODEL
+    )
+    assert code == 0, stderr
+    assert _facts(output)[-1] == "hevc"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no-such-model"], "unknown model"),
+        pytest.param(
+            ["--device", "cuda"],
+            "cuda is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
+    ],
+    ids=["unknown-model", "no-cuda"],
+)
+def test_user_errors_are_one_line_without_traceback(
+    tmp_path: Path, clip: Path, args: list[str], message: str
+) -> None:
+    output = tmp_path / "out.mp4"
+    code, _, stderr = _invoke(str(clip), str(output), "--factor", "2", *args)
+    assert code == 1
+    assert stderr.startswith("error: ")
+    assert stderr.count("\n") == 1
+    assert message in stderr.lower()
+    assert not output.exists()
+
+
+def test_bad_input_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    source = write_not_a_video(tmp_path / "in.mp4")
+    code, _, stderr = _invoke(str(source), str(tmp_path / "out.mp4"), *FAST_MODEL)
+    assert code == 1
+    assert stderr == "error: The file is not a video that upres can read.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_same_input_and_output_is_refused(clip: Path) -> None:
+    code, _, stderr = _invoke(str(clip), str(clip), *FAST_MODEL)
+    assert code == 1
+    assert "different file" in stderr
+
+
+def test_factor_must_be_1_2_or_4(tmp_path: Path, clip: Path) -> None:
+    code, _, _ = _invoke(str(clip), str(tmp_path / "out.mp4"), "--factor", "3")
+    assert code == 2
+
+
+def test_plain_progress_line() -> None:
+    line = plain_line(Progress(frames_done=12, frames_total=48, elapsed_s=4.0, fps=3.0))
+    assert line == "frames 12/48 (25%) 3.0 fps ETA 12s"
+    unknown = plain_line(Progress(frames_done=5, frames_total=None, elapsed_s=1.0, fps=5.0))
+    assert unknown == "frames 5 5.0 fps"
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=240, fps=24)
+    output = tmp_path / "out.mp4"
+    command = [sys.executable, "-c", "from upres.cli import main; main()", "upscale"]
+    child = subprocess.Popen(
+        [*command, str(source), str(output), "--factor", "4", *FAST_MODEL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stderr is not None
+    first = child.stderr.readline()
+    assert first.startswith("frames "), first
+    child.send_signal(signal.SIGINT)
+    _, rest = child.communicate(timeout=120)
+    assert child.returncode == 130, rest
+    assert "cancelled" in rest
+    assert "Traceback" not in rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_progress_is_a_bar_with_frames_fps_and_eta(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress_reporter() as report:
+        report(Progress(frames_done=12, frames_total=48, elapsed_s=4.0, fps=3.0))
+        report(Progress(frames_done=24, frames_total=48, elapsed_s=8.0, fps=3.0))
+    shown = terminal.getvalue()
+    assert "24/48" in shown
+    assert "3.0 fps" in shown
+    assert "ETA" in shown

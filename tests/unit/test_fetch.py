@@ -1,0 +1,116 @@
+"""Downloading inputs: limits, redirects, errors, and no partial files left behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LocalHttpServer, Route
+from upres.errors import FetchError
+from upres.netpolicy import AddressPolicy
+from upres.worker.fetch import fetch
+
+LAN = AddressPolicy(True)
+BODY = os.urandom(300_000)
+
+
+def test_downloads_whole_body(http_server: LocalHttpServer, tmp_path: Path) -> None:
+    http_server.routes["/v.mp4"] = Route(body=BODY, headers=(("Content-Type", "video/mp4"),))
+    dest = tmp_path / "in.mp4"
+    got = fetch(http_server.url("/v.mp4"), dest, policy=LAN, max_bytes=10**6, timeout_s=10)
+    assert dest.read_bytes() == BODY
+    assert got.size_bytes == len(BODY)
+    assert got.content_type == "video/mp4"
+    assert got.path == dest
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_follows_redirects_and_reports_final_url(
+    http_server: LocalHttpServer, tmp_path: Path
+) -> None:
+    http_server.routes["/v.mp4"] = Route(body=BODY)
+    http_server.routes["/a"] = Route(status=301, headers=(("Location", "/b"),))
+    http_server.routes["/b"] = Route(status=307, headers=(("Location", "/v.mp4"),))
+    got = fetch(http_server.url("/a"), tmp_path / "x", policy=LAN, max_bytes=10**6, timeout_s=10)
+    assert got.final_url == http_server.url("/v.mp4")
+    assert got.path.read_bytes() == BODY
+
+
+def test_too_many_redirects(http_server: LocalHttpServer, tmp_path: Path) -> None:
+    http_server.routes["/loop"] = Route(status=302, headers=(("Location", "/loop"),))
+    with pytest.raises(FetchError, match="redirected more than 5"):
+        fetch(http_server.url("/loop"), tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=10)
+    assert len(http_server.requests) == 6
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_redirect_to_forbidden_address_is_refused(
+    http_server: LocalHttpServer, tmp_path: Path
+) -> None:
+    policy = AddressPolicy(False, extra_networks=[ipaddress.ip_network("127.0.0.1/32")])
+    http_server.routes["/ok"] = Route(body=b"fine")
+    http_server.routes["/r"] = Route(
+        status=302, headers=(("Location", "http://169.254.169.254/latest/meta-data/"),)
+    )
+    assert fetch(http_server.url("/ok"), tmp_path / "ok", policy=policy, max_bytes=99, timeout_s=5)
+    with pytest.raises(FetchError, match="not allowed"):
+        fetch(http_server.url("/r"), tmp_path / "x", policy=policy, max_bytes=99, timeout_s=5)
+    assert not (tmp_path / "x").exists()
+
+
+def test_private_address_refused_without_allow_private(
+    http_server: LocalHttpServer, tmp_path: Path
+) -> None:
+    http_server.routes["/v"] = Route(body=BODY)
+    for host in ("127.0.0.1", "localhost"):
+        with pytest.raises(FetchError, match="not allowed"):
+            fetch(
+                http_server.url("/v", host=host),
+                tmp_path / "x",
+                policy=AddressPolicy(False),
+                max_bytes=10**6,
+                timeout_s=5,
+            )
+    assert http_server.requests == []
+
+
+def test_announced_size_over_limit(http_server: LocalHttpServer, tmp_path: Path) -> None:
+    http_server.routes["/v"] = Route(body=BODY)
+    with pytest.raises(FetchError, match="over the limit"):
+        fetch(http_server.url("/v"), tmp_path / "x", policy=LAN, max_bytes=1000, timeout_s=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_counted_size_over_limit_when_length_lies(
+    http_server: LocalHttpServer, tmp_path: Path
+) -> None:
+    """A body without Content-Length is still cut off at the limit."""
+    http_server.routes["/v"] = Route(body=BODY, send_length=False)
+    with pytest.raises(FetchError, match="over the limit"):
+        fetch(http_server.url("/v"), tmp_path / "x", policy=LAN, max_bytes=1000, timeout_s=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error_status(http_server: LocalHttpServer, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch(http_server.url("/missing"), tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
+
+
+def test_unreachable_host(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="Could not download"):
+        fetch("http://127.0.0.1:1/v", tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
+
+
+def test_non_http_scheme(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="http or https"):
+        fetch("file:///etc/passwd", tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
+
+
+def test_total_time_limit(http_server: LocalHttpServer, tmp_path: Path) -> None:
+    http_server.routes["/slow"] = Route(body=BODY, delay_s=2.0)
+    with pytest.raises(FetchError, match=r"in time|longer than"):
+        fetch(http_server.url("/slow"), tmp_path / "x", policy=LAN, max_bytes=10**6, timeout_s=0.5)
+    assert list(tmp_path.iterdir()) == []

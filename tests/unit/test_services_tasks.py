@@ -1,0 +1,264 @@
+"""TaskService: validation exactly per the spec, probing, pricing, reservation, get, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import pytest
+
+from tests.stores import FakeClock, render_body, sqlite_store
+from upres.domain.media import ColorInfo, VideoInfo
+from upres.domain.pricing import Pricing
+from upres.domain.tasks import Factor, TaskStatus, is_well_formed_task_id
+from upres.errors import (
+    AddressNotAllowed,
+    FetchError,
+    IdempotencyConflict,
+    InsufficientQuota,
+    InvalidRequest,
+    InvalidTaskId,
+    ModelAccessDenied,
+    TaskNotCancellable,
+    TaskNotFound,
+    UnknownDuration,
+)
+from upres.services.keys import KeyService
+from upres.services.tasks import Submission, TaskService, ThroughputEstimator
+
+VIDEO = "https://videos.example.com/clip.mp4"
+HOOK = "https://hooks.example.com/done"
+
+
+def video_info(*, duration_s: float = 9.2, frames: int | None = 276) -> VideoInfo:
+    return VideoInfo(
+        width=640,
+        height=360,
+        duration_s=duration_s,
+        frame_count=frames,
+        average_fps=Fraction(30),
+        codec="h264",
+        pix_fmt="yuv420p",
+        bit_depth=8,
+        rotation=0,
+        sample_aspect_ratio=None,
+        color=ColorInfo(color_range=1, primaries=2, transfer=2, matrix=2),
+        has_audio=True,
+        container="mp4",
+    )
+
+
+@dataclass
+class FakeProber:
+    info: VideoInfo = field(default_factory=video_info)
+    error: Exception | None = None
+    probed: list[str] = field(default_factory=list)
+
+    def probe_url(self, url: str) -> VideoInfo:
+        self.probed.append(url)
+        if self.error is not None:
+            raise self.error
+        return self.info
+
+
+class FakeChecker:
+    def check_callback_url(self, url: str) -> None:
+        if "internal" in url:
+            raise AddressNotAllowed("callback_url host is not allowed", param="callback_url")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    store = sqlite_store(tmp_path / "upres.db", clock)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def prober() -> FakeProber:
+    return FakeProber()
+
+
+@pytest.fixture
+def service(store, prober, clock) -> TaskService:
+    return TaskService(
+        store=store,
+        prober=prober,
+        pricing=Pricing(),
+        callback_checker=FakeChecker(),
+        callback_body=render_body,
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def key(store):
+    return KeyService(store).create(credits=1000).key
+
+
+def submission(**overrides) -> Submission:
+    fields = {"model": "topaz-video-upscale", "video_urls": [VIDEO], "factor": Factor.X2}
+    fields["callback_url"] = None
+    fields.update(overrides)
+    return Submission(**fields)
+
+
+def test_submit_probes_prices_and_reserves(service, store, key, prober, clock):
+    task = service.submit(key=key, submission=submission(factor=Factor.X4, callback_url=HOOK))
+
+    assert is_well_formed_task_id(task.id)
+    assert task.id.startswith(f"task-unified-{int(clock.now.timestamp())}-")
+    assert task.status is TaskStatus.PENDING
+    assert task.video_duration_s == 9.2
+    assert task.credits_reserved == 10 * 28  # 9.2 s rounds up to 10 s at the 4x rate
+    assert task.callback_url == HOOK
+    assert task.user_group == "default"
+    assert task.estimated_time_s > 0
+    assert prober.probed == [VIDEO]
+    assert store.get_account(key.account_id).balance == 1000 - 280
+
+
+def test_estimate_follows_measured_throughput(service, store, key):
+    slow = service.submit(key=key, submission=submission()).estimated_time_s
+    store.record_throughput(Factor.X2, 500.0)
+    fast = service.submit(key=key, submission=submission()).estimated_time_s
+
+    assert fast < slow
+    output_mpix = 640 * 360 * 4 * 276 / 1e6
+    assert fast == pytest.approx(5 + output_mpix / 500, abs=1)
+
+
+def test_estimator_falls_back_to_duration_times_fps():
+    class Unmeasured:
+        def throughput(self, factor):
+            return None
+
+    estimator = ThroughputEstimator(Unmeasured(), default_mpix_per_s=1.0, overhead_s=0)
+    unknown_frames = video_info(duration_s=2.0, frames=None)
+
+    assert estimator.estimate(unknown_frames, Factor.ENHANCE) == pytest.approx(
+        640 * 360 * 60 / 1e6, abs=1
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"model": "other-model"}, InvalidRequest, "model"),
+        ({"video_urls": []}, InvalidRequest, "video_urls is required and must not be empty"),
+        ({"video_urls": [VIDEO, VIDEO]}, InvalidRequest, "Only 1 video"),
+        ({"video_urls": ["ftp://x.example.com/a.mp4"]}, InvalidRequest, "http or https"),
+        ({"video_urls": ["not a url"]}, InvalidRequest, "http or https"),
+        ({"callback_url": "http://hooks.example.com/x"}, InvalidRequest, "https"),
+        ({"callback_url": "https://h.example.com/" + "a" * 2048}, InvalidRequest, "2048"),
+        ({"callback_url": "https://internal.example/x"}, AddressNotAllowed, "not allowed"),
+    ],
+)
+def test_invalid_submissions_are_refused_before_probing(
+    service, store, key, prober, overrides, error, message
+):
+    with pytest.raises(error, match=message) as raised:
+        service.submit(key=key, submission=submission(**overrides))
+
+    assert raised.value.code == "invalid_parameter"
+    assert prober.probed == []
+    assert store.queue_depth() == 0
+
+
+def test_empty_video_urls_carry_the_spec_message_and_param(service, key):
+    with pytest.raises(InvalidRequest) as raised:
+        service.submit(key=key, submission=submission(video_urls=[]))
+
+    assert raised.value.message == (
+        "video_urls is required and must not be empty for topaz-video-upscale"
+    )
+    assert raised.value.param == "video_urls"
+
+
+def test_key_without_the_model_is_denied(service, store):
+    key = KeyService(store).create(credits=100, models=("something-else",)).key
+
+    with pytest.raises(ModelAccessDenied) as raised:
+        service.submit(key=key, submission=submission())
+
+    assert raised.value.message == "Token does not have access to model: topaz-video-upscale"
+
+
+@pytest.mark.parametrize(
+    "error", [FetchError("unreachable"), UnknownDuration("no duration")], ids=["fetch", "duration"]
+)
+def test_probe_errors_propagate_as_video_probe_failed(service, store, key, prober, error):
+    prober.error = error
+
+    with pytest.raises(type(error)) as raised:
+        service.submit(key=key, submission=submission())
+
+    assert raised.value.code == "video_probe_failed"
+    assert store.get_account(key.account_id).balance == 1000
+
+
+def test_a_zero_duration_is_a_probe_failure(service, key, prober):
+    prober.info = video_info(duration_s=0.0)
+
+    with pytest.raises(UnknownDuration, match="Failed to detect video duration"):
+        service.submit(key=key, submission=submission())
+
+
+def test_insufficient_quota_is_checked_before_fetching(service, store, prober):
+    broke = KeyService(store).create(credits=5).key
+
+    with pytest.raises(InsufficientQuota):
+        service.submit(key=broke, submission=submission())
+
+    assert prober.probed == []
+
+
+def test_insufficient_quota_for_the_whole_video(service, store):
+    short = KeyService(store).create(credits=100).key  # covers 6 of 10 seconds
+
+    with pytest.raises(InsufficientQuota):
+        service.submit(key=short, submission=submission())
+
+    assert store.get_account(short.account_id).balance == 100
+
+
+def test_get_and_cancel_check_id_and_owner(service, store, key):
+    task = service.submit(key=key, submission=submission(callback_url=HOOK))
+    stranger = KeyService(store).create(credits=0).key
+
+    with pytest.raises(InvalidTaskId):
+        service.get(key=key, task_id="abc")
+    with pytest.raises(TaskNotFound):
+        service.get(key=stranger, task_id=task.id)
+    with pytest.raises(TaskNotFound):
+        service.cancel(key=stranger, task_id=task.id)
+    assert service.get(key=key, task_id=task.id).id == task.id
+
+    cancelled = service.cancel(key=key, task_id=task.id)
+
+    assert cancelled.status is TaskStatus.CANCELLED
+    assert store.get_account(key.account_id).balance == 1000
+    assert store.outbox_for_task(task.id)[0].url == HOOK
+    with pytest.raises(TaskNotCancellable):
+        service.cancel(key=key, task_id=task.id)
+
+
+def test_idempotent_submission_replays_and_detects_reuse(service, store, key, prober):
+    first = service.submit_idempotent(key=key, submission=submission(), idempotency_key="k1")
+    again = service.submit_idempotent(key=key, submission=submission(), idempotency_key="k1")
+
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.task.id == first.task.id
+    assert len(prober.probed) == 1
+    assert store.get_account(key.account_id).balance == 1000 - 160
+    with pytest.raises(IdempotencyConflict):
+        service.submit_idempotent(
+            key=key, submission=submission(factor=Factor.X4), idempotency_key="k1"
+        )
+    plain = service.submit_idempotent(key=key, submission=submission(), idempotency_key=None)
+    assert plain.task.id != first.task.id

@@ -1,0 +1,229 @@
+"""Store support for the other parts: callbacks, result expiry, metrics, throughput,
+idempotency, migrations and SQLite connection settings."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from tests.stores import FakeClock, new_task, render_body, sqlite_store
+from upres.db import create_db_engine, migrate
+from upres.db.tables import Base
+from upres.domain.accounts import Account
+from upres.domain.tasks import Factor, TaskStatus
+from upres.errors import IdempotencyConflict, ServiceUnavailable
+from upres.jobs.sql import SqlTaskStore
+from upres.jobs.store import CallbackAttempt, IdempotencyRecord
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    store = sqlite_store(tmp_path / "upres.db", clock)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def account(store: SqlTaskStore) -> Account:
+    return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")
+
+
+def _finish(store, clock, account, *, ttl_s=3600):
+    store.create_task(new_task(account, clock))
+    claim = store.claim(worker_id="w", lease_s=30)
+    return store.complete(
+        claim,
+        result_key=f"{claim.task.id}.mp4",
+        result_expires_at=clock.now + timedelta(seconds=ttl_s),
+        actual_duration_s=2,
+        credits_charged=32,
+        callback_body=render_body,
+    )
+
+
+def test_callback_retries_are_recorded_until_delivered(store, clock, account):
+    _finish(store, clock, account)
+    (item,) = store.due_callbacks(limit=10)
+    store.record_callback_attempt(
+        CallbackAttempt(
+            outbox_id=item.id, attempt=1, status_code=500, error=None, delivered=False, at=clock.now
+        ),
+        next_attempt_at=clock.now + timedelta(seconds=1),
+    )
+    assert store.due_callbacks(limit=10) == []
+    clock.advance(1)
+    (again,) = store.due_callbacks(limit=10)
+    assert again.attempts == 1
+    store.record_callback_attempt(
+        CallbackAttempt(
+            outbox_id=item.id, attempt=2, status_code=204, error=None, delivered=True, at=clock.now
+        ),
+        next_attempt_at=None,
+    )
+
+    clock.advance(100)
+    assert store.due_callbacks(limit=10) == []
+    assert [(a.attempt, a.status_code, a.delivered) for a in store.callback_attempts(item.id)] == [
+        (1, 500, False),
+        (2, 204, True),
+    ]
+
+
+def test_callback_given_up_is_no_longer_due(store, clock, account):
+    _finish(store, clock, account)
+    (item,) = store.due_callbacks(limit=10)
+    store.record_callback_attempt(
+        CallbackAttempt(
+            outbox_id=item.id,
+            attempt=4,
+            status_code=None,
+            error="timeout",
+            delivered=False,
+            at=clock.now,
+        ),
+        next_attempt_at=None,
+    )
+
+    clock.advance(100)
+    assert store.due_callbacks(limit=10) == []
+
+
+def test_results_expire_and_are_forgotten(store, clock, account):
+    task = _finish(store, clock, account, ttl_s=24 * 3600)
+    assert store.expired_results(now=clock.now) == []
+
+    clock.advance(24 * 3600)
+    assert [t.id for t in store.expired_results(now=clock.now)] == [task.id]
+    store.forget_result(task.id)
+
+    assert store.expired_results(now=clock.now) == []
+    forgotten = store.get_task(task.id)
+    assert forgotten.result_key is None
+    assert forgotten.result_expires_at == task.result_expires_at
+
+
+def test_counts_and_queue_depth(store, clock, account):
+    _finish(store, clock, account)
+    store.create_task(new_task(account, clock))
+    store.create_task(new_task(account, clock))
+    store.claim(worker_id="w", lease_s=30)
+
+    counts = store.count_by_status()
+    assert counts[TaskStatus.COMPLETED] == 1
+    assert counts[TaskStatus.PROCESSING] == 1
+    assert counts[TaskStatus.PENDING] == 1
+    assert counts[TaskStatus.FAILED] == 0
+    assert store.queue_depth() == 1
+
+
+def test_throughput_is_a_moving_average_per_factor(store):
+    assert store.throughput(Factor.X2) is None
+    store.record_throughput(Factor.X2, 10.0)
+    store.record_throughput(Factor.X2, 20.0)
+
+    store.record_throughput(Factor.X2, float("nan"))
+    store.record_throughput(Factor.X2, 0.0)
+
+    assert store.throughput(Factor.X2) == pytest.approx(13.0)
+    assert store.throughput(Factor.X4) is None
+
+
+def test_idempotency_record_is_found_and_expires(store, clock, account):
+    record = IdempotencyRecord(key="abc", request_hash="h1")
+    task = store.create_task(new_task(account, clock), idempotency=record)
+
+    hit = store.find_idempotent(account_id=account.id, key="abc", since=clock.now)
+    assert hit is not None
+    assert (hit.task.id, hit.request_hash) == (task.id, "h1")
+    with pytest.raises(IdempotencyConflict):
+        store.create_task(new_task(account, clock), idempotency=record)
+    assert store.get_account(account.id).balance == 1000 - 32
+
+    clock.advance(25 * 3600)
+    window = clock.now - timedelta(hours=24)
+    assert store.find_idempotent(account_id=account.id, key="abc", since=window) is None
+    store.create_task(new_task(account, clock), idempotency=record)
+
+
+def test_concurrent_claimers_never_share_a_task(store, clock, account):
+    for _ in range(12):
+        store.create_task(new_task(account, clock, reserved=1))
+
+    def drain(worker: int) -> list[str]:
+        got = []
+        while (claim := store.claim(worker_id=f"w{worker}", lease_s=30)) is not None:
+            got.append(claim.task.id)
+        return got
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        claimed = [task_id for ids in pool.map(drain, range(4)) for task_id in ids]
+
+    assert len(claimed) == 12 == len(set(claimed))
+
+
+def test_migrations_apply_from_empty_and_match_the_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    migrate(url)
+    migrate(url)  # idempotent at head
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            names = set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+    assert diff == []
+    assert names >= {
+        "accounts",
+        "api_keys",
+        "tasks",
+        "ledger",
+        "callback_outbox",
+        "alembic_version",
+    }
+
+
+def test_concurrent_start_ups_migrate_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'racing.db'}"
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda _: migrate(url), range(3)))
+
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
+                ("0001",)
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_connections_use_wal_and_foreign_keys(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+
+
+def test_ping_raises_service_unavailable_when_the_database_is_gone(tmp_path, clock):
+    store = sqlite_store(tmp_path / "upres.db", clock)
+    store.ping()
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE callback_attempts"))
+    store.close()
+    broken = SqlTaskStore(f"sqlite:///{tmp_path / 'missing' / 'x.db'}", clock=clock)
+
+    with pytest.raises(ServiceUnavailable):
+        broken.ping()
