@@ -16,14 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import psutil
 import torch
+from torch import nn
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
 from upres.domain.tasks import Factor
-from upres.models.registry import get_model
+from upres.models.loader import ModelCache
+from upres.models.registry import ModelSpec, get_model
 from upres.worker.colorimetry import conversion_for
 from upres.worker.decode import DecodeOptions, TimedBatch, decode
 from upres.worker.encode import encode, plan_output
@@ -40,7 +42,12 @@ _USES_MODEL = frozenset({"e2e", "model", "baseline"})
 
 @dataclass(frozen=True, kw_only=True)
 class Case:
-    """What one child process measures. ``half``/``batch`` None keep the engine's defaults."""
+    """What one child process measures. ``half``/``batch`` None keep the engine's defaults.
+
+    ``channels_last``, ``compile`` (torch.compile, max-autotune) and
+    ``cudnn_benchmark`` try fast paths the engine does not take by itself; the
+    baseline never uses them.
+    """
 
     kind: CaseKind
     clip: str
@@ -51,6 +58,9 @@ class Case:
     batch: int | None = None
     torch_threads: int | None = None
     encoder_threads: int = 0
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,18 +98,16 @@ def run(case: Case) -> Measurement:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     warm_rss_mb = psutil.Process().memory_info().rss / 2**20
-    cpu_before = _cpu_seconds()
-    frames, seconds = _MEASURES[case.kind](case, upscaler, info)
-    cpu_seconds = _cpu_seconds() - cpu_before
+    frames, clock = _MEASURES[case.kind](case, upscaler, info)
     return Measurement(
         kind=case.kind,
         frames=frames,
-        seconds=seconds,
+        seconds=clock.wall,
         out_width=info.width * case.factor // 2 * 2,
         out_height=info.height * case.factor // 2 * 2,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         warm_rss_mb=warm_rss_mb,
-        cpu_seconds=cpu_seconds,
+        cpu_seconds=clock.cpu,
         peak_gpu_mb=_peak_gpu_mb(),
         dtype=str(upscaler.dtype).removeprefix("torch."),
         batch=upscaler.batch_size,
@@ -112,13 +120,36 @@ def as_dict(measurement: Measurement) -> dict[str, object]:
 
 def _upscaler(case: Case) -> ModelUpscaler:
     baseline = case.kind == "baseline"
+    torch.backends.cudnn.benchmark = case.cudnn_benchmark and not baseline
+    models = ModelCache() if baseline else TunedModels(case)
     return ModelUpscaler(
         get_model(case.model),
         Factor(case.factor),
         device=case.device,
+        models=models,
         half=False if baseline else case.half,
         batch_size=1 if baseline else case.batch,
     )
+
+
+class TunedModels:
+    """A ``NetworkSource`` giving the cached networks in channels_last and/or compiled."""
+
+    def __init__(self, case: Case) -> None:
+        self._cache = ModelCache()
+        self._case = case
+        self._tuned: dict[tuple[str, str, torch.dtype], nn.Module] = {}
+
+    def network(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> nn.Module:
+        key = (spec.id, str(device), dtype)
+        if key not in self._tuned:
+            network = self._cache.network(spec, device, dtype)
+            if self._case.channels_last:
+                network = network.to(memory_format=torch.channels_last)
+            if self._case.compile:
+                network = cast(nn.Module, torch.compile(network, mode="max-autotune"))
+            self._tuned[key] = network
+        return self._tuned[key]
 
 
 def _warm_up(upscaler: ModelUpscaler, info: VideoInfo) -> None:
@@ -133,6 +164,20 @@ def _cpu_seconds() -> float:
     """CPU time of every thread of this process so far (user + system)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class _Clock:
+    """Wall and CPU seconds of a ``with`` block."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __enter__(self) -> _Clock:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, _cpu_seconds() - self.cpu
 
 
 def _peak_gpu_mb() -> float | None:
@@ -163,9 +208,8 @@ def _encode_settings(case: Case) -> EncodeSettings:
     return EncodeSettings(threads=case.encoder_threads)
 
 
-def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
-    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder:
-        started = time.perf_counter()
+def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, _Clock() as clock:
         result = upscale_video(
             source=Path(case.clip),
             destination=Path(folder) / "out.mp4",
@@ -173,44 +217,42 @@ def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[
             encode=_encode_settings(case),
             limits=_LIMITS,
         )
-        return result.frames, time.perf_counter() - started
+    return result.frames, clock
 
 
-def _measure_model(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+def _measure_model(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
     options = _options(info, upscaler.batch_size, hardware=False)
     inputs = [batch.frames.pixels for batch in _batches(Path(case.clip), options)]
-    started = time.perf_counter()
-    for pixels in inputs:
-        upscaler.upscale(pixels)
-    return sum(len(p) for p in inputs), time.perf_counter() - started
+    with _Clock() as clock:
+        for pixels in inputs:
+            upscaler.upscale(pixels)
+    return sum(len(p) for p in inputs), clock
 
 
-def _measure_decode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+def _measure_decode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
     options = _options(info, upscaler.batch_size, hardware=torch.cuda.is_available())
-    started = time.perf_counter()
-    frames = sum(batch.frames.count for batch in _batches(Path(case.clip), options))
-    return frames, time.perf_counter() - started
+    with _Clock() as clock:
+        frames = sum(batch.frames.count for batch in _batches(Path(case.clip), options))
+    return frames, clock
 
 
-def _measure_encode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+def _measure_encode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
     """Encode bicubic-upscaled frames (prepared before the clock starts) at the output size."""
     resizer = InterpolationUpscaler(Factor(case.factor))
     options = _options(info, 1, hardware=False)
     ready = [_resized(batch, resizer) for batch in _batches(Path(case.clip), options)]
-    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder:
-        started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, _Clock() as clock:
         _encode(case, info, iter(ready), Path(folder) / "out.mp4")
-        return len(ready), time.perf_counter() - started
+    return len(ready), clock
 
 
-def _measure_baseline(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, float]:
+def _measure_baseline(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
     """Decode one frame, upscale it, encode it, then the next: nothing overlaps."""
     options = _options(info, 1, hardware=False)
     upscaled = (_resized(batch, upscaler) for batch in _batches(Path(case.clip), options))
-    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder:
-        started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, _Clock() as clock:
         frames = _encode(case, info, upscaled, Path(folder) / "out.mp4")
-        return frames, time.perf_counter() - started
+    return frames, clock
 
 
 def _resized(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
@@ -235,7 +277,7 @@ def _encode(case: Case, info: VideoInfo, batches: Iterator[TimedBatch], target: 
     return written
 
 
-_MEASURES: dict[CaseKind, Callable[[Case, ModelUpscaler, VideoInfo], tuple[int, float]]] = {
+_MEASURES: dict[CaseKind, Callable[[Case, ModelUpscaler, VideoInfo], tuple[int, _Clock]]] = {
     "e2e": _measure_e2e,
     "model": _measure_model,
     "decode": _measure_decode,

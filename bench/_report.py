@@ -76,9 +76,16 @@ class Row:
 
 @dataclass(frozen=True, kw_only=True)
 class Document:
+    """One run: where, with which non-default options, and its rows.
+
+    ``section`` names the markers it is written between (the device type by default).
+    """
+
     machine: Machine
     ceiling: Ceiling | None
     rows: tuple[Row, ...]
+    options: str = ""
+    section: str = ""
 
 
 def machine(device: torch.device) -> Machine:
@@ -119,13 +126,24 @@ def _fps_cell(row: Row, kind: CaseKind) -> str:
 
 
 def _memory_cell(row: Row) -> str:
+    """Warm and peak RSS of the e2e case, then the peak on the longer clip."""
     e2e = row.results.get("e2e")
     if e2e is None:
         return "-"
+    cell = f"{e2e.warm_rss_mb:.0f} / {e2e.peak_rss_mb:.0f}"
     if row.longer is None:
-        return f"{e2e.peak_rss_mb:.0f}"
+        return cell
     times = row.longer.frames / max(e2e.frames, 1)
-    return f"{e2e.peak_rss_mb:.0f} -> {row.longer.peak_rss_mb:.0f} ({times:.0f}x frames)"
+    return f"{cell}; {times:.0f}x frames: {row.longer.peak_rss_mb:.0f}"
+
+
+def _cpu_cell(row: Row) -> str:
+    """CPU seconds per frame of the model, e2e and baseline cases (all threads)."""
+    cells = []
+    for kind in ("model", "e2e", "baseline"):
+        found = row.results.get(kind)
+        cells.append(_num(found.cpu_seconds / found.frames if found and found.frames else None))
+    return " / ".join(cells)
 
 
 def _gpu_cell(row: Row) -> str:
@@ -144,8 +162,8 @@ def _ceiling_cell(row: Row, ceiling: Ceiling | None) -> str:
 _HEADER = (
     "| model | x | in -> out | frames | dtype/batch | e2e fps | model fps | decode fps "
     "| encode fps | baseline fps | e2e/model time | out MP/s | model GFLOP/s (% ceiling) "
-    "| peak RSS e2e MB | peak GPU MB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| CPU s/frame: model / e2e / baseline | e2e RSS MB: warm / peak | peak GPU MB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -162,6 +180,7 @@ def _line(row: Row, ceiling: Ceiling | None) -> str:
         _num(row.overhead()),
         _num(row.output_mpx_per_s(), 3),
         _ceiling_cell(row, ceiling),
+        _cpu_cell(row),
         _memory_cell(row),
         _gpu_cell(row),
     ]
@@ -175,6 +194,8 @@ def table(document: Document) -> str:
         f"torch {m.torch} ({m.torch_threads} threads), av {m.av}, numpy {m.numpy}, "
         f"Python {m.python}; load average at start: {m.load_average}.",
     ]
+    if document.options:
+        lines.append(f"Options: {document.options}.")
     if document.ceiling:
         c = document.ceiling
         lines.append(
@@ -190,7 +211,7 @@ def _markers(device: str) -> tuple[str, str]:
 
 def write(path: Path, document: Document) -> None:
     """Replace this device type's section of ``path`` (appended when it has none)."""
-    begin, end = _markers(document.machine.device)
+    begin, end = _markers(document.section or document.machine.device)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = f"{begin}\n{table(document)}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
@@ -205,6 +226,7 @@ def as_json(document: Document) -> dict[str, object]:
     return {
         "machine": asdict(document.machine),
         "ceiling": asdict(document.ceiling) if document.ceiling else None,
+        "options": document.options,
         "rows": [
             {
                 **asdict(row),

@@ -50,14 +50,15 @@ class Plan:
     frames: int
 
 
-# A 2-core CPU needs minutes per 360p frame with the 23-block RRDBNet, so the
-# CPU defaults run it on a small clip and the compact model at 360p.
+# A 2-core CPU needs about a minute per 360p frame with the 23-block RRDBNet
+# (8.3 TFLOP), so the CPU defaults run it on a 180p clip and the compact model
+# (29x less arithmetic) at 360p: about 7 minutes on 2 idle cores.
 CPU_PLANS = (
-    Plan(model="realesr-animevideov3", size=(640, 360), factors=(4, 2), frames=8),
-    Plan(model="realesrgan-x4plus", size=(320, 180), factors=(4,), frames=3),
+    Plan(model="realesr-animevideov3", size=(640, 360), factors=(4, 2), frames=6),
+    Plan(model="realesrgan-x4plus", size=(320, 180), factors=(4,), frames=2),
 )
 GPU_PLANS = tuple(
-    Plan(model=model, size=parse_size(size), factors=(4, 2), frames=48)
+    Plan(model=model, size=parse_size(size), factors=(4, 2), frames=32)
     for model in ("realesrgan-x4plus", "realesr-animevideov3")
     for size in ("360p", "720p", "1080p")
 )
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, help="frames per model call (default: engine's)")
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads per case")
     parser.add_argument("--encoder-threads", type=int, default=0, help="0: encoder decides")
+    parser.add_argument("--channels-last", action="store_true", help="networks in NHWC")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="autotune cuDNN convs")
     parser.add_argument(
         "--length-check",
         type=int,
@@ -88,7 +92,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clips", type=Path, help="clip cache folder (default: a temp dir)")
     parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="markdown file to update")
     parser.add_argument("--no-doc", action="store_true", help="do not write the markdown file")
+    parser.add_argument("--section", help="marker name in the doc (default: the device type)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--profile", type=Path, help="py-spy flame graphs of the cases, here")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -106,12 +112,28 @@ def main(argv: list[str] | None = None) -> int:
     machine = _report.machine(device)
     with tempfile.TemporaryDirectory(prefix="upres-bench-clips-") as scratch:
         rows = _run_plans(args, device, args.clips or Path(scratch))
-    document = _report.Document(machine=machine, ceiling=ceiling, rows=tuple(rows))
+    document = _report.Document(
+        machine=machine,
+        ceiling=ceiling,
+        rows=tuple(rows),
+        options=_options(argv),
+        section=args.section or device.type,
+    )
     print(json.dumps(_report.as_json(document), indent=2) if args.json else _report.table(document))
     if not args.no_doc:
         _report.write(args.doc, document)
         print(f"wrote {args.doc}", file=sys.stderr)
     return 0
+
+
+def _options(argv: list[str] | None) -> str:
+    """The command-line options that change what is measured, as given."""
+    given = sys.argv[1:] if argv is None else argv
+    skipped = {"--doc", "--clips", "--section", "--profile"}
+    kept = [
+        a for i, a in enumerate(given) if a not in skipped and not (i and given[i - 1] in skipped)
+    ]
+    return " ".join(a for a in kept if a not in ("--json", "--no-doc"))
 
 
 def _device(name: str) -> torch.device:
@@ -144,7 +166,7 @@ def _plans(args: argparse.Namespace, device: torch.device) -> tuple[Plan, ...]:
 
 def _run_plans(args: argparse.Namespace, device: torch.device, clips: Path) -> list[_report.Row]:
     kinds: list[CaseKind] = [k for k in KINDS if k in args.kinds.split(",")]
-    rows = []
+    rows: list[_report.Row] = []
     for plan in _plans(args, device):
         get_model(plan.model)
         width, height = plan.size
@@ -160,8 +182,11 @@ def _run_plans(args: argparse.Namespace, device: torch.device, clips: Path) -> l
                 batch=args.batch,
                 torch_threads=args.torch_threads,
                 encoder_threads=args.encoder_threads,
+                channels_last=args.channels_last,
+                compile=args.compile,
+                cudnn_benchmark=args.cudnn_benchmark,
             )
-            results = {kind: _measure(replace(case, kind=kind)) for kind in kinds}
+            results = {kind: _measure(replace(case, kind=kind), args.profile) for kind in kinds}
             longer = _longer(args, plan, case, clips) if not rows else None
             rows.append(_row(plan, factor, results, longer))
     return rows
@@ -173,13 +198,22 @@ def _longer(args: argparse.Namespace, plan: Plan, case: Case, clips: Path) -> Me
         return None
     width, height = plan.size
     spec = ClipSpec(width=width, height=height, frames=plan.frames * args.length_check)
-    return _measure(replace(case, clip=str(make_clip(spec, clips))))
+    return _measure(replace(case, clip=str(make_clip(spec, clips))), args.profile)
 
 
-def _measure(case: Case) -> Measurement:
-    """Run ``case`` in a fresh interpreter. Raises RuntimeError with its output when it fails."""
-    print(f"  {case.model} x{case.factor} {Path(case.clip).name}: {case.kind}", file=sys.stderr)
+def _measure(case: Case, profile: Path | None) -> Measurement:
+    """Run ``case`` in a fresh interpreter (under py-spy when ``profile`` names a folder).
+
+    Raises RuntimeError with the case's output when it fails.
+    """
+    name = f"{case.model}-x{case.factor}-{Path(case.clip).stem}-{case.kind}"
+    print(f"  {name}", file=sys.stderr)
     command = [sys.executable, "-m", "bench.throughput", "--case", json.dumps(asdict(case))]
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        record = [spy, "record", "--threads", "--native", "--rate", "50"]
+        command = [*record, "-o", str(profile / f"{name}.svg"), "--", *command]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith(_RESULT_PREFIX)]

@@ -71,7 +71,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHttpServer
     folder = tmp_path_factory.mktemp("videos")
     with LocalHttpServer() as server:
         server.routes["/short.mp4"] = Route(body=make_clip(folder / "s.mp4").read_bytes())
-        long_clip = make_clip(folder / "l.mp4", width=160, height=120, frames=240, fps=24)
+        long_clip = make_clip(folder / "l.mp4", width=128, height=96, frames=96, fps=24)
         server.routes["/long.mp4"] = Route(body=long_clip.read_bytes())
         yield server
 
@@ -193,7 +193,7 @@ def test_a_crash_mid_task_is_recovered_after_restart_and_charged_once(
         serve.stop()
         client.close()
     assert done["status"] == "completed", done
-    charge = PRICE_2X * 10  # a 10 s clip at 2x
+    charge = PRICE_2X * 4  # a 4 s clip at 2x
     assert remaining == CREDITS - charge
     store = SqlTaskStore(f"sqlite:///{data_dir / 'upres.db'}")
     try:

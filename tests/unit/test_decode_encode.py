@@ -151,14 +151,15 @@ def _write_pcm_mkv(path: Path, *, second_video: bool) -> Path:
         videos = [out.add_stream("libx264", rate=4) for _ in range(2 if second_video else 1)]
         for video in videos:
             video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        sound = out.add_stream("pcm_s24le", rate=8000)
+        sound = out.add_stream("pcm_s24le", rate=8000, layout="mono")
         for i in range(4):
             for video in videos:
                 frame = av.VideoFrame.from_ndarray(frame_pixels(i, 64, 48), format="rgb24")
                 frame.pts = i
                 out.mux(video.encode(frame))
             tone = np.sin(np.arange(i * 2000, (i + 1) * 2000) / 8) * 2**30
-            chunk = av.AudioFrame.from_ndarray(tone.astype(np.int32)[None], format="s32")
+            samples = tone.astype(np.int32)[None]
+            chunk = av.AudioFrame.from_ndarray(samples, format="s32", layout="mono")
             chunk.sample_rate, chunk.pts = 8000, i * 2000
             out.mux(sound.encode(chunk))
         for video in videos:

@@ -46,7 +46,12 @@ def _ncnn_forward(spec: ModelSpec, image: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("model_id", "size"),
-    [("realesr-animevideov3", 48), ("realesrgan-x4plus", 32), ("realesrgan-x4plus-anime", 32)],
+    [
+        ("realesr-animevideov3", 48),
+        ("realesrgan-x4plus", 32),
+        ("realesrgan-x4plus-anime", 32),
+        ("realsr-df2k-x4", 32),
+    ],
 )
 def test_converted_model_matches_ncnn_runtime(model_id: str, size: int) -> None:
     spec = get_model(model_id)

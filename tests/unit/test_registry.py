@@ -25,6 +25,7 @@ def test_ids_are_unique() -> None:
         ("realesrgan-x4plus", Architecture.RRDBNET),
         ("realesrgan-x4plus-anime", Architecture.RRDBNET),
         ("realesr-animevideov3", Architecture.SRVGG_COMPACT),
+        ("realsr-df2k-x4", Architecture.RRDBNET),
     ],
 )
 def test_get_model(model_id: str, architecture: Architecture) -> None:

@@ -14,11 +14,11 @@ from typing import Annotated
 import typer
 
 from upres.config import Settings
-from upres.db import migrate
 from upres.errors import UpresError
 from upres.jobs.sql import SqlTaskStore
 from upres.services.credits import CreditService
 from upres.services.keys import DEFAULT_MODELS, KeyService
+from upres.wiring import open_store
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="Where upres keeps its database and results.")
@@ -28,12 +28,9 @@ DataDir = Annotated[
 @contextmanager
 def _store(data_dir: Path) -> Iterator[SqlTaskStore]:
     """A migrated store for ``data_dir``; any UpresError ends the command with status 1."""
-    settings = Settings(data_dir=data_dir)
     store: SqlTaskStore | None = None
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        migrate(settings.resolved_database_url)
-        store = SqlTaskStore(settings.resolved_database_url, max_attempts=settings.max_attempts)
+        store = open_store(Settings(data_dir=data_dir))
         yield store
     except UpresError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -53,6 +53,8 @@ def probe(source: Path | BinaryIO, *, limits: MediaLimits) -> VideoInfo:
         stream = video_stream(container)
         check_frame_size(stream.codec_context.width, stream.codec_context.height, limits)
         first = _first_frame(container, stream)
+        # Some containers only tell the size once a frame is decoded.
+        check_frame_size(first.width, first.height, limits)
         duration = _duration_s(container, stream)
         if duration > limits.max_duration_s:
             raise VideoTooLong(

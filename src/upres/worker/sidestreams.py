@@ -26,6 +26,8 @@ from upres.worker.probe import media_error
 # Codecs every mp4 player handles: copied as they are.
 _COPYABLE = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mov_text"})
 _EMPTY_CUE = b"\x00\x00"
+# Channel count -> FFmpeg's standard layout; wider sources are downmixed to stereo.
+_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,9 +67,11 @@ def _copy_of(out: OutputContainer, stream: Stream) -> Stream:
 
 def _aac_for(out: OutputContainer, stream: Stream) -> AudioStream:
     rate = getattr(stream.codec_context, "sample_rate", None) or 48_000
-    layout = getattr(stream.codec_context, "layout", None)
+    source_layout = getattr(stream.codec_context, "layout", None)
+    channels = source_layout.nb_channels if source_layout else 2
     try:
-        return out.add_stream("aac", rate=rate, layout=layout.name if layout else "stereo")
+        # The standard layout for the channel count: AAC refuses unordered ones.
+        return out.add_stream("aac", rate=rate, layout=_LAYOUTS.get(channels, "stereo"))
     except (av.error.FFmpegError, ValueError) as exc:
         raise EncodeError(f"Cannot re-encode audio stream #{stream.index} to AAC.") from exc
 
