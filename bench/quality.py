@@ -367,8 +367,9 @@ contours around flat fills, see the `_models` crops), not texture, and it has
 the lowest PSNR and consistency in every group. **realsr-df2k-x4** is the
 best model on clean (bicubic-downscaled) input, where it even beats bicubic's
 PSNR with more detail than x4plus; but on the realistic input it restores
-almost no detail and scores below bicubic's SSIM: it was trained for sensor
-noise and blur kernels, not for compression. Real footage is compressed, so
+almost no detail, scores below bicubic's SSIM and turns JPEG block edges into
+a visible grid (see the `_models` crops): it was trained for sensor noise and
+blur kernels, not for compression. Real footage is compressed, so
 it is registered for clean sources and x4plus stays the default. At 1x on degraded
 input the compact model scores higher PSNR/SSIM (it mostly denoises and
 smooths), while x4plus restores about twice as much texture; x4plus stays the

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from tests.stores import FakeClock, render_body, sqlite_store
+from tests.stores import render_body
 from upres.domain.media import ColorInfo, VideoInfo
 from upres.domain.pricing import Pricing
 from upres.domain.tasks import Factor, TaskStatus, is_well_formed_task_id
@@ -65,18 +65,6 @@ class FakeChecker:
     def check_callback_url(self, url: str) -> None:
         if "internal" in url:
             raise AddressNotAllowed("callback_url host is not allowed", param="callback_url")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    store = sqlite_store(tmp_path / "upres.db", clock)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -6,30 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.stores import FakeClock, ledger_sums, new_task, render_body, sqlite_store
-from upres.domain.accounts import Account
+from tests.stores import ledger_sums, new_task, render_body
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
-from upres.jobs.sql import SqlTaskStore
 
 BOOM = TaskError(code="service_error", message="boom")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    store = sqlite_store(tmp_path / "upres.db", clock)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def account(store: SqlTaskStore) -> Account:
-    return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")
 
 
 def _complete(store, claim, clock, charged=20.0):

@@ -11,31 +11,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from tests.stores import FakeClock, new_task, render_body, sqlite_store
+from tests.stores import new_task, render_body, sqlite_store
 from upres.db import create_db_engine, migrate
 from upres.db.tables import Base
-from upres.domain.accounts import Account
 from upres.domain.tasks import Factor, TaskStatus
 from upres.errors import IdempotencyConflict, ServiceUnavailable
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import CallbackAttempt, IdempotencyRecord
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    store = sqlite_store(tmp_path / "upres.db", clock)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def account(store: SqlTaskStore) -> Account:
-    return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")
 
 
 def _finish(store, clock, account, *, ttl_s=3600):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -41,6 +43,8 @@ def register(app: typer.Typer) -> None:
     @group.command("list")
     def list_models() -> None:
         """Print the registered models as a table."""
-        Console().print(models_table())
+        # Piped or logged, rich would wrap the table at 80 columns: give it room.
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        console.print(models_table())
 
     app.add_typer(group, name="models")

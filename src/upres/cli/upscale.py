@@ -60,7 +60,8 @@ def upscale(
     *,
     factor: Annotated[int, typer.Option(help="Output size multiplier: 1, 2 or 4.")] = 2,
     model: Annotated[
-        str | None, typer.Option(help="Model id (see `upres models list`); default per factor.")
+        str | None,
+        typer.Option(help="Model id (see `upres models list`); default UPRES_MODEL or per factor."),
     ] = None,
     device: Annotated[
         DeviceChoice | None, typer.Option(help="Where the model runs (default: UPRES_DEVICE).")
@@ -80,7 +81,7 @@ def upscale(
             input_path,
             output_path,
             factor=Factor(factor),
-            model=model,
+            model=model or settings.model,
             device=(device or DeviceChoice(settings.device)).value,
             encode=EncodeSettings(codec=codec.value, crf=crf),
             settings=settings,

@@ -34,6 +34,9 @@ _ENCODERS: dict[VideoCodec, str] = {"h264": "libx264", "h265": "libx265", "av1":
 _DEFAULT_CRF: dict[VideoCodec, int] = {"h264": 18, "h265": 20, "av1": 28}
 _DEFAULT_PRESET: dict[VideoCodec, str] = {"h264": "medium", "h265": "fast", "av1": "8"}
 _TEN_BIT = "yuv420p10le"
+# H.264 can carry 10 bits (High 10), but browsers and phones rarely play it,
+# so H.264 output stays 8-bit yuv420p; H.265 and AV1 keep a deep source deep.
+_DEEP_CODECS: frozenset[VideoCodec] = frozenset({"h265", "av1"})
 _FALLBACK_TIME_BASE = Fraction(1, 90_000)
 
 
@@ -61,14 +64,18 @@ def plan_output(
     """The output for ``info`` upscaled ``scale`` times.
 
     Sizes are rounded down to even numbers (4:2:0 needs them); a 10-bit or
-    deeper source stays 10-bit when the encoder supports it.
+    deeper source stays 10-bit with H.265 and AV1 (H.264 output is 8-bit).
     """
     try:
         encoder = av.codec.Codec(_ENCODERS[settings.codec], "w")
     except av.codec.codec.UnknownCodecError as exc:
         raise EncodeError(f"The {_ENCODERS[settings.codec]} encoder is not available.") from exc
     formats = encoder.video_formats or []
-    deep = info.bit_depth > 8 and any(f.name == _TEN_BIT for f in formats)
+    deep = (
+        info.bit_depth > 8
+        and settings.codec in _DEEP_CODECS
+        and any(f.name == _TEN_BIT for f in formats)
+    )
     return OutputPlan(
         width=info.width * scale // 2 * 2,
         height=info.height * scale // 2 * 2,
