@@ -92,6 +92,7 @@ def test_malformed_bodies_use_the_envelope(api: Api, content: bytes, message: st
         )
     error = envelope(response, 400, "invalid_parameter", "invalid_request_error")
     assert error["message"].startswith(message)
+    assert "param" not in error
 
 
 def test_probe_failure_is_400_video_probe_failed(api: Api) -> None:

@@ -162,7 +162,8 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first: Mapping[str, Any] = errors[0] if errors else {}
-    param = _param(first.get("loc", ()))
+    # For unparsable JSON, loc holds a character position, not a parameter.
+    param = None if first.get("type") == "json_invalid" else _param(first.get("loc", ()))
     return error_response(
         400,
         code="invalid_parameter",
