@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.conftest import WebhookReceiver
+from tests.servers import WebhookReceiver
 from tests.stores import FakeClock, new_task, render_body
 from upres.callbacks import CallbackDispatcher, CallbackSender, verify_signature
 from upres.db import migrate

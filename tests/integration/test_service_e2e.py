@@ -16,7 +16,6 @@ import pytest
 import trustme
 
 from tests.clips import make_clip
-from tests.conftest import LocalHttpServer, Route, WebhookReceiver
 from tests.integration.serve_harness import (
     Client,
     CreatedKey,
@@ -25,6 +24,7 @@ from tests.integration.serve_harness import (
     free_port,
     wait_for,
 )
+from tests.servers import LocalHttpServer, Route, WebhookReceiver
 from upres.callbacks import verify_signature
 from upres.jobs.sql import SqlTaskStore
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalHttpServer, Route
+from tests.servers import LocalHttpServer, Route
 from upres.errors import FetchError
 from upres.netpolicy import AddressPolicy
 from upres.worker.fetch import fetch

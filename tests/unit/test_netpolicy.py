@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LocalHttpServer, Route
+from tests.servers import LocalHttpServer, Route
 from upres.errors import AddressNotAllowed, InvalidRequest, ServiceUnavailable
 from upres.netpolicy import (
     AddressPolicy,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.clips import make_clip, write_audio_only, write_not_a_video
-from tests.conftest import LocalHttpServer, Route
+from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
 from upres.errors import AddressNotAllowed, FetchError, UpresError
 from upres.netpolicy import AddressPolicy, policy_client

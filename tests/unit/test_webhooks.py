@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WebhookReceiver
+from tests.servers import WebhookReceiver
 from tests.stores import FakeClock, new_task, render_body, sqlite_store
 from upres.callbacks import CallbackSender, sign, verify_signature
 from upres.callbacks.webhooks import message_id, signing_key
