@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,18 @@ def test_credits_reports_the_account_balance(api: Api) -> None:
         "remaining_credits": 10_000.0 - 144.0,
         "user_group": "default",
     }
+
+
+def test_concurrent_submissions_cannot_overspend(api: Api) -> None:
+    """50 submissions at once against a balance that covers 10: 10 accepted, 40 x 402."""
+    funded = api.keys.create(credits=10 * 144.0)
+    body = {"model": API_MODEL, "video_urls": [VIDEO]}
+
+    def post(_: int) -> int:
+        with api.client(funded.secret) as client:
+            return client.post("/v1/videos/generations", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(post, range(50)))
+    assert sorted(statuses) == [200] * 10 + [402] * 40
+    assert api.store.get_account(funded.key.account_id).balance == 0.0
