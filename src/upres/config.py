@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         default=None,
         description="Model id for every factor; default: the registry's best model per factor",
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads per model run; default all cores (fewer when sharing the CPU)",
+    )
     max_width: int = 7680
     max_height: int = 4320
     max_duration_s: float = 3600.0

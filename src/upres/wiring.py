@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
+
 from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
@@ -37,6 +39,14 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
     )
+
+
+def apply_torch_threads(settings: Settings) -> None:
+    """Limit torch's CPU threads when asked: on a CPU shared with other busy
+    processes, more OpenMP threads than free cores stall on barriers (see
+    docs/BENCHMARKS.md, step C5)."""
+    if settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
 
 
 def open_store(settings: Settings) -> SqlTaskStore:
@@ -89,6 +99,7 @@ def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
 @contextmanager
 def worker_from_settings(settings: Settings, *, worker_id: str) -> Iterator[Worker]:
     """A worker with its own store connection, closed when the block ends."""
+    apply_torch_threads(settings)
     store = open_store(settings)
     try:
         yield Worker(

@@ -115,3 +115,10 @@ def test_pad_then_crop_round_trip(
     assert torch.equal(padded[..., :height, :width], x)
     upscaled = padded.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
     assert crop(upscaled, padding, 2).shape[-2:] == (height * 2, width * 2)
+
+
+def test_plan_axis_spreads_tiles_evenly() -> None:
+    rows = plan_axis(360, tile=256, overlap=32)
+    cols = plan_axis(640, tile=256, overlap=32)
+    computed = len(rows.starts) * rows.size * len(cols.starts) * cols.size
+    assert computed <= 1.25 * 360 * 640  # fixed 256 px tiles computed 1.71x the frame

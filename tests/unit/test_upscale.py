@@ -204,7 +204,7 @@ def test_large_frames_are_tiled_within_the_memory_budget() -> None:
     frames = _frames(1, torch.uint8, (300, 200))
     out = ModelUpscaler(spec, Factor.X4, device="cpu", models=source).upscale(frames)
     assert torch.equal(out, frames.repeat_interleave(4, 1).repeat_interleave(4, 2))
-    assert max(max(shape[-2:]) for shape in source.shapes) == 128
+    assert max(max(shape[-2:]) for shape in source.shapes) <= 128
     assert len(source.shapes) > 1
 
 

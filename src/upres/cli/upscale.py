@@ -33,6 +33,7 @@ from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.models.registry import default_model_for, get_model
+from upres.wiring import apply_torch_threads
 from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
 from upres.worker.upscale import ModelUpscaler
 
@@ -76,6 +77,7 @@ def upscale(
     if factor not in (1, 2, 4):
         raise typer.BadParameter("must be 1, 2 or 4", param_hint="--factor")
     settings = Settings()
+    apply_torch_threads(settings)
     try:
         result = _run(
             input_path,

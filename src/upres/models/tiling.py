@@ -78,19 +78,26 @@ def crop(y: torch.Tensor, padding: Padding, scale: int) -> torch.Tensor:
 
 
 def plan_axis(length: int, *, tile: int, overlap: int, multiple_of: int = 1) -> TileGrid:
-    """Tile starts covering ``length`` with tiles of ``tile`` pixels overlapping by >= ``overlap``.
+    """The fewest tiles of at most ``tile`` px covering ``length``, overlapping by >= ``overlap``.
 
-    Starts are multiples of ``multiple_of`` when ``length`` and ``tile`` are.
+    Tiles are made as small as that count allows and spread evenly, so the
+    overlap is not much more than asked (a fixed ``tile`` with the last tile
+    pushed back to the end can compute ~1.7x the frame's pixels; this stays near
+    1 + overlap / tile). Sizes and starts are multiples of ``multiple_of`` when
+    ``length`` and ``tile`` are.
     Raises ModelError when ``overlap`` leaves no progress between tiles.
     """
     if tile >= length:
         return TileGrid(length=length, size=length, starts=(0,))
-    step = (tile - overlap) // multiple_of * multiple_of
-    if step <= 0:
+    unit = multiple_of if length % multiple_of == 0 and tile % multiple_of == 0 else 1
+    units, tile_units, overlap_units = length // unit, tile // unit, -(-overlap // unit)
+    if tile_units <= overlap_units:
         raise ModelError(f"tile {tile} is too small for overlap {overlap}")
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return TileGrid(length=length, size=tile, starts=tuple(starts))
+    count = -(-(units - overlap_units) // (tile_units - overlap_units))
+    size = -(-(units + (count - 1) * overlap_units) // count)
+    travel = units - size
+    starts = tuple(i * travel // (count - 1) * unit for i in range(count))
+    return TileGrid(length=length, size=size * unit, starts=starts)
 
 
 def ramp(grid: TileGrid, start: int, *, overlap: int, margin: int) -> torch.Tensor:
