@@ -16,6 +16,8 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
+from upres.domain.media import ColorInfo, VideoInfo
+
 AUDIO_RATE = 48_000
 AUDIO_FRAME = 1024
 VFR_TIME_BASE = Fraction(1, 1000)
@@ -245,3 +247,30 @@ def write_corrupt_packets(source: Path, path: Path, *, packets: tuple[int, ...])
         data[pos : pos + size] = rng.integers(0, 256, size, np.uint8).tobytes()
     path.write_bytes(bytes(data))
     return path
+
+
+def probed_info(
+    *,
+    width: int = 640,
+    height: int = 360,
+    duration_s: float = 9.2,
+    frames: int | None = 276,
+    fps: int = 30,
+    has_audio: bool = True,
+) -> VideoInfo:
+    """What ``probe`` reports for a plain H.264 mp4 of this size and length."""
+    return VideoInfo(
+        width=width,
+        height=height,
+        duration_s=duration_s,
+        frame_count=frames,
+        average_fps=Fraction(fps),
+        codec="h264",
+        pix_fmt="yuv420p",
+        bit_depth=8,
+        rotation=0,
+        sample_aspect_ratio=None,
+        color=ColorInfo(color_range=1, primaries=2, transfer=2, matrix=2),
+        has_audio=has_audio,
+        container="mp4",
+    )

@@ -10,20 +10,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from tests.clips import probed_info
 from upres.api.app import create_app
 from upres.api.deps import Services
 from upres.api.schemas import TaskRenderer
 from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.domain.accounts import CreatedKey
-from upres.domain.media import ColorInfo, VideoInfo
+from upres.domain.media import VideoInfo
 from upres.errors import FetchError
 from upres.jobs.sql import SqlTaskStore
 from upres.netpolicy import AddressPolicy, IPAddress
@@ -44,20 +44,8 @@ class FixedProber:
             raise FetchError(
                 "Failed to detect video duration, please check video URL accessibility"
             )
-        return VideoInfo(
-            width=64,
-            height=48,
-            duration_s=VIDEO_SECONDS,
-            frame_count=98,
-            average_fps=Fraction(12),
-            codec="h264",
-            pix_fmt="yuv420p",
-            bit_depth=8,
-            rotation=0,
-            sample_aspect_ratio=None,
-            color=ColorInfo(color_range=1, primaries=2, transfer=2, matrix=2),
-            has_audio=False,
-            container="mp4",
+        return probed_info(
+            width=64, height=48, duration_s=VIDEO_SECONDS, frames=98, fps=12, has_audio=False
         )
 
 

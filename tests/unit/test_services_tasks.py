@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import pytest
 
+from tests.clips import probed_info
 from tests.stores import render_body
-from upres.domain.media import ColorInfo, VideoInfo
+from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
 from upres.domain.tasks import Factor, TaskStatus, is_well_formed_task_id
 from upres.errors import (
@@ -30,27 +30,9 @@ VIDEO = "https://videos.example.com/clip.mp4"
 HOOK = "https://hooks.example.com/done"
 
 
-def video_info(*, duration_s: float = 9.2, frames: int | None = 276) -> VideoInfo:
-    return VideoInfo(
-        width=640,
-        height=360,
-        duration_s=duration_s,
-        frame_count=frames,
-        average_fps=Fraction(30),
-        codec="h264",
-        pix_fmt="yuv420p",
-        bit_depth=8,
-        rotation=0,
-        sample_aspect_ratio=None,
-        color=ColorInfo(color_range=1, primaries=2, transfer=2, matrix=2),
-        has_audio=True,
-        container="mp4",
-    )
-
-
 @dataclass
 class FakeProber:
-    info: VideoInfo = field(default_factory=video_info)
+    info: VideoInfo = field(default_factory=probed_info)
     error: Exception | None = None
     probed: list[str] = field(default_factory=list)
 
@@ -127,7 +109,7 @@ def test_estimator_falls_back_to_duration_times_fps():
             return None
 
     estimator = ThroughputEstimator(Unmeasured(), default_mpix_per_s=1.0, overhead_s=0)
-    unknown_frames = video_info(duration_s=2.0, frames=None)
+    unknown_frames = probed_info(duration_s=2.0, frames=None)
 
     assert estimator.estimate(unknown_frames, Factor.ENHANCE) == pytest.approx(
         640 * 360 * 60 / 1e6, abs=1
@@ -191,7 +173,7 @@ def test_probe_errors_propagate_as_video_probe_failed(service, store, key, probe
 
 
 def test_a_zero_duration_is_a_probe_failure(service, key, prober):
-    prober.info = video_info(duration_s=0.0)
+    prober.info = probed_info(duration_s=0.0)
 
     with pytest.raises(UnknownDuration, match="Failed to detect video duration"):
         service.submit(key=key, submission=submission())
