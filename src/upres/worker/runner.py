@@ -149,7 +149,6 @@ class TaskRunner:
                 on_progress=progress.update,
                 cancel=cancel,
             )
-            cancel.raise_if_cancelled()
         megapixels = result.frames * result.width * result.height / 1e6
         return self._publish(
             claim, output, result.info.duration_s, megapixels / max(result.elapsed_s, 1e-3)
