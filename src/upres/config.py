@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     initial_credits: float = 10_000.0
     rate_limit_per_minute: int = 120
 
+    # API
+    max_request_bytes: int = Field(
+        default=1024**2, ge=0, description="Largest request body the API reads; larger gets 413"
+    )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'upres.db'}"

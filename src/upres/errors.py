@@ -11,7 +11,8 @@ Each class carries ``code``: a stable string that API clients see as
     UpresError
     ├── InvalidRequest                 invalid_parameter
     │   ├── InvalidTaskId              invalid_task_id
-    │   └── AddressNotAllowed          invalid_parameter (URL host is private/loopback/...)
+    │   ├── AddressNotAllowed          invalid_parameter (URL host is private/loopback/...)
+    │   └── RequestTooLarge            request_too_large (request body over the limit)
     ├── MediaError                     bad input video (engine)
     │   ├── NotAVideo                  video_probe_failed
     │   ├── NoVideoStream              video_probe_failed
@@ -74,6 +75,12 @@ class InvalidTaskId(InvalidRequest):
 
 class AddressNotAllowed(InvalidRequest):
     """A URL's host resolves to an address the network policy forbids."""
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request body is larger than the API accepts."""
+
+    code = "request_too_large"
 
 
 class MediaError(UpresError):

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.unit.api_harness import INTERNAL_HOST, Api, running_api
 from upres.api.deps import Services
+from upres.config import Settings
 from upres.domain.accounts import ApiKey
 from upres.domain.tasks import API_MODEL, Task
 
 VIDEO = "https://videos.example.com/clip.mp4"
 GENERATIONS = "/v1/videos/generations"
+BODY_LIMIT = Settings().max_request_bytes
 
 
 @pytest.fixture
@@ -161,6 +166,58 @@ def test_unknown_route_is_404_and_wrong_method_is_405(api: Api) -> None:
     envelope(missing, 404, "not_found", "invalid_request_error")
     envelope(wrong, 405, "method_not_allowed", "invalid_request_error")
     assert wrong.headers["allow"] == "POST"
+
+
+def _raw_post(api: Api, headers: dict[str, str], body: bytes = b"") -> httpx.Response:
+    """POST to GENERATIONS with exactly these headers and body bytes, then read the answer.
+
+    httpx would send the whole body first; this stops sending where ``body`` ends,
+    so an answer proves the server did not wait for the rest.
+    """
+    conn = http.client.HTTPConnection(urlsplit(api.base_url).netloc, timeout=10)
+    try:
+        conn.putrequest("POST", GENERATIONS)
+        for name, value in {"Authorization": f"Bearer {api.owner.secret}", **headers}.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        conn.send(body)
+        answer = conn.getresponse()
+        return httpx.Response(answer.status, headers=answer.getheaders(), content=answer.read())
+    finally:
+        conn.close()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def test_declared_length_over_the_limit_is_413_before_any_body(api: Api) -> None:
+    response = _raw_post(api, {"Content-Length": str(BODY_LIMIT + 1)})
+    error = envelope(response, 413, "request_too_large", "invalid_request_error")
+    assert str(BODY_LIMIT) in error["message"]
+    assert response.headers["connection"] == "close"
+
+
+def test_chunked_body_over_the_limit_is_413_once_counted(api: Api) -> None:
+    """The body never ends: the answer comes as soon as the count passes the limit."""
+    parts = b"".join(_chunk(b"x" * 65536) for _ in range(BODY_LIMIT // 65536)) + _chunk(b"x")
+    response = _raw_post(api, {"Transfer-Encoding": "chunked"}, parts)
+    envelope(response, 413, "request_too_large", "invalid_request_error")
+
+
+def test_bodies_within_the_limit_still_work(api: Api) -> None:
+    body = json.dumps({"model": API_MODEL, "video_urls": [VIDEO]}).encode()
+    json_type = {"Content-Type": "application/json"}
+    with api.client() as client:
+        plain = client.post(GENERATIONS, content=body, headers=json_type)
+        chunked = client.post(GENERATIONS, content=iter([body[:10], body[10:]]), headers=json_type)
+        listed = client.get("/v1/models")
+        documented = client.get("/openapi.json").json()
+    assert "content-length" not in chunked.request.headers
+    assert (plain.status_code, chunked.status_code, listed.status_code) == (200, 200, 200)
+    for item in documented["paths"].values():
+        for operation in item.values():
+            assert "413" in operation["responses"]
 
 
 def test_rate_limit_is_429_with_headers(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from upres.api.deps import Services
 from upres.api.errors import install_error_handlers
 from upres.api.metrics import ApiMetrics
-from upres.api.middleware import RequestContextMiddleware
+from upres.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from upres.api.openapi import install_openapi
 from upres.api.ratelimit import RateLimiter
 from upres.api.routes import ROUTERS
@@ -84,6 +84,9 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Added first, so it runs inside the request context: a 413 gets a request id
+    # and is counted in the metrics.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_openapi(app)
     return app

@@ -32,6 +32,7 @@ from upres.errors import (
     ModelAccessDenied,
     NotFound,
     RateLimited,
+    RequestTooLarge,
     ResultExpired,
     ServiceUnavailable,
     UnknownModel,
@@ -54,6 +55,7 @@ _STATUS: Mapping[type[UpresError], tuple[int, str]] = {
     NotFound: (404, INVALID_REQUEST),
     ResultExpired: (410, INVALID_REQUEST),
     Conflict: (409, INVALID_REQUEST),
+    RequestTooLarge: (413, INVALID_REQUEST),
     RateLimited: (429, "rate_limit_error"),
     ServiceUnavailable: (503, "api_error"),
 }
@@ -118,17 +120,22 @@ def _rate_limit_headers(exc: RateLimited) -> dict[str, str]:
 def _extra_headers(exc: UpresError, status: int) -> dict[str, str]:
     if isinstance(exc, RateLimited):
         return _rate_limit_headers(exc)
+    if isinstance(exc, RequestTooLarge):
+        # The rest of the body stays unread: closing beats the server draining it.
+        return {"Connection": "close"}
     if status == 401:
         return {"WWW-Authenticate": "Bearer"}
     return {}
 
 
-async def handle_upres_error(request: Request, exc: Exception) -> JSONResponse:
-    """Maps the upres exception tree to statuses (see ``_STATUS``)."""
-    assert isinstance(exc, UpresError)
+def upres_error_response(exc: UpresError, *, request_id: str) -> JSONResponse:
+    """``exc`` in the envelope with its status (see ``_STATUS``); 500 when unmapped.
+
+    Also for ASGI middleware, which runs outside the app's exception handlers.
+    """
     mapped = _status_of(exc)
     if mapped is None:
-        return internal_error(exc, request_id=request_id_of(request))
+        return internal_error(exc, request_id=request_id)
     status, type_ = mapped
     return error_response(
         status,
@@ -138,6 +145,12 @@ async def handle_upres_error(request: Request, exc: Exception) -> JSONResponse:
         param=getattr(exc, "param", None),
         headers=_extra_headers(exc, status),
     )
+
+
+async def handle_upres_error(request: Request, exc: Exception) -> JSONResponse:
+    """Maps the upres exception tree to statuses (see ``_STATUS``)."""
+    assert isinstance(exc, UpresError)
+    return upres_error_response(exc, request_id=request_id_of(request))
 
 
 def _param(loc: Sequence[Any]) -> str | None:

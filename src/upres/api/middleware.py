@@ -1,6 +1,7 @@
-"""The outermost layer of the app: request ids, rate-limit headers, metrics, last-resort 500.
+"""The outer layers of the app: request ids, rate-limit headers, metrics,
+last-resort 500, and the request body size limit.
 
-A plain ASGI middleware (not ``BaseHTTPMiddleware``), so streamed file
+Plain ASGI middleware (not ``BaseHTTPMiddleware``), so streamed file
 responses pass through untouched.
 """
 
@@ -9,14 +10,17 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import deque
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from upres.api.errors import internal_error
+from upres.api.errors import internal_error, request_id_of, upres_error_response
 from upres.api.metrics import ApiMetrics
 from upres.api.ratelimit import RateLimitStatus
+from upres.errors import RequestTooLarge
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's id is echoed only when it is short and harmless in logs.
@@ -85,3 +89,70 @@ class RequestContextMiddleware:
         if isinstance(limit, RateLimitStatus):
             for name, value in limit.headers().items():
                 headers.setdefault(name, value)
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 ``request_too_large`` for a request body over ``max_bytes``.
+
+    A declared Content-Length over the limit is refused before any of the body
+    is read. Otherwise the body is read ahead and counted (a chunked body
+    declares no length), and refused as soon as the count passes the limit,
+    without reading further; within the limit, the app then receives the same
+    messages it would have received from the server.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        messages = await self._read_ahead(receive)
+        if messages is None:
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, _replaying(messages, receive), send)
+
+    async def _read_ahead(self, receive: Receive) -> list[Message] | None:
+        """The request's messages up to its last body part or a disconnect;
+        None as soon as the body passes ``max_bytes``."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = RequestTooLarge(f"Request body is over the limit of {self.max_bytes} bytes")
+        response = upres_error_response(error, request_id=request_id_of(Request(scope)))
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body length; None when absent or not a number (the server
+    refuses a malformed one itself)."""
+    value = Headers(scope=scope).get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out ``messages`` first, then defers to ``receive``."""
+    pending = deque(messages)
+
+    async def replayed() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replayed

@@ -144,6 +144,17 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
         "The result link has expired",
         {"result_expired": ("", _error("result_expired", "Result link has expired", _INVALID))},
     ),
+    413: (
+        "Request body over the size limit",
+        {
+            "request_too_large": (
+                "",
+                _error(
+                    "request_too_large", "Request body is over the limit of 1048576 bytes", _INVALID
+                ),
+            )
+        },
+    ),
     429: (
         "Rate limit exceeded",
         {
@@ -223,10 +234,15 @@ def _strip_validation_422(schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
-def _document_405(schema: dict[str, Any]) -> None:
+# What any operation may answer, whatever its route declares.
+_GENERIC_STATUSES = (405, 413)
+
+
+def _document_generic(schema: dict[str, Any]) -> None:
     for item in schema.get("paths", {}).values():
         for operation in item.values():
-            operation["responses"].setdefault("405", _ref_response(405))
+            for status in _GENERIC_STATUSES:
+                operation["responses"].setdefault(str(status), _ref_response(status))
 
 
 def _ref_response(status: int) -> dict[str, Any]:
@@ -250,7 +266,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             schema["security"] = [{"bearerAuth": []}]
             _strip_validation_422(schema)
-            _document_405(schema)
+            _document_generic(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
