@@ -58,17 +58,31 @@ def test_codec_and_crf_options(tmp_path: Path, clip: Path) -> None:
     assert _facts(output)[-1] == "hevc"
 
 
+@pytest.mark.parametrize(("preset", "cabac"), [("ultrafast", b"cabac=0"), ("medium", b"cabac=1")])
+def test_preset_reaches_the_encoder(tmp_path: Path, clip: Path, preset: str, cabac: bytes) -> None:
+    output = tmp_path / "out.mp4"
+    code, _, stderr = _invoke(
+        str(clip), str(output), "--factor", "1", "--preset", preset, *FAST_MODEL
+    )
+    assert code == 0, stderr
+    # x264 writes its options into the stream; ultrafast is the only preset without CABAC.
+    assert cabac in output.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--model", "no-such-model"], "unknown model"),
+        (["--preset", "warp"], "h264 has no preset 'warp'"),
+        (["--codec", "av1", "--preset", "medium"], "av1 has no preset 'medium'"),
+        (["--crf", "60"], "h264 crf must be 0..51"),
         pytest.param(
             ["--device", "cuda"],
             "cuda is not available",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
         ),
     ],
-    ids=["unknown-model", "no-cuda"],
+    ids=["unknown-model", "unknown-preset", "preset-of-another-codec", "crf-range", "no-cuda"],
 )
 def test_user_errors_are_one_line_without_traceback(
     tmp_path: Path, clip: Path, args: list[str], message: str

@@ -72,6 +72,13 @@ def upscale(
         int | None,
         typer.Option(min=0, max=63, help="Quality (lower is better); default per codec."),
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder speed: x264/x265 ultrafast..placebo (default medium/fast), "
+            "AV1 0-13 (default 8)."
+        ),
+    ] = None,
 ) -> None:
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
@@ -85,7 +92,7 @@ def upscale(
             factor=Factor(factor),
             model=model or settings.model,
             device=(device or DeviceChoice(settings.device)).value,
-            encode=EncodeSettings(codec=codec.value, crf=crf),
+            encode=EncodeSettings(codec=codec.value, crf=crf, preset=preset),
             settings=settings,
         )
     except (Cancelled, KeyboardInterrupt) as exc:
