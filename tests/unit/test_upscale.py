@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
+import skimage.data
 import torch
 from torch import nn
 from torch.nn import functional
@@ -155,6 +157,26 @@ def test_non_finite_half_batch_is_recomputed_in_fp32() -> None:
     assert torch.float16 in source.requests
     assert torch.float32 in source.requests
     assert int((out.int() - expected.int()).abs().max()) <= 1
+
+
+def test_real_fp16_network_matches_fp32(cache: ModelCache) -> None:
+    """The fp16 path with real weights (the GPU's default) on the CPU, where CI can run it.
+
+    Same bounds as tests/gpu/test_fast_paths.py: PSNR >= 45 dB and mean |diff|
+    <= 0.5 levels against fp32 (measured here: ~62 dB, 0.04 levels).
+    """
+    photo = torch.from_numpy(skimage.data.astronaut().copy())
+    frames = torch.stack([photo[80:128, 180 + 3 * i : 244 + 3 * i] for i in range(2)])
+    spec = get_model("realesr-animevideov3")
+    fast = ModelUpscaler(spec, Factor.X4, device="cpu", models=cache, half=True, batch_size=2)
+    reference = ModelUpscaler(spec, Factor.X4, device="cpu", models=cache).upscale(frames)
+    out = fast.upscale(frames)
+    assert fast.dtype == torch.float16
+    assert out.dtype == torch.uint8
+    assert out.shape == reference.shape
+    diff = out.double() - reference.double()
+    assert 10 * math.log10(255.0**2 / float(diff.square().mean())) >= 45.0
+    assert float(diff.abs().mean()) <= 0.5
 
 
 def test_finite_half_batch_is_not_recomputed() -> None:
