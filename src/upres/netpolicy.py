@@ -15,9 +15,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -145,10 +147,13 @@ class AddressPolicy:
 
         Raises AddressNotAllowed when any of them is forbidden (a name that
         resolves to a mix is refused: the connection could land on either).
-        Raises OSError when the name does not resolve.
+        Raises OSError when the name does not resolve: TimeoutError when it
+        does not resolve within the time left of a ``total_deadline`` block.
         """
         literal = _ip_literal(host)
-        addresses = [literal] if literal is not None else self._resolver(host, port)
+        addresses = (
+            [literal] if literal is not None else _resolve_in_time(self._resolver, host, port)
+        )
         if not addresses:
             raise OSError(f"no address for {host!r}")
         for address in addresses:
@@ -204,13 +209,41 @@ _DEADLINE: ContextVar[float | None] = ContextVar("upres_network_deadline", defau
 
 @contextmanager
 def total_deadline(seconds: float) -> Iterator[None]:
-    """Bound every connect, read and write of policy clients in this block to
-    ``seconds`` in total, so a peer trickling bytes cannot stretch a timeout."""
+    """Bound every name lookup, connect, read and write of policy clients in this
+    block to ``seconds`` in total, so neither a peer trickling bytes nor a DNS
+    server that never answers can stretch a timeout."""
     token = _DEADLINE.set(time.monotonic() + seconds)
     try:
         yield
     finally:
         _DEADLINE.reset(token)
+
+
+def _resolve_in_time(resolver: Resolver, host: str, port: int) -> list[IPAddress]:
+    """``resolver(host, port)``, given no more than the time left of ``total_deadline``.
+
+    getaddrinfo cannot be interrupted, so under a deadline it runs in a daemon
+    thread that is abandoned, to finish on its own, when the time is up.
+    Raises TimeoutError then; the resolver's own errors pass through.
+    """
+    end = _DEADLINE.get()
+    if end is None:
+        return resolver(host, port)
+    answer: Future[list[IPAddress]] = Future()
+    threading.Thread(
+        target=_settle, args=(answer, resolver, host, port), name="upres-resolve", daemon=True
+    ).start()
+    done, _ = wait([answer], timeout=max(0.0, end - time.monotonic()))
+    if not done:
+        raise TimeoutError(f"resolving {host!r} took longer than the time limit")
+    return answer.result()
+
+
+def _settle(answer: Future[list[IPAddress]], resolver: Resolver, host: str, port: int) -> None:
+    try:
+        answer.set_result(resolver(host, port))
+    except Exception as exc:
+        answer.set_exception(exc)
 
 
 def _bounded(timeout: float | None) -> float | None:
@@ -261,7 +294,7 @@ class PolicyBackend(httpcore.NetworkBackend):
     httpcore hands it the URL's hostname; it resolves and checks the name
     here, at connect time, and connects to the checked IP. TLS is layered on
     the returned stream by httpcore with the hostname, so certificates and
-    SNI still match the name. Streams honour ``total_deadline``.
+    SNI still match the name. Lookups and streams honour ``total_deadline``.
     """
 
     def __init__(self, policy: AddressPolicy) -> None:
@@ -276,10 +309,13 @@ class PolicyBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        """Raises AddressNotAllowed for a forbidden address, httpcore.ConnectError
-        when the name does not resolve or no address answers."""
+        """Raises AddressNotAllowed for a forbidden address, httpcore.ConnectTimeout
+        when the name does not resolve within ``total_deadline``, httpcore.ConnectError
+        when it does not resolve or no address answers."""
         try:
             addresses = self._policy.resolve(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
         last: Exception | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.errors import FetchError
 from upres.netpolicy import AddressPolicy
@@ -113,4 +115,22 @@ def test_total_time_limit(http_server: LocalHttpServer, tmp_path: Path) -> None:
     http_server.routes["/slow"] = Route(body=BODY, delay_s=2.0)
     with pytest.raises(FetchError, match=r"in time|longer than"):
         fetch(http_server.url("/slow"), tmp_path / "x", policy=LAN, max_bytes=10**6, timeout_s=0.5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hanging_dns_counts_against_the_time_limit(tmp_path: Path) -> None:
+    with hanging_dns() as resolver:
+        policy = AddressPolicy(False, resolver=resolver)
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="in time"):
+            fetch(
+                "https://videos.example.com/v",
+                tmp_path / "x",
+                policy=policy,
+                max_bytes=10,
+                timeout_s=0.5,
+            )
+        elapsed = time.monotonic() - started
+    assert resolver.asked == ["videos.example.com"]
+    assert elapsed < 0.5 + 0.5
     assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.errors import AddressNotAllowed, InvalidRequest, ServiceUnavailable
 from upres.netpolicy import (
@@ -245,3 +246,21 @@ def test_total_deadline_stops_a_trickling_peer() -> None:
         stop.set()
         worker.join()
     assert 0.4 < elapsed < 1.5
+
+
+def test_total_deadline_bounds_name_resolution() -> None:
+    """A lookup that hangs is given up when the block's time is up, with a timeout."""
+    with hanging_dns() as resolver:
+        policy = AddressPolicy(False, resolver=resolver)
+        started = time.monotonic()
+        with total_deadline(0.3), pytest.raises(TimeoutError):
+            policy.resolve("slow.example.com", 443)
+        with (
+            policy_client(policy, timeout_s=5) as client,
+            total_deadline(0.3),
+            pytest.raises(httpx.ConnectTimeout),
+        ):
+            client.get("http://slow.example.com/")
+        elapsed = time.monotonic() - started
+    assert resolver.asked == ["slow.example.com", "slow.example.com"]
+    assert 0.5 < elapsed < 1.5

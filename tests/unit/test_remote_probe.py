@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.clips import make_clip, write_audio_only, write_not_a_video
+from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
 from upres.errors import AddressNotAllowed, FetchError, UpresError
@@ -141,6 +143,19 @@ def test_whole_probe_is_time_limited(http_server: LocalHttpServer, front: Path) 
     with pytest.raises(FetchError) as info:
         prober.probe_url(http_server.url("/v.mp4"))
     assert info.value.code == "video_probe_failed"
+
+
+def test_hanging_dns_counts_against_the_time_limit() -> None:
+    with hanging_dns() as resolver:
+        prober = RemoteProber(AddressPolicy(False, resolver=resolver), 0.5, MediaLimits())
+        started = time.monotonic()
+        with pytest.raises(FetchError) as info:
+            prober.probe_url("https://videos.example.com/v.mp4")
+        elapsed = time.monotonic() - started
+    assert resolver.asked == ["videos.example.com"]
+    assert info.value.code == "video_probe_failed"
+    assert info.value.message.startswith(PROBE_FAILED)
+    assert elapsed < 0.5 + 0.5
 
 
 def test_private_address_refused_as_invalid_parameter(http_server: LocalHttpServer) -> None:
