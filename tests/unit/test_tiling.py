@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from upres.errors import ModelError
+from upres.models.loader import ModelCache
+from upres.models.registry import get_model
 from upres.models.tiling import (
+    MAX_SAMPLE_ELEMENTS,
     TileGrid,
     TileSpec,
     crop,
@@ -15,6 +18,7 @@ from upres.models.tiling import (
     plan_axis,
     ramp,
     run_tiled,
+    tile_side,
 )
 
 
@@ -122,3 +126,53 @@ def test_plan_axis_spreads_tiles_evenly() -> None:
     cols = plan_axis(640, tile=256, overlap=32)
     computed = len(rows.starts) * rows.size * len(cols.starts) * cols.size
     assert computed <= 1.25 * 360 * 640  # fixed 256 px tiles computed 1.71x the frame
+
+
+def test_tile_side_is_bounded_by_the_memory_budget() -> None:
+    # 1 GiB at 16 KiB per pixel: 65536 pixels, a 256 px square.
+    assert (
+        tile_side(
+            budget_bytes=2**30, bytes_per_pixel=16_384, elements_per_pixel=1024, multiple_of=1
+        )
+        == 256
+    )
+    assert (
+        tile_side(
+            budget_bytes=2**30, bytes_per_pixel=16_384, elements_per_pixel=1024, multiple_of=24
+        )
+        == 240
+    )
+
+
+@pytest.mark.parametrize("model_id", ["realesrgan-x4plus", "realesr-animevideov3"])
+def test_tile_side_keeps_one_samples_activation_indexable_by_32_bits(model_id: str) -> None:
+    """A big GPU's memory budget alone would allow tiles cuDNN cannot index."""
+    spec = get_model(model_id)
+    side = tile_side(
+        budget_bytes=1e15,
+        bytes_per_pixel=spec.work_bytes_per_pixel,
+        elements_per_pixel=spec.widest_activation,
+        multiple_of=spec.multiple_of,
+    )
+    assert side * side * spec.widest_activation <= MAX_SAMPLE_ELEMENTS
+    assert (side + 1) ** 2 * spec.widest_activation > MAX_SAMPLE_ELEMENTS
+
+
+@pytest.mark.parametrize("model_id", ["realesrgan-x4plus", "realesr-animevideov3"])
+def test_widest_activation_matches_the_network(model_id: str) -> None:
+    """x4plus: 64 features at 4x (conv_up2, conv_hr); the compact net: 64 at 1x."""
+    spec = get_model(model_id)
+    network = ModelCache().network(spec, torch.device("cpu"), torch.float32)
+    widest = 0
+
+    def record(_: nn.Module, __: object, out: torch.Tensor) -> None:
+        nonlocal widest
+        widest = max(widest, out[0].numel())
+
+    leaves = [m for m in network.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    with torch.inference_mode():
+        network(torch.zeros(1, 3, 8, 8))
+    for hook in hooks:
+        hook.remove()
+    assert widest == spec.widest_activation * 8 * 8

@@ -51,7 +51,10 @@ class ModelSpec:
     ``package``/``stem`` name the ncnn files ``<package>/models/<stem>.param``
     and ``.bin``. ``multiple_of``/``min_size`` are the input size requirements
     (frames are padded to meet them). ``work_bytes_per_pixel`` is the fp32
-    activation memory per input pixel at peak, used to choose a tile size.
+    activation memory per input pixel at peak, used to choose a tile size;
+    ``widest_activation`` the element count of the largest single activation
+    per input pixel (features x scale² where the network works at output
+    size), which bounds the tile a GPU can index.
     """
 
     id: str
@@ -65,6 +68,7 @@ class ModelSpec:
     min_size: int
     speed: SpeedClass
     work_bytes_per_pixel: int
+    widest_activation: int
     description: str
 
 
@@ -81,6 +85,7 @@ MODELS: tuple[ModelSpec, ...] = (
         min_size=2,
         speed=SpeedClass.SLOW,
         work_bytes_per_pixel=16_384,
+        widest_activation=64 * 4 * 4,
         description="Real-ESRGAN x4plus: general photos and real-world video (RRDBNet, 23 blocks)",
     ),
     ModelSpec(
@@ -95,6 +100,7 @@ MODELS: tuple[ModelSpec, ...] = (
         min_size=2,
         speed=SpeedClass.MEDIUM,
         work_bytes_per_pixel=16_384,
+        widest_activation=64 * 4 * 4,
         description="Real-ESRGAN x4plus anime: illustrations and anime stills (RRDBNet, 6 blocks)",
     ),
     ModelSpec(
@@ -109,6 +115,7 @@ MODELS: tuple[ModelSpec, ...] = (
         min_size=2,
         speed=SpeedClass.SLOW,
         work_bytes_per_pixel=16_384,
+        widest_activation=64 * 4 * 4,
         description="RealSR DF2K: clean, uncompressed photo sources (RRDBNet, 23 blocks)",
     ),
     ModelSpec(
@@ -123,6 +130,7 @@ MODELS: tuple[ModelSpec, ...] = (
         min_size=1,
         speed=SpeedClass.FAST,
         work_bytes_per_pixel=2_048,
+        widest_activation=64,
         description="Real-ESRGAN animevideo v3: anime video, fast (SRVGGNetCompact)",
     ),
 )

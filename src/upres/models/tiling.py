@@ -10,6 +10,7 @@ weights has no seams. For a network whose receptive field radius is at most
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,6 +76,26 @@ def pad_to(
 def crop(y: torch.Tensor, padding: Padding, scale: int) -> torch.Tensor:
     """Remove the (scaled) padding that ``pad_to`` added from a network output."""
     return y[..., : padding.height * scale, : padding.width * scale]
+
+
+# cuDNN indexes one sample of a convolution with 32-bit integers; PyTorch splits
+# only the batch dimension, so one sample's activation must stay below this.
+MAX_SAMPLE_ELEMENTS = 2**31 - 1
+
+
+def tile_side(
+    *, budget_bytes: float, bytes_per_pixel: int, elements_per_pixel: int, multiple_of: int
+) -> int:
+    """The largest tile side (input pixels, a multiple of ``multiple_of``) that the device allows.
+
+    A square tile of that side needs at most ``budget_bytes`` of work memory
+    (``bytes_per_pixel`` per input pixel, whole batch) and its widest
+    activation (``elements_per_pixel`` per input pixel, one sample) stays under
+    ``MAX_SAMPLE_ELEMENTS``.
+    """
+    by_memory = math.isqrt(int(budget_bytes // bytes_per_pixel))
+    by_indexing = math.isqrt(MAX_SAMPLE_ELEMENTS // elements_per_pixel)
+    return min(by_memory, by_indexing) // multiple_of * multiple_of
 
 
 def plan_axis(length: int, *, tile: int, overlap: int, multiple_of: int = 1) -> TileGrid:

@@ -7,7 +7,6 @@ tensors of the same dtype on the CPU.
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Protocol
 
 import torch
@@ -17,7 +16,7 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, default_model_for, get_model
-from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled
+from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
 
 InterpolationMode = Literal["bicubic", "bilinear", "area"]
 
@@ -290,8 +289,12 @@ class ModelUpscaler:
         if self._device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self._device)
             budget = free * _GPU_FREE_SHARE
-        size = math.isqrt(int(budget // bytes_per_pixel))
-        return size // self._spec.multiple_of * self._spec.multiple_of
+        return tile_side(
+            budget_bytes=budget,
+            bytes_per_pixel=bytes_per_pixel,
+            elements_per_pixel=self._spec.widest_activation,
+            multiple_of=self._spec.multiple_of,
+        )
 
 
 def upscaler_for(
