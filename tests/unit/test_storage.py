@@ -6,7 +6,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +21,14 @@ from upres.config import Settings
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
 from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import new_webhook_secret
-from upres.storage import Janitor, LocalStorage, build_storage, load_or_create_secret
+from upres.storage import (
+    Janitor,
+    LocalStorage,
+    MemoryStorage,
+    ResultStorage,
+    build_storage,
+    load_or_create_secret,
+)
 from upres.storage.local import SECRET_FILE
 from upres.storage.s3 import S3Storage, s3_client
 
@@ -50,38 +58,106 @@ def _token(url: str) -> str:
     return parts.path.removeprefix("/v1/files/")
 
 
-class TestPutAndDelete:
-    def test_put_copies_atomically(self, storage: LocalStorage, src: Path) -> None:
+@dataclass(frozen=True)
+class Backend:
+    """A storage under test and how to read back what it holds."""
+
+    storage: ResultStorage
+    read: Callable[[str], bytes]
+
+
+@pytest.fixture(params=["local", "memory"])
+def backend(request: pytest.FixtureRequest, storage: LocalStorage) -> Backend:
+    if request.param == "local":
+        return Backend(storage, lambda key: storage.path(key).read_bytes())
+    memory = MemoryStorage()
+    return Backend(memory, memory.read)
+
+
+UNSAFE_KEYS = ["", "/etc/passwd", "../x", "a/../../x", "a//b", ".hidden", "a/./b", "a\\b"]
+
+
+class TestContract:
+    """What every ResultStorage promises, over each backend that runs in-process."""
+
+    def test_put_copies(self, backend: Backend, src: Path) -> None:
+        backend.storage.put(src, "task-unified-1-abcdefgh/attempt-1.mp4")
+        assert backend.read("task-unified-1-abcdefgh/attempt-1.mp4") == src.read_bytes()
+        assert src.exists()
+        assert backend.storage.exists("task-unified-1-abcdefgh/attempt-1.mp4")
+
+    def test_put_replaces_and_a_failed_put_changes_nothing(
+        self, backend: Backend, src: Path, tmp_path: Path
+    ) -> None:
+        newer = tmp_path / "newer.mp4"
+        newer.write_bytes(b"newer")
+        backend.storage.put(src, "a/b.mp4")
+        backend.storage.put(newer, "a/b.mp4")
+        assert backend.read("a/b.mp4") == b"newer"
+        with pytest.raises(ServiceUnavailable, match="Cannot store"):
+            backend.storage.put(tmp_path / "missing.mp4", "a/b.mp4")
+        assert backend.read("a/b.mp4") == b"newer"
+
+    def test_delete_and_absent_keys(self, backend: Backend, src: Path) -> None:
+        assert not backend.storage.exists("t1/attempt-1.mp4")
+        backend.storage.put(src, "t1/attempt-1.mp4")
+        backend.storage.delete("t1/attempt-1.mp4")
+        assert not backend.storage.exists("t1/attempt-1.mp4")
+        backend.storage.delete("t1/attempt-1.mp4")
+
+    def test_links_differ_by_key_and_expiry(self, backend: Backend, clock: FakeClock) -> None:
+        soon, later = clock() + timedelta(hours=1), clock() + timedelta(hours=2)
+        links = {
+            backend.storage.url("t/a.mp4", expires_at=soon),
+            backend.storage.url("t/a.mp4", expires_at=later),
+            backend.storage.url("t/b.mp4", expires_at=soon),
+        }
+        assert len(links) == 3
+
+    @pytest.mark.parametrize("key", UNSAFE_KEYS)
+    def test_unsafe_keys_are_refused(
+        self, backend: Backend, src: Path, clock: FakeClock, key: str
+    ) -> None:
+        with pytest.raises(InvalidRequest):
+            backend.storage.put(src, key)
+        with pytest.raises(InvalidRequest):
+            backend.storage.url(key, expires_at=clock())
+        with pytest.raises(InvalidRequest):
+            backend.storage.exists(key)
+        with pytest.raises(InvalidRequest):
+            backend.storage.delete(key)
+
+
+class TestLocalLayout:
+    def test_put_leaves_only_the_file(self, storage: LocalStorage, src: Path) -> None:
         storage.put(src, "task-unified-1-abcdefgh/attempt-1.mp4")
         stored = storage.path("task-unified-1-abcdefgh/attempt-1.mp4")
-        assert stored.read_bytes() == src.read_bytes()
-        assert src.exists()
         assert [p.name for p in stored.parent.iterdir()] == ["attempt-1.mp4"]
-        assert storage.exists("task-unified-1-abcdefgh/attempt-1.mp4")
 
-    def test_put_replaces_and_leaves_no_partial_on_error(
+    def test_failed_put_leaves_no_partial(
         self, storage: LocalStorage, src: Path, tmp_path: Path
     ) -> None:
         storage.put(src, "a/b.mp4")
-        with pytest.raises(ServiceUnavailable, match="Cannot store"):
+        with pytest.raises(ServiceUnavailable):
             storage.put(tmp_path / "missing.mp4", "a/b.mp4")
-        assert storage.path("a/b.mp4").read_bytes() == src.read_bytes()
         assert [p.name for p in storage.path("a").iterdir()] == ["b.mp4"]
 
-    def test_delete_removes_file_and_empty_folders(self, storage: LocalStorage, src: Path) -> None:
+    def test_delete_removes_empty_folders(self, storage: LocalStorage, src: Path) -> None:
         storage.put(src, "t1/attempt-1.mp4")
         storage.delete("t1/attempt-1.mp4")
-        assert not storage.exists("t1/attempt-1.mp4")
         assert not (storage.root / "t1").exists()
         assert storage.root.exists()
-        storage.delete("t1/attempt-1.mp4")
 
-    @pytest.mark.parametrize(
-        "key", ["", "/etc/passwd", "../x", "a/../../x", "a//b", ".hidden", "a/./b", "a\\b"]
-    )
-    def test_unsafe_keys_are_refused(self, storage: LocalStorage, src: Path, key: str) -> None:
-        with pytest.raises(InvalidRequest):
-            storage.put(src, key)
+
+class TestMemory:
+    def test_link_names_key_and_expiry(self, clock: FakeClock) -> None:
+        expires = clock() + timedelta(hours=24)
+        link = MemoryStorage().url("t/attempt-1.mp4", expires_at=expires)
+        assert link == f"memory://results/t/attempt-1.mp4?expires={int(expires.timestamp())}"
+
+    def test_reading_an_absent_key_is_not_found(self) -> None:
+        with pytest.raises(NotFound):
+            MemoryStorage().read("t/nothing.mp4")
 
 
 class TestSignedLinks:

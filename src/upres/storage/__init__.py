@@ -8,10 +8,12 @@ from upres.jobs.store import Clock, utc_now
 from upres.storage.base import ResultStorage, check_key
 from upres.storage.janitor import Janitor
 from upres.storage.local import LocalStorage, load_or_create_secret
+from upres.storage.memory import MemoryStorage
 
 __all__ = [
     "Janitor",
     "LocalStorage",
+    "MemoryStorage",
     "ResultStorage",
     "build_storage",
     "check_key",
