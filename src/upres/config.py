@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from upres.domain.media import MediaLimits
+from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.pricing import Pricing
+from upres.errors import ConfigError, InvalidRequest
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,17 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads per model run; default all cores (fewer when sharing the CPU)",
     )
+    encode_codec: VideoCodec = Field(default="h264", description="Output codec: h264, h265, av1")
+    encode_crf: int | None = Field(
+        default=None,
+        description="Output quality (lower is better); default h264 18, h265 20, av1 28",
+    )
+    encode_preset: str | None = Field(
+        default=None,
+        description="Encoder speed: x264/x265 ultrafast..placebo, av1 0-13; "
+        "default medium, fast, 8",
+    )
+    encode_threads: int = Field(default=0, ge=0, description="Encoder threads; 0: its own choice")
     max_width: int = 7680
     max_height: int = 4320
     max_duration_s: float = 3600.0
@@ -88,6 +100,24 @@ class Settings(BaseSettings):
         default=1024**2, ge=0, description="Largest request body the API reads; larger gets 413"
     )
 
+    @model_validator(mode="after")
+    def _check_encode(self) -> Settings:
+        try:
+            _ = self.encode_settings
+        except InvalidRequest as exc:
+            raise ValueError(f"UPRES_ENCODE_{(exc.param or '').upper()}: {exc}") from exc
+        return self
+
+    @property
+    def encode_settings(self) -> EncodeSettings:
+        """How task outputs are written. Raises InvalidRequest for a bad preset or crf."""
+        return EncodeSettings(
+            codec=self.encode_codec,
+            crf=self.encode_crf,
+            preset=self.encode_preset,
+            threads=self.encode_threads,
+        )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'upres.db'}"
@@ -111,3 +141,24 @@ class Settings(BaseSettings):
             max_height=self.max_height,
             max_duration_s=self.max_duration_s,
         )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the ``UPRES_*`` environment with ``overrides`` (None: not given) on top.
+
+    Raises ConfigError naming each setting whose value does not validate.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        names = [str(part) for part in error["loc"]]
+        problems.append(f"UPRES_{names[0].upper()}: {message}" if names else message)
+    return "invalid settings: " + "; ".join(problems)

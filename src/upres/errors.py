@@ -39,7 +39,8 @@ Each class carries ``code``: a stable string that API clients see as
     ├── Cancelled                      request_cancelled (a cancel token fired)
     ├── LeaseLost                      service_error (a fenced worker write was refused)
     ├── EncodeError                    service_error
-    └── ServiceUnavailable             service_unavailable
+    ├── ServiceUnavailable             service_unavailable
+    └── ConfigError                    config_error (an UPRES_* setting does not validate)
 """
 
 from __future__ import annotations
@@ -238,3 +239,9 @@ class ServiceUnavailable(UpresError):
     """A dependency (database, worker) is not available."""
 
     code = "service_unavailable"
+
+
+class ConfigError(UpresError):
+    """A setting (``UPRES_*`` variable or command-line override) has an invalid value."""
+
+    code = "config_error"

@@ -17,7 +17,6 @@ from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
 from upres.db.migrate import migrate
-from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import TaskStore
@@ -87,7 +86,7 @@ def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
         work_dir=settings.data_dir / "work",
         pricing=settings.pricing,
         limits=settings.media_limits,
-        encode=EncodeSettings(),
+        encode=settings.encode_settings,
         fetch_limits=FetchLimits(
             max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s
         ),

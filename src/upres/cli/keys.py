@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from upres.config import Settings
+from upres.cli._settings import settings_or_exit
 from upres.errors import UpresError
 from upres.jobs.sql import SqlTaskStore
 from upres.services.credits import CreditService
@@ -28,9 +28,10 @@ DataDir = Annotated[
 @contextmanager
 def _store(data_dir: Path) -> Iterator[SqlTaskStore]:
     """A migrated store for ``data_dir``; any UpresError ends the command with status 1."""
+    settings = settings_or_exit(data_dir=data_dir)
     store: SqlTaskStore | None = None
     try:
-        store = open_store(Settings(data_dir=data_dir))
+        store = open_store(settings)
         yield store
     except UpresError as exc:
         typer.echo(f"error: {exc}", err=True)

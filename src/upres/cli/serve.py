@@ -19,6 +19,7 @@ import uvicorn
 
 from upres.api.app import create_app
 from upres.api.wiring import services_from_settings
+from upres.cli._settings import settings_or_exit
 from upres.config import Settings
 from upres.errors import UpresError
 from upres.jobs.sql import SqlTaskStore
@@ -34,12 +35,6 @@ Workers = Annotated[
     int | None,
     typer.Option("--workers", help="Tasks run at a time (UPRES_WORKER_CONCURRENCY)."),
 ]
-
-
-def _settings(**overrides: object) -> Settings:
-    """Settings from the environment, with the command line's options on top."""
-    given = {name: value for name, value in overrides.items() if value is not None}
-    return Settings(**given)  # type: ignore[arg-type]
 
 
 def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
@@ -73,7 +68,7 @@ def serve(
     workers: Workers = None,
 ) -> None:
     """Start the API, the workers and the housekeeping on this machine."""
-    settings = _settings(host=host, port=port, data_dir=data_dir, worker_concurrency=workers)
+    settings = settings_or_exit(host=host, port=port, data_dir=data_dir, worker_concurrency=workers)
     configure_logging()
     try:
         with _workers(settings) as (store, supervisor):
@@ -93,7 +88,7 @@ def serve(
 
 def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
     """Run workers and housekeeping only, against UPRES_DATABASE_URL (no API)."""
-    settings = _settings(data_dir=data_dir, worker_concurrency=workers)
+    settings = settings_or_exit(data_dir=data_dir, worker_concurrency=workers)
     configure_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

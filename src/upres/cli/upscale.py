@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -28,6 +29,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as ProgressBar
 
+from upres.cli._settings import settings_or_exit
 from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
@@ -67,7 +69,9 @@ def upscale(
     device: Annotated[
         DeviceChoice | None, typer.Option(help="Where the model runs (default: UPRES_DEVICE).")
     ] = None,
-    codec: Annotated[CodecChoice, typer.Option(help="Output video codec.")] = CodecChoice.H264,
+    codec: Annotated[
+        CodecChoice | None, typer.Option(help="Output video codec (default: UPRES_ENCODE_CODEC).")
+    ] = None,
     crf: Annotated[
         int | None,
         typer.Option(min=0, max=63, help="Quality (lower is better); default per codec."),
@@ -83,7 +87,7 @@ def upscale(
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
         raise typer.BadParameter("must be 1, 2 or 4", param_hint="--factor")
-    settings = Settings()
+    settings = settings_or_exit()
     apply_torch_threads(settings)
     try:
         result = _run(
@@ -92,7 +96,7 @@ def upscale(
             factor=Factor(factor),
             model=model or settings.model,
             device=(device or DeviceChoice(settings.device)).value,
-            encode=EncodeSettings(codec=codec.value, crf=crf, preset=preset),
+            encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
             settings=settings,
         )
     except (Cancelled, KeyboardInterrupt) as exc:
@@ -102,6 +106,22 @@ def upscale(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     _print_summary(result)
+
+
+def _encode_settings(
+    settings: Settings, *, codec: CodecChoice | None, crf: int | None, preset: str | None
+) -> EncodeSettings:
+    """The command's options over the ``UPRES_ENCODE_*`` settings.
+
+    Raises InvalidRequest when the preset or crf does not suit the codec.
+    """
+    base = settings.encode_settings
+    return replace(
+        base,
+        codec=codec.value if codec is not None else base.codec,
+        crf=crf if crf is not None else base.crf,
+        preset=preset if preset is not None else base.preset,
+    )
 
 
 def _run(

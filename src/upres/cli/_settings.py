@@ -1,0 +1,19 @@
+"""Settings for a command: the environment plus its options, or one error line and exit 2."""
+
+from __future__ import annotations
+
+import typer
+
+from upres.config import Settings, load_settings
+from upres.errors import ConfigError
+
+EXIT_BAD_SETTINGS = 2
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    """``load_settings(**overrides)``; a ConfigError prints ``error: ...`` and exits 2."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from exc
