@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,27 +25,19 @@ class SqlAccounts:
 
     def create_account(self, *, user_group: str, credits: float, webhook_secret: str) -> Account:
         now = self._clock()
-        account_id = f"acct_{secrets.token_hex(8)}"
+        row = new_account(user_group=user_group, webhook_secret=webhook_secret, now=now)
         with self._db.write() as session:
-            session.add(
-                AccountRow(
-                    id=account_id,
-                    user_group=user_group,
-                    balance=0,
-                    webhook_secret=webhook_secret,
-                    created_at=now,
-                )
-            )
+            session.add(row)
             session.flush()
             if credits > 0:
                 ledger.credit(
                     session,
-                    account_id=account_id,
+                    account_id=row.id,
                     kind=LedgerKind.GRANT,
                     amount=convert.to_micro(credits),
                     at=now,
                 )
-            return convert.account(_account_row(session, account_id))
+            return convert.account(_account_row(session, row.id))
 
     def get_account(self, account_id: str) -> Account:
         """Raises NotFound when there is no such account."""
@@ -57,14 +50,12 @@ class SqlAccounts:
         """Raises NotFound when the account does not exist."""
         with self._db.write() as session:
             account = _account_row(session, account_id)
-            row = ApiKeyRow(
-                id=f"key_{secrets.token_hex(8)}",
+            row = new_key(
                 account_id=account_id,
                 key_hash=key_hash,
                 prefix=prefix,
-                allowed_models=list(allowed_models),
-                revoked_at=None,
-                created_at=self._clock(),
+                allowed_models=allowed_models,
+                now=self._clock(),
             )
             session.add(row)
             return convert.api_key(row, user_group=account.user_group)
@@ -130,6 +121,32 @@ class SqlAccounts:
                 )
             )
             return convert.from_micro(int(total or 0))
+
+
+def new_account(*, user_group: str, webhook_secret: str, now: datetime) -> AccountRow:
+    """A fresh account row with a zero balance (grants are ledger movements)."""
+    return AccountRow(
+        id=f"acct_{secrets.token_hex(8)}",
+        user_group=user_group,
+        balance=0,
+        webhook_secret=webhook_secret,
+        created_at=now,
+    )
+
+
+def new_key(
+    *, account_id: str, key_hash: str, prefix: str, allowed_models: tuple[str, ...], now: datetime
+) -> ApiKeyRow:
+    """A fresh, unrevoked key row."""
+    return ApiKeyRow(
+        id=f"key_{secrets.token_hex(8)}",
+        account_id=account_id,
+        key_hash=key_hash,
+        prefix=prefix,
+        allowed_models=list(allowed_models),
+        revoked_at=None,
+        created_at=now,
+    )
 
 
 def _account_row(session: Session, account_id: str) -> AccountRow:

@@ -16,21 +16,55 @@ from upres.jobs.store import CallbackAttempt, CallbackBody, Clock, OutboxItem
 
 def enqueue(session: Session, row: TaskRow, *, callback_body: CallbackBody, at: datetime) -> None:
     """Queue the task's callback (when it has a URL), rendered from its settled state."""
-    if row.callback_url is None:
+    item = pending_callback(row, callback_body=callback_body, at=at)
+    if item is None:
         return
     session.flush()
-    session.add(
-        OutboxRow(
-            task_id=row.id,
-            account_id=row.account_id,
-            url=row.callback_url,
-            body=callback_body(convert.task(row)),
-            attempts=0,
-            next_attempt_at=at,
-            delivered=False,
-            done_at=None,
-            created_at=at,
-        )
+    session.add(item)
+
+
+def pending_callback(
+    row: TaskRow, *, callback_body: CallbackBody, at: datetime
+) -> OutboxRow | None:
+    """The outbox row for a settled task, due at ``at``; None when it has no callback URL.
+
+    Not yet written (its id comes when it is). Raises whatever ``callback_body`` raises.
+    """
+    if row.callback_url is None:
+        return None
+    return OutboxRow(
+        task_id=row.id,
+        account_id=row.account_id,
+        url=row.callback_url,
+        body=callback_body(convert.task(row)),
+        attempts=0,
+        next_attempt_at=at,
+        delivered=False,
+        done_at=None,
+        created_at=at,
+    )
+
+
+def record_attempt(
+    item: OutboxRow, attempt: CallbackAttempt, *, next_attempt_at: datetime | None
+) -> CallbackAttemptRow:
+    """Count ``attempt`` on ``item``: done once delivered or given up (``next_attempt_at``
+    None), else due again then. Returns the attempt's log row, not yet written."""
+    item.attempts += 1
+    if attempt.delivered:
+        item.delivered = True
+        item.done_at = attempt.at
+    elif next_attempt_at is None:
+        item.done_at = attempt.at
+    else:
+        item.next_attempt_at = next_attempt_at
+    return CallbackAttemptRow(
+        outbox_id=attempt.outbox_id,
+        attempt=attempt.attempt,
+        status_code=attempt.status_code,
+        error=attempt.error,
+        delivered=attempt.delivered,
+        at=attempt.at,
     )
 
 
@@ -59,24 +93,7 @@ class SqlCallbacks:
             row = session.get(OutboxRow, attempt.outbox_id)
             if row is None:
                 raise NotFound(f"No callback {attempt.outbox_id}")
-            session.add(
-                CallbackAttemptRow(
-                    outbox_id=attempt.outbox_id,
-                    attempt=attempt.attempt,
-                    status_code=attempt.status_code,
-                    error=attempt.error,
-                    delivered=attempt.delivered,
-                    at=attempt.at,
-                )
-            )
-            row.attempts += 1
-            if attempt.delivered:
-                row.delivered = True
-                row.done_at = attempt.at
-            elif next_attempt_at is None:
-                row.done_at = attempt.at
-            else:
-                row.next_attempt_at = next_attempt_at
+            session.add(record_attempt(row, attempt, next_attempt_at=next_attempt_at))
 
     def callback_attempts(self, outbox_id: int) -> list[CallbackAttempt]:
         query = (

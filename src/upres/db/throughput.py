@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
@@ -31,7 +32,7 @@ class SqlThroughput:
 
     def record_throughput(self, factor: Factor, mpix_per_s: float) -> None:
         """Fold one measurement in; nonsense (non-positive, infinite, NaN) is ignored."""
-        if not (math.isfinite(mpix_per_s) and mpix_per_s > 0):
+        if not is_measurement(mpix_per_s):
             return
         try:
             self._record(factor, mpix_per_s)
@@ -45,14 +46,22 @@ class SqlThroughput:
     def _record(self, factor: Factor, mpix_per_s: float) -> None:
         with self._db.write() as session:
             row = session.get(ThroughputRow, int(factor), with_for_update=True)
-            now = self._clock()
-            if row is None:
-                session.add(
-                    ThroughputRow(
-                        factor=int(factor), mpix_per_s=mpix_per_s, samples=1, updated_at=now
-                    )
-                )
-                return
-            row.mpix_per_s += THROUGHPUT_WEIGHT * (mpix_per_s - row.mpix_per_s)
-            row.samples += 1
-            row.updated_at = now
+            session.add(fold(row, factor, mpix_per_s, now=self._clock()))
+
+
+def is_measurement(mpix_per_s: float) -> bool:
+    """False for nonsense: non-positive, infinite or NaN."""
+    return math.isfinite(mpix_per_s) and mpix_per_s > 0
+
+
+def fold(
+    row: ThroughputRow | None, factor: Factor, mpix_per_s: float, *, now: datetime
+) -> ThroughputRow:
+    """``row`` with one more measurement in its moving average, or ``factor``'s
+    first row when there is none yet."""
+    if row is None:
+        return ThroughputRow(factor=int(factor), mpix_per_s=mpix_per_s, samples=1, updated_at=now)
+    row.mpix_per_s += THROUGHPUT_WEIGHT * (mpix_per_s - row.mpix_per_s)
+    row.samples += 1
+    row.updated_at = now
+    return row

@@ -12,7 +12,7 @@ UPDATE``); the dialect differences live in ``upres.db.session``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -25,13 +25,8 @@ from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
 from upres.domain.accounts import LedgerKind
 from upres.domain.tasks import Task, TaskError, TaskStatus
-from upres.errors import (
-    IdempotencyConflict,
-    LeaseLost,
-    ServiceUnavailable,
-    TaskNotCancellable,
-    TaskNotFound,
-)
+from upres.errors import IdempotencyConflict, ServiceUnavailable
+from upres.jobs import lifecycle
 from upres.jobs.store import (
     IDEMPOTENCY_WINDOW,
     CallbackBody,
@@ -42,11 +37,6 @@ from upres.jobs.store import (
     IdempotentHit,
     NewTask,
     utc_now,
-)
-
-CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was cancelled")
-ABANDONED_ERROR = TaskError(
-    code="service_error", message="The task's worker stopped responding too many times"
 )
 
 
@@ -90,7 +80,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
     ) -> Task:
         amount = convert.to_micro(new.credits_reserved)
         ledger.reserve(session, account_id=new.account_id, amount=amount)
-        row = _new_row(new, amount)
+        row = lifecycle.new_row(new, amount)
         session.add(row)
         session.flush()
         ledger.record(
@@ -115,15 +105,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
                 IdempotencyRow.created_at < new.created_at - IDEMPOTENCY_WINDOW,
             )
         )
-        session.add(
-            IdempotencyRow(
-                account_id=new.account_id,
-                key=record.key,
-                request_hash=record.request_hash,
-                task_id=new.id,
-                created_at=new.created_at,
-            )
-        )
+        session.add(lifecycle.new_idempotency_row(new, record))
         session.flush()
 
     def find_idempotent(
@@ -151,11 +133,8 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         """Raises TaskNotFound, or TaskNotCancellable when the task already ended."""
         with self._db.write() as session:
             row = _owned(session, task_id, account_id, lock=True)
-            if TaskStatus(row.status).is_terminal:
-                raise TaskNotCancellable(f"Task {task_id} has already ended ({row.status})")
             now = self._clock()
-            row.cancel_requested = True
-            _end(row, TaskStatus.CANCELLED, now, error=CANCELLED_ERROR)
+            lifecycle.cancel(row, now)
             ledger.settle(session, row, charged=0, at=now)
             outbox.enqueue(session, row, callback_body=callback_body, at=now)
             return convert.task(row)
@@ -174,33 +153,17 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
             row = session.scalars(query).first()
             if row is None:
                 return None
-            now = self._clock()
-            row.status = TaskStatus.PROCESSING
-            row.attempts += 1
-            row.lease_owner = worker_id
-            row.lease_expires_at = now + timedelta(seconds=lease_s)
-            row.updated_at = now
+            claim = lifecycle.start(row, worker_id=worker_id, lease_s=lease_s, now=self._clock())
             session.flush()
-            return Claim(
-                task=convert.task(row),
-                worker_id=worker_id,
-                attempt=row.attempts,
-                lease_expires_at=row.lease_expires_at,
-                lease_s=lease_s,
-            )
+            return claim
 
     def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
         """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
         with self._db.write() as session:
             row = _fenced(session, claim, allow_cancelled=True)
-            now = self._clock()
-            if row.status == TaskStatus.CANCELLED:
-                return Heartbeat(cancelled=True, lease_expires_at=now)
-            row.progress = max(row.progress, min(99, max(0, progress)))
-            row.estimated_time_s = max(0, estimated_time_s)
-            row.lease_expires_at = now + timedelta(seconds=claim.lease_s)
-            row.updated_at = now
-            return Heartbeat(cancelled=False, lease_expires_at=row.lease_expires_at)
+            return lifecycle.beat(
+                row, claim, progress=progress, estimated_time_s=estimated_time_s, now=self._clock()
+            )
 
     def complete(
         self,
@@ -216,11 +179,13 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         with self._db.write() as session:
             row = _fenced(session, claim)
             now = self._clock()
-            row.progress = 100
-            row.result_key = result_key
-            row.result_expires_at = result_expires_at
-            row.video_duration_s = actual_duration_s
-            _end(row, TaskStatus.COMPLETED, now, error=None)
+            lifecycle.finish(
+                row,
+                result_key=result_key,
+                result_expires_at=result_expires_at,
+                actual_duration_s=actual_duration_s,
+                now=now,
+            )
             ledger.settle(session, row, charged=convert.to_micro(credits_charged), at=now)
             outbox.enqueue(session, row, callback_body=callback_body, at=now)
             return convert.task(row)
@@ -232,8 +197,8 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         with self._db.write() as session:
             row = _fenced(session, claim)
             now = self._clock()
-            if retry and row.attempts < self._max_attempts:
-                _requeue(row, now)
+            if retry and lifecycle.may_run_again(row, self._max_attempts):
+                lifecycle.requeue(row, now)
             else:
                 self._fail(session, row, error, now, callback_body)
             return convert.task(row)
@@ -251,10 +216,10 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         with self._db.write() as session:
             touched = []
             for row in session.scalars(query).all():
-                if row.attempts < limit:
-                    _requeue(row, now)
+                if lifecycle.may_run_again(row, limit):
+                    lifecycle.requeue(row, now)
                 else:
-                    self._fail(session, row, ABANDONED_ERROR, now, callback_body)
+                    self._fail(session, row, lifecycle.ABANDONED_ERROR, now, callback_body)
                 touched.append(convert.task(row))
             return touched
 
@@ -266,7 +231,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         now: datetime,
         callback_body: CallbackBody,
     ) -> None:
-        _end(row, TaskStatus.FAILED, now, error=error)
+        lifecycle.end(row, TaskStatus.FAILED, now, error=error)
         ledger.settle(session, row, charged=0, at=now)
         outbox.enqueue(session, row, callback_body=callback_body, at=now)
 
@@ -305,78 +270,12 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         self._db.ping()
 
 
-def _new_row(new: NewTask, reserved: int) -> TaskRow:
-    return TaskRow(
-        id=new.id,
-        account_id=new.account_id,
-        model=new.model,
-        status=TaskStatus.PENDING,
-        progress=0,
-        factor=int(new.factor),
-        input_url=new.input_url,
-        callback_url=new.callback_url,
-        video_duration_s=new.video_duration_s,
-        credits_reserved=reserved,
-        credits_charged=None,
-        estimated_time_s=new.estimated_time_s,
-        user_group=new.user_group,
-        created_at=new.created_at,
-        updated_at=new.created_at,
-        finished_at=None,
-        result_key=None,
-        result_expires_at=None,
-        error_code=None,
-        error_message=None,
-        attempts=0,
-        cancel_requested=False,
-        lease_owner=None,
-        lease_expires_at=None,
-    )
-
-
 def _owned(session: Session, task_id: str, account_id: str | None, *, lock: bool) -> TaskRow:
     row = session.get(TaskRow, task_id, with_for_update=lock or None)
-    if row is None or (account_id is not None and row.account_id != account_id):
-        raise TaskNotFound(f"Task not found: {task_id}")
-    return row
+    return lifecycle.owned(row, task_id, account_id)
 
 
 def _fenced(session: Session, claim: Claim, *, allow_cancelled: bool = False) -> TaskRow:
-    """The claimed row, locked, while the claim still holds it.
-
-    Raises LeaseLost when another attempt or worker owns the task, or it is no
-    longer processing (a cancelled task is let through only for heartbeats,
-    which report the cancel).
-    """
-    query = (
-        select(TaskRow)
-        .where(
-            TaskRow.id == claim.task.id,
-            TaskRow.lease_owner == claim.worker_id,
-            TaskRow.attempts == claim.attempt,
-        )
-        .with_for_update()
-    )
-    row = session.scalars(query).first()
-    allowed = {TaskStatus.PROCESSING} | ({TaskStatus.CANCELLED} if allow_cancelled else set())
-    if row is None or TaskStatus(row.status) not in allowed:
-        raise LeaseLost(f"Lease on task {claim.task.id} (attempt {claim.attempt}) was lost")
-    return row
-
-
-def _end(row: TaskRow, status: TaskStatus, now: datetime, *, error: TaskError | None) -> None:
-    row.status = status
-    row.estimated_time_s = 0
-    row.finished_at = now
-    row.updated_at = now
-    row.lease_expires_at = None
-    row.error_code = None if error is None else error.code
-    row.error_message = None if error is None else error.message
-
-
-def _requeue(row: TaskRow, now: datetime) -> None:
-    row.status = TaskStatus.PENDING
-    row.progress = 0
-    row.lease_owner = None
-    row.lease_expires_at = None
-    row.updated_at = now
+    """The claimed row, locked; raises LeaseLost as ``lifecycle.fenced``."""
+    row = session.get(TaskRow, claim.task.id, with_for_update=True)
+    return lifecycle.fenced(row, claim, allow_cancelled=allow_cancelled)

@@ -1,0 +1,174 @@
+"""A task row's life: its creation, checks and state changes, as every TaskStore makes them.
+
+``SqlTaskStore`` applies them to rows it loaded in a transaction and
+``MemoryTaskStore`` to rows it keeps in memory, so a task moves from pending
+through processing to its end, and is fenced, the same way on both. Pure
+functions of the row: no session, no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from upres.db import convert
+from upres.db.tables import IdempotencyRow, TaskRow
+from upres.domain.tasks import TaskError, TaskStatus
+from upres.errors import LeaseLost, TaskNotCancellable, TaskNotFound
+from upres.jobs.store import Claim, Heartbeat, IdempotencyRecord, NewTask
+
+CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was cancelled")
+ABANDONED_ERROR = TaskError(
+    code="service_error", message="The task's worker stopped responding too many times"
+)
+
+
+def new_row(new: NewTask, reserved: int) -> TaskRow:
+    """The pending row of a submission that reserved ``reserved`` micro-credits."""
+    return TaskRow(
+        id=new.id,
+        account_id=new.account_id,
+        model=new.model,
+        status=TaskStatus.PENDING,
+        progress=0,
+        factor=int(new.factor),
+        input_url=new.input_url,
+        callback_url=new.callback_url,
+        video_duration_s=new.video_duration_s,
+        credits_reserved=reserved,
+        credits_charged=None,
+        estimated_time_s=new.estimated_time_s,
+        user_group=new.user_group,
+        created_at=new.created_at,
+        updated_at=new.created_at,
+        finished_at=None,
+        result_key=None,
+        result_expires_at=None,
+        error_code=None,
+        error_message=None,
+        attempts=0,
+        cancel_requested=False,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+
+
+def new_idempotency_row(new: NewTask, record: IdempotencyRecord) -> IdempotencyRow:
+    """What remembers that ``new`` was submitted with ``record``'s key."""
+    return IdempotencyRow(
+        account_id=new.account_id,
+        key=record.key,
+        request_hash=record.request_hash,
+        task_id=new.id,
+        created_at=new.created_at,
+    )
+
+
+def owned(row: TaskRow | None, task_id: str, account_id: str | None) -> TaskRow:
+    """``row``, when it exists and belongs to ``account_id`` (any account when None).
+
+    Raises TaskNotFound otherwise: another account's task is as good as absent.
+    """
+    if row is None or (account_id is not None and row.account_id != account_id):
+        raise TaskNotFound(f"Task not found: {task_id}")
+    return row
+
+
+def fenced(row: TaskRow | None, claim: Claim, *, allow_cancelled: bool = False) -> TaskRow:
+    """``row`` (the claimed task's), while the claim still holds it.
+
+    Raises LeaseLost when another attempt or worker owns the task, or it is no
+    longer processing (a cancelled task is let through only for heartbeats,
+    which report the cancel).
+    """
+    allowed = {TaskStatus.PROCESSING} | ({TaskStatus.CANCELLED} if allow_cancelled else set())
+    if (
+        row is None
+        or row.lease_owner != claim.worker_id
+        or row.attempts != claim.attempt
+        or TaskStatus(row.status) not in allowed
+    ):
+        raise LeaseLost(f"Lease on task {claim.task.id} (attempt {claim.attempt}) was lost")
+    return row
+
+
+def start(row: TaskRow, *, worker_id: str, lease_s: float, now: datetime) -> Claim:
+    """Move a pending row to processing, leased to ``worker_id``: its next attempt."""
+    expires = now + timedelta(seconds=lease_s)
+    row.status = TaskStatus.PROCESSING
+    row.attempts += 1
+    row.lease_owner = worker_id
+    row.lease_expires_at = expires
+    row.updated_at = now
+    return Claim(
+        task=convert.task(row),
+        worker_id=worker_id,
+        attempt=row.attempts,
+        lease_expires_at=expires,
+        lease_s=lease_s,
+    )
+
+
+def beat(
+    row: TaskRow, claim: Claim, *, progress: int, estimated_time_s: int, now: datetime
+) -> Heartbeat:
+    """Renew a fenced row's lease and record progress (kept below 100, never going
+    back); a cancelled row is left as it is and reported."""
+    if row.status == TaskStatus.CANCELLED:
+        return Heartbeat(cancelled=True, lease_expires_at=now)
+    expires = now + timedelta(seconds=claim.lease_s)
+    row.progress = max(row.progress, min(99, max(0, progress)))
+    row.estimated_time_s = max(0, estimated_time_s)
+    row.lease_expires_at = expires
+    row.updated_at = now
+    return Heartbeat(cancelled=False, lease_expires_at=expires)
+
+
+def cancel(row: TaskRow, now: datetime) -> None:
+    """End a pending or processing row cancelled (the worker learns it by heartbeat).
+
+    Raises TaskNotCancellable when the task has already ended.
+    """
+    if TaskStatus(row.status).is_terminal:
+        raise TaskNotCancellable(f"Task {row.id} has already ended ({row.status})")
+    row.cancel_requested = True
+    end(row, TaskStatus.CANCELLED, now, error=CANCELLED_ERROR)
+
+
+def finish(
+    row: TaskRow,
+    *,
+    result_key: str,
+    result_expires_at: datetime,
+    actual_duration_s: float,
+    now: datetime,
+) -> None:
+    """End a fenced row completed with its result (settling it is the store's part)."""
+    row.progress = 100
+    row.result_key = result_key
+    row.result_expires_at = result_expires_at
+    row.video_duration_s = actual_duration_s
+    end(row, TaskStatus.COMPLETED, now, error=None)
+
+
+def may_run_again(row: TaskRow, max_attempts: int) -> bool:
+    """Whether a row that stopped short has attempts left."""
+    return row.attempts < max_attempts
+
+
+def end(row: TaskRow, status: TaskStatus, now: datetime, *, error: TaskError | None) -> None:
+    row.status = status
+    row.estimated_time_s = 0
+    row.finished_at = now
+    row.updated_at = now
+    row.lease_expires_at = None
+    row.error_code = None if error is None else error.code
+    row.error_message = None if error is None else error.message
+
+
+def requeue(row: TaskRow, now: datetime) -> None:
+    """Put a row back in the queue; the lease owner is cleared, the attempt count kept."""
+    row.status = TaskStatus.PENDING
+    row.progress = 0
+    row.lease_owner = None
+    row.lease_expires_at = None
+    row.updated_at = now
