@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from upres.db import create_db_engine, migrate
@@ -13,7 +14,7 @@ from upres.db.tables import Base
 from upres.domain.accounts import Account
 from upres.domain.tasks import API_MODEL, Factor, Task, new_task_id
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import NewTask
+from upres.jobs.store import NewTask, TaskStore
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -29,6 +30,10 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+sqlite_only = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+"""Marks a test about SQLite itself: it gets only the SQLite ``store``, never the memory one."""
 
 
 def sqlite_store(path: Path, clock: FakeClock, *, max_attempts: int = 3) -> SqlTaskStore:
@@ -80,7 +85,7 @@ def new_task(
     )
 
 
-def ledger_sums(store: SqlTaskStore, account_id: str) -> dict[str, float]:
+def ledger_sums(store: TaskStore, account_id: str) -> dict[str, float]:
     sums: dict[str, float] = {"grant": 0.0, "reserve": 0.0, "capture": 0.0, "refund": 0.0}
     for entry in store.ledger(account_id):
         sums[str(entry.kind)] += entry.amount

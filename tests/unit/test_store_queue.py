@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,10 @@ from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
 
 BOOM = TaskError(code="service_error", message="boom")
+
+
+def _broken_body(task):
+    raise RuntimeError("the renderer is down")
 
 
 def _complete(store, claim, clock, charged=20.0):
@@ -178,3 +183,50 @@ def test_fail_without_retry_ends_the_task_at_once(store, clock, account):
 
     assert ended.status is TaskStatus.FAILED
     assert ended.attempts == 1
+
+
+def test_a_failing_callback_render_changes_nothing(store, clock, account):
+    task = store.create_task(new_task(account, clock, reserved=32))
+    claim = store.claim(worker_id="w1", lease_s=30)
+
+    with pytest.raises(RuntimeError, match="renderer is down"):
+        store.complete(
+            claim,
+            result_key="r.mp4",
+            result_expires_at=clock.now,
+            actual_duration_s=1,
+            credits_charged=16,
+            callback_body=_broken_body,
+        )
+
+    assert store.get_task(task.id) == claim.task
+    assert store.get_account(account.id).balance == 1000 - 32
+    assert [e.kind for e in store.ledger(account.id)] == ["grant", "reserve"]
+    assert store.outbox_for_task(task.id) == []
+    assert _complete(store, claim, clock, charged=16).status is TaskStatus.COMPLETED
+
+
+def test_a_reap_that_fails_to_render_a_callback_requeues_nothing(store, clock, account):
+    # Reaped in id order: "a" would be requeued before rendering "b"'s callback fails.
+    retried = store.create_task(replace(new_task(account, clock), id="task-unified-1-bbbbbbbb"))
+    clock.advance(1)
+    fresh = store.create_task(replace(new_task(account, clock), id="task-unified-1-aaaaaaaa"))
+    first = store.claim(worker_id="w1", lease_s=30)
+    store.fail(first, error=BOOM, retry=True, callback_body=render_body)
+    store.claim(worker_id="w1", lease_s=30)
+    store.claim(worker_id="w2", lease_s=30)
+    clock.advance(31)
+
+    with pytest.raises(RuntimeError, match="renderer is down"):
+        store.reap(callback_body=_broken_body, max_attempts=2)
+
+    after = [store.get_task(task.id) for task in (retried, fresh)]
+    assert [(task.status, task.attempts) for task in after] == [
+        (TaskStatus.PROCESSING, 2),
+        (TaskStatus.PROCESSING, 1),
+    ]
+    assert store.get_account(account.id).balance == 1000 - 64
+    assert [t.id for t in store.reap(callback_body=render_body, max_attempts=2)] == [
+        fresh.id,
+        retried.id,
+    ]

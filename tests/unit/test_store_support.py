@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from tests.stores import new_task, render_body, sqlite_store
+from tests.stores import new_task, render_body, sqlite_only, sqlite_store
 from upres.db import create_db_engine, migrate
 from upres.db.tables import Base
 from upres.domain.tasks import Factor, TaskStatus
@@ -192,6 +192,7 @@ def test_concurrent_start_ups_migrate_once(tmp_path):
         engine.dispose()
 
 
+@sqlite_only
 def test_sqlite_connections_use_wal_and_foreign_keys(store):
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
