@@ -20,7 +20,7 @@ import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ Resolver = Callable[[str, int], list[IPAddress]]
 """``(host, port) -> addresses``. Raises OSError when the name does not resolve."""
 
 MAX_CALLBACK_URL_LENGTH = 2048
+# A request handler checking a URL outside any fetch must not hang on a silent DNS server.
+CHECK_TIMEOUT_S = 5.0
 
 # Instance metadata endpoints hand out cloud credentials: never reachable,
 # whatever the settings say (fd00:ec2::254 is a ULA, 168.63.129.16 is public).
@@ -111,10 +113,12 @@ class AddressPolicy:
         *,
         extra_networks: Iterable[IPNetwork] = (),
         resolver: Resolver = system_resolver,
+        check_timeout_s: float = CHECK_TIMEOUT_S,
     ) -> None:
         self.allow_private = allow_private
         self.extra_networks = tuple(extra_networks)
         self._resolver = resolver
+        self._check_timeout_s = check_timeout_s
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why ``address`` is forbidden, or None when it is allowed."""
@@ -165,7 +169,8 @@ class AddressPolicy:
     ) -> None:
         """Check that ``url``'s form and every address of its host are allowed.
 
-        Raises InvalidRequest for a bad form or a host that does not resolve,
+        Raises InvalidRequest for a bad form or a host that does not resolve
+        (within ``check_timeout_s`` when no ``total_deadline`` is running),
         AddressNotAllowed for a forbidden address.
         """
         if max_length is not None and len(url) > max_length:
@@ -181,8 +186,14 @@ class AddressPolicy:
         if not host:
             raise InvalidRequest(f"{param} has no host", param=param)
         default_port = 443 if parts.scheme.lower() == "https" else 80
+        limit = total_deadline(self._check_timeout_s) if _DEADLINE.get() is None else nullcontext()
         try:
-            self.resolve(host, port or default_port, param=param)
+            with limit:
+                self.resolve(host, port or default_port, param=param)
+        except TimeoutError as exc:
+            raise InvalidRequest(
+                f"{param} host {host!r} did not resolve in time", param=param
+            ) from exc
         except OSError as exc:
             raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param) from exc
 

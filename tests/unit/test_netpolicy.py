@@ -138,6 +138,16 @@ class TestCallbackUrl:
         with pytest.raises(InvalidRequest, match="does not resolve"):
             AddressPolicy(False).check_callback_url("https://no-such-host.invalid/")
 
+    def test_a_silent_dns_server_is_invalid_within_the_check_time_limit(self) -> None:
+        with hanging_dns() as resolver:
+            policy = AddressPolicy(False, resolver=resolver, check_timeout_s=0.3)
+            started = time.monotonic()
+            with pytest.raises(InvalidRequest, match="did not resolve in time") as info:
+                policy.check_callback_url("https://slow.example.com/hook")
+            elapsed = time.monotonic() - started
+        assert info.value.param == "callback_url"
+        assert 0.3 <= elapsed < 1.0
+
     def test_allow_private_accepts_localhost(self) -> None:
         AddressPolicy(True).check_callback_url("https://localhost:8443/hook")
         with pytest.raises(AddressNotAllowed):
