@@ -7,13 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import bindparam, inspect, text
 
 from tests.stores import new_task, render_body, sqlite_only, sqlite_store
 from upres.db import create_db_engine, migrate
-from upres.db.tables import Base
+from upres.db.migrate import alembic_config
+from upres.db.tables import Base, UtcDateTime
 from upres.domain.tasks import Factor, TaskStatus
 from upres.errors import IdempotencyConflict, ServiceUnavailable
 from upres.jobs.sql import SqlTaskStore
@@ -186,10 +188,58 @@ def test_concurrent_start_ups_migrate_once(tmp_path):
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-                ("0001",)
+                ("0002",)
             ]
     finally:
         engine.dispose()
+
+
+# An outbox row as revision 0001 wrote it: no lease columns yet.
+_OUTBOX_AT_0001 = text(
+    "INSERT INTO callback_outbox (task_id, account_id, url, body, attempts,"
+    " next_attempt_at, delivered, done_at, created_at)"
+    " VALUES (:task_id, :account_id, :url, '{}', 0, :at, :delivered, NULL, :at)"
+).bindparams(bindparam("at", type_=UtcDateTime()))
+
+
+def _upgrade_to(url, revision):
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_an_outbox_row_written_at_0001_is_still_due_after_upgrading(tmp_path, clock):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _upgrade_to(url, "0001")
+    old = SqlTaskStore(url, clock=clock)
+    account = old.create_account(user_group="default", credits=1000, webhook_secret="whsec_x")
+    task = old.create_task(new_task(account, clock))
+    with old.engine.begin() as conn:
+        conn.execute(
+            _OUTBOX_AT_0001,
+            {
+                "task_id": task.id,
+                "account_id": account.id,
+                "url": task.callback_url,
+                "at": clock.now,
+                "delivered": False,
+            },
+        )
+    old.close()
+
+    migrate(url)
+    store = SqlTaskStore(url, clock=clock)
+    try:
+        (item,) = store.due_callbacks(limit=10)
+    finally:
+        store.close()
+
+    assert (item.task_id, item.attempts, item.next_attempt_at) == (task.id, 0, clock.now)
 
 
 @sqlite_only

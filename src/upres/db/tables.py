@@ -126,7 +126,11 @@ class LedgerRow(Base):
 
 
 class OutboxRow(Base):
-    """A callback to deliver. ``done_at`` is set once delivered or given up."""
+    """A callback to deliver. ``done_at`` is set once delivered or given up.
+
+    ``lease_owner`` and ``lease_expires_at`` name the dispatcher that claimed
+    it for an attempt and until when (both None while nobody holds it).
+    """
 
     __tablename__ = "callback_outbox"
     __table_args__ = (Index("ix_callback_outbox_due", "done_at", "next_attempt_at"),)
@@ -141,6 +145,8 @@ class OutboxRow(Base):
     delivered: Mapped[bool]
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CallbackAttemptRow(Base):
