@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck pytest bench-quality bench-throughput clean
+.PHONY: install serve test lint typecheck pytest bench-quality bench-throughput bench-encoder clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-quality: install
 
 bench-throughput: install
 	$(BIN)/python bench/throughput.py
+
+bench-encoder: install
+	$(BIN)/python bench/encoder.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -58,6 +58,7 @@ class Case:
     batch: int | None = None
     torch_threads: int | None = None
     encoder_threads: int = 0
+    encoder_preset: str | None = None
     channels_last: bool = False
     compile: bool = False
     cudnn_benchmark: bool = False
@@ -166,13 +167,13 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class _Clock:
+class Clock:
     """Wall and CPU seconds of a ``with`` block."""
 
     wall: float = 0.0
     cpu: float = 0.0
 
-    def __enter__(self) -> _Clock:
+    def __enter__(self) -> Clock:
         self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
         return self
 
@@ -186,7 +187,7 @@ def _peak_gpu_mb() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def _options(info: VideoInfo, batch: int, *, hardware: bool) -> DecodeOptions:
+def decode_options(info: VideoInfo, batch: int, *, hardware: bool) -> DecodeOptions:
     """The decode options ``upscale_video`` would use (same conversion, same batching)."""
     return DecodeOptions(
         width=info.width,
@@ -198,18 +199,18 @@ def _options(info: VideoInfo, batch: int, *, hardware: bool) -> DecodeOptions:
     )
 
 
-def _batches(source: Path, options: DecodeOptions) -> Iterator[TimedBatch]:
+def timed_batches(source: Path, options: DecodeOptions) -> Iterator[TimedBatch]:
     for item in decode(source, options=options):
         if isinstance(item, TimedBatch):
             yield item
 
 
 def _encode_settings(case: Case) -> EncodeSettings:
-    return EncodeSettings(threads=case.encoder_threads)
+    return EncodeSettings(threads=case.encoder_threads, preset=case.encoder_preset)
 
 
-def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
-    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, _Clock() as clock:
+def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, Clock]:
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, Clock() as clock:
         result = upscale_video(
             source=Path(case.clip),
             destination=Path(folder) / "out.mp4",
@@ -220,42 +221,42 @@ def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[
     return result.frames, clock
 
 
-def _measure_model(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
-    options = _options(info, upscaler.batch_size, hardware=False)
-    inputs = [batch.frames.pixels for batch in _batches(Path(case.clip), options)]
-    with _Clock() as clock:
+def _measure_model(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, Clock]:
+    options = decode_options(info, upscaler.batch_size, hardware=False)
+    inputs = [batch.frames.pixels for batch in timed_batches(Path(case.clip), options)]
+    with Clock() as clock:
         for pixels in inputs:
             upscaler.upscale(pixels)
     return sum(len(p) for p in inputs), clock
 
 
-def _measure_decode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
-    options = _options(info, upscaler.batch_size, hardware=torch.cuda.is_available())
-    with _Clock() as clock:
-        frames = sum(batch.frames.count for batch in _batches(Path(case.clip), options))
+def _measure_decode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, Clock]:
+    options = decode_options(info, upscaler.batch_size, hardware=torch.cuda.is_available())
+    with Clock() as clock:
+        frames = sum(batch.frames.count for batch in timed_batches(Path(case.clip), options))
     return frames, clock
 
 
-def _measure_encode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
+def _measure_encode(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, Clock]:
     """Encode bicubic-upscaled frames (prepared before the clock starts) at the output size."""
     resizer = InterpolationUpscaler(Factor(case.factor))
-    options = _options(info, 1, hardware=False)
-    ready = [_resized(batch, resizer) for batch in _batches(Path(case.clip), options)]
-    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, _Clock() as clock:
+    options = decode_options(info, 1, hardware=False)
+    ready = [resized(batch, resizer) for batch in timed_batches(Path(case.clip), options)]
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, Clock() as clock:
         _encode(case, info, iter(ready), Path(folder) / "out.mp4")
     return len(ready), clock
 
 
-def _measure_baseline(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, _Clock]:
+def _measure_baseline(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[int, Clock]:
     """Decode one frame, upscale it, encode it, then the next: nothing overlaps."""
-    options = _options(info, 1, hardware=False)
-    upscaled = (_resized(batch, upscaler) for batch in _batches(Path(case.clip), options))
-    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, _Clock() as clock:
+    options = decode_options(info, 1, hardware=False)
+    upscaled = (resized(batch, upscaler) for batch in timed_batches(Path(case.clip), options))
+    with tempfile.TemporaryDirectory(prefix="upres-bench-") as folder, Clock() as clock:
         frames = _encode(case, info, upscaled, Path(folder) / "out.mp4")
     return frames, clock
 
 
-def _resized(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
+def resized(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
     frames = timed.frames
     pixels = upscaler.upscale(frames.pixels)
     batch = FrameBatch(pixels=pixels, pts=frames.pts, first_index=frames.first_index)
@@ -277,7 +278,7 @@ def _encode(case: Case, info: VideoInfo, batches: Iterator[TimedBatch], target: 
     return written
 
 
-_MEASURES: dict[CaseKind, Callable[[Case, ModelUpscaler, VideoInfo], tuple[int, _Clock]]] = {
+_MEASURES: dict[CaseKind, Callable[[Case, ModelUpscaler, VideoInfo], tuple[int, Clock]]] = {
     "e2e": _measure_e2e,
     "model": _measure_model,
     "decode": _measure_decode,
@@ -285,4 +286,15 @@ _MEASURES: dict[CaseKind, Callable[[Case, ModelUpscaler, VideoInfo], tuple[int, 
     "baseline": _measure_baseline,
 }
 
-__all__ = ["KINDS", "Case", "CaseKind", "Measurement", "as_dict", "run"]
+__all__ = [
+    "KINDS",
+    "Case",
+    "CaseKind",
+    "Clock",
+    "Measurement",
+    "as_dict",
+    "decode_options",
+    "resized",
+    "run",
+    "timed_batches",
+]

@@ -187,13 +187,17 @@ def _line(row: Row, ceiling: Ceiling | None) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def table(document: Document) -> str:
-    m = document.machine
-    lines = [
+def describe(m: Machine) -> str:
+    """One sentence: when and on what a run was measured."""
+    return (
         f"Measured {m.date} on {m.device_name} ({m.device}); CPU: {m.cpu}, {m.cores} cores, "
         f"torch {m.torch} ({m.torch_threads} threads), av {m.av}, numpy {m.numpy}, "
-        f"Python {m.python}; load average at start: {m.load_average}.",
-    ]
+        f"Python {m.python}; load average at start: {m.load_average}."
+    )
+
+
+def table(document: Document) -> str:
+    lines = [describe(document.machine)]
     if document.options:
         lines.append(f"Options: {document.options}.")
     if document.ceiling:
@@ -205,15 +209,16 @@ def table(document: Document) -> str:
     return "\n".join(lines)
 
 
-def _markers(device: str) -> tuple[str, str]:
-    return f"<!-- throughput:{device} begin -->", f"<!-- throughput:{device} end -->"
-
-
 def write(path: Path, document: Document) -> None:
     """Replace this device type's section of ``path`` (appended when it has none)."""
-    begin, end = _markers(document.section or document.machine.device)
+    write_section(path, document.section or document.machine.device, table(document))
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Put ``body`` between the ``throughput:<name>`` markers of ``path`` (appended when absent)."""
+    begin, end = f"<!-- throughput:{name} begin -->", f"<!-- throughput:{name} end -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{begin}\n{table(document)}\n{end}"
+    section = f"{begin}\n{body}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)

@@ -75,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, help="frames per model call (default: engine's)")
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads per case")
     parser.add_argument("--encoder-threads", type=int, default=0, help="0: encoder decides")
+    parser.add_argument("--encoder-preset", help="x264/x265 preset; default the engine's (medium)")
     parser.add_argument("--channels-last", action="store_true", help="networks in NHWC")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="autotune cuDNN convs")
@@ -182,6 +183,7 @@ def _run_plans(args: argparse.Namespace, device: torch.device, clips: Path) -> l
                 batch=args.batch,
                 torch_threads=args.torch_threads,
                 encoder_threads=args.encoder_threads,
+                encoder_preset=args.encoder_preset,
                 channels_last=args.channels_last,
                 compile=args.compile,
                 cudnn_benchmark=args.cudnn_benchmark,

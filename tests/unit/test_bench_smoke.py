@@ -1,4 +1,4 @@
-"""The throughput bench runs end to end on a tiny clip (no timing is asserted)."""
+"""The throughput and encoder benches run end to end on tiny clips (no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bench import _report, throughput
+from bench import _report, encoder, throughput
 from bench._flops import counted_macs, formula_macs, rrdbnet_macs
 
 from upres.models.loader import ModelCache
@@ -61,3 +61,29 @@ def test_flop_formulas_match_the_loaded_networks() -> None:
     for spec in MODELS:
         assert counted_macs(spec, models, side=8) == formula_macs(spec), spec.id
     assert 2 * rrdbnet_macs() / 16 == 2_240_856  # FLOP per output pixel quoted in the docs
+
+
+def test_encoder_bench_scores_each_preset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nHand-written plan.\n")
+    argv = ["--size", "64x36", "--frames", "3", "--source", "bicubic", "--threads", "1"]
+    argv += ["--configs", "h264:ultrafast,h264:medium", "--clips", str(tmp_path), "--doc", str(doc)]
+
+    assert encoder.main(argv) == 0
+
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| h264")]
+    assert [row.split(" | ")[1] for row in rows] == ["ultrafast", "medium"]
+    for row in rows:
+        psnr_y = float(row.split(" | ")[6])
+        assert 30.0 < psnr_y < 70.0
+    text = doc.read_text()
+    assert "Hand-written plan." in text
+    assert "<!-- throughput:encoder begin -->" in text
+    assert "upscaled 4x by bicubic -> 256x144" in text
+
+
+def test_encoder_bench_refuses_an_unknown_codec() -> None:
+    with pytest.raises(ValueError, match="<codec>:<preset>"):
+        encoder.parse_configs("vp9:good", [1])
