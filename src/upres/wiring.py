@@ -17,15 +17,17 @@ from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
 from upres.db.migrate import migrate
+from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import TaskStore
 from upres.jobs.worker import Worker
 from upres.models.loader import ModelCache
-from upres.models.registry import default_model_for, get_model
+from upres.models.registry import SpeedClass, default_model_for, get_model
 from upres.netpolicy import AddressPolicy
 from upres.storage import build_storage
 from upres.storage.janitor import Janitor
+from upres.worker.encode import keeping_up
 from upres.worker.frames import FrameUpscaler
 from upres.worker.runner import FetchLimits, TaskRunner
 from upres.worker.upscale import ModelUpscaler
@@ -75,6 +77,16 @@ def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
     return upscaler_for
 
 
+def output_encoding(settings: Settings) -> EncodeSettings:
+    """The configured encoding, kept up with a fast model on a GPU (``keeping_up``)."""
+    specs = (
+        [get_model(settings.model)] if settings.model else [default_model_for(f) for f in Factor]
+    )
+    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
+    fast = on_gpu and all(spec.speed is SpeedClass.FAST for spec in specs)
+    return keeping_up(settings.encode_settings, fast_source=fast)
+
+
 def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
     storage = build_storage(settings)
     return TaskRunner(
@@ -86,7 +98,7 @@ def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
         work_dir=settings.data_dir / "work",
         pricing=settings.pricing,
         limits=settings.media_limits,
-        encode=settings.encode_settings,
+        encode=output_encoding(settings),
         fetch_limits=FetchLimits(
             max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s
         ),

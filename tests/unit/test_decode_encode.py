@@ -16,6 +16,7 @@ from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.tasks import Factor
 from upres.worker.colorimetry import conversion_for
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
+from upres.worker.encode import keeping_up
 from upres.worker.pipeline import UpscaleResult, upscale_video
 from upres.worker.probe import probe
 from upres.worker.upscale import InterpolationUpscaler
@@ -249,3 +250,19 @@ def test_hardware_decoding_falls_back_to_software_without_a_gpu(tmp_path: Path) 
     summary = items[-1]
     assert isinstance(summary, DecodeSummary)
     assert (summary.frames, summary.hardware) == (12, False)
+
+
+@pytest.mark.parametrize(
+    ("settings", "fast", "preset"),
+    [
+        (EncodeSettings(), True, "veryfast"),
+        (EncodeSettings(), False, None),
+        (EncodeSettings(preset="slow"), True, "slow"),
+        (EncodeSettings(codec="h265"), True, None),
+    ],
+    ids=["fast-source", "slow-source", "chosen-preset-kept", "only-x264"],
+)
+def test_x264_keeps_up_with_a_fast_source(
+    settings: EncodeSettings, fast: bool, preset: str | None
+) -> None:
+    assert keeping_up(settings, fast_source=fast).preset == preset

@@ -34,8 +34,9 @@ from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
-from upres.models.registry import default_model_for, get_model
+from upres.models.registry import SpeedClass, default_model_for, get_model
 from upres.wiring import apply_torch_threads
+from upres.worker.encode import keeping_up
 from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
 from upres.worker.upscale import ModelUpscaler
 
@@ -79,8 +80,8 @@ def upscale(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Encoder speed: x264/x265 ultrafast..placebo (default medium/fast), "
-            "AV1 0-13 (default 8)."
+            help="Encoder speed: x264/x265 ultrafast..placebo, AV1 0-13; default per codec "
+            "(x264: medium, veryfast for a fast model on a GPU)."
         ),
     ] = None,
 ) -> None:
@@ -139,6 +140,8 @@ def _run(
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     spec = get_model(model) if model else default_model_for(factor)
     upscaler = ModelUpscaler(spec, factor, device=device)
+    fast = upscaler.device.type == "cuda" and spec.speed is SpeedClass.FAST
+    encode = keeping_up(encode, fast_source=fast)
     cancel = CancelToken()
     with _cancel_on_interrupt(cancel), progress_reporter() as report:
         return upscale_video(

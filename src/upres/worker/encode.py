@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,11 +33,25 @@ from upres.worker.sidestreams import Interleaver, add_side_streams, mux, packet_
 _ENCODERS: dict[VideoCodec, str] = {"h264": "libx264", "h265": "libx265", "av1": "libsvtav1"}
 _DEFAULT_CRF: dict[VideoCodec, int] = {"h264": 18, "h265": 20, "av1": 28}
 _DEFAULT_PRESET: dict[VideoCodec, str] = {"h264": "medium", "h265": "fast", "av1": "8"}
+_FAST_SOURCE_PRESET = "veryfast"
 _TEN_BIT = "yuv420p10le"
 # H.264 can carry 10 bits (High 10), but browsers and phones rarely play it,
 # so H.264 output stays 8-bit yuv420p; H.265 and AV1 keep a deep source deep.
 _DEEP_CODECS: frozenset[VideoCodec] = frozenset({"h265", "av1"})
 _FALLBACK_TIME_BASE = Fraction(1, 90_000)
+
+
+def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
+    """``settings``, with x264's preset lowered to ``veryfast`` for a ``fast_source``.
+
+    A fast model on a GPU makes 4K frames faster than x264 medium can encode
+    them on the host's CPU (docs/BENCHMARKS.md, "The encoder at 4K"):
+    veryfast needs about half the CPU per frame at the same CRF. A preset the
+    user chose is kept.
+    """
+    if not fast_source or settings.preset is not None or settings.codec != "h264":
+        return settings
+    return replace(settings, preset=_FAST_SOURCE_PRESET)
 
 
 @dataclass(frozen=True, kw_only=True)
