@@ -1,8 +1,10 @@
-"""Callbacks end to end: a real HTTPS receiver with its own CA, the real store, real time."""
+"""Callbacks end to end: a real HTTPS receiver with its own CA, the real store, real time,
+and several dispatchers sharing one database."""
 
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -12,15 +14,19 @@ import pytest
 import trustme
 
 from tests.servers import WebhookReceiver
-from tests.stores import FakeClock, new_task, render_body
+from tests.stores import FakeClock, new_task, render_body, reset_postgres
 from upres.callbacks import CallbackDispatcher, CallbackSender, verify_signature
-from upres.db import migrate
+from upres.callbacks.webhooks import message_id
+from upres.config import Settings
+from upres.db import create_db_engine, migrate
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import CallbackAttempt, OutboxItem, utc_now
 from upres.netpolicy import AddressPolicy
 from upres.services.keys import new_webhook_secret
+from upres.wiring import Housekeeping, open_store
 
 LAN = AddressPolicy(True)
+POSTGRES_URL = os.environ.get("UPRES_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,20 @@ def store(tmp_path: Path) -> Iterator[SqlTaskStore]:
     db = SqlTaskStore(url)
     yield db
     db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database for several processes' stores: a SQLite file, or the emptied
+    PostgreSQL at ``UPRES_TEST_POSTGRES_URL`` (skipped when unset)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    if not POSTGRES_URL:
+        pytest.skip("UPRES_TEST_POSTGRES_URL is not set")
+    engine = create_db_engine(POSTGRES_URL)
+    reset_postgres(engine)
+    engine.dispose()
+    return POSTGRES_URL
 
 
 def _queue(store: SqlTaskStore, url: str) -> tuple[OutboxItem, str]:
@@ -120,7 +140,7 @@ def test_dispatcher_retries_after_1_then_2_seconds(
     assert times[1] - times[0] == pytest.approx(1.0, abs=0.35)
     assert times[2] - times[1] == pytest.approx(2.0, abs=0.35)
     assert all(verify_signature(secret, r.headers, r.body) for r in receiver.received)
-    assert store.due_callbacks(limit=10) == []
+    assert sender.claim(limit=10) == []
 
 
 def test_redirect_counts_as_failure(
@@ -151,3 +171,32 @@ def test_receiver_too_slow_times_out(
     assert elapsed < 1.2
     (attempt,) = store.callback_attempts(item.id)
     assert (attempt.status_code, attempt.error) == (None, "timed out")
+
+
+@pytest.mark.slow
+def test_two_housekeepings_on_one_database_deliver_each_callback_once(
+    tmp_path: Path, shared_database_url: str, server_tls: ssl.SSLContext, ca_file: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=shared_database_url,
+        allow_private_networks=True,
+        callback_ca_file=ca_file,
+    )
+    stores = [open_store(settings), open_store(settings)]
+    chores = [Housekeeping(settings=settings, store=store) for store in stores]
+    # A slow receiver keeps both dispatchers' workers busy at once.
+    with WebhookReceiver(tls=server_tls, delay_s=0.05) as receiver:
+        items = [_queue(stores[0], receiver.url())[0] for _ in range(24)]
+        for chore in chores:
+            chore.start()
+        try:
+            _wait(lambda: all(stores[1].callback_attempts(item.id) for item in items), 30)
+            time.sleep(0.5)  # a second delivery of any of them would be a bug
+        finally:
+            for chore in chores:
+                chore.stop()
+            for store in stores:
+                store.close()
+    received = sorted(r.headers["webhook-id"] for r in receiver.received)
+    assert received == sorted(message_id(item) for item in items)

@@ -1,5 +1,5 @@
-"""Store support for the other parts: callbacks, result expiry, metrics, throughput,
-idempotency, migrations and SQLite connection settings."""
+"""Store support for the other parts: result expiry, metrics, throughput,
+idempotency, migrations and SQLite connection settings (callbacks: test_store_callbacks)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from upres.db.tables import Base, UtcDateTime
 from upres.domain.tasks import Factor, TaskStatus
 from upres.errors import IdempotencyConflict, ServiceUnavailable
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import CallbackAttempt, IdempotencyRecord
+from upres.jobs.store import IdempotencyRecord
 
 
 def _finish(store, clock, account, *, ttl_s=3600):
@@ -33,53 +33,6 @@ def _finish(store, clock, account, *, ttl_s=3600):
         credits_charged=32,
         callback_body=render_body,
     )
-
-
-def test_callback_retries_are_recorded_until_delivered(store, clock, account):
-    _finish(store, clock, account)
-    (item,) = store.due_callbacks(limit=10)
-    store.record_callback_attempt(
-        CallbackAttempt(
-            outbox_id=item.id, attempt=1, status_code=500, error=None, delivered=False, at=clock.now
-        ),
-        next_attempt_at=clock.now + timedelta(seconds=1),
-    )
-    assert store.due_callbacks(limit=10) == []
-    clock.advance(1)
-    (again,) = store.due_callbacks(limit=10)
-    assert again.attempts == 1
-    store.record_callback_attempt(
-        CallbackAttempt(
-            outbox_id=item.id, attempt=2, status_code=204, error=None, delivered=True, at=clock.now
-        ),
-        next_attempt_at=None,
-    )
-
-    clock.advance(100)
-    assert store.due_callbacks(limit=10) == []
-    assert [(a.attempt, a.status_code, a.delivered) for a in store.callback_attempts(item.id)] == [
-        (1, 500, False),
-        (2, 204, True),
-    ]
-
-
-def test_callback_given_up_is_no_longer_due(store, clock, account):
-    _finish(store, clock, account)
-    (item,) = store.due_callbacks(limit=10)
-    store.record_callback_attempt(
-        CallbackAttempt(
-            outbox_id=item.id,
-            attempt=4,
-            status_code=None,
-            error="timeout",
-            delivered=False,
-            at=clock.now,
-        ),
-        next_attempt_at=None,
-    )
-
-    clock.advance(100)
-    assert store.due_callbacks(limit=10) == []
 
 
 def test_results_expire_and_are_forgotten(store, clock, account):
@@ -235,7 +188,7 @@ def test_an_outbox_row_written_at_0001_is_still_due_after_upgrading(tmp_path, cl
     migrate(url)
     store = SqlTaskStore(url, clock=clock)
     try:
-        (item,) = store.due_callbacks(limit=10)
+        (item,) = store.claim_callbacks(dispatcher_id="d1", limit=10, lease_s=60)
     finally:
         store.close()
 

@@ -97,7 +97,7 @@ def test_delivers_signed_body(store: SqlTaskStore, clock: FakeClock) -> None:
     assert json.loads(got.body)["status"] == "cancelled"
     (attempt,) = store.callback_attempts(item.id)
     assert (attempt.delivered, attempt.status_code, attempt.error) == (True, 200, None)
-    assert store.due_callbacks(limit=10) == []
+    assert sender.claim(limit=10) == []
 
 
 def test_retries_at_1_2_4_seconds_then_gives_up(store: SqlTaskStore, clock: FakeClock) -> None:
@@ -107,11 +107,11 @@ def test_retries_at_1_2_4_seconds_then_gives_up(store: SqlTaskStore, clock: Fake
         assert sender.deliver_due() == 0
         for delay in (1, 2, 4):
             clock.advance(delay - 0.5)
-            assert sender.due() == []
+            assert sender.claim(limit=10) == []
             clock.advance(0.5)
             assert sender.deliver_due() == 0
         clock.advance(3600)
-        assert sender.due() == []
+        assert sender.claim(limit=10) == []
         sender.close()
     attempts = store.callback_attempts(item.id)
     assert [a.attempt for a in attempts] == [1, 2, 3, 4]
@@ -131,7 +131,7 @@ def test_success_on_a_retry_stops_retrying(store: SqlTaskStore, clock: FakeClock
         clock.advance(1)
         assert sender.deliver_due() == 1
         clock.advance(10)
-        assert sender.due() == []
+        assert sender.claim(limit=10) == []
         sender.close()
     assert [a.status_code for a in store.callback_attempts(item.id)] == [500, 204]
 
@@ -172,3 +172,24 @@ def test_unreachable_receiver_is_a_recorded_failure(store: SqlTaskStore, clock: 
     assert attempt.status_code is None
     assert attempt.error is not None
     assert attempt.error.startswith("request failed")
+
+
+def test_a_sender_whose_lease_was_taken_over_leaves_the_attempt_to_the_new_holder(
+    store: SqlTaskStore, clock: FakeClock
+) -> None:
+    with WebhookReceiver() as receiver:
+        item, _ = _queue_callback(store, clock, receiver.url())
+        stalled, other = _sender(store, clock), _sender(store, clock)
+        (held,) = stalled.claim(limit=10)
+        clock.advance(stalled.lease_s)
+        (taken,) = other.claim(limit=10)
+
+        assert stalled.deliver(held).delivered  # sent, but not recorded: no exception
+        assert store.callback_attempts(item.id) == []
+        assert other.deliver(taken).delivered
+        stalled.close()
+        other.close()
+    assert [a.attempt for a in store.callback_attempts(item.id)] == [1]
+    # At least once: both POSTs went out, with one webhook-id for the receiver to dedupe on.
+    assert [r.headers["webhook-id"] for r in receiver.received] == [message_id(item)] * 2
+    assert other.claim(limit=10) == []

@@ -10,6 +10,12 @@ transport, so a callback host that rebinds to a private address is refused.
 On top of the unchanged body, upres adds Standard Webhooks headers
 (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) so a receiver
 can check that a callback came from this server and was not replayed.
+
+Each attempt is made under a lease on its outbox item (``claim_callbacks``),
+so dispatchers of several processes sharing one database never send an item
+at the same time. Delivery is at least once: a dispatcher that dies after a
+POST but before recording it leaves the item to be sent again once its lease
+runs out, with the same ``webhook-id``, which receivers can dedupe on.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ import binascii
 import hashlib
 import hmac
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -30,7 +39,7 @@ from typing import Protocol
 import httpx
 
 from upres.domain.accounts import Account
-from upres.errors import AddressNotAllowed, UpresError
+from upres.errors import AddressNotAllowed, LeaseLost, UpresError
 from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, utc_now
 from upres.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
 
@@ -39,15 +48,31 @@ log = logging.getLogger(__name__)
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "upres-webhooks/1"
 
+# A claim covers one attempt, started at once (a dispatcher claims no more
+# than it can start). The POST is bounded by the sender's timeout (a total
+# deadline); recording it is one write, which may queue behind SQLite's 15 s
+# busy timeout. The margin covers that, the account lookup and a stalled
+# process: 60 s at the default 10 s timeout. Longer only delays taking over
+# from a dispatcher that died mid-attempt; shorter risks a second dispatcher
+# sending while the first is still within its deadline.
+LEASE_MARGIN_S = 50.0
+
 
 class CallbackStore(Protocol):
     """The part of the TaskStore that delivery needs."""
 
     def get_account(self, account_id: str) -> Account: ...
-    def due_callbacks(self, *, limit: int) -> list[OutboxItem]: ...
+    def claim_callbacks(
+        self, *, dispatcher_id: str, limit: int, lease_s: float
+    ) -> list[OutboxItem]: ...
     def record_callback_attempt(
-        self, attempt: CallbackAttempt, *, next_attempt_at: datetime | None
+        self, attempt: CallbackAttempt, *, dispatcher_id: str, next_attempt_at: datetime | None
     ) -> None: ...
+
+
+def new_dispatcher_id() -> str:
+    """A dispatcher id unique across machines, processes and restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-callbacks-{uuid.uuid4().hex[:6]}"
 
 
 def signing_key(secret: str) -> bytes:
@@ -101,7 +126,12 @@ def message_id(item: OutboxItem) -> str:
 
 
 class CallbackSender:
-    """Delivers outbox items, one recorded attempt at a time."""
+    """Delivers outbox items, one claimed and recorded attempt at a time.
+
+    ``dispatcher_id`` (default: a new unique one) names its claims; each
+    lasts ``timeout_s`` + ``LEASE_MARGIN_S``. ``batch_size`` bounds the
+    attempts of one ``deliver_due``.
+    """
 
     def __init__(
         self,
@@ -113,7 +143,10 @@ class CallbackSender:
         retry_delays_s: Sequence[float] = (1.0, 2.0, 4.0),
         clock: Clock = utc_now,
         batch_size: int = 50,
+        dispatcher_id: str | None = None,
     ) -> None:
+        self.dispatcher_id = dispatcher_id or new_dispatcher_id()
+        self.lease_s = timeout_s + LEASE_MARGIN_S
         self._store = store
         self._retry_delays = tuple(retry_delays_s)
         self._clock = clock
@@ -121,19 +154,32 @@ class CallbackSender:
         self._timeout_s = timeout_s
         self._client = policy_client(policy, timeout_s=timeout_s, tls=ssl_context(ca_file))
 
-    def due(self) -> list[OutboxItem]:
-        """Outbox items whose next attempt is due now."""
-        return self._store.due_callbacks(limit=self._batch)
+    def claim(self, *, limit: int) -> list[OutboxItem]:
+        """Lease up to ``limit`` due items to this sender, one attempt each: start
+        them at once, or their leases run out first."""
+        return self._store.claim_callbacks(
+            dispatcher_id=self.dispatcher_id, limit=limit, lease_s=self.lease_s
+        )
 
     def deliver_due(self) -> int:
-        """Make one attempt for every due item, in turn; return how many were delivered."""
-        return sum(self.deliver(item).delivered for item in self.due())
+        """Attempt due items until none is left or ``batch_size`` attempts were
+        made; return how many were delivered. Claims one item at a time, so
+        none waits out its lease behind another's attempt."""
+        delivered = 0
+        for _ in range(self._batch):
+            claimed = self.claim(limit=1)
+            if not claimed:
+                break
+            delivered += self.deliver(claimed[0]).delivered
+        return delivered
 
     def deliver(self, item: OutboxItem) -> CallbackAttempt:
-        """POST ``item`` once and record the attempt with its next retry time.
+        """POST a claimed ``item`` once and record the attempt with its next retry time.
 
         Never raises for a receiver's failure: it is recorded and retried
-        1, 2, 4 s later until the retries are spent.
+        1, 2, 4 s later until the retries are spent. Nor when this sender's
+        lease ran out and another dispatcher claimed the item meanwhile: the
+        attempt is then logged but not recorded, the new holder's counts.
         """
         number = item.attempts + 1
         started = self._clock()
@@ -147,7 +193,13 @@ class CallbackSender:
             delivered=delivered,
             at=started,
         )
-        self._store.record_callback_attempt(attempt, next_attempt_at=self._next_time(attempt))
+        try:
+            self._store.record_callback_attempt(
+                attempt, dispatcher_id=self.dispatcher_id, next_attempt_at=self._next_time(attempt)
+            )
+        except LeaseLost as exc:
+            log.warning("callback %s attempt %d not recorded: %s", item.task_id, number, exc)
+            return attempt
         log.info("callback %s attempt %d: %s", item.task_id, number, error or status)
         return attempt
 
@@ -199,8 +251,9 @@ class CallbackDispatcher:
     """A background thread that delivers due callbacks every ``interval_s``.
 
     Attempts run on a small thread pool so one slow receiver (up to the
-    timeout) does not hold back the others; an item is never sent twice at
-    once.
+    timeout) does not hold back the others. It claims only as many items as
+    it has idle workers, so each attempt starts within its lease; an item is
+    never sent twice at once, by this dispatcher or any other on the database.
     """
 
     def __init__(
@@ -208,9 +261,9 @@ class CallbackDispatcher:
     ) -> None:
         self._sender = sender
         self._interval = interval_s
+        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="callback")
         self._in_flight: set[int] = set()
-        self._started: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="callback-dispatcher", daemon=True)
@@ -242,17 +295,16 @@ class CallbackDispatcher:
             self._stop.wait(self._interval)
 
     def _dispatch(self) -> None:
-        items = self._sender.due()
         with self._lock:
-            listed = {item.id for item in items} | self._in_flight
-            self._started = {k: v for k, v in self._started.items() if k in listed}
-        for item in items:
+            idle = self._workers - len(self._in_flight)
+        if idle <= 0:
+            return
+        for item in self._sender.claim(limit=idle):
             with self._lock:
-                # A list read before an attempt was recorded still shows the
-                # old count: never start the same attempt number twice.
-                if self._started.get(item.id, 0) > item.attempts:
+                # Claimed back only after its lease ran out mid-attempt: the
+                # attempt in flight still holds it and records it.
+                if item.id in self._in_flight:
                     continue
-                self._started[item.id] = item.attempts + 1
                 self._in_flight.add(item.id)
             self._pool.submit(self._deliver, item)
 

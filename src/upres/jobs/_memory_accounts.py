@@ -138,21 +138,26 @@ class MemoryAccounts:
 
     # callbacks
 
-    def due_callbacks(self, *, limit: int) -> list[OutboxItem]:
+    def claim_callbacks(
+        self, *, dispatcher_id: str, limit: int, lease_s: float
+    ) -> list[OutboxItem]:
         with self._lock:
             now = self._clock()
-            due = [row for row in self._outbox.values() if _is_due(row, now)]
+            due = [row for row in self._outbox.values() if outbox.is_due(row, now)]
             due.sort(key=lambda row: (row.next_attempt_at, row.id))
-            return [convert.outbox_item(row) for row in due[:limit]]
+            return [
+                outbox.lease(row, dispatcher_id=dispatcher_id, lease_s=lease_s, now=now)
+                for row in due[:limit]
+            ]
 
     def record_callback_attempt(
-        self, attempt: CallbackAttempt, *, next_attempt_at: datetime | None
+        self, attempt: CallbackAttempt, *, dispatcher_id: str, next_attempt_at: datetime | None
     ) -> None:
-        """Raises NotFound when the outbox item does not exist."""
+        """Raises NotFound, or LeaseLost (and records nothing), as ``outbox.held``."""
         with self._lock:
-            item = self._outbox.get(attempt.outbox_id)
-            if item is None:
-                raise NotFound(f"No callback {attempt.outbox_id}")
+            item = outbox.held(
+                self._outbox.get(attempt.outbox_id), attempt, dispatcher_id=dispatcher_id
+            )
             self._attempts.append(
                 outbox.record_attempt(item, attempt, next_attempt_at=next_attempt_at)
             )
@@ -207,7 +212,3 @@ class MemoryAccounts:
     def _queue_callback(self, row: OutboxRow) -> None:
         row.id = len(self._outbox) + 1
         self._outbox[row.id] = row
-
-
-def _is_due(row: OutboxRow, now: datetime) -> bool:
-    return row.done_at is None and row.next_attempt_at <= now

@@ -225,11 +225,28 @@ class TaskStore(Protocol):
         ...
 
     # callbacks
-    def due_callbacks(self, *, limit: int) -> list[OutboxItem]: ...
+    def claim_callbacks(
+        self, *, dispatcher_id: str, limit: int, lease_s: float
+    ) -> list[OutboxItem]:
+        """Lease up to ``limit`` due items (oldest due first) to ``dispatcher_id``
+        for one attempt each, ``lease_s`` long.
+
+        A leased item is not due for anyone until its holder records the
+        attempt or the lease runs out (a dispatcher that died is thus replaced),
+        so concurrent claimers, in any process, get disjoint items.
+        """
+        ...
+
     def record_callback_attempt(
-        self, attempt: CallbackAttempt, *, next_attempt_at: datetime | None
+        self, attempt: CallbackAttempt, *, dispatcher_id: str, next_attempt_at: datetime | None
     ) -> None:
-        """Record one try; ``next_attempt_at`` None after a failure means give up."""
+        """Record the claimed try and release the item: done once delivered, or
+        given up when ``next_attempt_at`` is None, else due again then.
+
+        Raises NotFound when the item does not exist, LeaseLost (and records
+        nothing) when ``dispatcher_id`` no longer holds it for this attempt:
+        another dispatcher claimed it after the lease ran out, or it ended.
+        """
         ...
 
     def callback_attempts(self, outbox_id: int) -> list[CallbackAttempt]: ...
