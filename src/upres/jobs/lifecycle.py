@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from upres.db import convert
 from upres.db.tables import IdempotencyRow, TaskRow
 from upres.domain.tasks import TaskError, TaskStatus
-from upres.errors import LeaseLost, TaskNotCancellable, TaskNotFound
+from upres.errors import IdempotencyConflict, LeaseLost, TaskNotCancellable, TaskNotFound
 from upres.jobs.store import Claim, Heartbeat, IdempotencyRecord, NewTask
 
 CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was cancelled")
@@ -61,6 +61,12 @@ def new_idempotency_row(new: NewTask, record: IdempotencyRecord) -> IdempotencyR
         task_id=new.id,
         created_at=new.created_at,
     )
+
+
+def key_in_use() -> IdempotencyConflict:
+    """The refusal of a submission whose ``Idempotency-Key`` another submission
+    took after the key was looked up (both stores raise it on that race)."""
+    return IdempotencyConflict("A request with this Idempotency-Key is already being processed")
 
 
 def owned(row: TaskRow | None, task_id: str, account_id: str | None) -> TaskRow:

@@ -31,7 +31,7 @@ from upres.db import convert, ledger, outbox
 from upres.db.tables import IdempotencyRow, LedgerRow, OutboxRow, TaskRow
 from upres.domain.accounts import LedgerKind
 from upres.domain.tasks import Task, TaskError, TaskStatus
-from upres.errors import IdempotencyConflict, InsufficientQuota, UpresError
+from upres.errors import InsufficientQuota, UpresError
 from upres.jobs import lifecycle
 from upres.jobs._memory_accounts import MemoryAccounts, unique_violation
 from upres.jobs.store import (
@@ -287,7 +287,7 @@ def _clash(idempotency: IdempotencyRecord | None) -> UpresError:
     # the key's conflict, and of another one as a database error.
     if idempotency is None:
         return unique_violation()
-    return IdempotencyConflict("A request with this Idempotency-Key is already being processed")
+    return lifecycle.key_in_use()
 
 
 def _lease_expired(row: TaskRow, now: datetime) -> bool:

@@ -25,7 +25,7 @@ from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
 from upres.domain.accounts import LedgerKind
 from upres.domain.tasks import Task, TaskError, TaskStatus
-from upres.errors import IdempotencyConflict, ServiceUnavailable
+from upres.errors import ServiceUnavailable
 from upres.jobs import lifecycle
 from upres.jobs.store import (
     IDEMPOTENCY_WINDOW,
@@ -70,9 +70,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
                 return self._insert_task(session, new, idempotency)
         except ServiceUnavailable as exc:
             if idempotency is not None and isinstance(exc.__cause__, IntegrityError):
-                raise IdempotencyConflict(
-                    "A request with this Idempotency-Key is already being processed"
-                ) from exc
+                raise lifecycle.key_in_use() from exc
             raise
 
     def _insert_task(
