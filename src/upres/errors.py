@@ -37,7 +37,7 @@ Each class carries ``code``: a stable string that API clients see as
     ├── ModelError                     service_error
     │   └── UnknownModel               invalid_parameter
     ├── Cancelled                      request_cancelled (a cancel token fired)
-    ├── LeaseLost                      service_error (a fenced worker write was refused)
+    ├── LeaseLost                      service_error (a fenced task or callback write was refused)
     ├── EncodeError                    service_error
     ├── ServiceUnavailable             service_unavailable
     └── ConfigError                    config_error (an UPRES_* setting does not validate)
@@ -224,7 +224,10 @@ class Cancelled(UpresError):
 
 
 class LeaseLost(UpresError):
-    """A worker's lease on a task was taken over; its writes are refused."""
+    """A worker's lease on a task, or a dispatcher's on a callback, was taken over.
+
+    The holder's writes are refused.
+    """
 
     code = "service_error"
 
