@@ -13,8 +13,8 @@ import os
 import socket
 import threading
 import uuid
+from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
-from multiprocessing.synchronize import Event as ProcessEvent
 
 from upres.config import Settings
 
@@ -26,14 +26,33 @@ def new_worker_id(slot: int) -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{slot}-{uuid.uuid4().hex[:6]}"
 
 
-def _worker_main(settings_json: str, slot: int, stop: ProcessEvent) -> None:
+class PipeStop:
+    """A worker process's stop signal: set once the supervisor writes to the
+    pipe or goes away (end of file). Nobody reads the pipe, so every worker
+    sees the one write.
+
+    Not a multiprocessing Event: its ``set`` waits for every process waiting
+    on it to wake, forever if one of them was killed while waiting.
+    """
+
+    def __init__(self, reader: Connection) -> None:
+        self._reader = reader
+
+    def is_set(self) -> bool:
+        return self._reader.poll(0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._reader.poll(timeout)
+
+
+def _worker_main(settings_json: str, slot: int, stop: Connection) -> None:
     """Entry point of a worker process: build everything, then work until stopped."""
     from upres.wiring import configure_logging, worker_from_settings  # noqa: PLC0415
 
     settings = Settings.model_validate_json(settings_json)
     configure_logging()
     with worker_from_settings(settings, worker_id=new_worker_id(slot)) as worker:
-        worker.run_until(stop)
+        worker.run_until(PipeStop(stop))
 
 
 class Supervisor:
@@ -44,7 +63,7 @@ class Supervisor:
         self._count = processes
         self._check_s = check_s
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
+        self._stop_reader, self._stop_writer = self._context.Pipe(duplex=False)
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self._slots: dict[int, SpawnProcess] = {}
@@ -66,7 +85,7 @@ class Supervisor:
         A task cut short this way is requeued by the reaper once its lease ends.
         """
         self._halt.set()
-        self._stop.set()
+        self._stop_writer.send_bytes(b"stop")
         if self._watcher.is_alive():
             self._watcher.join()
         with self._lock:
@@ -80,7 +99,7 @@ class Supervisor:
     def _spawn(self, slot: int) -> None:
         process = self._context.Process(
             target=_worker_main,
-            args=(self._settings_json, slot, self._stop),
+            args=(self._settings_json, slot, self._stop_reader),
             name=f"upres-worker-{slot}",
             daemon=True,
         )
