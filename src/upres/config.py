@@ -7,14 +7,16 @@ down; nothing in upres reads the environment anywhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.pricing import Pricing
 from upres.errors import ConfigError, InvalidRequest
+
+_GPUS_FORMAT = "list GPU indices (0 or more) separated by commas, like 0,1"
 
 
 class Settings(BaseSettings):
@@ -70,6 +72,11 @@ class Settings(BaseSettings):
 
     # worker and queue
     worker_concurrency: int = 1
+    gpus: Annotated[tuple[int, ...] | None, NoDecode] = Field(
+        default=None,
+        description="CUDA devices for worker processes, comma-separated (0,1); "
+        "default every GPU torch sees",
+    )
     lease_s: float = 30.0
     heartbeat_s: float = 3.0
     max_attempts: int = 3
@@ -99,6 +106,27 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=1024**2, ge=0, description="Largest request body the API reads; larger gets 413"
     )
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _split_gpus(cls, value: object) -> object:
+        """``UPRES_GPUS=0,2`` -> (0, 2); blank means not set. Raises ValueError
+        when a part is not an integer."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        try:
+            return tuple(int(part) for part in value.split(","))
+        except ValueError:
+            raise ValueError(_GPUS_FORMAT) from None
+
+    @field_validator("gpus")
+    @classmethod
+    def _check_gpus(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or min(value) < 0):
+            raise ValueError(_GPUS_FORMAT)
+        return value
 
     @model_validator(mode="after")
     def _check_encode(self) -> Settings:

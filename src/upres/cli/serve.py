@@ -14,16 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 import uvicorn
 
 from upres.api.app import create_app
 from upres.api.wiring import services_from_settings
-from upres.cli._settings import settings_or_exit
+from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
 from upres.config import Settings
-from upres.errors import UpresError
+from upres.errors import ConfigError, UpresError
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.supervisor import Supervisor
+from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.services.keys import KeyService
 from upres.wiring import Housekeeping, configure_logging, open_store
 
@@ -45,20 +46,40 @@ def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
     return keys.create(credits=settings.initial_credits).secret
 
 
+def _pool(settings: Settings) -> Supervisor:
+    """Worker processes on this machine, spread over its GPUs.
+
+    Raises ConfigError when UPRES_GPUS names a GPU torch does not see.
+    """
+    gpus = worker_gpus(settings, torch.cuda.device_count)
+    return Supervisor(settings=settings, processes=settings.worker_concurrency, gpus=gpus)
+
+
 @contextmanager
 def _workers(settings: Settings) -> Iterator[tuple[SqlTaskStore, Supervisor]]:
-    """Store, housekeeping and worker processes, stopped in reverse order."""
+    """Store, housekeeping and workers, stopped in reverse order."""
+    pool = _pool(settings)
     store = open_store(settings)
     chores = Housekeeping(settings=settings, store=store)
-    supervisor = Supervisor(settings=settings, processes=settings.worker_concurrency)
     chores.start()
-    supervisor.start()
     try:
-        yield store, supervisor
+        pool.start()
+        yield store, pool
     finally:
-        supervisor.stop()
+        pool.stop()
         chores.stop()
         store.close()
+
+
+@contextmanager
+def _errors_exit() -> Iterator[None]:
+    """An UpresError becomes ``error: ...`` and exit 1 (2 for bad settings)."""
+    try:
+        yield
+    except UpresError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        code = EXIT_BAD_SETTINGS if isinstance(exc, ConfigError) else 1
+        raise typer.Exit(code) from exc
 
 
 def serve(
@@ -70,20 +91,16 @@ def serve(
     """Start the API, the workers and the housekeeping on this machine."""
     settings = settings_or_exit(host=host, port=port, data_dir=data_dir, worker_concurrency=workers)
     configure_logging()
-    try:
-        with _workers(settings) as (store, supervisor):
-            secret = _first_key(store, settings)
-            with services_from_settings(settings, worker_alive=supervisor.alive) as services:
-                _announce(settings, secret)
-                uvicorn.run(
-                    create_app(settings, services=services),
-                    host=settings.host,
-                    port=settings.port,
-                    log_level="info",
-                )
-    except UpresError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    with _errors_exit(), _workers(settings) as (store, pool):
+        secret = _first_key(store, settings)
+        with services_from_settings(settings, worker_alive=pool.alive) as services:
+            _announce(settings, secret)
+            uvicorn.run(
+                create_app(settings, services=services),
+                host=settings.host,
+                port=settings.port,
+                log_level="info",
+            )
 
 
 def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
@@ -93,13 +110,9 @@ def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        with _workers(settings):
-            typer.echo(f"upres worker: {settings.worker_concurrency} process(es); Ctrl-C stops")
-            stop.wait()
-    except UpresError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    with _errors_exit(), _workers(settings):
+        typer.echo(f"upres worker: {settings.worker_concurrency} process(es); Ctrl-C stops")
+        stop.wait()
 
 
 def _announce(settings: Settings, secret: str | None) -> None:

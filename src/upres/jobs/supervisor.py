@@ -1,4 +1,5 @@
-"""Worker processes: one per concurrent task, spawned, restarted when they die.
+"""Worker processes on this machine: one per concurrent task, spawned,
+restarted when they die, each on its own GPU when there are several.
 
 Workers run in their own processes so a busy CPU or GPU never stalls the API,
 and each keeps its models loaded between tasks. A process that dies takes its
@@ -10,20 +11,50 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import socket
 import threading
-import uuid
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 
 from upres.config import Settings
+from upres.errors import ConfigError
+from upres.jobs.pool import Restarter, run_worker
 
 log = logging.getLogger(__name__)
 
+CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 
-def new_worker_id(slot: int) -> str:
-    """Unique per process start, readable in the task table and the log."""
-    return f"{socket.gethostname()}-{os.getpid()}-{slot}-{uuid.uuid4().hex[:6]}"
+
+def worker_gpus(settings: Settings, device_count: Callable[[], int]) -> tuple[int, ...]:
+    """The GPUs worker processes take turns on: ``UPRES_GPUS``, else all
+    ``device_count()`` of them; none when ``UPRES_DEVICE=cpu``.
+
+    Raises ConfigError when UPRES_GPUS names a GPU index that is not below
+    ``device_count()``.
+    """
+    if settings.device == "cpu":
+        return ()
+    count = device_count()
+    if settings.gpus is None:
+        return tuple(range(count))
+    missing = [gpu for gpu in settings.gpus if gpu >= count]
+    if missing:
+        raise ConfigError(f"UPRES_GPUS names GPU {missing[0]}, but torch sees {count} GPU(s)")
+    return settings.gpus
+
+
+def gpu_for_slot(slot: int, gpus: Sequence[int]) -> int | None:
+    """Worker slot k's GPU: ``gpus[k % len(gpus)]``; None when ``gpus`` is empty."""
+    return gpus[slot % len(gpus)] if gpus else None
+
+
+def visible_devices(gpu: int, inherited: str | None) -> str:
+    """The CUDA_VISIBLE_DEVICES value that shows only ``gpu``, an index among
+    the devices that ``inherited`` (the variable as this process got it, None
+    when unset) already shows, as torch numbers them."""
+    if inherited is None:
+        return str(gpu)
+    return inherited.split(",")[gpu].strip()
 
 
 class PipeStop:
@@ -45,34 +76,46 @@ class PipeStop:
         return self._reader.poll(timeout)
 
 
-def _worker_main(settings_json: str, slot: int, stop: Connection) -> None:
-    """Entry point of a worker process: build everything, then work until stopped."""
-    from upres.wiring import configure_logging, worker_from_settings  # noqa: PLC0415
-
-    settings = Settings.model_validate_json(settings_json)
-    configure_logging()
-    with worker_from_settings(settings, worker_id=new_worker_id(slot)) as worker:
-        worker.run_until(PipeStop(stop))
+def _worker_main(settings_json: str, slot: int, stop: Connection, gpu: int | None) -> None:
+    """Entry point of a worker process: take ``gpu`` (when given), then work until stopped."""
+    if gpu is not None:
+        # This is the process's entry point, so its environment is its own to
+        # set. CUDA reads the variable once, when torch first touches a GPU,
+        # which happens later, in the worker: from then on "cuda" means this
+        # GPU, and nothing in the engine needs to know about the others.
+        os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(
+            gpu, os.environ.get(CUDA_VISIBLE_DEVICES)
+        )
+    run_worker(settings_json, slot, PipeStop(stop))
 
 
 class Supervisor:
-    """Keeps ``processes`` worker processes running until ``stop``."""
+    """Keeps ``processes`` worker processes running until ``stop``. Slot k sees
+    only GPU ``gpu_for_slot(k, gpus)``; with no ``gpus``, what this process sees."""
 
-    def __init__(self, *, settings: Settings, processes: int, check_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        processes: int,
+        gpus: Sequence[int] = (),
+        check_s: float = 1.0,
+    ) -> None:
         self._settings_json = settings.model_dump_json()
         self._count = processes
-        self._check_s = check_s
+        self._gpus = tuple(gpus)
         self._context = multiprocessing.get_context("spawn")
         self._stop_reader, self._stop_writer = self._context.Pipe(duplex=False)
-        self._halt = threading.Event()
         self._lock = threading.Lock()
         self._slots: dict[int, SpawnProcess] = {}
-        self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+        self._restarter = Restarter(
+            ended=self._dead_slots, restart=self._spawn, what="worker process", check_s=check_s
+        )
 
     def start(self) -> None:
         for slot in range(self._count):
             self._spawn(slot)
-        self._watcher.start()
+        self._restarter.start()
 
     def alive(self) -> bool:
         """True while at least one worker process runs."""
@@ -84,10 +127,8 @@ class Supervisor:
 
         A task cut short this way is requeued by the reaper once its lease ends.
         """
-        self._halt.set()
+        self._restarter.stop()
         self._stop_writer.send_bytes(b"stop")
-        if self._watcher.is_alive():
-            self._watcher.join()
         with self._lock:
             processes = list(self._slots.values())
         for process in processes:
@@ -97,21 +138,19 @@ class Supervisor:
                 process.join(grace_s)
 
     def _spawn(self, slot: int) -> None:
+        gpu = gpu_for_slot(slot, self._gpus)
         process = self._context.Process(
             target=_worker_main,
-            args=(self._settings_json, slot, self._stop_reader),
+            args=(self._settings_json, slot, self._stop_reader, gpu),
             name=f"upres-worker-{slot}",
             daemon=True,
         )
         process.start()
         with self._lock:
             self._slots[slot] = process
-        log.info("worker process %d started (pid %s)", slot, process.pid)
+        shown = "unchanged" if gpu is None else gpu
+        log.info("worker process %d started (pid %s, GPU %s)", slot, process.pid, shown)
 
-    def _watch(self) -> None:
-        while not self._halt.wait(self._check_s):
-            with self._lock:
-                dead = [slot for slot, p in self._slots.items() if not p.is_alive()]
-            for slot in dead:
-                log.warning("worker process %d died; starting a new one", slot)
-                self._spawn(slot)
+    def _dead_slots(self) -> list[int]:
+        with self._lock:
+            return [slot for slot, process in self._slots.items() if not process.is_alive()]

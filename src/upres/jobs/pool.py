@@ -1,0 +1,85 @@
+"""What every worker process of a pool shares: its entry, and restarts.
+
+``Supervisor`` runs ``run_worker`` once per slot and starts a slot again when
+its worker ends while the pool runs. The database stays the queue: a worker
+that dies takes its task's lease with it, and the reaper requeues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+
+from upres.config import Settings
+from upres.jobs.worker import StopSignal
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id(slot: int) -> str:
+    """Unique per process start, readable in the task table and the log."""
+    return f"{socket.gethostname()}-{os.getpid()}-{slot}-{uuid.uuid4().hex[:6]}"
+
+
+def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
+    """The body of one worker, in its own process or actor: build everything
+    from the settings (``Settings.model_dump_json``), then work until ``stop``."""
+    # Imported here, not at the top: a pool's own process never needs the engine,
+    # and a worker process must be able to set its environment before torch loads.
+    from upres.wiring import configure_logging, worker_from_settings  # noqa: PLC0415
+
+    settings = Settings.model_validate_json(settings_json)
+    configure_logging()
+    worker_id = new_worker_id(slot)
+    # Which GPU a worker got is the one thing an operator cannot see from
+    # outside; the entry reads it once, for the log.
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    log.info("worker %s starts; CUDA_VISIBLE_DEVICES=%s", worker_id, devices)
+    with worker_from_settings(settings, worker_id=worker_id) as worker:
+        worker.run_until(stop)
+
+
+class Restarter:
+    """Every ``check_s`` until ``stop``, calls ``restart(slot)`` for each slot
+    that ``ended()`` names. A failing check or restart is logged and tried
+    again at the next check."""
+
+    def __init__(
+        self,
+        *,
+        ended: Callable[[], list[int]],
+        restart: Callable[[int], None],
+        what: str,
+        check_s: float,
+    ) -> None:
+        self._ended = ended
+        self._restart = restart
+        self._what = what
+        self._check_s = check_s
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"{what} watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Returns once no restart is in progress; none starts after."""
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._halt.wait(self._check_s):
+            try:
+                self._restart_ended()
+            except Exception:
+                log.exception("could not restart a %s; trying again", self._what)
+
+    def _restart_ended(self) -> None:
+        for slot in self._ended():
+            log.warning("%s %d ended; starting a new one", self._what, slot)
+            self._restart(slot)
