@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     heartbeat_s: float = 3.0
     max_attempts: int = 3
     reaper_interval_s: float = 5.0
+    ray_address: str | None = Field(
+        default=None, description="Run workers as Ray actors on this cluster (auto, ray://...)"
+    )
+    ray_gpus_per_worker: float | None = Field(
+        default=None, ge=0, description="GPUs per Ray actor; default 1 if the cluster has GPUs"
+    )
 
     # results
     result_ttl_s: int = 24 * 3600

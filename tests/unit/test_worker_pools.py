@@ -89,9 +89,9 @@ def test_a_bad_upres_gpus_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, va
     )
 
 
-def run_worker_command(tmp_path: Path, env: dict[str, str]) -> str:
+def run_worker_command(tmp_path: Path, env: dict[str, str], prelude: str = "") -> str:
     """``upres worker`` as a command; returns stderr after checking it exits 2."""
-    code = "from upres.cli import main; main()"
+    code = f"{prelude}from upres.cli import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, "worker"],
         cwd=tmp_path,
@@ -111,3 +111,15 @@ def test_upres_worker_refuses_a_gpu_torch_does_not_see(tmp_path: Path) -> None:
     stderr = run_worker_command(tmp_path, {"UPRES_GPUS": "4096"})
     assert stderr.startswith("error: UPRES_GPUS names GPU 4096, but torch sees ")
     assert stderr.count("\n") == 1
+
+
+def test_upres_worker_with_ray_but_no_ray_installed_is_one_line(tmp_path: Path) -> None:
+    # None in sys.modules makes `import ray` fail as if ray were not installed.
+    stderr = run_worker_command(
+        tmp_path,
+        {"UPRES_RAY_ADDRESS": "auto"},
+        prelude="import sys; sys.modules['ray'] = None; ",
+    )
+    assert stderr == (
+        "error: UPRES_RAY_ADDRESS is set but ray is not installed: pip install 'upres[ray]'\n"
+    )

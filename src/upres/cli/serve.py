@@ -2,7 +2,8 @@
 
 ``serve`` is the one-machine deployment: SQLite and result files under
 ``--data-dir``, worker processes beside the API process. ``worker`` runs the
-same workers and chores against a shared database, for more machines.
+same workers and chores against a shared database, for more machines. With
+UPRES_RAY_ADDRESS either runs its workers as actors on a Ray cluster instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from upres.api.wiring import services_from_settings
 from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
 from upres.config import Settings
 from upres.errors import ConfigError, UpresError
+from upres.jobs.pool import WorkerPool
+from upres.jobs.ray_pool import RayPool
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.services.keys import KeyService
@@ -36,6 +39,12 @@ Workers = Annotated[
     int | None,
     typer.Option("--workers", help="Tasks run at a time (UPRES_WORKER_CONCURRENCY)."),
 ]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", help="Run workers as actors on this Ray cluster (UPRES_RAY_ADDRESS)."
+    ),
+]
 
 
 def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
@@ -46,17 +55,20 @@ def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
     return keys.create(credits=settings.initial_credits).secret
 
 
-def _pool(settings: Settings) -> Supervisor:
-    """Worker processes on this machine, spread over its GPUs.
+def _pool(settings: Settings) -> WorkerPool:
+    """Actors on a Ray cluster when UPRES_RAY_ADDRESS is set, else processes here.
 
-    Raises ConfigError when UPRES_GPUS names a GPU torch does not see.
+    Raises ConfigError when ray is asked for but not installed, or UPRES_GPUS
+    names a GPU torch does not see.
     """
+    if settings.ray_address is not None:
+        return RayPool(settings=settings)
     gpus = worker_gpus(settings, torch.cuda.device_count)
     return Supervisor(settings=settings, processes=settings.worker_concurrency, gpus=gpus)
 
 
 @contextmanager
-def _workers(settings: Settings) -> Iterator[tuple[SqlTaskStore, Supervisor]]:
+def _workers(settings: Settings) -> Iterator[tuple[SqlTaskStore, WorkerPool]]:
     """Store, housekeeping and workers, stopped in reverse order."""
     pool = _pool(settings)
     store = open_store(settings)
@@ -87,9 +99,16 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on (UPRES_PORT).")] = None,
     data_dir: DataDir = None,
     workers: Workers = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Start the API, the workers and the housekeeping on this machine."""
-    settings = settings_or_exit(host=host, port=port, data_dir=data_dir, worker_concurrency=workers)
+    settings = settings_or_exit(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        worker_concurrency=workers,
+        ray_address=ray_address,
+    )
     configure_logging()
     with _errors_exit(), _workers(settings) as (store, pool):
         secret = _first_key(store, settings)
@@ -103,16 +122,28 @@ def serve(
             )
 
 
-def worker(data_dir: DataDir = None, workers: Workers = None) -> None:
+def worker(
+    data_dir: DataDir = None, workers: Workers = None, ray_address: RayAddress = None
+) -> None:
     """Run workers and housekeeping only, against UPRES_DATABASE_URL (no API)."""
-    settings = settings_or_exit(data_dir=data_dir, worker_concurrency=workers)
+    settings = settings_or_exit(
+        data_dir=data_dir, worker_concurrency=workers, ray_address=ray_address
+    )
     configure_logging()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with _errors_exit(), _workers(settings):
-        typer.echo(f"upres worker: {settings.worker_concurrency} process(es); Ctrl-C stops")
+        # Only now: connecting to Ray replaces this process's SIGTERM handler.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        typer.echo(f"upres worker: {_describe_workers(settings)}; Ctrl-C stops")
         stop.wait()
+
+
+def _describe_workers(settings: Settings) -> str:
+    count = settings.worker_concurrency
+    if settings.ray_address is not None:
+        return f"{count} Ray actor(s) at {settings.ray_address}"
+    return f"{count} process(es)"
 
 
 def _announce(settings: Settings, secret: str | None) -> None:

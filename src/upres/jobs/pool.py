@@ -1,8 +1,9 @@
-"""What every worker process of a pool shares: its entry, and restarts.
+"""What the worker pools share: their surface, one worker's entry, and restarts.
 
-``Supervisor`` runs ``run_worker`` once per slot and starts a slot again when
-its worker ends while the pool runs. The database stays the queue: a worker
-that dies takes its task's lease with it, and the reaper requeues it.
+``Supervisor`` (processes on this machine) and ``RayPool`` (actors on a Ray
+cluster) run ``run_worker`` once per slot and start a slot again when its
+worker ends while the pool runs. Either way the database stays the queue: a
+worker that dies takes its task's lease with it, and the reaper requeues it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,26 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from upres.config import Settings
 from upres.jobs.worker import StopSignal
 
 log = logging.getLogger(__name__)
+
+
+class WorkerPool(Protocol):
+    """Keeps ``worker_concurrency`` workers running between ``start`` and ``stop``."""
+
+    def start(self) -> None: ...
+
+    def alive(self) -> bool:
+        """True while at least one worker runs (feeds /healthz)."""
+        ...
+
+    def stop(self, *, grace_s: float = 5.0) -> None:
+        """Ask workers to stop, wait ``grace_s``, then end the rest."""
+        ...
 
 
 def new_worker_id(slot: int) -> str:
@@ -35,8 +51,8 @@ def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
     settings = Settings.model_validate_json(settings_json)
     configure_logging()
     worker_id = new_worker_id(slot)
-    # Which GPU a worker got is the one thing an operator cannot see from
-    # outside; the entry reads it once, for the log.
+    # Which GPU a worker got (from Supervisor or from Ray) is the one thing an
+    # operator cannot see from outside; the entry reads it once, for the log.
     devices = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
     log.info("worker %s starts; CUDA_VISIBLE_DEVICES=%s", worker_id, devices)
     with worker_from_settings(settings, worker_id=worker_id) as worker:
