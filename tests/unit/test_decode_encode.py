@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +17,7 @@ from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.tasks import Factor
 from upres.worker.colorimetry import conversion_for
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
-from upres.worker.encode import keeping_up
+from upres.worker.encode import demote_realtime_threads, keeping_up
 from upres.worker.pipeline import UpscaleResult, upscale_video
 from upres.worker.probe import probe
 from upres.worker.upscale import InterpolationUpscaler
@@ -205,6 +206,31 @@ def test_output_codecs(tmp_path: Path, codec: VideoCodec, name: str) -> None:
     info = probe(output, limits=MediaLimits())
     assert (info.codec, info.pix_fmt, info.frame_count) == (name, "yuv420p", 6)
     assert result.frames == 6
+
+
+def _realtime_threads() -> list[int]:
+    tasks = Path("/proc/self/task").iterdir()
+    realtime = (os.SCHED_FIFO, os.SCHED_RR)
+    return [int(t.name) for t in tasks if os.sched_getscheduler(int(t.name)) in realtime]
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265", "av1"])
+def test_no_encoder_leaves_a_thread_real_time(tmp_path: Path, codec: VideoCodec) -> None:
+    """SVT-AV1 run by root switches the calling thread to SCHED_FIFO 99; the
+    pipeline's threads and torch's would inherit it and starve the machine."""
+    source = make_clip(tmp_path / "clip.mp4", frames=3)
+    _identity(source, tmp_path / "out.mp4", EncodeSettings(codec=codec))
+    assert _realtime_threads() == []
+
+
+def test_demote_realtime_threads_restores_normal_scheduling() -> None:
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        pytest.skip("setting a real-time policy needs CAP_SYS_NICE")
+    assert demote_realtime_threads() >= 1
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert _realtime_threads() == []
 
 
 @pytest.mark.parametrize("codec", ["h265", "av1"])

@@ -8,6 +8,7 @@ matrix/range/primaries/transfer tags, and the other streams as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
@@ -119,6 +120,7 @@ def encode(
     with open_input(source) as src, _open_output(target) as out:
         video_in = video_stream(src)
         video = _add_video(out, video_in, plan)
+        _open_encoder(video)
         routes, dropped = add_side_streams(src, out, video_in)
         writer = _VideoWriter(out, video, Interleaver(src, routes, out))
         for timed in batches:
@@ -127,6 +129,43 @@ def encode(
             on_batch(timed.frames.count)
         writer.finish()
     return dropped
+
+
+def _open_encoder(video: VideoStream) -> None:
+    """Open the encoder now, then undo its real-time scheduling.
+
+    SVT-AV1 run by root switches the calling thread to SCHED_FIFO priority
+    99, and the threads it starts with it: a busy encoder would then starve
+    everything else on the machine, the API included, and every thread this
+    worker starts later (torch's spin-waiting OpenMP team among them) would
+    inherit the priority and stall behind the others. Raises EncodeError
+    when the encoder refuses its settings.
+    """
+    try:
+        video.codec_context.open()
+    except av.error.FFmpegError as exc:
+        raise EncodeError(f"The encoder refused its settings: {exc.strerror}") from exc
+    demote_realtime_threads()
+
+
+def demote_realtime_threads() -> int:
+    """Move every SCHED_FIFO or SCHED_RR thread of this process to SCHED_OTHER.
+
+    Returns how many threads were moved (0 where Linux's per-thread scheduling
+    interface is missing).
+    """
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return 0
+    moved = 0
+    for entry in tasks.iterdir():
+        try:
+            if os.sched_getscheduler(int(entry.name)) in (os.SCHED_FIFO, os.SCHED_RR):
+                os.sched_setscheduler(int(entry.name), os.SCHED_OTHER, os.sched_param(0))
+                moved += 1
+        except (ProcessLookupError, PermissionError):
+            continue  # the thread ended meanwhile, or is not ours to change
+    return moved
 
 
 @contextmanager
