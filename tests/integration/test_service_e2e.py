@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +205,21 @@ def test_a_crash_mid_task_is_recovered_after_restart_and_charged_once(
         ("reserve", charge),
         ("capture", charge),
     ]
+
+
+def test_an_api_only_serve_is_healthy_and_its_tasks_wait_for_workers(
+    env: dict[str, str], videos: LocalHttpServer, tmp_path: Path
+) -> None:
+    """``--workers 0``: the API in front of `upres worker` machines."""
+    data_dir = tmp_path / "data"
+    key = create_key(data_dir, credits=CREDITS, env=env)
+    serve = Serve(data_dir, port=free_port(), env={**env, "UPRES_WORKER_CONCURRENCY": "0"})
+    serve.start()
+    client = Client(serve.base_url, key.secret)
+    try:
+        task = client.submit(videos.url("/short.mp4"))
+        time.sleep(2)
+        assert client.task(task["id"])["status"] == "pending"
+    finally:
+        client.close()
+        serve.stop()

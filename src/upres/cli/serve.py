@@ -112,7 +112,10 @@ def serve(
     configure_logging()
     with _errors_exit(), _workers(settings) as (store, pool):
         secret = _first_key(store, settings)
-        with services_from_settings(settings, worker_alive=pool.alive) as services:
+        # With no workers of its own (--workers 0: an API in front of `upres worker`
+        # machines) this process judges worker liveness from the queue instead.
+        alive = pool.alive if settings.worker_concurrency > 0 else None
+        with services_from_settings(settings, worker_alive=alive) as services:
             _announce(settings, secret)
             uvicorn.run(
                 create_app(settings, services=services),
