@@ -25,11 +25,8 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -40,7 +37,7 @@ import httpx
 
 from upres.domain.accounts import Account
 from upres.errors import AddressNotAllowed, LeaseLost, UpresError
-from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, utc_now
+from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, holder_id, utc_now
 from upres.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
 
 log = logging.getLogger(__name__)
@@ -68,11 +65,6 @@ class CallbackStore(Protocol):
     def record_callback_attempt(
         self, attempt: CallbackAttempt, *, dispatcher_id: str, next_attempt_at: datetime | None
     ) -> None: ...
-
-
-def new_dispatcher_id() -> str:
-    """A dispatcher id unique across machines, processes and restarts."""
-    return f"{socket.gethostname()}-{os.getpid()}-callbacks-{uuid.uuid4().hex[:6]}"
 
 
 def signing_key(secret: str) -> bytes:
@@ -145,7 +137,7 @@ class CallbackSender:
         batch_size: int = 50,
         dispatcher_id: str | None = None,
     ) -> None:
-        self.dispatcher_id = dispatcher_id or new_dispatcher_id()
+        self.dispatcher_id = dispatcher_id or holder_id("callbacks")
         self.lease_s = timeout_s + LEASE_MARGIN_S
         self._store = store
         self._retry_delays = tuple(retry_delays_s)

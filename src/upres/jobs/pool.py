@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Protocol
 
 from upres.config import Settings
+from upres.jobs.store import holder_id
 from upres.jobs.worker import StopSignal
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,6 @@ class WorkerPool(Protocol):
         ...
 
 
-def new_worker_id(slot: int) -> str:
-    """Unique per process start, readable in the task table and the log."""
-    return f"{socket.gethostname()}-{os.getpid()}-{slot}-{uuid.uuid4().hex[:6]}"
-
-
 def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
     """The body of one worker, in its own process or actor: build everything
     from the settings (``Settings.model_dump_json``), then work until ``stop``."""
@@ -50,7 +44,7 @@ def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
 
     settings = Settings.model_validate_json(settings_json)
     configure_logging()
-    worker_id = new_worker_id(slot)
+    worker_id = holder_id(str(slot))
     # Which GPU a worker got (from Supervisor or from Ray) is the one thing an
     # operator cannot see from outside; the entry reads it once, for the log.
     devices = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")

@@ -10,6 +10,9 @@ commit together.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,6 +48,12 @@ class Clock(Protocol):
 def utc_now() -> datetime:
     """The real clock."""
     return datetime.now(UTC)
+
+
+def holder_id(role: str) -> str:
+    """A lease holder's id, unique across machines, processes and restarts and
+    readable in the tables and the log: ``<host>-<pid>-<role>-<random>``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{role}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True, kw_only=True)
