@@ -54,15 +54,31 @@ def create_key(data_dir: Path, *, credits: float, env: dict[str, str]) -> Create
 class Serve:
     """``upres serve`` in its own process group, so a test can kill all of it at once."""
 
-    def __init__(self, data_dir: Path, *, port: int, env: dict[str, str]) -> None:
-        self.data_dir, self.port, self._env = data_dir, port, env
+    def __init__(
+        self, data_dir: Path, *, port: int, env: dict[str, str], args: tuple[str, ...] = ()
+    ) -> None:
+        self.data_dir, self.port, self._env, self._args = data_dir, port, env, args
         self.base_url = f"http://127.0.0.1:{port}"
         self.output: list[str] = []
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> Serve:
+        self.launch()
+        self.wait_healthy()
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (``wait_healthy`` does)."""
         self._process = subprocess.Popen(
-            [*UPRES, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [
+                *UPRES,
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *self._args,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -70,8 +86,9 @@ class Serve:
             start_new_session=True,
         )
         threading.Thread(target=self._drain, daemon=True).start()
+
+    def wait_healthy(self) -> None:
         wait_for(self._healthy, timeout_s=START_TIMEOUT_S, what="upres serve to become healthy")
-        return self
 
     def kill(self) -> None:
         """SIGKILL the API and every worker: a crash, not a shutdown."""

@@ -10,6 +10,7 @@ half-way when a read lock cannot be upgraded.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -54,13 +55,9 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         # decides how each transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            f"busy_timeout={busy_timeout_ms}",
-            "foreign_keys=ON",
-            "synchronous=NORMAL",
-        ):
+        for pragma in (f"busy_timeout={busy_timeout_ms}", "foreign_keys=ON", "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
+        _switch_to_wal(cursor, deadline=time.monotonic() + busy_timeout_ms / 1000)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -69,3 +66,33 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, *, deadline: float) -> None:
+    """Put the database file in WAL mode, waiting for other connections as long as ``deadline``.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite answers
+    ``database is locked`` at once instead of calling the busy handler when a
+    second process opens the same new file at that moment. So the switch is
+    retried with a short sleep until the deadline (the busy timeout). The mode
+    is stored in the file: once a process has switched it, the others read
+    ``wal`` back and skip the write.
+
+    Raises sqlite3.OperationalError when the deadline passes first.
+    """
+    delay_s = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_lock_error(exc) or time.monotonic() + delay_s > deadline:
+                raise
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, 0.2)
+
+
+def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "locked" in message or "busy" in message
