@@ -63,7 +63,7 @@ class Route:
 class LocalHttpServer(_ServedThread):
     """A real threaded HTTP server on 127.0.0.1 with Range support, for network tests.
 
-    ``routes`` maps a path to its ``Route``; ``bytes_sent`` counts body bytes
+    ``routes`` maps a path to its ``Route``; ``bytes_sent`` counts the body bytes answered
     per path and ``requests`` logs (path, Range header) pairs.
     """
 
@@ -77,10 +77,15 @@ class LocalHttpServer(_ServedThread):
     def url(self, path: str, *, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
-    def count(self, path: str, sent: int, range_header: str | None) -> None:
+    def log_request(self, path: str, range_header: str | None) -> None:
+        # Logged on arrival, before the answer: a client that has its answer
+        # (and a test asserting on this log) never races the server's thread.
+        with self._lock:
+            self.requests.append((path, range_header))
+
+    def count(self, path: str, sent: int) -> None:
         with self._lock:
             self.bytes_sent[path] = self.bytes_sent.get(path, 0) + sent
-            self.requests.append((path, range_header))
 
     def __enter__(self) -> LocalHttpServer:
         self._start()
@@ -96,10 +101,11 @@ def _make_handler(owner: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             route = owner.routes.get(self.path.split("?")[0], Route(status=404))
+            wanted = self.headers.get("Range")
+            owner.log_request(self.path, wanted)
             time.sleep(route.delay_s)
             body, status = route.body, route.status
             extra: list[tuple[str, str]] = list(route.headers)
-            wanted = self.headers.get("Range")
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted or "")
             if status == 200 and route.ranges and match:
                 start = int(match.group(1))
@@ -119,11 +125,11 @@ def _make_handler(owner: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
+            owner.count(self.path, len(body))
             try:
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 return
-            owner.count(self.path, len(body), wanted)
 
     return Handler
 
