@@ -11,6 +11,7 @@ Each class carries ``code``: a stable string that API clients see as
     UpresError
     ├── InvalidRequest                 invalid_parameter
     │   ├── InvalidTaskId              invalid_task_id
+    │   ├── InvalidUrl                 invalid_parameter (a URL the HTTP client would refuse)
     │   ├── AddressNotAllowed          invalid_parameter (URL host is private/loopback/...)
     │   └── RequestTooLarge            request_too_large (request body over the limit)
     ├── MediaError                     bad input video (engine)
@@ -23,6 +24,7 @@ Each class carries ``code``: a stable string that API clients see as
     │   ├── FrameTooLarge              invalid_parameter
     │   └── VideoTooLong               invalid_parameter
     ├── FetchError                     video_probe_failed (input URL unreachable, too big, too slow)
+    │   └── InputRefused               video_probe_failed (the same answer on every try: 4xx, ...)
     ├── AuthError
     │   ├── Unauthorized               unauthorized
     │   └── ModelAccessDenied          model_access_denied
@@ -72,6 +74,10 @@ class InvalidTaskId(InvalidRequest):
     """A task id does not have the ``task-unified-`` form."""
 
     code = "invalid_task_id"
+
+
+class InvalidUrl(InvalidRequest):
+    """A URL the HTTP client would refuse to send, or of a form upres does not accept."""
 
 
 class AddressNotAllowed(InvalidRequest):
@@ -136,6 +142,12 @@ class FetchError(UpresError):
     """The input URL could not be downloaded (unreachable, too large, too slow)."""
 
     code = "video_probe_failed"
+
+
+class InputRefused(FetchError):
+    """The input URL failed in a way another try would repeat: it answered 4xx,
+    is refused by the address policy, is not a URL the client can send, or is
+    over the size limit. A task fails at once on it (transient failures retry)."""
 
 
 class AuthError(UpresError):

@@ -18,13 +18,12 @@ import ssl
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, wait
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import certifi
 import httpcore
@@ -37,7 +36,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[IPAddress]]
 """``(host, port) -> addresses``. Raises OSError when the name does not resolve."""
 
-MAX_CALLBACK_URL_LENGTH = 2048
 # A request handler checking a URL outside any fetch must not hang on a silent DNS server.
 CHECK_TIMEOUT_S = 5.0
 
@@ -70,12 +68,22 @@ _LAN_NETWORKS: tuple[IPNetwork, ...] = tuple(
     )
 )
 
+_PRIVATE = "a private or loopback address"
+_PRIVATE_HINT = " (UPRES_ALLOW_PRIVATE_NETWORKS=true lets the server reach private networks)"
+
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def system_resolver(host: str, port: int) -> list[IPAddress]:
-    """Resolve ``host`` with the operating system's resolver, in its order."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Resolve ``host`` with the operating system's resolver, in its order.
+
+    Raises OSError when it does not resolve, a name the resolver cannot even
+    encode (an empty label) included.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:
+        raise socket.gaierror(f"{host!r} is not a valid host name: {exc}") from exc
     found: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
@@ -132,7 +140,7 @@ class AddressPolicy:
         if any(address in net for net in self.extra_networks):
             return None
         if any(address in net for net in _LAN_NETWORKS):
-            return None if self.allow_private else "a private or loopback address"
+            return None if self.allow_private else _PRIVATE
         if not address.is_global or address.is_reserved:
             return "a reserved or non-public address"
         return None
@@ -140,11 +148,13 @@ class AddressPolicy:
     def check_address(self, address: IPAddress, *, host: str, param: str | None = None) -> None:
         """Raises AddressNotAllowed when ``address`` (of ``host``) is forbidden."""
         reason = self.refusal(address)
-        if reason is not None:
-            raise AddressNotAllowed(
-                f"Host {host!r} resolves to {address}, {reason}, which is not allowed",
-                param=param,
-            )
+        if reason is None:
+            return
+        hint = _PRIVATE_HINT if reason == _PRIVATE else ""
+        raise AddressNotAllowed(
+            f"Host {host!r} resolves to {address}, {reason}, which is not allowed{hint}",
+            param=param,
+        )
 
     def resolve(self, host: str, port: int, *, param: str | None = None) -> list[IPAddress]:
         """All addresses of ``host``, each checked.
@@ -164,48 +174,23 @@ class AddressPolicy:
             self.check_address(address, host=host, param=param)
         return addresses
 
-    def check_url(
-        self, url: str, *, schemes: Sequence[str], param: str, max_length: int | None = None
-    ) -> None:
-        """Check that ``url``'s form and every address of its host are allowed.
+    def check_host(self, host: str, port: int, *, param: str) -> None:
+        """Check that every address of ``host`` is allowed, resolving it within
+        ``check_timeout_s`` when no ``total_deadline`` is running.
 
-        Raises InvalidRequest for a bad form or a host that does not resolve
-        (within ``check_timeout_s`` when no ``total_deadline`` is running),
-        AddressNotAllowed for a forbidden address.
+        Raises InvalidRequest (``param``) when the host does not resolve (in
+        time), AddressNotAllowed for a forbidden address.
         """
-        if max_length is not None and len(url) > max_length:
-            raise InvalidRequest(f"{param} must not exceed {max_length} characters", param=param)
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in schemes:
-            allowed = " or ".join(schemes)
-            raise InvalidRequest(f"{param} must be an {allowed} URL", param=param)
-        try:
-            host, port = parts.hostname, parts.port
-        except ValueError as exc:
-            raise InvalidRequest(f"{param} has an invalid port", param=param) from exc
-        if not host:
-            raise InvalidRequest(f"{param} has no host", param=param)
-        default_port = 443 if parts.scheme.lower() == "https" else 80
         limit = total_deadline(self._check_timeout_s) if _DEADLINE.get() is None else nullcontext()
         try:
             with limit:
-                self.resolve(host, port or default_port, param=param)
+                self.resolve(host, port, param=param)
         except TimeoutError as exc:
             raise InvalidRequest(
                 f"{param} host {host!r} did not resolve in time", param=param
             ) from exc
         except OSError as exc:
             raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param) from exc
-
-    def check_callback_url(self, url: str) -> None:
-        """Check that ``url`` may be called back: https, at most 2048
-        characters, a host that resolves only to allowed addresses.
-
-        Raises InvalidRequest or AddressNotAllowed (both ``invalid_parameter``).
-        """
-        self.check_url(
-            url, schemes=("https",), param="callback_url", max_length=MAX_CALLBACK_URL_LENGTH
-        )
 
 
 def _ip_literal(host: str) -> IPAddress | None:

@@ -30,6 +30,7 @@ from upres.netpolicy import AddressPolicy, IPAddress
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
 from upres.storage.local import LocalStorage
+from upres.urlpolicy import UrlPolicy
 
 VIDEO_SECONDS = 8.2
 INTERNAL_HOST = "internal.test"
@@ -78,7 +79,7 @@ def real_services(store: SqlTaskStore, storage: LocalStorage) -> Services:
         store=store,
         prober=FixedProber(),
         pricing=Settings().pricing,
-        callback_checker=AddressPolicy(resolver=fake_dns),
+        urls=UrlPolicy(AddressPolicy(resolver=fake_dns)),
         callback_body=renderer,
     )
     return Services(

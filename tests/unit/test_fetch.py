@@ -11,7 +11,8 @@ import pytest
 
 from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
-from upres.errors import FetchError
+from tests.unit.test_services_tasks import UNSENDABLE_URLS
+from upres.errors import FetchError, InputRefused
 from upres.netpolicy import AddressPolicy
 from upres.worker.fetch import fetch
 
@@ -134,3 +135,33 @@ def test_hanging_dns_counts_against_the_time_limit(tmp_path: Path) -> None:
     assert resolver.asked == ["videos.example.com"]
     assert elapsed < 0.5 + 0.5
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", UNSENDABLE_URLS)
+def test_a_url_the_client_cannot_send_is_refused_as_such(url: str, tmp_path: Path) -> None:
+    with pytest.raises(InputRefused, match="video_urls"):
+        fetch(url, tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "location", ["http://0177.0.0.1/v.mp4", "http://1.2.3.04/", "http://[::1", "http://a..b/"]
+)
+def test_a_redirect_the_client_cannot_follow_is_refused(
+    http_server: LocalHttpServer, tmp_path: Path, location: str
+) -> None:
+    http_server.routes["/r"] = Route(status=302, headers=(("Location", location),))
+    with pytest.raises(FetchError, match="(?i)invalid"):
+        fetch(http_server.url("/r"), tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
+
+
+@pytest.mark.parametrize(
+    ("status", "final"), [(404, True), (403, True), (429, False), (503, False)]
+)
+def test_an_answer_another_try_would_repeat_is_final(
+    http_server: LocalHttpServer, tmp_path: Path, status: int, final: bool
+) -> None:
+    http_server.routes["/v.mp4"] = Route(status=status, body=b"no")
+    with pytest.raises(FetchError, match=f"HTTP {status}") as info:
+        fetch(http_server.url("/v.mp4"), tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
+    assert isinstance(info.value, InputRefused) is final

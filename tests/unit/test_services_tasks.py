@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,11 +24,27 @@ from upres.errors import (
     TaskNotFound,
     UnknownDuration,
 )
+from upres.netpolicy import AddressPolicy, IPAddress
 from upres.services.keys import KeyService
 from upres.services.tasks import Submission, TaskService, ThroughputEstimator
+from upres.urlpolicy import UrlPolicy
 
 VIDEO = "https://videos.example.com/clip.mp4"
 HOOK = "https://hooks.example.com/done"
+# URLs the HTTP client refuses to send (issue 11): each must be a 400, never a 500.
+UNSENDABLE_URLS = [
+    "http://1.2.3.04/v.mp4",
+    "http://0177.0.0.1/v.mp4",
+    "http://999.999.999.999/v.mp4",
+    "http://videos.example.com/v\x00.mp4",
+    "http://videos.example.com/v\r\n.mp4",
+    "http://videos.example.com/\tv.mp4",
+    "http://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/v.mp4",  # full-width letters
+    "http://videos.example.com/" + "a" * 65536,
+    "http://videos.example.com/\ud800.mp4",  # a lone surrogate
+    "http://videos.example.com:99999/v.mp4",
+    "http://xn--/v.mp4",
+]
 
 
 @dataclass
@@ -43,10 +60,9 @@ class FakeProber:
         return self.info
 
 
-class FakeChecker:
-    def check_callback_url(self, url: str) -> None:
-        if "internal" in url:
-            raise AddressNotAllowed("callback_url host is not allowed", param="callback_url")
+def fake_dns(host: str, port: int) -> list[IPAddress]:
+    """No real DNS in unit tests: hosts named internal are on the LAN, others public."""
+    return [ipaddress.ip_address("10.0.0.7" if "internal" in host else "93.184.216.34")]
 
 
 @pytest.fixture
@@ -60,7 +76,7 @@ def service(store, prober, clock) -> TaskService:
         store=store,
         prober=prober,
         pricing=Pricing(),
-        callback_checker=FakeChecker(),
+        urls=UrlPolicy(AddressPolicy(resolver=fake_dns)),
         callback_body=render_body,
         clock=clock,
     )
@@ -127,6 +143,9 @@ def test_estimator_falls_back_to_duration_times_fps():
         ({"callback_url": "http://hooks.example.com/x"}, InvalidRequest, "https"),
         ({"callback_url": "https://h.example.com/" + "a" * 2048}, InvalidRequest, "2048"),
         ({"callback_url": "https://internal.example/x"}, AddressNotAllowed, "not allowed"),
+        ({"callback_url": "https://010.010.010.010/cb"}, InvalidRequest, "not a valid URL"),
+        ({"callback_url": "https://a..b/cb"}, InvalidRequest, "invalid host name"),
+        *[({"video_urls": [url]}, InvalidRequest, "video_urls") for url in UNSENDABLE_URLS],
     ],
 )
 def test_invalid_submissions_are_refused_before_probing(
@@ -232,3 +251,17 @@ def test_idempotent_submission_replays_and_detects_reuse(service, store, key, pr
         )
     plain = service.submit_idempotent(key=key, submission=submission(), idempotency_key=None)
     assert plain.task.id != first.task.id
+
+
+def test_an_empty_idempotency_key_is_no_key(service, store, key):
+    first = service.submit_idempotent(key=key, submission=submission(), idempotency_key="")
+    other = service.submit_idempotent(
+        key=key, submission=submission(factor=Factor.X4), idempotency_key=""
+    )
+
+    assert (first.replayed, other.replayed) == (False, False)
+    assert first.task.id != other.task.id
+    assert (
+        store.find_idempotent(account_id=key.account_id, key="", since=first.task.created_at)
+        is None
+    )

@@ -20,6 +20,7 @@ from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
 from upres.storage import LocalStorage, build_storage
+from upres.urlpolicy import UrlPolicy
 from upres.wiring import address_policy, open_store
 from upres.worker.remote import RemoteProber
 
@@ -68,7 +69,7 @@ def _task_service(settings: Settings, store: SqlTaskStore, renderer: TaskRendere
         store=store,
         prober=RemoteProber(policy, settings.probe_timeout_s, settings.media_limits),
         pricing=settings.pricing,
-        callback_checker=policy,
+        urls=UrlPolicy(policy),
         callback_body=renderer,
     )
 

@@ -11,7 +11,6 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
@@ -34,7 +33,6 @@ from upres.jobs.store import (
     utc_now,
 )
 
-MAX_CALLBACK_URL = 2048
 PROBE_FAILED_MESSAGE = "Failed to detect video duration, please check video URL accessibility"
 
 
@@ -44,10 +42,16 @@ class VideoProber(Protocol):
     def probe_url(self, url: str) -> VideoInfo: ...
 
 
-class CallbackUrlChecker(Protocol):
-    """Raises AddressNotAllowed when a callback URL's host may not be called."""
+class UrlChecker(Protocol):
+    """The URL policy (``upres.urlpolicy.UrlPolicy``): the same checks as at send time."""
 
-    def check_callback_url(self, url: str) -> None: ...
+    def check_input_url(self, url: str) -> str:
+        """``url``. Raises InvalidUrl when the HTTP client would not fetch it."""
+        ...
+
+    def check_callback_url(self, url: str) -> None:
+        """Raises InvalidUrl, InvalidRequest or AddressNotAllowed when ``url`` may not be called."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +127,7 @@ class TaskService:
         store: TaskStore,
         prober: VideoProber,
         pricing: Pricing,
-        callback_checker: CallbackUrlChecker,
+        urls: UrlChecker,
         callback_body: CallbackBody,
         clock: Clock = utc_now,
         estimator: ThroughputEstimator | None = None,
@@ -131,7 +135,7 @@ class TaskService:
         self._store = store
         self._prober = prober
         self._pricing = pricing
-        self._checker = callback_checker
+        self._urls = urls
         self._callback_body = callback_body
         self._clock = clock
         self._estimator = estimator or ThroughputEstimator(store)
@@ -149,12 +153,13 @@ class TaskService:
         self, *, key: ApiKey, submission: Submission, idempotency_key: str | None
     ) -> Submitted:
         """``submit``, replaying the first task when ``idempotency_key`` was used
-        with the same request in the last 24 hours.
+        with the same request in the last 24 hours. An empty key is no key (a
+        client sending the header blank means none, not one key shared by all).
 
         Raises what ``submit`` raises, and IdempotencyConflict when the key was
         used with a different request.
         """
-        if idempotency_key is None:
+        if not idempotency_key:
             return Submitted(task=self.submit(key=key, submission=submission), replayed=False)
         record = IdempotencyRecord(key=idempotency_key, request_hash=submission.fingerprint())
         hit = self._store.find_idempotent(
@@ -183,9 +188,9 @@ class TaskService:
         self, key: ApiKey, submission: Submission, *, idempotency: IdempotencyRecord | None
     ) -> Task:
         check_model(key, submission.model)
-        url = check_video_urls(submission.video_urls)
+        url = self._urls.check_input_url(one_video_url(submission.video_urls))
         if submission.callback_url is not None:
-            check_callback_url(submission.callback_url, self._checker)
+            self._urls.check_callback_url(submission.callback_url)
         self._check_affordable(key, submission.factor)
         info = self._prober.probe_url(url)
         if not (math.isfinite(info.duration_s) and info.duration_s > 0):
@@ -230,8 +235,8 @@ def check_model(key: ApiKey, model: str) -> None:
         raise ModelAccessDenied(f"Token does not have access to model: {model}")
 
 
-def check_video_urls(video_urls: list[str]) -> str:
-    """The one input URL. Raises InvalidRequest unless it is exactly one http(s) URL."""
+def one_video_url(video_urls: list[str]) -> str:
+    """The one input URL. Raises InvalidRequest unless there is exactly one."""
     if not video_urls:
         raise InvalidRequest(
             f"video_urls is required and must not be empty for {API_MODEL}", param="video_urls"
@@ -240,27 +245,4 @@ def check_video_urls(video_urls: list[str]) -> str:
         raise InvalidRequest(
             f"Only 1 video per request is supported for {API_MODEL}", param="video_urls"
         )
-    url = video_urls[0]
-    if not _has_scheme(url, ("http", "https")):
-        raise InvalidRequest("video_urls[0] must be an http or https URL", param="video_urls")
-    return url
-
-
-def check_callback_url(url: str, checker: CallbackUrlChecker) -> None:
-    """Raises InvalidRequest unless ``url`` is an https URL of at most 2048
-    characters, AddressNotAllowed when its host is internal."""
-    if len(url) > MAX_CALLBACK_URL:
-        raise InvalidRequest(
-            f"callback_url must not exceed {MAX_CALLBACK_URL} characters", param="callback_url"
-        )
-    if not _has_scheme(url, ("https",)):
-        raise InvalidRequest("callback_url must be an https URL", param="callback_url")
-    checker.check_callback_url(url)
-
-
-def _has_scheme(url: str, schemes: tuple[str, ...]) -> bool:
-    try:
-        parts = urlsplit(url.strip())
-        return parts.scheme.lower() in schemes and bool(parts.hostname)
-    except ValueError:
-        return False
+    return video_urls[0]

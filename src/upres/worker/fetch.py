@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 import time
 from collections.abc import Iterator, Mapping
@@ -11,10 +12,15 @@ from pathlib import Path
 
 import httpx
 
-from upres.errors import AddressNotAllowed, FetchError
+from upres.errors import FetchError, InputRefused, InvalidRequest, InvalidUrl, UpresError
 from upres.netpolicy import AddressPolicy, policy_client, total_deadline
+from upres.urlpolicy import INPUT_URL, parse_url
+
+log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+# Timeout, too early, too many requests: another try may well succeed.
+_TRANSIENT_4XX = frozenset({408, 425, 429})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 256 * 1024
 
@@ -55,13 +61,13 @@ def open_stream(
 ) -> Iterator[httpx.Response]:
     """GET ``url`` streaming, following up to 5 redirects by hand.
 
-    Each hop connects through the client's policy transport, so each is
-    checked. Raises FetchError on too many redirects or a non-http(s) target;
-    httpx and policy errors pass through for the caller to map.
+    Each hop is parsed by ``parse_url`` and connects through the client's
+    policy transport, so each is checked. Raises InputRefused on too many
+    redirects, InvalidUrl for a URL the client cannot follow; httpx and
+    policy errors pass through for the caller to map (``mapped_errors``).
     """
-    current = httpx.URL(url)
+    current = parse_url(url, INPUT_URL)
     for _ in range(MAX_REDIRECTS + 1):
-        _check_scheme(current)
         request = client.build_request(
             "GET", current, headers=headers, timeout=httpx.Timeout(deadline.remaining())
         )
@@ -74,32 +80,53 @@ def open_stream(
                 response.close()
             return
         response.close()
-        current = response.url.join(location)
-    raise FetchError(f"Input URL redirected more than {MAX_REDIRECTS} times")
+        current = _redirect_target(response.url, location)
+    raise InputRefused(f"Input URL redirected more than {MAX_REDIRECTS} times")
 
 
-def _check_scheme(url: httpx.URL) -> None:
-    if url.scheme not in ("http", "https"):
-        raise FetchError(f"Input URL must be http or https, not {url.scheme!r}")
+def _redirect_target(base: httpx.URL, location: str) -> httpx.URL:
+    """Where a redirect points, checked as the submitted URL was.
+
+    Raises InvalidUrl when the client could not follow it.
+    """
+    try:
+        target = str(base.join(location))
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InvalidUrl(f"Input URL redirected to an invalid URL: {exc}") from exc
+    return parse_url(target, INPUT_URL)
+
+
+def http_failure(status: int, message: str) -> FetchError:
+    """The error of an input server's unusable answer: InputRefused when it is
+    one another try would get again (a 4xx other than 408, 425 and 429)."""
+    if 400 <= status < 500 and status not in _TRANSIENT_4XX:
+        return InputRefused(message)
+    return FetchError(message)
 
 
 @contextlib.contextmanager
 def mapped_errors(what: str, *, keep_policy_errors: bool = False) -> Iterator[None]:
-    """Turn network failures into FetchError with a clear message.
+    """Turn every exception of a fetch into FetchError with a clear message.
 
-    A policy refusal becomes FetchError too, unless ``keep_policy_errors``
-    (submission reports it as the invalid parameter it is).
+    A refused URL or address becomes InputRefused, unless ``keep_policy_errors``
+    (submission reports it as the invalid parameter it is); upres's own errors
+    pass through.
     """
     try:
         yield
-    except AddressNotAllowed as exc:
+    except InvalidRequest as exc:  # AddressNotAllowed, InvalidUrl: the same on every try
         if keep_policy_errors:
             raise
-        raise FetchError(f"{what}: {exc.message}") from exc
+        raise InputRefused(f"{what}: {exc.message}") from exc
+    except UpresError:
+        raise
     except httpx.TimeoutException as exc:
         raise FetchError(f"{what}: the server did not answer in time") from exc
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError, OSError) as exc:
         raise FetchError(f"{what}: {exc}") from exc
+    except Exception as exc:  # a client library's surprise is still the input's failure
+        log.exception("%s: unexpected error", what)
+        raise FetchError(f"{what}: {type(exc).__name__}") from exc
 
 
 def fetch(
@@ -113,9 +140,10 @@ def fetch(
 ) -> FetchedFile:
     """Download ``url`` to ``dest`` (written whole or not at all).
 
-    Raises FetchError when the URL is refused by the policy, unreachable,
-    answers other than 200, exceeds ``max_bytes`` (announced or counted) or
-    takes longer than ``timeout_s`` in total.
+    Raises InputRefused when another try would fail the same way: the URL
+    or its address is refused, it answers 4xx, or exceeds ``max_bytes``
+    (announced or counted); FetchError when it is unreachable, answers
+    otherwise than 200 or takes longer than ``timeout_s`` in total.
     """
     deadline = Deadline(timeout_s)
     partial = dest.with_name(dest.name + ".part")
@@ -139,10 +167,11 @@ def fetch(
 
 def _check_response(response: httpx.Response, max_bytes: int) -> None:
     if response.status_code != 200:
-        raise FetchError(f"Input video URL answered HTTP {response.status_code}")
+        status = response.status_code
+        raise http_failure(status, f"Input video URL answered HTTP {status}")
     announced = response.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > max_bytes:
-        raise FetchError(f"Input video is {announced} bytes, over the limit of {max_bytes}")
+        raise InputRefused(f"Input video is {announced} bytes, over the limit of {max_bytes}")
 
 
 def _write_body(response: httpx.Response, path: Path, *, max_bytes: int, deadline: Deadline) -> int:
@@ -152,7 +181,7 @@ def _write_body(response: httpx.Response, path: Path, *, max_bytes: int, deadlin
             for chunk in response.iter_bytes(_CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise FetchError(f"Input video is over the limit of {max_bytes} bytes")
+                    raise InputRefused(f"Input video is over the limit of {max_bytes} bytes")
                 out.write(chunk)
                 deadline.remaining()
     except OSError as exc:

@@ -21,9 +21,9 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from upres.domain.media import MediaLimits, VideoInfo
-from upres.errors import AddressNotAllowed, FetchError, MediaError
+from upres.errors import FetchError, InvalidRequest, MediaError
 from upres.netpolicy import AddressPolicy, policy_client, total_deadline
-from upres.worker.fetch import Deadline, mapped_errors, open_stream
+from upres.worker.fetch import Deadline, http_failure, mapped_errors, open_stream
 from upres.worker.probe import probe
 
 PROBE_FAILED = "Failed to detect video duration, please check video URL accessibility"
@@ -109,7 +109,8 @@ class HttpRangeFile(io.RawIOBase):
         elif response.status_code == 416:
             raise FetchError("The video URL points to an empty file")
         else:
-            raise FetchError(f"The video URL answered HTTP {response.status_code}")
+            status = response.status_code
+            raise http_failure(status, f"The video URL answered HTTP {status}")
 
     def readable(self) -> bool:
         return True
@@ -263,10 +264,11 @@ class RemoteProber:
     def probe_url(self, url: str) -> VideoInfo:
         """The VideoInfo of the video at ``url``, within ``timeout_s`` in total.
 
-        Raises AddressNotAllowed (param ``video_urls``) when the policy refuses
-        the host; FetchError (``video_probe_failed``) when the URL cannot be
-        read in time; the MediaError of ``probe`` when the bytes are not a
-        usable video (not a video, no video stream, no duration, too large).
+        Raises AddressNotAllowed or InvalidUrl (param ``video_urls``) when the
+        policy refuses the host or a redirect's URL; FetchError
+        (``video_probe_failed``) when the URL cannot be read in time; the
+        MediaError of ``probe`` when the bytes are not a usable video (not a
+        video, no video stream, no duration, too large).
         """
         deadline = Deadline(self._timeout_s, what="Probing the input video")
         try:
@@ -276,8 +278,8 @@ class RemoteProber:
                 self._opened(client, url, deadline) as remote,
             ):
                 return _probe_remote(remote, self._limits)
-        except AddressNotAllowed as exc:
-            raise AddressNotAllowed(exc.message, param="video_urls") from exc
+        except InvalidRequest as exc:  # AddressNotAllowed, InvalidUrl (a redirect's)
+            raise type(exc)(exc.message, param="video_urls") from exc
         except FetchError as exc:
             raise FetchError(f"{PROBE_FAILED} ({exc.message})") from exc
 

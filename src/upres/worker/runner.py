@@ -5,9 +5,11 @@ through fenced writes. A heartbeat thread renews the lease every few seconds,
 stores progress and reads the cancel flag; a cancelled task or a lost lease
 stops the pipeline through its cancel token. Errors map to task outcomes:
 
-- bad input (``MediaError``): failed at once, refunded (retrying cannot help);
-- anything else (download trouble, a crash in a stage): failed with a retry,
-  so the store puts the task back in the queue while attempts remain;
+- bad input (``MediaError``) or an input URL that fails the same way on every
+  try (``InputRefused``: 4xx, refused, too large): failed at once, refunded;
+- anything else (a transient download failure, a crash in a stage): failed
+  with a retry, so the store puts the task back in the queue while attempts
+  remain;
 - cancelled or lease lost: nothing more to write (the store already knows).
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
 from upres.domain.tasks import Factor, Task, TaskError
-from upres.errors import Cancelled, LeaseLost, MediaError, UpresError
+from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, UpresError
 from upres.jobs.store import CallbackBody, Claim, TaskStore
 from upres.netpolicy import AddressPolicy
 from upres.storage.base import ResultStorage
@@ -118,7 +120,7 @@ class TaskRunner:
         except (Cancelled, LeaseLost) as exc:
             log.info("task %s attempt %d stopped: %s", claim.task.id, claim.attempt, exc)
             return None
-        except MediaError as exc:
+        except (MediaError, InputRefused) as exc:
             return self._fail(claim, exc, retry=False)
         except UpresError as exc:
             return self._fail(claim, exc, retry=True)
