@@ -151,7 +151,7 @@ def test_a_redirect_the_client_cannot_follow_is_refused(
     http_server: LocalHttpServer, tmp_path: Path, location: str
 ) -> None:
     http_server.routes["/r"] = Route(status=302, headers=(("Location", location),))
-    with pytest.raises(FetchError, match="(?i)invalid"):
+    with pytest.raises(FetchError, match=r"(?i)invalid"):
         fetch(http_server.url("/r"), tmp_path / "x", policy=LAN, max_bytes=10, timeout_s=5)
 
 

@@ -7,9 +7,12 @@ import hashlib
 import hmac
 import itertools
 import json
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,14 +82,32 @@ def _queue_callback(store: SqlTaskStore, clock: FakeClock, url: str) -> tuple[Ou
     return item, secret
 
 
-def _sender(store: SqlTaskStore, clock: FakeClock, *, allow_private: bool = True) -> CallbackSender:
-    return CallbackSender(store, AddressPolicy(allow_private), timeout_s=5, clock=clock)
+@dataclass(frozen=True)
+class Tls:
+    """HTTPS receivers with certificates of the test CA, and senders that trust it."""
+
+    ca_file: Path
+    server: ssl.SSLContext
+
+    def receiver(self, **options: Any) -> WebhookReceiver:
+        return WebhookReceiver(tls=self.server, **options)
+
+    def sender(
+        self, store: SqlTaskStore, clock: FakeClock, *, allow_private: bool = True
+    ) -> CallbackSender:
+        policy = AddressPolicy(allow_private)
+        return CallbackSender(store, policy, ca_file=self.ca_file, timeout_s=5, clock=clock)
 
 
-def test_delivers_signed_body(store: SqlTaskStore, clock: FakeClock) -> None:
-    with WebhookReceiver() as receiver:
+@pytest.fixture
+def tls(ca_file: Path, server_tls: ssl.SSLContext) -> Tls:
+    return Tls(ca_file, server_tls)
+
+
+def test_delivers_signed_body(store: SqlTaskStore, clock: FakeClock, tls: Tls) -> None:
+    with tls.receiver() as receiver:
         item, secret = _queue_callback(store, clock, receiver.url())
-        sender = _sender(store, clock)
+        sender = tls.sender(store, clock)
         assert sender.deliver_due() == 1
         sender.close()
     (got,) = receiver.received
@@ -100,10 +121,12 @@ def test_delivers_signed_body(store: SqlTaskStore, clock: FakeClock) -> None:
     assert sender.claim(limit=10) == []
 
 
-def test_retries_at_1_2_4_seconds_then_gives_up(store: SqlTaskStore, clock: FakeClock) -> None:
-    with WebhookReceiver(statuses=(503,)) as receiver:
+def test_retries_at_1_2_4_seconds_then_gives_up(
+    store: SqlTaskStore, clock: FakeClock, tls: Tls
+) -> None:
+    with tls.receiver(statuses=(503,)) as receiver:
         item, _ = _queue_callback(store, clock, receiver.url())
-        sender = _sender(store, clock)
+        sender = tls.sender(store, clock)
         assert sender.deliver_due() == 0
         for delay in (1, 2, 4):
             clock.advance(delay - 0.5)
@@ -123,10 +146,10 @@ def test_retries_at_1_2_4_seconds_then_gives_up(store: SqlTaskStore, clock: Fake
     assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
 
 
-def test_success_on_a_retry_stops_retrying(store: SqlTaskStore, clock: FakeClock) -> None:
-    with WebhookReceiver(statuses=(500, 204)) as receiver:
+def test_success_on_a_retry_stops_retrying(store: SqlTaskStore, clock: FakeClock, tls: Tls) -> None:
+    with tls.receiver(statuses=(500, 204)) as receiver:
         item, _ = _queue_callback(store, clock, receiver.url())
-        sender = _sender(store, clock)
+        sender = tls.sender(store, clock)
         sender.deliver_due()
         clock.advance(1)
         assert sender.deliver_due() == 1
@@ -136,10 +159,10 @@ def test_success_on_a_retry_stops_retrying(store: SqlTaskStore, clock: FakeClock
     assert [a.status_code for a in store.callback_attempts(item.id)] == [500, 204]
 
 
-def test_redirect_is_not_followed(store: SqlTaskStore, clock: FakeClock) -> None:
-    with WebhookReceiver(statuses=(302,), headers=(("Location", "/elsewhere"),)) as receiver:
+def test_redirect_is_not_followed(store: SqlTaskStore, clock: FakeClock, tls: Tls) -> None:
+    with tls.receiver(statuses=(302,), headers=(("Location", "/elsewhere"),)) as receiver:
         item, _ = _queue_callback(store, clock, receiver.url())
-        sender = _sender(store, clock)
+        sender = tls.sender(store, clock)
         sender.deliver_due()
         sender.close()
     assert [r.path for r in receiver.received] == ["/hook"]
@@ -149,11 +172,11 @@ def test_redirect_is_not_followed(store: SqlTaskStore, clock: FakeClock) -> None
 
 
 def test_private_receiver_refused_without_allow_private(
-    store: SqlTaskStore, clock: FakeClock
+    store: SqlTaskStore, clock: FakeClock, tls: Tls
 ) -> None:
-    with WebhookReceiver() as receiver:
+    with tls.receiver() as receiver:
         item, _ = _queue_callback(store, clock, receiver.url(host="localhost"))
-        sender = _sender(store, clock, allow_private=False)
+        sender = tls.sender(store, clock, allow_private=False)
         sender.deliver_due()
         sender.close()
     assert receiver.received == []
@@ -163,9 +186,11 @@ def test_private_receiver_refused_without_allow_private(
     assert "not allowed" in attempt.error
 
 
-def test_unreachable_receiver_is_a_recorded_failure(store: SqlTaskStore, clock: FakeClock) -> None:
-    item, _ = _queue_callback(store, clock, "http://127.0.0.1:1/hook")
-    sender = _sender(store, clock)
+def test_unreachable_receiver_is_a_recorded_failure(
+    store: SqlTaskStore, clock: FakeClock, tls: Tls
+) -> None:
+    item, _ = _queue_callback(store, clock, "https://127.0.0.1:1/hook")
+    sender = tls.sender(store, clock)
     sender.deliver_due()
     sender.close()
     (attempt,) = store.callback_attempts(item.id)
@@ -175,11 +200,11 @@ def test_unreachable_receiver_is_a_recorded_failure(store: SqlTaskStore, clock: 
 
 
 def test_a_sender_whose_lease_was_taken_over_leaves_the_attempt_to_the_new_holder(
-    store: SqlTaskStore, clock: FakeClock
+    store: SqlTaskStore, clock: FakeClock, tls: Tls
 ) -> None:
-    with WebhookReceiver() as receiver:
+    with tls.receiver() as receiver:
         item, _ = _queue_callback(store, clock, receiver.url())
-        stalled, other = _sender(store, clock), _sender(store, clock)
+        stalled, other = tls.sender(store, clock), tls.sender(store, clock)
         (held,) = stalled.claim(limit=10)
         clock.advance(stalled.lease_s)
         (taken,) = other.claim(limit=10)
@@ -193,3 +218,43 @@ def test_a_sender_whose_lease_was_taken_over_leaves_the_attempt_to_the_new_holde
     # At least once: both POSTs went out, with one webhook-id for the receiver to dedupe on.
     assert [r.headers["webhook-id"] for r in receiver.received] == [message_id(item)] * 2
     assert other.claim(limit=10) == []
+
+
+@pytest.mark.parametrize(
+    "url", ["https://010.010.010.010/cb", "https://a..b/cb", "http://hooks.example.com/cb"]
+)
+def test_a_callback_that_can_never_be_sent_is_recorded_and_given_up(
+    store: SqlTaskStore, clock: FakeClock, tls: Tls, url: str
+) -> None:
+    """Stored before the URL policy refused it: one recorded attempt, then done."""
+    item, _ = _queue_callback(store, clock, url)
+    sender = tls.sender(store, clock)
+    assert sender.deliver_due() == 0
+    clock.advance(3600)
+    assert sender.claim(limit=10) == []
+    sender.close()
+    (attempt,) = store.callback_attempts(item.id)
+    assert (attempt.delivered, attempt.status_code) == (False, None)
+    assert attempt.error is not None
+    assert "callback_url" in attempt.error
+
+
+def test_any_exception_in_a_delivery_is_a_recorded_failed_attempt(
+    store: SqlTaskStore, clock: FakeClock, tls: Tls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item, _ = _queue_callback(store, clock, "https://127.0.0.1:1/hook")
+    sender = tls.sender(store, clock)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a library surprise")
+
+    monkeypatch.setattr(sender._client, "stream", broken)
+    assert sender.deliver_due() == 0
+    for delay in (1, 2, 4, 3600):
+        clock.advance(delay)
+        sender.deliver_due()
+    sender.close()
+    attempts = store.callback_attempts(item.id)
+    assert [a.attempt for a in attempts] == [1, 2, 3, 4]
+    assert all(a.error == "request failed: RuntimeError: a library surprise" for a in attempts)
+    assert sender.claim(limit=10) == []

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -36,9 +37,10 @@ from typing import Protocol
 import httpx
 
 from upres.domain.accounts import Account
-from upres.errors import AddressNotAllowed, LeaseLost, UpresError
+from upres.errors import InvalidUrl, LeaseLost, UpresError
 from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, holder_id, utc_now
 from upres.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
+from upres.urlpolicy import CALLBACK_URL, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -168,31 +170,34 @@ class CallbackSender:
     def deliver(self, item: OutboxItem) -> CallbackAttempt:
         """POST a claimed ``item`` once and record the attempt with its next retry time.
 
-        Never raises for a receiver's failure: it is recorded and retried
-        1, 2, 4 s later until the retries are spent. Nor when this sender's
+        Never raises for a failed send, whatever its cause: it is recorded with
+        its reason and retried 1, 2, 4 s later until the retries are spent; a
+        URL the client cannot send is recorded and given up at once (it was
+        stored before the URL policy refused it). Nor when this sender's
         lease ran out and another dispatcher claimed the item meanwhile: the
         attempt is then logged but not recorded, the new holder's counts.
         """
         number = item.attempts + 1
         started = self._clock()
-        status, error = self._post(item, started)
-        delivered = status is not None and 200 <= status < 300
+        sent = self._post(item, started)
+        delivered = sent.status is not None and 200 <= sent.status < 300
         attempt = CallbackAttempt(
             outbox_id=item.id,
             attempt=number,
-            status_code=status,
-            error=None if delivered else error,
+            status_code=sent.status,
+            error=None if delivered else sent.error,
             delivered=delivered,
             at=started,
         )
+        next_at = None if sent.final else self._next_time(attempt)
         try:
             self._store.record_callback_attempt(
-                attempt, dispatcher_id=self.dispatcher_id, next_attempt_at=self._next_time(attempt)
+                attempt, dispatcher_id=self.dispatcher_id, next_attempt_at=next_at
             )
         except LeaseLost as exc:
             log.warning("callback %s attempt %d not recorded: %s", item.task_id, number, exc)
             return attempt
-        log.info("callback %s attempt %d: %s", item.task_id, number, error or status)
+        log.info("callback %s attempt %d: %s", item.task_id, number, sent.error or sent.status)
         return attempt
 
     def close(self) -> None:
@@ -203,23 +208,28 @@ class CallbackSender:
             return None
         return self._clock() + timedelta(seconds=self._retry_delays[attempt.attempt - 1])
 
-    def _post(self, item: OutboxItem, started: datetime) -> tuple[int | None, str]:
-        """(status code or None, error text) of one POST."""
+    def _post(self, item: OutboxItem, started: datetime) -> _Sent:
+        """One POST of ``item``. Never raises: every failure is the attempt's outcome."""
+        try:
+            url = parse_url(item.url, CALLBACK_URL)
+        except InvalidUrl as exc:  # the same on every try: give up now
+            return _Sent(status=None, error=exc.message, final=True)
         try:
             headers = self._headers(item, started)
             with (
                 total_deadline(self._timeout_s),
-                self._client.stream("POST", item.url, content=item.body, headers=headers) as r,
+                self._client.stream("POST", url, content=item.body, headers=headers) as r,
             ):
-                return r.status_code, _describe(r.status_code)
-        except AddressNotAllowed as exc:
-            return None, exc.message
+                return _Sent(status=r.status_code, error=_describe(r.status_code))
         except httpx.TimeoutException:
-            return None, "timed out"
+            return _Sent(status=None, error="timed out")
         except httpx.HTTPError as exc:
-            return None, f"request failed: {exc}"
-        except UpresError as exc:
-            return None, exc.message
+            return _Sent(status=None, error=f"request failed: {exc}")
+        except UpresError as exc:  # AddressNotAllowed at connect, an unknown account
+            return _Sent(status=None, error=exc.message)
+        except Exception as exc:  # counted and retried like any failure, never a loop
+            log.warning("callback %s failed unexpectedly", item.task_id, exc_info=True)
+            return _Sent(status=None, error=f"request failed: {type(exc).__name__}: {exc}")
 
     def _headers(self, item: OutboxItem, started: datetime) -> dict[str, str]:
         secret = self._store.get_account(item.account_id).webhook_secret
@@ -231,6 +241,16 @@ class CallbackSender:
             "webhook-timestamp": str(stamp),
             "webhook-signature": sign(secret, msg_id=msg_id, timestamp=stamp, body=item.body),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sent:
+    """What one POST came to: the receiver's status, or why there was none;
+    ``final`` when no later try could do better."""
+
+    status: int | None
+    error: str
+    final: bool = False
 
 
 def _describe(status: int) -> str:
