@@ -13,7 +13,8 @@ Each class carries ``code``: a stable string that API clients see as
     │   ├── InvalidTaskId              invalid_task_id
     │   ├── InvalidUrl                 invalid_parameter (a URL the HTTP client would refuse)
     │   ├── AddressNotAllowed          invalid_parameter (URL host is private/loopback/...)
-    │   └── RequestTooLarge            request_too_large (request body over the limit)
+    │   ├── RequestTooLarge            request_too_large (request body over the limit)
+    │   └── RangeOutsideFile           invalid_parameter (a download's Range, 416)
     ├── MediaError                     bad input video (engine)
     │   ├── NotAVideo                  video_probe_failed
     │   ├── NoVideoStream              video_probe_failed
@@ -88,6 +89,14 @@ class RequestTooLarge(InvalidRequest):
     """The request body is larger than the API accepts."""
 
     code = "request_too_large"
+
+
+class RangeOutsideFile(InvalidRequest):
+    """A download's Range header asks for bytes that are not in the file."""
+
+    def __init__(self, message: str, *, size: int, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.size = size
 
 
 class MediaError(UpresError):

@@ -49,4 +49,4 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False
         )
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
-    assert "Tested: 8" in run.stdout
+    assert "Tested: 9" in run.stdout

@@ -12,6 +12,7 @@ import pytest
 from tests.clips import make_clip
 from tests.unit.api_harness import RESULTS_BASE, Api, running_api
 from upres.domain.tasks import API_MODEL
+from upres.storage.base import result_key
 
 VIDEO = "https://videos.example.com/clip.mp4"
 
@@ -30,7 +31,7 @@ def complete_one(api: Api, result: Path) -> tuple[str, dict[str, object]]:
         ).json()["id"]
     claim = api.store.claim(worker_id="w1", lease_s=30)
     assert claim is not None
-    key = f"{task_id}/attempt-1.mp4"
+    key = result_key(task_id, 1)
     api.storage.put(result, key)
     api.store.complete(
         claim,
@@ -93,3 +94,28 @@ def test_expired_link_is_410_and_forged_link_is_404(api: Api, tmp_path: Path) ->
     assert gone.json()["error"]["type"] == "invalid_request_error"
     assert forged.status_code == 404
     assert forged.json()["error"]["code"] == "resource_not_found"
+
+
+def test_head_answers_like_get_without_the_body(api: Api, tmp_path: Path) -> None:
+    result = make_clip(tmp_path / "result.mp4", audio=False)
+    _, task = complete_one(api, result)
+    path = local_path(api, task["results"][0])  # type: ignore[index]
+    with httpx.Client(base_url=api.base_url) as client:
+        got = client.get(path)
+        head = client.head(path)
+        ranged = client.head(path, headers={"Range": "bytes=0-9"})
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("content-type", "content-length", "etag", "accept-ranges"):
+        assert head.headers[name] == got.headers[name]
+    assert head.headers["content-length"] == str(result.stat().st_size)
+    assert ranged.status_code == 206
+    assert ranged.headers["content-range"] == f"bytes 0-9/{result.stat().st_size}"
+
+
+def test_the_download_is_named_after_the_task(api: Api, tmp_path: Path) -> None:
+    task_id, task = complete_one(api, make_clip(tmp_path / "result.mp4", audio=False))
+    path = local_path(api, task["results"][0])  # type: ignore[index]
+    with httpx.Client(base_url=api.base_url) as client:
+        got = client.get(path)
+    assert got.headers["content-disposition"] == f'attachment; filename="{task_id}.mp4"'

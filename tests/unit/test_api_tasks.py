@@ -158,3 +158,26 @@ def test_concurrent_submissions_cannot_overspend(api: Api) -> None:
         statuses = list(pool.map(post, range(50)))
     assert sorted(statuses) == [200] * 10 + [402] * 40
     assert api.store.get_account(funded.key.account_id).balance == 0.0
+
+
+def test_null_optional_fields_are_taken_as_omitted(api: Api) -> None:
+    """Generated clients send null for what they omit."""
+    task = submit(api, model_params=None, callback_url=None)
+    stored = api.store.get_task(str(task["id"]))
+    assert int(stored.factor) == 2
+    assert stored.callback_url is None
+    assert task["usage"]["credits_reserved"] == 9 * 16.0  # type: ignore[index]
+
+
+def test_an_empty_idempotency_key_is_ignored(api: Api) -> None:
+    body = {"model": API_MODEL, "video_urls": [VIDEO]}
+    with api.client() as client:
+        first = client.post("/v1/videos/generations", json=body, headers={"Idempotency-Key": ""})
+        other = client.post(
+            "/v1/videos/generations",
+            json=body | {"model_params": {"upscale_factor": "4"}},
+            headers={"Idempotency-Key": ""},
+        )
+    assert (first.status_code, other.status_code) == (200, 200), other.text
+    assert first.json()["id"] != other.json()["id"]
+    assert "idempotent-replayed" not in other.headers

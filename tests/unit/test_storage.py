@@ -171,9 +171,10 @@ class TestSignedLinks:
         assert set(token) <= set(
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
         )
-        assert storage.open_signed(token) == storage.path("t/attempt-1.mp4")
+        assert storage.open_signed(token).path == storage.path("t/attempt-1.mp4")
+        assert storage.open_signed(token).download_name == "t.mp4"
         clock.advance(24 * 3600 - 1)
-        assert storage.open_signed(token).exists()
+        assert storage.open_signed(token).path.exists()
         clock.advance(1)
         with pytest.raises(ResultExpired):
             storage.open_signed(token)
@@ -322,6 +323,7 @@ class TestS3:
             urlsplit(s3.url("t/a.mp4", expires_at=clock() + timedelta(hours=24))).query
         )
         assert query["X-Amz-Expires"] == [str(24 * 3600)]
+        assert query["response-content-disposition"] == ['attachment; filename="t.mp4"']
         far = s3.url("t/a.mp4", expires_at=clock() + timedelta(days=30))
         assert parse_qs(urlsplit(far).query)["X-Amz-Expires"] == [str(7 * 24 * 3600)]
         assert "/upres/t/a.mp4" in urlsplit(far).path

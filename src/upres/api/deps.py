@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
@@ -22,6 +21,7 @@ from upres.domain.accounts import Account, ApiKey
 from upres.domain.tasks import Task
 from upres.errors import Unauthorized
 from upres.services.tasks import Submission, Submitted
+from upres.storage.base import StoredFile
 
 
 class KeyAuthenticator(Protocol):
@@ -39,7 +39,7 @@ class TaskUseCases(Protocol):
 
 
 class SignedFiles(Protocol):
-    def open_signed(self, token: str) -> Path:
+    def open_signed(self, token: str) -> StoredFile:
         """Raises ResultExpired or NotFound when the token is stale or unknown."""
         ...
 

@@ -2,7 +2,7 @@
 
 Every non-2xx answer is ``{"error": {"code", "message", "type"[, "param"]}}``:
 upres's own errors by their class, FastAPI's request validation as 400
-``invalid_parameter`` (never its 422 shape), Starlette's 404/405, and anything
+``invalid_parameter`` (never its 422 shape), Starlette's 400/404/405, and anything
 unexpected as 500 ``internal_error`` carrying the request id (logged with the
 traceback).
 """
@@ -31,6 +31,7 @@ from upres.errors import (
     MediaError,
     ModelAccessDenied,
     NotFound,
+    RangeOutsideFile,
     RateLimited,
     RequestTooLarge,
     ResultExpired,
@@ -56,6 +57,7 @@ _STATUS: Mapping[type[UpresError], tuple[int, str]] = {
     ResultExpired: (410, INVALID_REQUEST),
     Conflict: (409, INVALID_REQUEST),
     RequestTooLarge: (413, INVALID_REQUEST),
+    RangeOutsideFile: (416, INVALID_REQUEST),
     RateLimited: (429, "rate_limit_error"),
     ServiceUnavailable: (503, "api_error"),
 }
@@ -65,11 +67,15 @@ _MISSING_MESSAGES: Mapping[str, str] = {
     "video_urls": f"video_urls is required and must not be empty for {API_MODEL}",
 }
 
+# Starlette's own refusals, in the spec's codes. Its 400 is FastAPI's "There was
+# an error parsing the body": not UTF-8, nested too deeply, a number too long.
 _HTTP_CODES: Mapping[int, str] = {
-    404: "not_found",
+    404: "resource_not_found",
     405: "method_not_allowed",
-    413: "request_too_large",
-    415: "unsupported_media_type",
+}
+_HTTP_MESSAGES: Mapping[int, str] = {
+    400: "Request body could not be read as JSON (it must be UTF-8, not too deeply nested)",
+    404: "No such resource",
 }
 
 
@@ -123,6 +129,8 @@ def _extra_headers(exc: UpresError, status: int) -> dict[str, str]:
     if isinstance(exc, RequestTooLarge):
         # The rest of the body stays unread: closing beats the server draining it.
         return {"Connection": "close"}
+    if isinstance(exc, RangeOutsideFile):
+        return {"Content-Range": f"bytes */{exc.size}"}
     if status == 401:
         return {"WWW-Authenticate": "Bearer"}
     return {}
@@ -163,8 +171,11 @@ def _validation_message(error: Mapping[str, Any], param: str | None) -> str:
     if kind == "json_invalid":
         return "Request body is not valid JSON"
     if param is None:
-        missing = kind == "missing"
-        return "Request body is required" if missing else f"Request body: {error.get('msg')}"
+        if kind == "missing":
+            return "Request body is required"
+        if kind == "model_attributes_type":
+            return "Request body must be a JSON object sent as application/json"
+        return f"Request body: {error.get('msg')}"
     if kind == "missing":
         return _MISSING_MESSAGES.get(param, f"{param} is required")
     return f"{param}: {error.get('msg', 'invalid value')}"
@@ -187,15 +198,16 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own answers (unknown route, wrong method, ...) in the envelope."""
+    """Starlette's own answers (unknown route, wrong method, unparsable body) in
+    the envelope; any client error without a code of its own is ``invalid_parameter``."""
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     if status >= 500:
         return internal_error(exc, request_id=request_id_of(request))
     return error_response(
         status,
-        code=_HTTP_CODES.get(status, f"http_{status}"),
-        message=str(exc.detail),
+        code=_HTTP_CODES.get(status, "invalid_parameter"),
+        message=_HTTP_MESSAGES.get(status, str(exc.detail)),
         type_=INVALID_REQUEST,
         headers=exc.headers,
     )

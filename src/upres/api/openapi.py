@@ -78,6 +78,15 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
                 "Malformed task id",
                 _error("invalid_task_id", "Invalid task ID format", _INVALID, param="task_id"),
             ),
+            "bad_range": (
+                "Malformed Range header",
+                _error(
+                    "invalid_parameter",
+                    "Range header is malformed: Only support bytes range",
+                    _INVALID,
+                    param="Range",
+                ),
+            ),
         },
     ),
     401: (
@@ -143,6 +152,20 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
     410: (
         "The result link has expired",
         {"result_expired": ("", _error("result_expired", "Result link has expired", _INVALID))},
+    ),
+    416: (
+        "The requested range is outside the file (Content-Range: bytes */<size>)",
+        {
+            "range_outside_file": (
+                "",
+                _error(
+                    "invalid_parameter",
+                    "Range is outside the file of 1000 bytes",
+                    _INVALID,
+                    param="Range",
+                ),
+            )
+        },
     ),
     413: (
         "Request body over the size limit",

@@ -11,7 +11,7 @@ import math
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from upres.domain.tasks import API_MODEL, Task, TaskError, TaskStatus
@@ -52,8 +52,9 @@ def _drop_null_branches(schema: dict[str, Any]) -> None:
 
 
 class VideoGenerationRequest(BaseModel):
-    """POST /v1/videos/generations. Unknown fields are ignored; optional fields
-    may be omitted but not sent as null."""
+    """POST /v1/videos/generations. Unknown fields are ignored; an optional field
+    sent as null is taken as omitted (generated clients send null for what they
+    omit, as the spec itself is lenient with an invalid factor)."""
 
     model_config = ConfigDict(extra="ignore", json_schema_extra=_drop_null_branches)
 
@@ -81,13 +82,6 @@ class VideoGenerationRequest(BaseModel):
             "example": "https://your-domain.com/webhooks/video-task-completed",
         },
     )
-
-    @field_validator("model_params", "callback_url", mode="before")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must be omitted rather than null")
-        return value
 
 
 class VideoTaskInfo(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -12,6 +13,25 @@ from upres.errors import InvalidRequest
 # Keys are relative paths of plain segments: no empty, dot-led or '..' parts.
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 MAX_KEY_LENGTH = 512
+
+
+def result_key(task_id: str, attempt: int) -> str:
+    """Where an attempt's result is stored: named by the attempt, so a late
+    attempt whose lease was lost never overwrites the result that settled."""
+    return f"{task_id}/attempt-{attempt}.mp4"
+
+
+def download_name(key: str) -> str:
+    """The file name a client saves the result under ``key`` as: ``<task id>.mp4``."""
+    return f"{key.split('/', 1)[0]}.mp4"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFile:
+    """A result on local disk: where it lies and the name a client saves it as."""
+
+    path: Path
+    download_name: str
 
 
 class ResultStorage(Protocol):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
 from upres.jobs.store import Clock, utc_now
-from upres.storage.base import check_key
+from upres.storage.base import StoredFile, check_key, download_name
 
 SECRET_FILE = "file-signing.key"
 _DOMAIN = b"upres-file-link-v1\n"
@@ -105,7 +105,7 @@ class LocalStorage:
         payload = f"{int(expires_at.timestamp())}:{check_key(key)}".encode()
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
-    def open_signed(self, token: str) -> Path:
+    def open_signed(self, token: str) -> StoredFile:
         """The file a link token refers to.
 
         Raises NotFound for a malformed or forged token or a missing file,
@@ -121,7 +121,7 @@ class LocalStorage:
             raise NotFound("No such result file") from exc
         if not path.is_file():
             raise NotFound("No such result file")
-        return path
+        return StoredFile(path=path, download_name=download_name(key))
 
     def delete(self, key: str) -> None:
         """Remove ``key`` and the folders it leaves empty (up to ``root``)."""

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from upres.errors import ServiceUnavailable
 from upres.jobs.store import Clock, utc_now
-from upres.storage.base import check_key
+from upres.storage.base import check_key, download_name
 
 MAX_PRESIGN_S = 7 * 24 * 3600
 
@@ -74,7 +74,11 @@ class S3Storage:
     def url(self, key: str, *, expires_at: datetime) -> str:
         """A presigned GET URL valid until ``expires_at`` (1 s to 7 days from now)."""
         seconds = int((expires_at - self._clock()).total_seconds())
-        params = {"Bucket": self._bucket, "Key": self._name(key)}
+        params = {
+            "Bucket": self._bucket,
+            "Key": self._name(key),
+            "ResponseContentDisposition": f'attachment; filename="{download_name(key)}"',
+        }
         try:
             return self._client.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=min(max(seconds, 1), MAX_PRESIGN_S)

@@ -30,7 +30,7 @@ from upres.domain.tasks import Factor, Task, TaskError
 from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, UpresError
 from upres.jobs.store import CallbackBody, Claim, TaskStore
 from upres.netpolicy import AddressPolicy
-from upres.storage.base import ResultStorage
+from upres.storage.base import ResultStorage, result_key
 from upres.worker.fetch import fetch
 from upres.worker.frames import FrameUpscaler
 from upres.worker.pipeline import CancelToken, Progress, upscale_video
@@ -158,7 +158,7 @@ class TaskRunner:
 
     def _publish(self, claim: Claim, output: Path, duration_s: float, mpix_per_s: float) -> Task:
         """Store the file under a name carrying the attempt, then settle (fenced)."""
-        key = f"{claim.task.id}/attempt-{claim.attempt}.mp4"
+        key = result_key(claim.task.id, claim.attempt)
         self._storage.put(output, key)
         charged = min(
             claim.task.credits_reserved,
