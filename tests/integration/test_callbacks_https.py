@@ -15,7 +15,6 @@ import pytest
 from tests.servers import WebhookReceiver
 from tests.stores import FakeClock, new_task, render_body, reset_postgres
 from upres.callbacks import CallbackDispatcher, CallbackSender, verify_signature
-from upres.callbacks.webhooks import message_id
 from upres.config import Settings
 from upres.db import create_db_engine, migrate
 from upres.jobs.sql import SqlTaskStore
@@ -179,4 +178,4 @@ def test_two_housekeepings_on_one_database_deliver_each_callback_once(
             for store in stores:
                 store.close()
     received = sorted(r.headers["webhook-id"] for r in receiver.received)
-    assert received == sorted(message_id(item) for item in items)
+    assert received == sorted(item.message_id for item in items)

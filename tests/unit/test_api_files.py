@@ -119,3 +119,11 @@ def test_the_download_is_named_after_the_task(api: Api, tmp_path: Path) -> None:
     with httpx.Client(base_url=api.base_url) as client:
         got = client.get(path)
     assert got.headers["content-disposition"] == f'attachment; filename="{task_id}.mp4"'
+
+
+def test_a_wrong_method_on_a_result_link_allows_get_and_head(api: Api) -> None:
+    with httpx.Client(base_url=api.base_url) as client:
+        wrong = client.post("/v1/files/anything")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "GET, HEAD"

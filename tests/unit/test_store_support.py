@@ -141,7 +141,7 @@ def test_concurrent_start_ups_migrate_once(tmp_path):
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-                ("0002",)
+                ("0003",)
             ]
     finally:
         engine.dispose()
@@ -193,6 +193,22 @@ def test_an_outbox_row_written_at_0001_is_still_due_after_upgrading(tmp_path, cl
         store.close()
 
     assert (item.task_id, item.attempts, item.next_attempt_at) == (task.id, 0, clock.now)
+    assert item.message_id == f"msg_{item.id}"  # the webhook-id it may have been sent with
+
+
+def test_webhook_ids_differ_across_databases(tmp_path, clock):
+    """Two deployments (or one after a reset) must not reuse a receiver's dedupe key."""
+    ids = []
+    for name in ("a.db", "b.db"):
+        store = sqlite_store(tmp_path / name, clock)
+        account = store.create_account(user_group="g", credits=1000, webhook_secret="whsec_x")
+        for _ in range(2):
+            task = store.create_task(new_task(account, clock, callback_url="https://h.example/"))
+            store.cancel_task(task.id, account_id=account.id, callback_body=render_body)
+            ids += [item.message_id for item in store.outbox_for_task(task.id)]
+        store.close()
+    assert len(ids) == len(set(ids)) == 4
+    assert all(i.startswith("msg_") and len(i) == 36 for i in ids)
 
 
 @sqlite_only

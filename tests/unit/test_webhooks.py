@@ -19,7 +19,7 @@ import pytest
 from tests.servers import WebhookReceiver
 from tests.stores import FakeClock, new_task, render_body, sqlite_store
 from upres.callbacks import CallbackSender, sign, verify_signature
-from upres.callbacks.webhooks import message_id, signing_key
+from upres.callbacks.webhooks import signing_key
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import OutboxItem
 from upres.netpolicy import AddressPolicy
@@ -112,7 +112,7 @@ def test_delivers_signed_body(store: SqlTaskStore, clock: FakeClock, tls: Tls) -
         sender.close()
     (got,) = receiver.received
     assert got.headers["content-type"] == "application/json"
-    assert got.headers["webhook-id"] == message_id(item)
+    assert got.headers["webhook-id"] == item.message_id
     assert int(got.headers["webhook-timestamp"]) == int(clock().timestamp())
     assert verify_signature(secret, got.headers, got.body, tolerance_s=None)
     assert json.loads(got.body)["status"] == "cancelled"
@@ -216,7 +216,7 @@ def test_a_sender_whose_lease_was_taken_over_leaves_the_attempt_to_the_new_holde
         other.close()
     assert [a.attempt for a in store.callback_attempts(item.id)] == [1]
     # At least once: both POSTs went out, with one webhook-id for the receiver to dedupe on.
-    assert [r.headers["webhook-id"] for r in receiver.received] == [message_id(item)] * 2
+    assert [r.headers["webhook-id"] for r in receiver.received] == [item.message_id] * 2
     assert other.claim(limit=10) == []
 
 

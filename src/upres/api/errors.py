@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from upres.api.ratelimit import RateLimitStatus
 from upres.api.schemas import ErrorBody, ErrorResponse
@@ -204,13 +205,27 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     status = exc.status_code
     if status >= 500:
         return internal_error(exc, request_id=request_id_of(request))
+    headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = _allowed_methods(request)
     return error_response(
         status,
         code=_HTTP_CODES.get(status, "invalid_parameter"),
         message=_HTTP_MESSAGES.get(status, str(exc.detail)),
         type_=INVALID_REQUEST,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes (Starlette names only the first
+    route's, and GET and HEAD of a result link are two routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:

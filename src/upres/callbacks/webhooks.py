@@ -114,11 +114,6 @@ def verify_signature(
     return any(hmac.compare_digest(expected, candidate) for candidate in offered)
 
 
-def message_id(item: OutboxItem) -> str:
-    """The ``webhook-id`` of an outbox item: stable across its retries."""
-    return f"msg_{item.id}"
-
-
 class CallbackSender:
     """Delivers outbox items, one claimed and recorded attempt at a time.
 
@@ -233,7 +228,7 @@ class CallbackSender:
 
     def _headers(self, item: OutboxItem, started: datetime) -> dict[str, str]:
         secret = self._store.get_account(item.account_id).webhook_secret
-        msg_id, stamp = message_id(item), int(started.timestamp())
+        msg_id, stamp = item.message_id, int(started.timestamp())
         return {
             "content-type": "application/json",
             "user-agent": USER_AGENT,

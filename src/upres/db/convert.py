@@ -97,6 +97,7 @@ def outbox_item(row: OutboxRow) -> OutboxItem:
         body=row.body,
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at,
+        message_id=row.message_id,
     )
 
 

@@ -8,6 +8,7 @@ deliver a row at the same time. The pure rules here (``is_due``, ``lease``,
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, or_, select
@@ -48,7 +49,15 @@ def pending_callback(
         delivered=False,
         done_at=None,
         created_at=at,
+        message_id=new_message_id(),
     )
+
+
+def new_message_id() -> str:
+    """A ``webhook-id`` unique across databases and deployments: a receiver that
+    dedupes on it must never drop an event because another server (or this one,
+    after a reset) counted to the same number."""
+    return f"msg_{uuid.uuid4().hex}"
 
 
 def is_due(row: OutboxRow, now: datetime) -> bool:

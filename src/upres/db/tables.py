@@ -130,10 +130,15 @@ class OutboxRow(Base):
 
     ``lease_owner`` and ``lease_expires_at`` name the dispatcher that claimed
     it for an attempt and until when (both None while nobody holds it).
+    ``message_id`` is its ``webhook-id``: the same on every retry, unique
+    across databases, so receivers can dedupe on it.
     """
 
     __tablename__ = "callback_outbox"
-    __table_args__ = (Index("ix_callback_outbox_due", "done_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_callback_outbox_due", "done_at", "next_attempt_at"),
+        Index("ix_callback_outbox_message_id", "message_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
@@ -147,6 +152,7 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    message_id: Mapped[str] = mapped_column(String(64))
 
 
 class CallbackAttemptRow(Base):

@@ -77,7 +77,8 @@ class Heartbeat:
 
 @dataclass(frozen=True, kw_only=True)
 class OutboxItem:
-    """A callback to deliver: the task's public JSON body, frozen at settlement."""
+    """A callback to deliver: the task's public JSON body, frozen at settlement,
+    and its ``webhook-id`` (``message_id``), the same on each of its retries."""
 
     id: int
     task_id: str
@@ -86,6 +87,7 @@ class OutboxItem:
     body: str
     attempts: int
     next_attempt_at: datetime
+    message_id: str
 
 
 @dataclass(frozen=True, kw_only=True)
