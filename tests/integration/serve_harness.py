@@ -145,6 +145,10 @@ class Client:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """Any request with the key, answered as it is (no status check)."""
+        return self._http.request(method, path, **options)
+
     def task(self, task_id: str) -> Any:
         response = self._http.get(f"/v1/tasks/{task_id}")
         assert response.status_code == 200, response.text

@@ -155,19 +155,23 @@ def test_cancelling_a_processing_task_stops_it_and_refunds_everything(
     assert client.task(created["id"])["status"] == "cancelled"
 
 
-def test_a_task_whose_input_disappears_fails_after_its_attempts_and_is_refunded(
+def test_a_task_whose_input_disappears_fails_at_once_and_is_refunded(
     client: Client, videos: LocalHttpServer, tmp_path: Path
 ) -> None:
+    """A 404 is the same on every try: one download attempt, no retries."""
     videos.routes["/vanishing.mp4"] = Route(body=make_clip(tmp_path / "v.mp4").read_bytes())
     before = client.credits()
     created = client.submit(videos.url("/vanishing.mp4"))
+    probed = len(videos.requests)
     videos.routes["/vanishing.mp4"] = Route(status=404)
 
     failed = client.wait_for(created["id"], "failed", "completed")
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "video_probe_failed"
+    assert "HTTP 404" in failed["error"]["message"]
     assert "results" not in failed
     assert client.credits() == before
+    assert [path for path, _ in videos.requests[probed:]] == ["/vanishing.mp4"]
 
 
 def test_a_crash_mid_task_is_recovered_after_restart_and_charged_once(
@@ -223,3 +227,42 @@ def test_an_api_only_serve_is_healthy_and_its_tasks_wait_for_workers(
     finally:
         client.close()
         serve.stop()
+
+
+def test_hostile_edges_answer_in_the_envelope_and_store_nothing(
+    client: Client, videos: LocalHttpServer, service: tuple[Serve, CreatedKey]
+) -> None:
+    """Issue 11 against the real process: no 500, every code the spec's."""
+    before = client.credits()
+    generations = "/v1/videos/generations"
+    json_type = {"content-type": "application/json"}
+
+    def code(response: httpx.Response) -> tuple[int, str]:
+        return response.status_code, response.json()["error"]["code"]
+
+    for url in ("http://1.2.3.04/v.mp4", "http://0177.0.0.1/v", "http://h.example/\\ud800"):
+        body = f'{{"model": "topaz-video-upscale", "video_urls": ["{url}"]}}'.encode()
+        sent = client.request("POST", generations, content=body, headers=json_type)
+        assert code(sent) == (400, "invalid_parameter")
+        assert sent.json()["error"]["param"] == "video_urls"
+    octal_hook = {
+        "model": "topaz-video-upscale",
+        "video_urls": [videos.url("/short.mp4")],
+        "callback_url": "https://010.010.010.010/cb",
+    }
+    assert code(client.request("POST", generations, json=octal_hook)) == (400, "invalid_parameter")
+    for raw in (b'{"model": "\xff"}', b"[" * 100_000 + b"]" * 100_000):
+        sent = client.request("POST", generations, content=raw, headers=json_type)
+        assert code(sent) == (400, "invalid_parameter")
+    assert code(client.request("GET", "/nowhere")) == (404, "resource_not_found")
+    assert client.credits() == before
+
+    plain = {"model": "topaz-video-upscale", "video_urls": [videos.url("/short.mp4")]}
+    blank = {"Idempotency-Key": ""}
+    first = client.request("POST", generations, json=plain | {"callback_url": None}, headers=blank)
+    second = client.request("POST", generations, json=plain | {"model_params": None}, headers=blank)
+    assert (first.status_code, second.status_code) == (200, 200), second.text
+    assert first.json()["id"] != second.json()["id"]
+    for created in (first.json(), second.json()):
+        client.cancel(created["id"])
+    assert client.credits() == before

@@ -10,6 +10,7 @@ import pytest
 from tests.stores import ledger_sums, new_task, render_body
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
+from upres.jobs.lifecycle import RETRY_DELAYS_S
 
 BOOM = TaskError(code="service_error", message="boom")
 
@@ -159,11 +160,14 @@ def test_complete_without_callback_url_queues_no_callback(store, clock, account)
 
 def test_fail_with_retry_requeues_until_attempts_run_out(store, clock, account):
     task = store.create_task(new_task(account, clock, reserved=32))
-    for _ in range(2):
+    for delay in RETRY_DELAYS_S[:2]:  # attempts 1 and 2 of 3
         claim = store.claim(worker_id="w1", lease_s=30)
         again = store.fail(claim, error=BOOM, retry=True, callback_body=render_body)
         assert again.status is TaskStatus.PENDING
         assert again.error is None
+        clock.advance(delay - 0.5)
+        assert store.claim(worker_id="w1", lease_s=30) is None  # backing off
+        clock.advance(0.5)
 
     last = store.claim(worker_id="w1", lease_s=30)
     ended = store.fail(last, error=BOOM, retry=True, callback_body=render_body)
@@ -213,6 +217,7 @@ def test_a_reap_that_fails_to_render_a_callback_requeues_nothing(store, clock, a
     fresh = store.create_task(replace(new_task(account, clock), id="task-unified-1-aaaaaaaa"))
     first = store.claim(worker_id="w1", lease_s=30)
     store.fail(first, error=BOOM, retry=True, callback_body=render_body)
+    clock.advance(RETRY_DELAYS_S[0])
     store.claim(worker_id="w1", lease_s=30)
     store.claim(worker_id="w2", lease_s=30)
     clock.advance(31)

@@ -155,23 +155,26 @@ _OUTBOX_AT_0001 = text(
 ).bindparams(bindparam("at", type_=UtcDateTime()))
 
 
-def _upgrade_to(url, revision):
+def _move_to(url, revision, *, step=command.upgrade):
     engine = create_db_engine(url)
     try:
         with engine.begin() as conn:
             config = alembic_config()
             config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            step(config, revision)
     finally:
         engine.dispose()
 
 
 def test_an_outbox_row_written_at_0001_is_still_due_after_upgrading(tmp_path, clock):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    _upgrade_to(url, "0001")
+    # Rows the store writes today, then the schema taken back to 0001 under them.
+    store = sqlite_store(tmp_path / "old.db", clock)
+    account = store.create_account(user_group="default", credits=1000, webhook_secret="whsec_x")
+    task = store.create_task(new_task(account, clock))
+    store.close()
+    _move_to(url, "0001", step=command.downgrade)
     old = SqlTaskStore(url, clock=clock)
-    account = old.create_account(user_group="default", credits=1000, webhook_secret="whsec_x")
-    task = old.create_task(new_task(account, clock))
     with old.engine.begin() as conn:
         conn.execute(
             _OUTBOX_AT_0001,

@@ -112,6 +112,8 @@ class TaskRow(Base):
     cancel_requested: Mapped[bool]
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A pending task is not claimed before this (a retry backing off); None: at once.
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class LedgerRow(Base):

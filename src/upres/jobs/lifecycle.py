@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, or_
+
 from upres.db import convert
 from upres.db.tables import IdempotencyRow, TaskRow
 from upres.domain.tasks import TaskError, TaskStatus
@@ -20,6 +22,10 @@ CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was canc
 ABANDONED_ERROR = TaskError(
     code="service_error", message="The task's worker stopped responding too many times"
 )
+# After a transient failure (the input server down, a stage crashed) the n-th
+# retry waits the n-th of these (the last repeats): soon enough for a blip,
+# not back to back against a struggling server.
+RETRY_DELAYS_S = (10.0, 30.0)
 
 
 def new_row(new: NewTask, reserved: int) -> TaskRow:
@@ -49,6 +55,7 @@ def new_row(new: NewTask, reserved: int) -> TaskRow:
         cancel_requested=False,
         lease_owner=None,
         lease_expires_at=None,
+        not_before=None,
     )
 
 
@@ -95,6 +102,22 @@ def fenced(row: TaskRow | None, claim: Claim, *, allow_cancelled: bool = False) 
     ):
         raise LeaseLost(f"Lease on task {claim.task.id} (attempt {claim.attempt}) was lost")
     return row
+
+
+def is_claimable(row: TaskRow, now: datetime) -> bool:
+    """Whether a worker may start ``row`` at ``now``: pending, and not backing off.
+
+    ``claimable`` is the same rule as a SQL condition; change them together.
+    """
+    pending = TaskStatus(row.status) is TaskStatus.PENDING
+    return pending and (row.not_before is None or row.not_before <= now)
+
+
+def claimable(now: datetime) -> ColumnElement[bool]:
+    """``is_claimable`` as a WHERE condition on the task table."""
+    return (TaskRow.status == TaskStatus.PENDING) & or_(
+        TaskRow.not_before.is_(None), TaskRow.not_before <= now
+    )
 
 
 def start(row: TaskRow, *, worker_id: str, lease_s: float, now: datetime) -> Claim:
@@ -172,9 +195,19 @@ def end(row: TaskRow, status: TaskStatus, now: datetime, *, error: TaskError | N
 
 
 def requeue(row: TaskRow, now: datetime) -> None:
-    """Put a row back in the queue; the lease owner is cleared, the attempt count kept."""
+    """Put a row back in the queue, claimable at once (its worker is gone: its lease
+    ran out); the lease owner is cleared, the attempt count kept."""
     row.status = TaskStatus.PENDING
     row.progress = 0
     row.lease_owner = None
     row.lease_expires_at = None
+    row.not_before = None
     row.updated_at = now
+
+
+def back_off(row: TaskRow, now: datetime) -> None:
+    """Requeue a row after a transient failure of its attempt, claimable only
+    after that attempt's retry delay (``RETRY_DELAYS_S``)."""
+    requeue(row, now)
+    delay = RETRY_DELAYS_S[min(row.attempts, len(RETRY_DELAYS_S)) - 1]
+    row.not_before = now + timedelta(seconds=delay)

@@ -128,11 +128,12 @@ class MemoryTaskStore(MemoryAccounts, TaskStore):
 
     def claim(self, *, worker_id: str, lease_s: float) -> Claim | None:
         with self._lock:
-            pending = [row for row in self._tasks.values() if row.status == TaskStatus.PENDING]
-            if not pending:
+            now = self._clock()
+            ready = [row for row in self._tasks.values() if lifecycle.is_claimable(row, now)]
+            if not ready:
                 return None
-            oldest = min(pending, key=lambda row: (row.created_at, row.id))
-            return lifecycle.start(oldest, worker_id=worker_id, lease_s=lease_s, now=self._clock())
+            oldest = min(ready, key=lambda row: (row.created_at, row.id))
+            return lifecycle.start(oldest, worker_id=worker_id, lease_s=lease_s, now=now)
 
     def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
         """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
@@ -176,7 +177,7 @@ class MemoryTaskStore(MemoryAccounts, TaskStore):
             row = self._fenced(claim)
             now = self._clock()
             if retry and lifecycle.may_run_again(row, self._max_attempts):
-                return self._commit(_requeued(row, now))
+                return self._commit(_requeued(row, now, back_off=True))
             return self._commit(_failed(row, error, now, callback_body))
 
     def reap(self, *, callback_body: CallbackBody, max_attempts: int | None = None) -> list[Task]:
@@ -270,9 +271,9 @@ def _settled(row: TaskRow, *, charged: int, now: datetime, callback_body: Callba
     return _Change(row=row, entries=entries, callback=callback)
 
 
-def _requeued(row: TaskRow, now: datetime) -> _Change:
+def _requeued(row: TaskRow, now: datetime, *, back_off: bool = False) -> _Change:
     copy = _copy(row)
-    lifecycle.requeue(copy, now)
+    (lifecycle.back_off if back_off else lifecycle.requeue)(copy, now)
     return _Change(row=copy)
 
 

@@ -142,7 +142,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
     def claim(self, *, worker_id: str, lease_s: float) -> Claim | None:
         query = (
             select(TaskRow)
-            .where(TaskRow.status == TaskStatus.PENDING)
+            .where(lifecycle.claimable(self._clock()))
             .order_by(TaskRow.created_at, TaskRow.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -196,7 +196,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
             row = _fenced(session, claim)
             now = self._clock()
             if retry and lifecycle.may_run_again(row, self._max_attempts):
-                lifecycle.requeue(row, now)
+                lifecycle.back_off(row, now)
             else:
                 self._fail(session, row, error, now, callback_body)
             return convert.task(row)
