@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from upres.domain.tasks import API_MODEL, Task, TaskError, TaskStatus
+from upres.urlpolicy import MAX_CALLBACK_URL_LENGTH
 
 
 class ResultUrl(Protocol):
@@ -76,7 +77,9 @@ class VideoGenerationRequest(BaseModel):
     )
     callback_url: str | None = Field(
         default=None,
-        description="HTTPS callback URL for task completion (at most 2048 characters)",
+        description=(
+            f"HTTPS callback URL for task completion (at most {MAX_CALLBACK_URL_LENGTH} characters)"
+        ),
         json_schema_extra={
             "format": "uri",
             "example": "https://your-domain.com/webhooks/video-task-completed",
