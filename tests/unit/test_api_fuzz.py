@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.hostile import UNSENDABLE_URLS
 from tests.unit.api_harness import RESULTS_BASE, Api, running_api
-from tests.unit.test_services_tasks import UNSENDABLE_URLS
 from upres.domain.tasks import API_MODEL
 
 GENERATIONS = "/v1/videos/generations"

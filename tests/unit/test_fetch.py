@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.dns import hanging_dns
+from tests.hostile import UNSENDABLE_URLS
 from tests.servers import LocalHttpServer, Route
-from tests.unit.test_services_tasks import UNSENDABLE_URLS
 from upres.errors import FetchError, InputRefused
 from upres.netpolicy import AddressPolicy
 from upres.worker.fetch import fetch

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.clips import probed_info
+from tests.hostile import UNSENDABLE_URLS
 from tests.stores import render_body
 from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
@@ -31,20 +32,6 @@ from upres.urlpolicy import UrlPolicy
 
 VIDEO = "https://videos.example.com/clip.mp4"
 HOOK = "https://hooks.example.com/done"
-# URLs the HTTP client refuses to send (issue 11): each must be a 400, never a 500.
-UNSENDABLE_URLS = [
-    "http://1.2.3.04/v.mp4",
-    "http://0177.0.0.1/v.mp4",
-    "http://999.999.999.999/v.mp4",
-    "http://videos.example.com/v\x00.mp4",
-    "http://videos.example.com/v\r\n.mp4",
-    "http://videos.example.com/\tv.mp4",
-    "http://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com/v.mp4",  # full-width letters
-    "http://videos.example.com/" + "a" * 65536,
-    "http://videos.example.com/\ud800.mp4",  # a lone surrogate
-    "http://videos.example.com:99999/v.mp4",
-    "http://xn--/v.mp4",
-]
 
 
 @dataclass

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.dns import hanging_dns
-from tests.unit.test_services_tasks import UNSENDABLE_URLS
+from tests.hostile import UNSENDABLE_URLS
 from upres.errors import AddressNotAllowed, InvalidRequest, InvalidUrl
 from upres.netpolicy import AddressPolicy, IPAddress, Resolver
 from upres.urlpolicy import CALLBACK_URL, INPUT_URL, UrlPolicy, parse_url
