@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from upres.errors import FetchError, InputRefused, InvalidRequest, InvalidUrl, UpresError
+from upres.errors import FetchError, InputRefused, InvalidRequest, UpresError
 from upres.netpolicy import AddressPolicy, policy_client, total_deadline
 from upres.urlpolicy import INPUT_URL, parse_url
 
@@ -85,15 +85,12 @@ def open_stream(
 
 
 def _redirect_target(base: httpx.URL, location: str) -> httpx.URL:
-    """Where a redirect points, checked as the submitted URL was.
+    """Where a redirect points, checked as the submitted URL was (the client has
+    already refused a Location it cannot join).
 
     Raises InvalidUrl when the client could not follow it.
     """
-    try:
-        target = str(base.join(location))
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise InvalidUrl(f"Input URL redirected to an invalid URL: {exc}") from exc
-    return parse_url(target, INPUT_URL)
+    return parse_url(str(base.join(location)), INPUT_URL)
 
 
 def http_failure(status: int, message: str) -> FetchError:
