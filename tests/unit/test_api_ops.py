@@ -39,6 +39,7 @@ def test_openapi_lists_every_endpoint_with_its_method(openapi: dict[str, Any]) -
         ("/v1/tasks/{task_id}", "get"),
         ("/v1/tasks/{task_id}/cancel", "post"),
         ("/v1/files/{token}", "get"),
+        ("/v1/files/{token}", "head"),
         ("/v1/models", "get"),
         ("/v1/credits", "get"),
         ("/healthz", "get"),
