@@ -9,6 +9,10 @@ from typing import Literal
 from upres.errors import InvalidRequest
 
 VideoCodec = Literal["h264", "h265", "av1"]
+# The codec when none was chosen, and the one it becomes for an HDR or deeper
+# than 8-bit source (H.264 output stays 8-bit: see upres.worker.encode).
+DEFAULT_CODEC: VideoCodec = "h264"
+DEEP_CODEC: VideoCodec = "h265"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,6 +23,39 @@ class ColorInfo:
     primaries: int
     transfer: int
     matrix: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class MasteringDisplay:
+    """SMPTE ST 2086 mastering display colour volume (HDR10 static metadata).
+
+    Chromaticities are CIE 1931 (x, y) in red, green, blue order; luminances
+    are in cd/m2. Exact fractions, as the bitstream stores them.
+    """
+
+    red: tuple[Fraction, Fraction]
+    green: tuple[Fraction, Fraction]
+    blue: tuple[Fraction, Fraction]
+    white_point: tuple[Fraction, Fraction]
+    min_luminance: Fraction
+    max_luminance: Fraction
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContentLight:
+    """CTA-861.3 content light level: MaxCLL and MaxFALL in cd/m2."""
+
+    max_cll: int
+    max_fall: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class HdrInfo:
+    """The HDR side of a source: static metadata, and whether Dolby Vision rides on it."""
+
+    mastering: MasteringDisplay | None = None
+    light: ContentLight | None = None
+    dolby_vision: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +75,7 @@ class VideoInfo:
     color: ColorInfo
     has_audio: bool
     container: str
+    hdr: HdrInfo = HdrInfo()
 
 
 _X26X_PRESETS = (
@@ -66,24 +104,28 @@ MAX_CRF: dict[VideoCodec, int] = {"h264": 51, "h265": 51, "av1": 63}
 class EncodeSettings:
     """How the output video is written; None picks the codec's default crf or preset.
 
+    ``codec`` None (nobody chose one) is ``DEFAULT_CODEC``, or ``DEEP_CODEC``
+    for a source that needs more than 8 bits; both take the same presets and
+    crf range, so settings valid for one are valid for the other.
     ``threads`` 0 lets the encoder choose. Raises InvalidRequest when the
-    preset or crf is not one ``codec`` accepts, or ``threads`` is negative.
+    preset or crf is not one the codec accepts, or ``threads`` is negative.
     """
 
-    codec: VideoCodec = "h264"
+    codec: VideoCodec | None = None
     crf: int | None = None
     preset: str | None = None
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.preset is not None and self.preset not in PRESETS[self.codec]:
-            choices = ", ".join(PRESETS[self.codec])
+        codec = self.codec or DEFAULT_CODEC
+        if self.preset is not None and self.preset not in PRESETS[codec]:
+            choices = ", ".join(PRESETS[codec])
             raise InvalidRequest(
-                f"{self.codec} has no preset {self.preset!r}; use one of {choices}", param="preset"
+                f"{codec} has no preset {self.preset!r}; use one of {choices}", param="preset"
             )
-        if self.crf is not None and not 0 <= self.crf <= MAX_CRF[self.codec]:
+        if self.crf is not None and not 0 <= self.crf <= MAX_CRF[codec]:
             raise InvalidRequest(
-                f"{self.codec} crf must be 0..{MAX_CRF[self.codec]}, got {self.crf}", param="crf"
+                f"{codec} crf must be 0..{MAX_CRF[codec]}, got {self.crf}", param="crf"
             )
         if self.threads < 0:
             raise InvalidRequest(f"threads must be >= 0, got {self.threads}", param="threads")

@@ -1,5 +1,9 @@
 """Input file -> a lazy stream of RGB frame batches with their exact timestamps.
 
+An interlaced source is deinterlaced here (``DecodeOptions.deinterlace``,
+see ``upres.worker.fields``); timestamps are then in the stream's time base
+divided by its rate.
+
 Damaged input policy: packets are decoded one by one. A packet the decoder
 rejects is skipped and counted (the frames around it keep their timestamps);
 frames the decoder repaired by error concealment are kept and counted. When
@@ -28,6 +32,7 @@ from upres.worker.colorimetry import (
     TO_RGB_FLAGS,
     YuvConversion,
 )
+from upres.worker.fields import Deinterlace, deinterlaced
 from upres.worker.frames import FrameBatch
 from upres.worker.probe import media_error, open_input, video_stream
 
@@ -43,6 +48,7 @@ class DecodeOptions:
     batch_size: int = 1
     hardware: bool = False
     max_skipped_fraction: float = 0.1
+    deinterlace: Deinterlace | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +115,8 @@ def _decode(source: Path, options: DecodeOptions, hwaccel: HWAccel | None) -> Ge
         stream = video_stream(container)
         stream.codec_context.thread_type = "AUTO"
         frames = _frames(container, stream, tally)
+        if options.deinterlace is not None:
+            frames = deinterlaced(_stamped(frames), stream, options.deinterlace)
         yield from _batches(_timed(frames), options, tally)
     yield _summary(tally, options, hardware=hwaccel is not None)
 
@@ -148,6 +156,13 @@ def _timed(frames: Iterator[VideoFrame]) -> Iterator[tuple[VideoFrame, int, int]
     if previous is not None:
         last, last_pts = previous
         yield last, last_pts, int(last.duration or 0) or gap
+
+
+def _stamped(frames: Iterator[VideoFrame]) -> Iterator[VideoFrame]:
+    """``frames`` with the strictly increasing pts of ``_timed`` written into them."""
+    for frame, pts, _ in _timed(frames):
+        frame.pts = pts
+        yield frame
 
 
 def _batches(

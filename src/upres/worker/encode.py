@@ -24,10 +24,18 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from upres.domain.media import EncodeSettings, VideoCodec, VideoInfo
+from upres.domain.media import EncodeSettings, HdrInfo, VideoCodec, VideoInfo
 from upres.errors import EncodeError
 from upres.worker.colorimetry import RANGE_FULL, TO_YUV_FLAGS, YuvConversion
 from upres.worker.decode import TimedBatch
+from upres.worker.frames import FALLBACK_TIME_BASE
+from upres.worker.hdr import (
+    choose_codec,
+    dolby_vision_note,
+    needs_deep_output,
+    svtav1_params,
+    x265_params,
+)
 from upres.worker.probe import open_input, video_stream
 from upres.worker.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
 
@@ -39,7 +47,7 @@ _TEN_BIT = "yuv420p10le"
 # H.264 can carry 10 bits (High 10), but browsers and phones rarely play it,
 # so H.264 output stays 8-bit yuv420p; H.265 and AV1 keep a deep source deep.
 _DEEP_CODECS: frozenset[VideoCodec] = frozenset({"h265", "av1"})
-_FALLBACK_TIME_BASE = Fraction(1, 90_000)
+_PROGRESSIVE = 1  # AVFieldOrder AV_FIELD_PROGRESSIVE
 
 
 def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
@@ -50,14 +58,19 @@ def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings
     veryfast needs about half the CPU per frame at the same CRF. A preset the
     user chose is kept.
     """
-    if not fast_source or settings.preset is not None or settings.codec != "h264":
+    if not fast_source or settings.preset is not None or settings.codec not in (None, "h264"):
         return settings
     return replace(settings, preset=_FAST_SOURCE_PRESET)
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputPlan:
-    """Everything about the output video stream, decided before the first frame."""
+    """Everything about the output video stream, decided before the first frame.
+
+    ``rate`` is 2 when each input frame becomes two (field-rate
+    deinterlacing): the time base is halved and the frame rate doubled.
+    ``notes`` say what upres chose for the user (a codec switch, Dolby Vision dropped).
+    """
 
     width: int
     height: int
@@ -66,31 +79,44 @@ class OutputPlan:
     rotation: int
     sample_aspect_ratio: Fraction | None
     frame_rate: Fraction | None
+    codec: VideoCodec
     settings: EncodeSettings
+    hdr: HdrInfo
+    rate: int
+    notes: tuple[str, ...]
 
     @property
     def encoder(self) -> str:
-        return _ENCODERS[self.settings.codec]
+        return _ENCODERS[self.codec]
 
 
 def plan_output(
-    info: VideoInfo, *, scale: int, conversion: YuvConversion, settings: EncodeSettings
+    info: VideoInfo,
+    *,
+    scale: int,
+    conversion: YuvConversion,
+    settings: EncodeSettings,
+    rate: int = 1,
 ) -> OutputPlan:
-    """The output for ``info`` upscaled ``scale`` times.
+    """The output for ``info`` upscaled ``scale`` times, ``rate`` frames per input frame.
 
-    Sizes are rounded down to even numbers (4:2:0 needs them); a 10-bit or
-    deeper source stays 10-bit with H.265 and AV1 (H.264 output is 8-bit).
+    Sizes are rounded down to even numbers (4:2:0 needs them). The codec is
+    ``choose_codec``'s; an HDR or deeper than 8-bit source is written 10-bit
+    with H.265 and AV1 (H.264 output is 8-bit), with its HDR10 metadata.
+    Raises EncodeError when the encoder is missing.
     """
+    codec, codec_note = choose_codec(settings, info)
     try:
-        encoder = av.codec.Codec(_ENCODERS[settings.codec], "w")
+        encoder = av.codec.Codec(_ENCODERS[codec], "w")
     except av.codec.codec.UnknownCodecError as exc:
-        raise EncodeError(f"The {_ENCODERS[settings.codec]} encoder is not available.") from exc
+        raise EncodeError(f"The {_ENCODERS[codec]} encoder is not available.") from exc
     formats = encoder.video_formats or []
     deep = (
-        info.bit_depth > 8
-        and settings.codec in _DEEP_CODECS
+        needs_deep_output(info)
+        and codec in _DEEP_CODECS
         and any(f.name == _TEN_BIT for f in formats)
     )
+    notes = (codec_note, dolby_vision_note(info))
     return OutputPlan(
         width=info.width * scale // 2 * 2,
         height=info.height * scale // 2 * 2,
@@ -98,8 +124,12 @@ def plan_output(
         conversion=conversion,
         rotation=info.rotation,
         sample_aspect_ratio=info.sample_aspect_ratio,
-        frame_rate=info.average_fps,
+        frame_rate=info.average_fps * rate if info.average_fps else None,
+        codec=codec,
         settings=settings,
+        hdr=info.hdr,
+        rate=rate,
+        notes=tuple(n for n in notes if n is not None),
     )
 
 
@@ -195,15 +225,21 @@ def _add_video(out: OutputContainer, video_in: VideoStream, plan: OutputPlan) ->
     if not isinstance(stream, VideoStream):
         raise EncodeError(f"{plan.encoder} is not a video encoder.")
     stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, plan.pix_fmt
-    stream.time_base = video_in.time_base or _FALLBACK_TIME_BASE
+    stream.time_base = output_time_base(video_in, plan.rate)
     _configure(stream.codec_context, video_in, plan)
     if plan.rotation:
         stream.set_display_rotation(plan.rotation)
     return stream
 
 
+def output_time_base(video_in: VideoStream, rate: int) -> Fraction:
+    """The input's time base (divided by ``rate``: field-rate output has frames in between)."""
+    return Fraction(video_in.time_base or FALLBACK_TIME_BASE) / rate
+
+
 def _configure(ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan) -> None:
-    ctx.time_base = video_in.time_base or _FALLBACK_TIME_BASE
+    ctx.time_base = output_time_base(video_in, plan.rate)
+    ctx.field_order = _PROGRESSIVE
     ctx.thread_count = plan.settings.threads
     tags = plan.conversion.tags
     ctx.color_range, ctx.colorspace = tags.color_range, tags.matrix
@@ -215,7 +251,7 @@ def _configure(ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan) 
         # With B-frames, mp4 sample durations follow the reordered decode times, which
         # stretches a VFR stream's end; without them every frame keeps its exact span.
         ctx.max_b_frames = 0
-    ctx.options = _encoder_options(plan.settings, vfr=vfr)
+    ctx.options = _encoder_options(plan, vfr=vfr)
 
 
 def _is_vfr(video_in: VideoStream) -> bool:
@@ -223,12 +259,16 @@ def _is_vfr(video_in: VideoStream) -> bool:
     return bool(average and base and average != base)
 
 
-def _encoder_options(settings: EncodeSettings, *, vfr: bool) -> dict[str, str]:
-    codec = settings.codec
+def _encoder_options(plan: OutputPlan, *, vfr: bool) -> dict[str, str]:
+    codec, settings = plan.codec, plan.settings
     crf = settings.crf if settings.crf is not None else _DEFAULT_CRF[codec]
     options = {"crf": str(crf), "preset": settings.preset or _DEFAULT_PRESET[codec]}
+    deep = plan.pix_fmt == _TEN_BIT
     if codec == "h265":
-        options["x265-params"] = "log-level=error" + (":bframes=0" if vfr else "")
+        params = ["log-level=error", *(["bframes=0"] if vfr else [])]
+        options["x265-params"] = ":".join(params + (x265_params(plan.hdr) if deep else []))
+    if codec == "av1" and deep and svtav1_params(plan.hdr):
+        options["svtav1-params"] = ":".join(svtav1_params(plan.hdr))
     return options
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import torch
+
+# The time base of a stream that declares none (90 kHz, MPEG's clock).
+FALLBACK_TIME_BASE = Fraction(1, 90_000)
 
 
 @dataclass(frozen=True, kw_only=True)

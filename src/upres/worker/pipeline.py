@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
+from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
 from upres.errors import Cancelled, EncodeError, ModelError
 from upres.worker.colorimetry import conversion_for
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.worker.encode import OutputPlan, encode, plan_output
+from upres.worker.fields import Deinterlace, FieldScan, field_notes, scan_fields
 from upres.worker.frames import FrameBatch, FrameUpscaler
 from upres.worker.probe import probe
 
@@ -51,7 +52,8 @@ class UpscaleResult:
 
     ``skipped_packets``/``concealed_frames`` count damage in the input (see
     ``upres.worker.decode``); ``dropped_streams`` lists source streams mp4
-    cannot carry; ``hardware_decoded`` is True when CUDA decoding was used.
+    cannot carry; ``hardware_decoded`` is True when CUDA decoding was used;
+    ``notes`` say what upres decided for the user (codec, deinterlacing).
     """
 
     info: VideoInfo
@@ -59,6 +61,9 @@ class UpscaleResult:
     frames: int
     width: int
     height: int
+    codec: VideoCodec
+    fields: FieldScan
+    notes: tuple[str, ...]
     output_bytes: int
     elapsed_s: float
     skipped_packets: int
@@ -96,10 +101,12 @@ def upscale_video(
     on_progress: Callable[[Progress], None] | None = None,
     cancel: CancelToken | None = None,
     hardware_decode: bool | None = None,
+    double_rate: bool = False,
 ) -> UpscaleResult:
     """Upscale ``source`` into ``destination`` (mp4) with ``upscaler``.
 
-    ``hardware_decode`` None uses CUDA decoding when a GPU is present.
+    ``hardware_decode`` None uses CUDA decoding when a GPU is present. An
+    interlaced source is deinterlaced, to one frame per field with ``double_rate``.
     Raises the MediaError subclasses of ``probe`` and ``decode``, ModelError,
     EncodeError, Cancelled, or whatever ``on_progress`` raises; on any error no
     file exists under ``destination`` and no temporary file is left.
@@ -113,6 +120,7 @@ def upscale_video(
         limits=limits,
         on_progress=on_progress,
         hardware_decode=hardware_decode,
+        double_rate=double_rate,
     )
     run = _Run(cancel=cancel or CancelToken(), started=started)
     try:
@@ -126,6 +134,9 @@ def upscale_video(
         frames=summary.frames,
         width=job.plan.width,
         height=job.plan.height,
+        codec=job.plan.codec,
+        fields=job.fields,
+        notes=job.plan.notes + field_notes(job.fields, job.options.deinterlace),
         output_bytes=destination.stat().st_size,
         elapsed_s=time.monotonic() - started,
         skipped_packets=summary.skipped_packets,
@@ -145,6 +156,7 @@ class _Job:
     options: DecodeOptions
     plan: OutputPlan
     info: VideoInfo
+    fields: FieldScan
     on_progress: Callable[[Progress], None] | None
 
 
@@ -157,9 +169,16 @@ def _prepare(
     limits: MediaLimits,
     on_progress: Callable[[Progress], None] | None,
     hardware_decode: bool | None,
+    double_rate: bool,
 ) -> _Job:
     """Probe the source and decide how to decode and encode it."""
     info = probe(source, limits=limits)
+    fields = scan_fields(source)
+    deinterlace = (
+        Deinterlace(order=fields.order, double_rate=double_rate)
+        if fields.order != "progressive"
+        else None
+    )
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     options = DecodeOptions(
         width=info.width,
@@ -168,14 +187,19 @@ def _prepare(
         conversion=conversion,
         batch_size=max(1, upscaler.batch_size),
         hardware=torch.cuda.is_available() if hardware_decode is None else hardware_decode,
+        deinterlace=deinterlace,
     )
+    rate = deinterlace.rate if deinterlace is not None else 1
     return _Job(
         source=source,
         temp=destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part"),
         upscaler=upscaler,
         options=options,
-        plan=plan_output(info, scale=upscaler.scale, conversion=conversion, settings=settings),
+        plan=plan_output(
+            info, scale=upscaler.scale, conversion=conversion, settings=settings, rate=rate
+        ),
         info=info,
+        fields=fields,
         on_progress=on_progress,
     )
 
@@ -263,7 +287,7 @@ def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
     dropped: tuple[str, ...] = ()
     try:
         batches = _encoder_input(run, upscaled, summaries)
-        report = _reporter(run, job.info, job.on_progress)
+        report = _reporter(run, job.info, job.plan.rate, job.on_progress)
         dropped = encode(job.source, job.temp, batches, plan=job.plan, on_batch=report)
     except _StoppedError:
         pass
@@ -322,11 +346,12 @@ def _encoder_input(
 
 
 def _reporter(
-    run: _Run, info: VideoInfo, on_progress: Callable[[Progress], None] | None
+    run: _Run, info: VideoInfo, rate: int, on_progress: Callable[[Progress], None] | None
 ) -> Callable[[int], None]:
-    total = info.frame_count or (
+    frames = info.frame_count or (
         round(info.duration_s * info.average_fps) if info.average_fps else None
     )
+    total = frames * rate if frames is not None else None
     done = 0
 
     def report(frames: int) -> None:

@@ -33,6 +33,7 @@ from upres.errors import (
     UpresError,
     VideoTooLong,
 )
+from upres.worker.hdr import hdr_info
 
 # Leading box types of an ISO-BMFF (mp4/mov) file: such a file that will not open is
 # damaged or truncated rather than "not a video".
@@ -215,6 +216,7 @@ def _video_info(
         color=_color(first, stream),
         has_audio=bool(container.streams.audio),
         container=container.format.name,
+        hdr=hdr_info(first, codec_tag=ctx.codec_tag),
     )
 
 
