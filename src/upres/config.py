@@ -46,7 +46,11 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads per model run; default all cores (fewer when sharing the CPU)",
     )
-    encode_codec: VideoCodec = Field(default="h264", description="Output codec: h264, h265, av1")
+    encode_codec: VideoCodec | None = Field(
+        default=None,
+        description="Output codec: h264, h265, av1; default h264, or h265 10-bit for an HDR "
+        "or deeper than 8-bit source",
+    )
     encode_crf: int | None = Field(
         default=None,
         description="Output quality (lower is better); default h264 18, h265 20, av1 28",
@@ -57,6 +61,10 @@ class Settings(BaseSettings):
         "default medium, fast, 8",
     )
     encode_threads: int = Field(default=0, ge=0, description="Encoder threads; 0: its own choice")
+    deinterlace_double_rate: bool = Field(
+        default=False,
+        description="Deinterlace to one frame per field (50i -> 50p) instead of one per frame",
+    )
     max_width: int = 7680
     max_height: int = 4320
     max_duration_s: float = 3600.0

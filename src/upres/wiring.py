@@ -99,6 +99,7 @@ def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
         pricing=settings.pricing,
         limits=settings.media_limits,
         encode=output_encoding(settings),
+        double_rate=settings.deinterlace_double_rate,
         fetch_limits=FetchLimits(
             max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s
         ),

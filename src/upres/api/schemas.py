@@ -93,6 +93,12 @@ class VideoTaskInfo(BaseModel):
     can_cancel: bool
     estimated_time: int = Field(ge=0, description="Estimated completion time (seconds)")
     video_duration: int = Field(description="Video duration (seconds)")
+    notes: list[str] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="upres extension: what upres decided about the output for this video "
+        "(e.g. h265 10-bit for an HDR source, deinterlacing); present only on a completed "
+        "task that has some",
+    )
 
 
 class VideoUsage(BaseModel):
@@ -223,6 +229,7 @@ def render_task(task: Task, *, result_url: ResultUrl) -> TaskPublic:
             can_cancel=task.status.can_cancel,
             estimated_time=0 if terminal else max(0, task.estimated_time_s),
             video_duration=math.ceil(round(task.video_duration_s, 6)),
+            notes=list(task.notes) if task.status is TaskStatus.COMPLETED and task.notes else None,
         ),
         usage=VideoUsage(credits_reserved=task.credits_reserved, user_group=task.user_group),
     )

@@ -71,7 +71,11 @@ def upscale(
         DeviceChoice | None, typer.Option(help="Where the model runs (default: UPRES_DEVICE).")
     ] = None,
     codec: Annotated[
-        CodecChoice | None, typer.Option(help="Output video codec (default: UPRES_ENCODE_CODEC).")
+        CodecChoice | None,
+        typer.Option(
+            help="Output video codec (default: UPRES_ENCODE_CODEC, else h264, or h265 10-bit "
+            "for an HDR or deeper than 8-bit source)."
+        ),
     ] = None,
     crf: Annotated[
         int | None,
@@ -82,6 +86,14 @@ def upscale(
         typer.Option(
             help="Encoder speed: x264/x265 ultrafast..placebo, AV1 0-13; default per codec "
             "(x264: medium, veryfast for a fast model on a GPU)."
+        ),
+    ] = None,
+    double_rate: Annotated[
+        bool | None,
+        typer.Option(
+            "--double-rate/--single-rate",
+            help="Deinterlace an interlaced input to one frame per field (50i -> 50p) "
+            "instead of one per frame (default: UPRES_DEINTERLACE_DOUBLE_RATE).",
         ),
     ] = None,
 ) -> None:
@@ -99,6 +111,7 @@ def upscale(
             device=(device or DeviceChoice(settings.device)).value,
             encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
             settings=settings,
+            double_rate=settings.deinterlace_double_rate if double_rate is None else double_rate,
         )
     except (Cancelled, KeyboardInterrupt) as exc:
         typer.echo("cancelled: no output was written", err=True)
@@ -134,6 +147,7 @@ def _run(
     device: str,
     encode: EncodeSettings,
     settings: Settings,
+    double_rate: bool,
 ) -> UpscaleResult:
     """Raises UpresError (Cancelled on Ctrl-C)."""
     if source.resolve() == destination.resolve():
@@ -152,6 +166,7 @@ def _run(
             limits=settings.media_limits,
             on_progress=report,
             cancel=cancel,
+            double_rate=double_rate,
         )
 
 
@@ -248,6 +263,8 @@ def _print_summary(result: UpscaleResult) -> None:
             f"{result.concealed_frames} frames repaired by the decoder",
             err=True,
         )
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
     for stream in result.dropped_streams:
         typer.echo(f"warning: stream {stream} cannot go into mp4 and was left out", err=True)
 

@@ -74,7 +74,13 @@ def task(row: TaskRow) -> Task:
         error=error,
         attempts=row.attempts,
         cancel_requested=row.cancel_requested,
+        notes=tuple(row.notes.split("\n")) if row.notes else (),
     )
+
+
+def notes_text(notes: tuple[str, ...]) -> str | None:
+    """Task notes as the ``tasks.notes`` column stores them (one per line; None for none)."""
+    return "\n".join(note.replace("\n", " ") for note in notes) or None
 
 
 def ledger_entry(row: LedgerRow) -> LedgerEntry:

@@ -114,6 +114,8 @@ class TaskRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # A pending task is not claimed before this (a retry backing off); None: at once.
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A completed task's notes (upres.domain.tasks.Task.notes), one per line.
+    notes: Mapped[str | None] = mapped_column(Text)
 
 
 class LedgerRow(Base):

@@ -114,3 +114,6 @@ class Task:
     error: TaskError | None
     attempts: int
     cancel_requested: bool
+    # What the engine decided for the user about the output (a codec chosen
+    # for an HDR source, deinterlacing): a completed task reports them.
+    notes: tuple[str, ...] = ()

@@ -56,6 +56,7 @@ def new_row(new: NewTask, reserved: int) -> TaskRow:
         lease_owner=None,
         lease_expires_at=None,
         not_before=None,
+        notes=None,
     )
 
 
@@ -170,9 +171,11 @@ def finish(
     result_expires_at: datetime,
     actual_duration_s: float,
     now: datetime,
+    notes: tuple[str, ...] = (),
 ) -> None:
     """End a fenced row completed with its result (settling it is the store's part)."""
     row.progress = 100
+    row.notes = convert.notes_text(notes)
     row.result_key = result_key
     row.result_expires_at = result_expires_at
     row.video_duration_s = actual_duration_s

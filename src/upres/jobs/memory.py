@@ -152,6 +152,7 @@ class MemoryTaskStore(MemoryAccounts, TaskStore):
         actual_duration_s: float,
         credits_charged: float,
         callback_body: CallbackBody,
+        notes: tuple[str, ...] = (),
     ) -> Task:
         """Raises LeaseLost (and changes nothing, charges nothing) when fenced out."""
         with self._lock:
@@ -163,6 +164,7 @@ class MemoryTaskStore(MemoryAccounts, TaskStore):
                 result_expires_at=result_expires_at,
                 actual_duration_s=actual_duration_s,
                 now=now,
+                notes=notes,
             )
             charged = convert.to_micro(credits_charged)
             return self._commit(

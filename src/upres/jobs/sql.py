@@ -172,6 +172,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         actual_duration_s: float,
         credits_charged: float,
         callback_body: CallbackBody,
+        notes: tuple[str, ...] = (),
     ) -> Task:
         """Raises LeaseLost (and changes nothing, charges nothing) when fenced out."""
         with self._db.write() as session:
@@ -183,6 +184,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
                 result_expires_at=result_expires_at,
                 actual_duration_s=actual_duration_s,
                 now=now,
+                notes=notes,
             )
             ledger.settle(session, row, charged=convert.to_micro(credits_charged), at=now)
             outbox.enqueue(session, row, callback_body=callback_body, at=now)

@@ -212,9 +212,11 @@ class TaskStore(Protocol):
         actual_duration_s: float,
         credits_charged: float,
         callback_body: CallbackBody,
+        notes: tuple[str, ...] = (),
     ) -> Task:
-        """End the task completed; capture ``credits_charged`` (at most the
-        reservation, the rest refunded) and queue its callback, in one transaction.
+        """End the task completed with ``notes``; capture ``credits_charged`` (at
+        most the reservation, the rest refunded) and queue its callback, in one
+        transaction.
 
         Raises LeaseLost (and changes nothing) when the lease was taken over.
         """

@@ -90,6 +90,7 @@ class TaskRunner:
         fetch_limits: FetchLimits,
         heartbeat_s: float,
         result_ttl_s: int,
+        double_rate: bool = False,
     ) -> None:
         self._store = store
         self._storage = storage
@@ -103,6 +104,7 @@ class TaskRunner:
         self._fetch_limits = fetch_limits
         self._heartbeat_s = heartbeat_s
         self._result_ttl_s = result_ttl_s
+        self._double_rate = double_rate
 
     def run(self, claim: Claim) -> Task | None:
         """Run ``claim`` to an outcome. Returns the settled task, or None when
@@ -150,14 +152,29 @@ class TaskRunner:
                 limits=self._limits,
                 on_progress=progress.update,
                 cancel=cancel,
+                double_rate=self._double_rate,
             )
+        for note in result.notes:
+            log.info("task %s: %s", task.id, note)
         megapixels = result.frames * result.width * result.height / 1e6
         return self._publish(
-            claim, output, result.info.duration_s, megapixels / max(result.elapsed_s, 1e-3)
+            claim,
+            output,
+            result.info.duration_s,
+            megapixels / max(result.elapsed_s, 1e-3),
+            notes=result.notes,
         )
 
-    def _publish(self, claim: Claim, output: Path, duration_s: float, mpix_per_s: float) -> Task:
-        """Store the file under a name carrying the attempt, then settle (fenced)."""
+    def _publish(
+        self,
+        claim: Claim,
+        output: Path,
+        duration_s: float,
+        mpix_per_s: float,
+        *,
+        notes: tuple[str, ...],
+    ) -> Task:
+        """Store the file under a name carrying the attempt, then settle (fenced) with ``notes``."""
         key = result_key(claim.task.id, claim.attempt)
         self._storage.put(output, key)
         charged = min(
@@ -172,6 +189,7 @@ class TaskRunner:
                 actual_duration_s=duration_s,
                 credits_charged=charged,
                 callback_body=self._render,
+                notes=notes,
             )
         except LeaseLost:
             self._storage.delete(key)
