@@ -84,6 +84,17 @@ def test_completed_task_links_its_result_freshly() -> None:
     assert "error" not in body
 
 
+def test_a_completed_task_reports_its_notes_in_task_info() -> None:
+    expires = CREATED + timedelta(days=1)
+    notes = ("the source is HDR10 (PQ) 10-bit: writing h265 10-bit instead of h264",)
+    done = make_task(
+        status=TaskStatus.COMPLETED, result_key="k.mp4", result_expires_at=expires, notes=notes
+    )
+    assert rendered(done)["task_info"]["notes"] == list(notes)
+    assert "notes" not in rendered(replace(done, notes=()))["task_info"]
+    assert "notes" not in rendered(replace(done, status=TaskStatus.PROCESSING))["task_info"]
+
+
 @pytest.mark.parametrize(
     ("status", "error", "code"),
     [

@@ -235,3 +235,21 @@ def test_a_reap_that_fails_to_render_a_callback_requeues_nothing(store, clock, a
         fresh.id,
         retried.id,
     ]
+
+
+def test_complete_keeps_the_engines_notes(store, clock, account):
+    store.create_task(new_task(account, clock))
+    claim = store.claim(worker_id="w1", lease_s=30)
+    notes = ("the source is interlaced (TFF): deinterlaced", "a second note")
+
+    done = store.complete(
+        claim,
+        result_key="k.mp4",
+        result_expires_at=clock.now + timedelta(hours=24),
+        actual_duration_s=1.2,
+        credits_charged=20.0,
+        callback_body=render_body,
+        notes=notes,
+    )
+
+    assert done.notes == notes == store.get_task(claim.task.id).notes

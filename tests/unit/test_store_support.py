@@ -141,7 +141,7 @@ def test_concurrent_start_ups_migrate_once(tmp_path):
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
-                ("0003",)
+                ("0004",)
             ]
     finally:
         engine.dispose()
