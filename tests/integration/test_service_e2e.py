@@ -17,6 +17,7 @@ import pytest
 import trustme
 
 from tests.clips import make_clip
+from tests.clips_media import LIGHT, MASTERING, make_hdr_clip
 from tests.integration.serve_harness import (
     Client,
     CreatedKey,
@@ -27,7 +28,9 @@ from tests.integration.serve_harness import (
 )
 from tests.servers import LocalHttpServer, Route, WebhookReceiver
 from upres.callbacks import verify_signature
+from upres.domain.media import HdrInfo
 from upres.jobs.sql import SqlTaskStore
+from upres.worker.hdr import hdr_info
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +77,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHttpServer
         server.routes["/short.mp4"] = Route(body=make_clip(folder / "s.mp4").read_bytes())
         long_clip = make_clip(folder / "l.mp4", width=128, height=96, frames=96, fps=24)
         server.routes["/long.mp4"] = Route(body=long_clip.read_bytes())
+        server.routes["/hdr10.mp4"] = Route(body=make_hdr_clip(folder / "h.mp4").read_bytes())
         yield server
 
 
@@ -132,6 +136,27 @@ def test_a_task_completes_and_its_signed_callback_matches_the_task_query(
     assert json.loads(call.body) == client.task(created["id"])
     assert verify_signature(service[1].webhook_secret, call.headers, call.body)
     assert client.credits() == before - PRICE_2X
+
+
+def test_an_hdr10_task_says_it_wrote_h265_10_bit_and_keeps_the_metadata(
+    client: Client, videos: LocalHttpServer, tmp_path: Path
+) -> None:
+    created = client.submit(videos.url("/hdr10.mp4"))
+    done = client.wait_for(created["id"], "completed", "failed")
+    assert done["status"] == "completed", done
+    assert done["task_info"]["notes"] == [
+        "the source is HDR10 (PQ) 10-bit: writing h265 10-bit instead of h264"
+    ]
+    output = tmp_path / "out.mp4"
+    with httpx.Client(timeout=30) as http:
+        output.write_bytes(http.get(done["results"][0]).content)
+    with av.open(str(output)) as container:
+        frame = next(container.decode(video=0))
+        assert (container.streams.video[0].codec.name, frame.format.name) == (
+            "hevc",
+            "yuv420p10le",
+        )
+        assert hdr_info(frame) == HdrInfo(mastering=MASTERING, light=LIGHT)
 
 
 def test_cancelling_a_processing_task_stops_it_and_refunds_everything(
