@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck pytest bench-quality bench-throughput bench-encoder clean
+.PHONY: install serve test lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ pytest: install
 
 bench-quality: install
 	$(BIN)/python bench/quality.py
+
+bench-media: install
+	$(BIN)/python bench/media.py
 
 bench-throughput: install
 	$(BIN)/python bench/throughput.py

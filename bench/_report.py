@@ -214,17 +214,31 @@ def write(path: Path, document: Document) -> None:
     write_section(path, document.section or document.machine.device, table(document))
 
 
-def write_section(path: Path, name: str, body: str) -> None:
-    """Put ``body`` between the ``throughput:<name>`` markers of ``path`` (appended when absent)."""
-    begin, end = f"<!-- throughput:{name} begin -->", f"<!-- throughput:{name} end -->"
+def write_section(path: Path, name: str, body: str, *, prefix: str = "throughput") -> None:
+    """Put ``body`` between the ``<prefix>:<name>`` markers of ``path`` (appended when absent)."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{begin}\n{body}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    path.write_text(with_section(text, f"{prefix}:{name}", body))
+
+
+def section(text: str, marker: str) -> str | None:
+    """The body of the ``marker`` section of ``text`` (None when it has none)."""
+    found = _section_pattern(marker).search(text)
+    return found.group(1) if found else None
+
+
+def with_section(text: str, marker: str, body: str) -> str:
+    """``text`` with ``body`` between the ``marker`` begin/end comments (appended when absent)."""
+    begin, end = f"<!-- {marker} begin -->", f"<!-- {marker} end -->"
+    block = f"{begin}\n{body}\n{end}"
+    pattern = _section_pattern(marker)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+        return pattern.sub(lambda _: block, text)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def _section_pattern(marker: str) -> re.Pattern[str]:
+    begin, end = f"<!-- {marker} begin -->", f"<!-- {marker} end -->"
+    return re.compile(re.escape(begin) + r"\n?(.*?)\n?" + re.escape(end), re.DOTALL)
 
 
 def as_json(document: Document) -> dict[str, object]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bench import _report, encoder, throughput
+from bench import _report, encoder, media, throughput
 from bench._flops import counted_macs, formula_macs, rrdbnet_macs
 
 from upres.models.loader import ModelCache
@@ -87,3 +87,24 @@ def test_encoder_bench_scores_each_preset(
 def test_encoder_bench_refuses_an_unknown_codec() -> None:
     with pytest.raises(ValueError, match="<codec>:<preset>"):
         encoder.parse_configs("vp9:good", [1])
+
+
+@pytest.mark.slow
+def test_media_bench_writes_its_section_and_quality_keeps_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "QUALITY.md"
+    doc.write_text("# Output quality\n\nWritten by bench/quality.py.\n")
+
+    assert media.main(["--doc", str(doc), "--frames", "2"]) == 0
+
+    text = doc.read_text()
+    assert text.startswith("# Output quality")
+    assert "| Y |" in text
+    assert "<!-- bench:media end -->" in text
+    assert (tmp_path / media.CROP_NAME).stat().st_size > 0
+    kept = _report.section(text, "bench:media")
+    assert kept is not None
+    regenerated = _report.with_section("# Regenerated\n", "bench:media", kept)
+    assert _report.section(regenerated, "bench:media") == kept
+    assert regenerated.count("<!-- bench:media begin -->") == 1
