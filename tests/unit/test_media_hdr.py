@@ -184,6 +184,13 @@ def test_dolby_vision_keeps_the_base_layer_and_says_so() -> None:
     assert any("Dolby Vision" in note and "HDR10 base layer" in note for note in plan.notes)
 
 
+def test_a_dolby_vision_sample_entry_marks_the_source(hdr10: Path) -> None:
+    with av.open(str(hdr10)) as container:
+        frame = next(container.decode(video=0))
+    assert hdr_info(frame, codec_tag="dvh1").dolby_vision
+    assert not hdr_info(frame, codec_tag="hvc1").dolby_vision
+
+
 def test_x265_gets_the_mastering_display_in_its_units() -> None:
     assert x265_params(HdrInfo(mastering=MASTERING, light=LIGHT)) == [
         "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)",

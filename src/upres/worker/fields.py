@@ -27,7 +27,7 @@ from av.video.stream import VideoStream
 
 from upres.errors import CorruptVideo
 from upres.worker.frames import FALLBACK_TIME_BASE
-from upres.worker.probe import media_error, open_input, video_stream
+from upres.worker.probe import open_input, video_stream
 
 FieldOrder = Literal["progressive", "tff", "bff"]
 
@@ -96,7 +96,7 @@ class _Idet:
 def scan_fields(source: Path, *, frames: int = SCAN_FRAMES) -> FieldScan:
     """The field order of ``source``'s video from its flags and its first ``frames`` frames.
 
-    Raises the MediaError of ``open_input``; a decoding failure raises CorruptVideo.
+    Raises the MediaError of ``open_input`` and ``video_stream``.
     """
     with open_input(source) as container:
         stream = video_stream(container)
@@ -145,12 +145,16 @@ def field_notes(scan: FieldScan, how: Deinterlace | None) -> tuple[str, ...]:
 
 
 def _run_idet(container: InputContainer, stream: VideoStream, limit: int) -> tuple[_Idet, bool]:
-    """idet's totals over the first ``limit`` frames, and whether a frame was flagged interlaced."""
+    """idet's totals over the first ``limit`` frames, and whether a frame was flagged interlaced.
+
+    The check is best effort: damage ends it early with what it counted (the
+    decoding proper applies the damage policy).
+    """
     totals = _Idet()
     flagged = False
     graph: av.filter.Graph | None = None
     try:
-        for count, frame in enumerate(container.decode(stream), start=1):
+        for count, frame in enumerate(_decoded(container, stream), start=1):
             flagged = flagged or frame.interlaced_frame
             graph = graph or _graph(frame, stream, "idet")
             for out in _filtered(graph, frame):
@@ -159,9 +163,18 @@ def _run_idet(container: InputContainer, stream: VideoStream, limit: int) -> tup
                 break
         for out in _filtered(graph, None) if graph is not None else ():
             totals = _totals(out.metadata)
-    except av.error.FFmpegError as exc:
-        raise media_error(exc, "checking the fields") from exc
+    except av.error.FFmpegError:
+        pass
     return totals, flagged
+
+
+def _decoded(container: InputContainer, stream: VideoStream) -> Iterator[VideoFrame]:
+    """The frames of ``stream``, skipping packets the decoder rejects."""
+    for packet in container.demux(stream):
+        try:
+            yield from stream.decode(packet)
+        except av.error.InvalidDataError:
+            continue
 
 
 def _totals(metadata: dict[str, str]) -> _Idet:
