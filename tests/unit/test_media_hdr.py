@@ -83,15 +83,6 @@ def test_hdr10_with_the_default_codec_becomes_h265_10_bit_with_its_metadata(
     assert f"wrote {output}" in stdout
 
 
-def test_hdr10_metadata_survives_in_every_keyframe(tmp_path: Path, hdr10: Path) -> None:
-    output = tmp_path / "out.mp4"
-    _identity(hdr10, output)
-    with av.open(str(output)) as container:
-        keyframes = [hdr_info(f) for f in container.decode(video=0) if f.key_frame]
-    assert keyframes
-    assert all(k == HdrInfo(mastering=MASTERING, light=LIGHT) for k in keyframes)
-
-
 def test_hdr10_to_av1_keeps_the_metadata_at_av1_precision(tmp_path: Path, hdr10: Path) -> None:
     output = tmp_path / "out.mp4"
     result = _identity(hdr10, output, EncodeSettings(codec="av1", preset="12"))

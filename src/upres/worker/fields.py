@@ -129,6 +129,13 @@ def decide(flagged: FieldOrder | None, idet: _Idet) -> FieldScan:
     )
 
 
+def deinterlace_for(scan: FieldScan, *, double_rate: bool) -> Deinterlace | None:
+    """How to deinterlace a source scanned as ``scan`` (None when it is progressive)."""
+    if scan.order == "progressive":
+        return None
+    return Deinterlace(order=scan.order, double_rate=double_rate)
+
+
 def field_notes(scan: FieldScan, how: Deinterlace | None) -> tuple[str, ...]:
     """What the user should hear about the fields: deinterlacing, telecine, lying flags."""
     if how is None:

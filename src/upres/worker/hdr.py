@@ -134,7 +134,7 @@ def dolby_vision_note(info: VideoInfo) -> str | None:
 
 
 def x265_params(hdr: HdrInfo) -> list[str]:
-    """x265-params entries that write ``hdr``'s static metadata (SEI in every keyframe)."""
+    """x265-params entries that write ``hdr``'s static metadata (SEI; headers at every keyframe)."""
     params = []
     if hdr.mastering is not None:
         params.append(f"master-display={_x265_mastering(hdr.mastering)}")

@@ -28,7 +28,7 @@ from upres.errors import Cancelled, EncodeError, ModelError
 from upres.worker.colorimetry import conversion_for
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.worker.encode import OutputPlan, encode, plan_output
-from upres.worker.fields import Deinterlace, FieldScan, field_notes, scan_fields
+from upres.worker.fields import FieldScan, deinterlace_for, field_notes, scan_fields
 from upres.worker.frames import FrameBatch, FrameUpscaler
 from upres.worker.probe import probe
 
@@ -174,11 +174,7 @@ def _prepare(
     """Probe the source and decide how to decode and encode it."""
     info = probe(source, limits=limits)
     fields = scan_fields(source)
-    deinterlace = (
-        Deinterlace(order=fields.order, double_rate=double_rate)
-        if fields.order != "progressive"
-        else None
-    )
+    deinterlace = deinterlace_for(fields, double_rate=double_rate)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     options = DecodeOptions(
         width=info.width,
