@@ -202,6 +202,20 @@ def write_truncated(source: Path, path: Path, *, keep: float = 0.5) -> Path:
     return path
 
 
+def write_faststart(source: Path, path: Path) -> Path:
+    """``source`` remuxed with its index (the moov box) at the front, as sites serve mp4."""
+    with (
+        av.open(str(source)) as src,
+        av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
 def write_audio_only(path: Path, *, seconds: float = 1.0) -> Path:
     """An .m4a-style mp4 holding only an AAC stream."""
     with av.open(str(path), mode="w", format="mp4") as out:

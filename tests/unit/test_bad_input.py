@@ -17,6 +17,7 @@ from tests.clips import (
     make_clip,
     write_audio_only,
     write_corrupt_packets,
+    write_faststart,
     write_no_frames,
     write_not_a_video,
     write_text_file,
@@ -32,6 +33,7 @@ from upres.errors import (
     MediaError,
     NotAVideo,
     NoVideoStream,
+    TruncatedVideo,
     UnsupportedCodec,
     VideoTooLong,
 )
@@ -64,10 +66,24 @@ CASES: list[tuple[str, BadInput, type[MediaError], str]] = [
     ("text file", lambda d: write_text_file(d / "x.mp4"), NotAVideo, "not a video"),
     ("missing file", lambda d: d / "nope.mp4", NotAVideo, "does not exist"),
     (
-        "truncated mp4",
+        "truncated mp4, index at the end",
         lambda d: write_truncated(_good(d), d / "x.mp4"),
         CorruptVideo,
         "truncated",
+    ),
+    (
+        "truncated mp4, index at the front",
+        lambda d: write_truncated(write_faststart(_good(d), d / "f.mp4"), d / "x.mp4"),
+        TruncatedVideo,
+        r"truncated: its video stream #0 \(12 of its 24 frames\) ends at 1.00 s .* 2.00 s",
+    ),
+    (
+        "truncated mkv",
+        lambda d: write_truncated(
+            make_clip(d / "m.mkv", frames=24, container="matroska"), d / "x.mkv"
+        ),
+        TruncatedVideo,
+        "truncated: the file ends at",
     ),
     ("audio only", lambda d: write_audio_only(d / "x.m4a"), NoVideoStream, "no video stream"),
     ("no frames", lambda d: write_no_frames(d / "x.mkv"), EmptyVideo, "no frame"),

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.clips import make_clip, write_not_a_video
+from tests.clips import make_clip, write_faststart, write_not_a_video, write_truncated
 from upres.cli import build_app
 from upres.cli.upscale import plain_line, progress_reporter
 from upres.worker.pipeline import Progress
@@ -102,6 +102,15 @@ def test_bad_input_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     assert code == 1
     assert stderr == "error: The file is not a video that upres can read.\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_truncated_input_exits_1_and_writes_nothing(tmp_path: Path, clip: Path) -> None:
+    source = write_truncated(write_faststart(clip, tmp_path / "whole.mp4"), tmp_path / "in.mp4")
+    code, stdout, stderr = _invoke(str(source), str(tmp_path / "out.mp4"), *FAST_MODEL)
+    assert (code, stdout) == (1, "")
+    assert stderr.startswith("error: The video is truncated: its video stream #0 (3 of its 6")
+    assert stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "whole.mp4"]
 
 
 def test_same_input_and_output_is_refused(clip: Path) -> None:

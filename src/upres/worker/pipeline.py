@@ -26,6 +26,7 @@ import torch
 from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
 from upres.errors import Cancelled, EncodeError, ModelError
 from upres.worker.colorimetry import conversion_for
+from upres.worker.completeness import check_complete
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.worker.encode import OutputPlan, encode, plan_output
 from upres.worker.frames import FrameBatch, FrameUpscaler
@@ -158,8 +159,9 @@ def _prepare(
     on_progress: Callable[[Progress], None] | None,
     hardware_decode: bool | None,
 ) -> _Job:
-    """Probe the source and decide how to decode and encode it."""
+    """Probe the source, check it is whole, and decide how to decode and encode it."""
     info = probe(source, limits=limits)
+    check_complete(source)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     options = DecodeOptions(
         width=info.width,
