@@ -49,6 +49,15 @@ def test_upscale_at_each_factor(tmp_path: Path, clip: Path, factor: int) -> None
     assert "frames 6/6 (100%)" in stderr
 
 
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_odd_sizes_are_exactly_factor_times_the_input(tmp_path: Path, factor: int) -> None:
+    source = make_clip(tmp_path / "in.mp4", width=75, height=49, frames=2, pix_fmt="yuv444p")
+    output = tmp_path / "out.mp4"
+    code, _, stderr = _invoke(str(source), str(output), "--factor", str(factor), *FAST_MODEL)
+    assert code == 0, stderr
+    assert _facts(output)[:3] == (75 * factor, 49 * factor, 2)
+
+
 def test_codec_and_crf_options(tmp_path: Path, clip: Path) -> None:
     output = tmp_path / "out.mp4"
     code, _, stderr = _invoke(

@@ -260,12 +260,41 @@ def test_output_is_faststart(tmp_path: Path) -> None:
     assert data.index(b"moov") < data.index(b"mdat")
 
 
-def test_odd_sizes_are_cropped_to_even(tmp_path: Path) -> None:
-    source = make_clip(tmp_path / "odd.mp4", width=63, height=47, pix_fmt="yuv444p")
-    result = _identity(source, tmp_path / "out.mp4")
-    assert (result.width, result.height) == (62, 46)
-    info = probe(tmp_path / "out.mp4", limits=MediaLimits())
-    assert (info.width, info.height) == (62, 46)
+@pytest.mark.parametrize(
+    ("factor", "codec", "pix_fmt"),
+    [
+        (Factor.ENHANCE, "h264", "yuv444p"),
+        (Factor.ENHANCE, "h265", "yuv444p"),
+        (Factor.ENHANCE, "av1", "yuv420p"),
+        (Factor.X2, "h264", "yuv420p"),
+        (Factor.X4, "h264", "yuv420p"),
+    ],
+)
+def test_odd_sizes_are_kept_exactly_at_every_factor(
+    tmp_path: Path, factor: Factor, codec: VideoCodec, pix_fmt: str
+) -> None:
+    source = make_clip(tmp_path / "odd.mp4", width=75, height=49, frames=3, pix_fmt="yuv444p")
+    output = tmp_path / "out.mp4"
+    result = _identity(source, output, EncodeSettings(codec=codec, crf=10), factor)
+    assert (result.width, result.height) == (75 * factor, 49 * factor)
+    with av.open(str(output)) as container:
+        frames = list(container.decode(video=0))
+    assert [(f.width, f.height, f.format.name) for f in frames] == [
+        (75 * factor, 49 * factor, pix_fmt)
+    ] * 3
+    if factor is Factor.ENHANCE:
+        # Every pixel is there, the last column and row included.
+        assert np.abs(_y_planes(output) - _y_planes(source)).mean() < 2.0
+
+
+def _y_planes(path: Path) -> np.ndarray:
+    """The 8-bit Y planes of every frame (odd 4:2:0 sizes too, which to_ndarray refuses)."""
+    with av.open(str(path)) as container:
+        planes = [
+            np.frombuffer(f.planes[0], np.uint8).reshape(f.height, -1)[:, : f.width]
+            for f in container.decode(video=0)
+        ]
+    return np.stack(planes).astype(np.float64)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-GPU fallback")

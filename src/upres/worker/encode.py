@@ -40,6 +40,12 @@ _TEN_BIT = "yuv420p10le"
 # so H.264 output stays 8-bit yuv420p; H.265 and AV1 keep a deep source deep.
 _DEEP_CODECS: frozenset[VideoCodec] = frozenset({"h265", "av1"})
 _FALLBACK_TIME_BASE = Fraction(1, 90_000)
+# x264 and x265 code 4:2:0 in whole chroma samples, so an odd width or height
+# cannot be 4:2:0 there; AV1 can. Such frames keep every chroma sample instead
+# (4:4:4): the output is exactly the input's size, and needs no crop metadata
+# that most players ignore (README, "What the output keeps").
+_FULL_CHROMA = {"yuv420p": "yuv444p", _TEN_BIT: "yuv444p10le"}
+_ODD_420_CODECS: frozenset[VideoCodec] = frozenset({"av1"})
 
 
 def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
@@ -78,8 +84,9 @@ def plan_output(
 ) -> OutputPlan:
     """The output for ``info`` upscaled ``scale`` times.
 
-    Sizes are rounded down to even numbers (4:2:0 needs them); a 10-bit or
-    deeper source stays 10-bit with H.265 and AV1 (H.264 output is 8-bit).
+    The size is exactly ``scale`` times the input's (odd sizes in 4:4:4 with
+    H.264 and H.265, see ``_FULL_CHROMA``); a 10-bit or deeper source stays
+    10-bit with H.265 and AV1 (H.264 output is 8-bit).
     """
     try:
         encoder = av.codec.Codec(_ENCODERS[settings.codec], "w")
@@ -91,16 +98,25 @@ def plan_output(
         and settings.codec in _DEEP_CODECS
         and any(f.name == _TEN_BIT for f in formats)
     )
+    width, height = info.width * scale, info.height * scale
     return OutputPlan(
-        width=info.width * scale // 2 * 2,
-        height=info.height * scale // 2 * 2,
-        pix_fmt=_TEN_BIT if deep else "yuv420p",
+        width=width,
+        height=height,
+        pix_fmt=chroma_for_size(_TEN_BIT if deep else "yuv420p", width, height, settings.codec),
         conversion=conversion,
         rotation=info.rotation,
         sample_aspect_ratio=info.sample_aspect_ratio,
         frame_rate=info.average_fps,
         settings=settings,
     )
+
+
+def chroma_for_size(pix_fmt: str, width: int, height: int, codec: VideoCodec) -> str:
+    """``pix_fmt``, or its 4:4:4 twin when ``codec`` cannot code this odd size in 4:2:0."""
+    odd = width % 2 or height % 2
+    if not odd or codec in _ODD_420_CODECS:
+        return pix_fmt
+    return _FULL_CHROMA.get(pix_fmt, pix_fmt)
 
 
 def encode(
@@ -268,7 +284,7 @@ class _VideoWriter:
 def _video_frames(
     timed: TimedBatch, plan: OutputPlan, video: VideoStream
 ) -> Iterator[tuple[VideoFrame, int]]:
-    pixels = timed.frames.pixels[:, : plan.height, : plan.width]
+    pixels = timed.frames.pixels
     for i, (pts, duration) in enumerate(zip(timed.frames.pts, timed.durations, strict=True)):
         frame = from_rgb(pixels[i], plan)
         frame.pts = pts
