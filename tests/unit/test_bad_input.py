@@ -30,6 +30,7 @@ from upres.errors import (
     CorruptVideo,
     EmptyVideo,
     FrameTooLarge,
+    InvalidRequest,
     MediaError,
     NotAVideo,
     NoVideoStream,
@@ -164,3 +165,8 @@ def test_a_few_damaged_packets_are_skipped_and_the_rest_keep_their_times(
     # The clip has no B-frames, so packet i is frame i: frames 5 and 9 are gone.
     expected = [t for i, t in enumerate(_frame_times(good)) if i not in (5, 9)]
     assert _frame_times(destination) == pytest.approx(expected)
+
+
+def test_the_destination_is_checked_before_the_source_is_read(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="missing does not exist"):
+        _upscale(tmp_path / "no-such-input.mp4", tmp_path / "missing")

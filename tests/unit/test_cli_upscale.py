@@ -6,6 +6,7 @@ import io
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -122,6 +123,28 @@ def test_a_truncated_input_exits_1_and_writes_nothing(tmp_path: Path, clip: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "whole.mp4"]
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("missing/out.mp4", "the directory {tmp}/missing does not exist"),
+        ("folder", "it is a directory"),
+        ("out.avi", "the output name must end in one of .mp4, .m4v, .mov, .mkv"),
+        ("/sys/out.mp4", "/sys is not writable (Permission denied)"),
+    ],
+    ids=["missing-directory", "a-directory", "unknown-container", "not-writable"],
+)
+def test_the_output_path_is_checked_before_any_work(
+    tmp_path: Path, clip: Path, output: str, message: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / output
+    # An unknown model would fail as soon as work starts: the path is checked first.
+    code, _, stderr = _invoke(str(clip), str(target), "--model", "no-such-model")
+    assert code == 1
+    assert stderr == f"error: Cannot write {target}: {message.format(tmp=tmp_path)}.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
 def test_same_input_and_output_is_refused(clip: Path) -> None:
     code, _, stderr = _invoke(str(clip), str(clip), *FAST_MODEL)
     assert code == 1
@@ -140,25 +163,49 @@ def test_plain_progress_line() -> None:
     assert unknown == "frames 5 5.0 fps"
 
 
-@pytest.mark.slow
-def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
-    source = make_clip(tmp_path / "in.mp4", frames=240, fps=24)
-    output = tmp_path / "out.mp4"
+def _start(source: Path, output: Path) -> subprocess.Popen[str]:
     command = [sys.executable, "-c", "from upres.cli import main; main()", "upscale"]
-    child = subprocess.Popen(
+    return subprocess.Popen(
         [*command, str(source), str(output), "--factor", "4", *FAST_MODEL],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+STOP_SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status"), STOP_SIGNALS, ids=["INT", "TERM", "HUP"])
+def test_a_stop_signal_mid_run_cancels_cleanly(tmp_path: Path, signum: int, status: int) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=240, fps=24)
+    child = _start(source, tmp_path / "out.mp4")
     assert child.stderr is not None
     first = child.stderr.readline()
     assert first.startswith("frames "), first
-    child.send_signal(signal.SIGINT)
+    child.send_signal(signum)
     _, rest = child.communicate(timeout=120)
-    assert child.returncode == 130, rest
+    assert child.returncode == status, rest
     assert "cancelled" in rest
     assert "Traceback" not in rest
+    # No output, and no hidden .part file beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status"), STOP_SIGNALS, ids=["INT", "TERM", "HUP"])
+def test_a_stop_signal_while_starting_exits_quietly(
+    tmp_path: Path, signum: int, status: int
+) -> None:
+    """Importing torch and loading the model take seconds: a signal then is no crash."""
+    source = make_clip(tmp_path / "in.mp4", frames=24, fps=24)
+    child = _start(source, tmp_path / "out.mp4")
+    time.sleep(0.5)
+    child.send_signal(signum)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == status, stderr
+    assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 

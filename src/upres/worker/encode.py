@@ -46,6 +46,7 @@ _FALLBACK_TIME_BASE = Fraction(1, 90_000)
 # that most players ignore (README, "What the output keeps").
 _FULL_CHROMA = {"yuv420p": "yuv444p", _TEN_BIT: "yuv444p10le"}
 _ODD_420_CODECS: frozenset[VideoCodec] = frozenset({"av1"})
+_ISO_MUXERS = frozenset({"mp4", "mov"})
 
 
 def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
@@ -126,14 +127,18 @@ def encode(
     *,
     plan: OutputPlan,
     on_batch: Callable[[int], None],
+    container: str = "mp4",
 ) -> tuple[str, ...]:
-    """Write ``batches`` and the source's copyable streams to ``target`` (mp4, +faststart).
+    """Write ``batches`` and the source's copyable streams to ``target``.
+
+    ``container`` is the muxer (``upres.worker.destination``); mp4 and mov get
+    their index at the front (+faststart).
 
     Calls ``on_batch(frames)`` after each batch is written. Returns a description
     of each source stream that was dropped. Raises EncodeError when writing fails;
     errors raised by ``batches`` or ``on_batch`` propagate unchanged.
     """
-    with open_input(source) as src, _open_output(target) as out:
+    with open_input(source) as src, _open_output(target, container) as out:
         video_in = video_stream(src)
         video = _add_video(out, video_in, plan)
         _open_encoder(video)
@@ -185,10 +190,11 @@ def demote_realtime_threads() -> int:
 
 
 @contextmanager
-def _open_output(target: Path) -> Iterator[OutputContainer]:
-    """An mp4 muxer whose av errors become EncodeError."""
+def _open_output(target: Path, muxer: str) -> Iterator[OutputContainer]:
+    """A ``muxer`` whose av errors become EncodeError."""
+    options = {"movflags": "+faststart"} if muxer in _ISO_MUXERS else {}
     try:
-        container = av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"})
+        container = av.open(str(target), mode="w", format=muxer, options=options)
     except av.error.FFmpegError as exc:
         raise EncodeError(f"Cannot create the output file: {exc.strerror}") from exc
     try:

@@ -28,6 +28,7 @@ from upres.errors import Cancelled, EncodeError, ModelError
 from upres.worker.colorimetry import conversion_for
 from upres.worker.completeness import check_complete
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
+from upres.worker.destination import check_destination
 from upres.worker.encode import OutputPlan, encode, plan_output
 from upres.worker.frames import FrameBatch, FrameUpscaler
 from upres.worker.probe import probe
@@ -98,10 +99,12 @@ def upscale_video(
     cancel: CancelToken | None = None,
     hardware_decode: bool | None = None,
 ) -> UpscaleResult:
-    """Upscale ``source`` into ``destination`` (mp4) with ``upscaler``.
+    """Upscale ``source`` into ``destination`` (mp4, or Matroska for .mkv) with ``upscaler``.
 
     ``hardware_decode`` None uses CUDA decoding when a GPU is present.
-    Raises the MediaError subclasses of ``probe`` and ``decode``, ModelError,
+    Raises InvalidRequest before any work when ``destination`` cannot be
+    written (``check_destination``), the MediaError subclasses of ``probe``,
+    ``check_complete`` and ``decode``, ModelError,
     EncodeError, Cancelled, or whatever ``on_progress`` raises; on any error no
     file exists under ``destination`` and no temporary file is left.
     """
@@ -145,6 +148,7 @@ class _Job:
     upscaler: FrameUpscaler
     options: DecodeOptions
     plan: OutputPlan
+    container: str
     info: VideoInfo
     on_progress: Callable[[Progress], None] | None
 
@@ -159,7 +163,9 @@ def _prepare(
     on_progress: Callable[[Progress], None] | None,
     hardware_decode: bool | None,
 ) -> _Job:
-    """Probe the source, check it is whole, and decide how to decode and encode it."""
+    """Check the destination, probe the source, check it is whole, and decide how to
+    decode and encode it."""
+    container = check_destination(destination)
     info = probe(source, limits=limits)
     check_complete(source)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
@@ -177,6 +183,7 @@ def _prepare(
         upscaler=upscaler,
         options=options,
         plan=plan_output(info, scale=upscaler.scale, conversion=conversion, settings=settings),
+        container=container,
         info=info,
         on_progress=on_progress,
     )
@@ -266,7 +273,14 @@ def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
     try:
         batches = _encoder_input(run, upscaled, summaries)
         report = _reporter(run, job.info, job.on_progress)
-        dropped = encode(job.source, job.temp, batches, plan=job.plan, on_batch=report)
+        dropped = encode(
+            job.source,
+            job.temp,
+            batches,
+            plan=job.plan,
+            container=job.container,
+            on_batch=report,
+        )
     except _StoppedError:
         pass
     except BaseException as exc:
