@@ -258,7 +258,6 @@ def _chapter(index: int, title: str, start_ms: int, end_ms: int) -> Chapter:
 
 def _cue_packets(stream: av.stream.Stream, texts: tuple[str, ...], codec: str) -> list[av.Packet]:
     """One cue per text, from 0.5*i s and 0.4 s long; mov_text payloads carry a length prefix."""
-    stream.time_base = SUBTITLE_TIME_BASE
     packets = []
     for i, text in enumerate(texts):
         payload = text.encode()

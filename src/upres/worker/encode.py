@@ -28,6 +28,7 @@ from upres.domain.media import EncodeSettings, VideoCodec, VideoInfo
 from upres.errors import EncodeError
 from upres.worker.colorimetry import RANGE_FULL, TO_YUV_FLAGS, YuvConversion
 from upres.worker.decode import TimedBatch
+from upres.worker.metadata import copy_stream_metadata
 from upres.worker.probe import open_input, video_stream
 from upres.worker.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
 
@@ -221,6 +222,7 @@ def _add_video(out: OutputContainer, video_in: VideoStream, plan: OutputPlan) ->
     _configure(stream.codec_context, video_in, plan)
     if plan.rotation:
         stream.set_display_rotation(plan.rotation)
+    copy_stream_metadata(video_in, stream)
     return stream
 
 

@@ -3,8 +3,8 @@
 Kept: the container's tags (title, comment, artist, ...) and chapters, and
 for every kept stream its tags (language, title, ...) and disposition flags
 (default, forced, comment, hearing impaired, ...). Tags a muxer writes for
-itself (encoder, mp4 brands, Matroska's per-track DURATION) are left to the
-output's muxer. The mp4 demuxer reads a track title back as ``name``; it is
+itself (encoder, mp4 brands and handler names, Matroska's per-track DURATION)
+are left to the output's muxer. The mp4 demuxer reads a track title back as ``name``; it is
 written as ``title``, the key every muxer reads.
 """
 
@@ -17,7 +17,7 @@ from av.stream import Disposition, Stream
 
 # Lower-cased: Matroska spells its tags in capitals.
 _WRITTEN_BY_THE_MUXER = frozenset(
-    {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
+    {"encoder", "major_brand", "minor_version", "compatible_brands", "duration", "handler_name"}
 )
 _TITLE_ALIASES = ("name",)
 
