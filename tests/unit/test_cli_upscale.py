@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -66,6 +67,24 @@ def test_codec_and_crf_options(tmp_path: Path, clip: Path) -> None:
     )
     assert code == 0, stderr
     assert _facts(output)[-1] == "hevc"
+
+
+def test_av1_prints_no_encoder_banner(tmp_path: Path, clip: Path) -> None:
+    command = [sys.executable, "-c", "from upres.cli import main; main()", "upscale"]
+    env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
+    args = [str(clip), str(tmp_path / "out.mp4"), "--factor", "1", "--codec", "av1"]
+    done = subprocess.run(
+        [*command, *args, *FAST_MODEL],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Svt[" not in done.stderr
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.codec.id == av.Codec("av1").id
 
 
 @pytest.mark.parametrize(("preset", "cabac"), [("ultrafast", b"cabac=0"), ("medium", b"cabac=1")])

@@ -139,6 +139,28 @@ def test_audio_is_copied_bit_for_bit(tmp_path: Path) -> None:
     assert _packets(output, "audio") == source_audio
 
 
+def _first_times(path: Path) -> tuple[float, float]:
+    """When the first video frame and the first audio frame are shown, in seconds."""
+    times = []
+    for kind in ("video", "audio"):
+        with av.open(str(path)) as container:
+            stream = next(s for s in container.streams if s.type == kind)
+            times.append(float(next(iter(container.decode(stream))).time or 0.0))
+    return times[0], times[1]
+
+
+def test_an_mpeg_ts_keeps_its_audio_video_offset_to_the_tick(tmp_path: Path) -> None:
+    """In a .ts the video starts 21.333 ms after the audio: mp4's millisecond edit
+    lists would round that; the output's 90 kHz movie timescale keeps it."""
+    source = make_clip(tmp_path / "clip.ts", container="mpegts")
+    output = tmp_path / "out.mp4"
+    _identity(source, output)
+    video, audio = _first_times(source)
+    assert video - audio == pytest.approx(0.021333, abs=1e-5)
+    out_video, out_audio = _first_times(output)
+    assert out_video - out_audio == pytest.approx(video - audio, abs=1e-6)
+
+
 def test_mov_text_subtitles_are_copied(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "subs.mp4", subtitles=("hello", "world"))
     output = tmp_path / "out.mp4"

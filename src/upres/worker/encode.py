@@ -48,6 +48,11 @@ _FALLBACK_TIME_BASE = Fraction(1, 90_000)
 _FULL_CHROMA = {"yuv420p": "yuv444p", _TEN_BIT: "yuv444p10le"}
 _ODD_420_CODECS: frozenset[VideoCodec] = frozenset({"av1"})
 _ISO_MUXERS = frozenset({"mp4", "mov"})
+_SVT_LOG, _SVT_ERRORS_ONLY = "SVT_LOG", "1"
+# The index at the front; edit lists (a stream that starts late, like MPEG-TS
+# video after its audio) in 90 kHz ticks, not the default milliseconds, so a
+# start is kept to the tick instead of moving by up to half a millisecond.
+_ISO_OPTIONS = {"movflags": "+faststart", "movie_timescale": "90000"}
 
 
 def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
@@ -163,6 +168,9 @@ def _open_encoder(video: VideoStream) -> None:
     inherit the priority and stall behind the others. Raises EncodeError
     when the encoder refuses its settings.
     """
+    # SVT-AV1 prints a banner and its info lines straight to stderr (not through
+    # FFmpeg's log): errors only, unless the user set SVT_LOG.
+    os.environ.setdefault(_SVT_LOG, _SVT_ERRORS_ONLY)
     try:
         video.codec_context.open()
     except av.error.FFmpegError as exc:
@@ -193,7 +201,7 @@ def demote_realtime_threads() -> int:
 @contextmanager
 def _open_output(target: Path, muxer: str) -> Iterator[OutputContainer]:
     """A ``muxer`` whose av errors become EncodeError."""
-    options = {"movflags": "+faststart"} if muxer in _ISO_MUXERS else {}
+    options = _ISO_OPTIONS if muxer in _ISO_MUXERS else {}
     try:
         container = av.open(str(target), mode="w", format=muxer, options=options)
     except av.error.FFmpegError as exc:
