@@ -192,6 +192,21 @@ def _start(source: Path, output: Path) -> subprocess.Popen[str]:
     )
 
 
+def _wait_until_handled(pid: int, signum: int) -> None:
+    """Until the process handles ``signum`` (Linux lists caught signals in /proc): upres
+    takes over the stop signals as soon as its main() runs, before the slow imports."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(
+            next(line for line in status.splitlines() if line.startswith("SigCgt:"))[7:], 16
+        )
+        if caught >> (signum - 1) & 1:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never handled signal {signum}")
+
+
 STOP_SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 
 
@@ -220,7 +235,7 @@ def test_a_stop_signal_while_starting_exits_quietly(
     """Importing torch and loading the model take seconds: a signal then is no crash."""
     source = make_clip(tmp_path / "in.mp4", frames=24, fps=24)
     child = _start(source, tmp_path / "out.mp4")
-    time.sleep(0.5)
+    _wait_until_handled(child.pid, signal.SIGTERM)
     child.send_signal(signum)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == status, stderr
