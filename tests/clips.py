@@ -272,6 +272,20 @@ def _cue_packets(stream: av.stream.Stream, texts: tuple[str, ...], codec: str) -
     return packets
 
 
+def make_ass_clip(path: Path) -> Path:
+    """A Matroska clip with one ASS subtitle cue (German, titled "Deutsch")."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        video = _add_video(out, "libx264", 64, 48, 12, "yuv420p", vfr=False, color=None)
+        cues = _tagged(out.add_mux_stream("ass"), Track(language="deu", title="Deutsch"))
+        for i in range(12):
+            frame = _video_frame(frame_pixels(i, 64, 48), "yuv420p", None)
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(_cue_packets(cues, ("0,0,Default,,0,0,0,,hallo",), "ass"))
+    return path
+
+
 def write_not_a_video(path: Path) -> Path:
     """Bytes that no demuxer recognises."""
     rng = np.random.default_rng(7)

@@ -207,7 +207,9 @@ def test_audio_mp4_cannot_carry_is_reencoded_to_aac(tmp_path: Path) -> None:
 def test_streams_mp4_cannot_carry_are_dropped_and_reported(tmp_path: Path) -> None:
     source = _write_pcm_mkv(tmp_path / "two.mkv", second_video=True)
     result = _identity(source, tmp_path / "out.mp4")
-    assert result.dropped_streams == ("video stream #1 (h264) cannot go into mp4",)
+    assert result.dropped_streams == (
+        "video stream #1 (h264): the output holds one video stream, the upscaled one",
+    )
 
 
 def test_rotation_and_pixel_aspect_ratio_are_kept(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from tests.clips import (
     TAGGED_CHAPTERS,
     TAGGED_CONTAINER,
     TAGGED_SUBTITLES,
+    make_ass_clip,
     make_tagged_clip,
 )
 from upres.domain.media import EncodeSettings, MediaLimits
@@ -164,5 +165,15 @@ def test_attachments_are_kept_in_matroska_and_named_when_mp4_drops_them(tmp_path
         assert (font.name, font.mimetype, font.data) == ("font.ttf", "font/ttf", FONT)
     dropped = _upscale(source, tmp_path / "out.mp4")
     assert dropped.dropped_streams == (
-        "attachment stream #5 (font.ttf, font/ttf) cannot go into mp4",
+        "attachment stream #5 (font.ttf, font/ttf): mp4 cannot carry it",
+    )
+
+
+def test_ass_subtitles_are_kept_in_matroska_and_named_when_mp4_drops_them(tmp_path: Path) -> None:
+    source = make_ass_clip(tmp_path / "in.mkv")
+    assert _upscale(source, tmp_path / "out.mkv").dropped_streams == ()
+    assert _cues(tmp_path / "out.mkv") == _cues(source)
+    dropped = _upscale(source, tmp_path / "out.mp4")
+    assert dropped.dropped_streams == (
+        'subtitle stream #1 (ass, deu, "Deutsch"): mp4 cannot carry it',
     )

@@ -257,7 +257,7 @@ def _print_summary(result: UpscaleResult) -> None:
             err=True,
         )
     for stream in result.dropped_streams:
-        typer.echo(f"warning: the {stream} and was left out", err=True)
+        typer.echo(f"warning: left out {stream}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -40,7 +40,6 @@ _MP4_COPYABLE = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", 
 _ISO_MUXERS = frozenset({"mp4", "mov"})
 # Text subtitles rewritten cue for cue into the one each container family takes.
 _MOV_TEXT, _SUBRIP = "mov_text", "subrip"
-_SUBRIP_NAMES = frozenset({"subrip", "srt"})
 _LENGTH_PREFIX = 2
 _OCTETS = "application/octet-stream"
 _EMPTY_CUE = b"\x00\x00"
@@ -76,7 +75,7 @@ def add_side_streams(
             continue
         route = _route_for(stream, out)
         if route is None:
-            dropped.append(f"{describe(stream)} cannot go into {out.format.name}")
+            dropped.append(f"{describe(stream)}: {_why_not(stream, out)}")
             continue
         copy_stream_metadata(stream, route.output)
         routes[stream.index] = route
@@ -91,7 +90,7 @@ def _route_for(stream: Stream, out: OutputContainer) -> Route | None:
     if name in (_MP4_COPYABLE if iso else out.supported_codecs):
         return Route(output=_copy_of(out, stream))
     if stream.type == "subtitle":
-        if iso and name in _SUBRIP_NAMES:
+        if iso and name == _SUBRIP:
             return Route(output=_text_stream(out, _MOV_TEXT), text=_to_mov_text)
         if not iso and name == _MOV_TEXT:
             return Route(output=_text_stream(out, _SUBRIP), text=_from_mov_text)
@@ -102,9 +101,16 @@ def _route_for(stream: Stream, out: OutputContainer) -> Route | None:
     return Route(output=aac, aac=aac)
 
 
+def _why_not(stream: Stream, out: OutputContainer) -> str:
+    if stream.type == "video":
+        return "the output holds one video stream, the upscaled one"
+    return f"{out.format.name} cannot carry it"
+
+
 def _codec_name(stream: Stream) -> str:
+    """The codec's own name (``subrip``, ``ass``), not its decoder's (``srt``, ``ssa``)."""
     context = stream.codec_context
-    return context.name if context is not None else "unknown"
+    return context.codec.canonical_name if context is not None else "unknown"
 
 
 def describe(stream: Stream) -> str:
