@@ -52,7 +52,7 @@ class UpscaleResult:
     """What was written.
 
     ``skipped_packets``/``concealed_frames`` count damage in the input (see
-    ``upres.worker.decode``); ``dropped_streams`` lists source streams mp4
+    ``upres.worker.decode``); ``dropped_streams`` lists source streams the output
     cannot carry; ``hardware_decoded`` is True when CUDA decoding was used.
     """
 
