@@ -54,14 +54,15 @@ def check_complete(source: Path) -> None:
     with open_input(source) as container:
         video = video_stream(container)
         read = _read_all(container)
-        checked = [s for s in container.streams if s.type in _CHECKED_TYPES and s.index in read]
+        checked = [s for s in container.streams if s.type in _CHECKED_TYPES]
         declared = {s.index: end for s in checked if (end := _declared_end_s(s)) is not None}
         for index, end in declared.items():
-            stream = container.streams[index]
-            _compare(end, read[index].end_s, _what(stream, read[index], video.index))
+            # A stream cut before its first packet was read ends at 0.
+            found = read.get(index, _Read())
+            _compare(end, found.end_s, _what(container.streams[index], found, video.index))
         if not declared and container.duration:
             file_end = ((container.start_time or 0) + container.duration) / av.time_base
-            _compare(file_end, max(r.end_s for r in read.values()), "the file")
+            _compare(file_end, max((r.end_s for r in read.values()), default=0.0), "the file")
 
 
 def _read_all(container: InputContainer) -> dict[int, _Read]:
