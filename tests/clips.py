@@ -8,15 +8,20 @@ produce the broken inputs the error tests need.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import av
 import numpy as np
+from av.stream import Disposition
 from av.video.reformatter import ColorRange, Colorspace
 
 from upres.domain.media import ColorInfo, VideoInfo
+
+if TYPE_CHECKING:
+    from av.container.core import Chapter
 
 AUDIO_RATE = 48_000
 AUDIO_FRAME = 1024
@@ -182,6 +187,105 @@ def _write_tone(
     out.mux(stream.encode(None))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Track:
+    """A side stream of a tagged clip: its metadata and disposition flags."""
+
+    language: str
+    title: str
+    disposition: int = 0
+
+
+TAGGED_AUDIO = (
+    Track(language="eng", title="English", disposition=Disposition.default),
+    Track(language="fra", title="Français (commentaire)", disposition=Disposition.comment),
+)
+TAGGED_SUBTITLES = (
+    Track(language="deu", title="Deutsch", disposition=Disposition.forced),
+    Track(language="spa", title="Español"),
+)
+TAGGED_CONTAINER = {"title": "A tagged clip", "comment": "made by the tests", "artist": "upres"}
+TAGGED_CHAPTERS = (("Opening", 0, 1000), ("Ending", 1000, 2000))
+FONT = b"\x00\x01\x00\x00 not really a font, but bytes to keep"
+
+
+def make_tagged_clip(path: Path, *, container: str = "mp4", fps: int = 12) -> Path:
+    """A 2 s clip with everything a container can say about its streams.
+
+    Two AAC tracks and two subtitle tracks (mov_text in mp4, subrip in
+    Matroska) with languages, titles and dispositions (``TAGGED_*``), a
+    titled video stream, container tags, two chapters, and in Matroska a font
+    attachment.
+    """
+    subtitle_codec = "mov_text" if container == "mp4" else "subrip"
+    with av.open(str(path), mode="w", format=container) as out:
+        video = _add_video(out, "libx264", 64, 48, fps, "yuv420p", vfr=False, color=None)
+        video.metadata["title"] = "Picture"
+        sounds = [_tagged(_add_audio(out), track) for track in TAGGED_AUDIO]
+        cues = [_tagged(out.add_mux_stream(subtitle_codec), track) for track in TAGGED_SUBTITLES]
+        out.metadata.update(TAGGED_CONTAINER)
+        out.set_chapters([_chapter(i, *c) for i, c in enumerate(TAGGED_CHAPTERS)])
+        if container == "matroska":
+            out.add_attachment("font.ttf", "font/ttf", FONT)
+        for i in range(2 * fps):
+            frame = _video_frame(frame_pixels(i, 64, 48), "yuv420p", None)
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for sound in sounds:
+            _write_tone(out, sound, 2.0)
+        for n, stream in enumerate(cues):
+            out.mux(_cue_packets(stream, (f"cue {n} one", f"cue {n} two"), subtitle_codec))
+    return path
+
+
+def _tagged(stream: av.stream.Stream, track: Track) -> av.stream.Stream:
+    stream.metadata["language"] = track.language
+    stream.metadata["title"] = track.title
+    stream.disposition = Disposition(track.disposition)
+    return stream
+
+
+def _chapter(index: int, title: str, start_ms: int, end_ms: int) -> Chapter:
+    return {
+        "id": index + 1,
+        "start": start_ms,
+        "end": end_ms,
+        "time_base": Fraction(1, 1000),
+        "metadata": {"title": title},
+    }
+
+
+def _cue_packets(stream: av.stream.Stream, texts: tuple[str, ...], codec: str) -> list[av.Packet]:
+    """One cue per text, from 0.5*i s and 0.4 s long; mov_text payloads carry a length prefix."""
+    packets = []
+    for i, text in enumerate(texts):
+        payload = text.encode()
+        if codec == "mov_text":
+            payload = struct.pack(">H", len(payload)) + payload
+        packet = av.Packet(payload)
+        packet.pts = packet.dts = i * 500
+        packet.duration = 400
+        packet.time_base = SUBTITLE_TIME_BASE
+        packet.stream = stream
+        packets.append(packet)
+    return packets
+
+
+def make_ass_clip(path: Path) -> Path:
+    """A Matroska clip with one ASS subtitle cue (German, titled "Deutsch")."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        video = _add_video(out, "libx264", 64, 48, 12, "yuv420p", vfr=False, color=None)
+        cues = _tagged(out.add_mux_stream("ass"), Track(language="deu", title="Deutsch"))
+        for i in range(12):
+            frame = _video_frame(frame_pixels(i, 64, 48), "yuv420p", None)
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(_cue_packets(cues, ("0,0,Default,,0,0,0,,hallo",), "ass"))
+    return path
+
+
 def write_not_a_video(path: Path) -> Path:
     """Bytes that no demuxer recognises."""
     rng = np.random.default_rng(7)
@@ -199,6 +303,20 @@ def write_truncated(source: Path, path: Path, *, keep: float = 0.5) -> Path:
     """The first ``keep`` fraction of ``source``: for a non-faststart mp4 the moov is lost."""
     data = source.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def write_faststart(source: Path, path: Path) -> Path:
+    """``source`` remuxed with its index (the moov box) at the front, as sites serve mp4."""
+    with (
+        av.open(str(source)) as src,
+        av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
     return path
 
 

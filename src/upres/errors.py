@@ -20,6 +20,7 @@ Each class carries ``code``: a stable string that API clients see as
     │   ├── NoVideoStream              video_probe_failed
     │   ├── UnknownDuration            video_probe_failed
     │   ├── CorruptVideo               video_decode_failed
+    │   │   └── TruncatedVideo         video_decode_failed (shorter than its container declares)
     │   ├── EmptyVideo                 video_decode_failed
     │   ├── UnsupportedCodec           video_decode_failed
     │   ├── FrameTooLarge              invalid_parameter
@@ -125,6 +126,10 @@ class UnknownDuration(MediaError):
 
 class CorruptVideo(MediaError):
     """The video data is truncated or damaged."""
+
+
+class TruncatedVideo(CorruptVideo):
+    """A stream ends before the length its container declares: the file was cut."""
 
 
 class EmptyVideo(MediaError):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.clips import make_clip
+from tests.clips import make_clip, write_faststart, write_truncated
 from tests.clips_media import LIGHT, MASTERING, make_hdr_clip
 from tests.integration.serve_harness import (
     Client,
@@ -197,6 +197,23 @@ def test_a_task_whose_input_disappears_fails_at_once_and_is_refunded(
     assert "results" not in failed
     assert client.credits() == before
     assert [path for path, _ in videos.requests[probed:]] == ["/vanishing.mp4"]
+
+
+def test_a_truncated_input_fails_as_video_decode_failed_and_is_refunded(
+    client: Client, videos: LocalHttpServer, tmp_path: Path
+) -> None:
+    whole = write_faststart(make_clip(tmp_path / "c.mp4", frames=24), tmp_path / "whole.mp4")
+    cut = write_truncated(whole, tmp_path / "cut.mp4")
+    videos.routes["/cut.mp4"] = Route(body=cut.read_bytes())
+    before = client.credits()
+    created = client.submit(videos.url("/cut.mp4"))
+
+    failed = client.wait_for(created["id"], "failed", "completed")
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "video_decode_failed"
+    assert "truncated" in failed["error"]["message"]
+    assert "results" not in failed
+    assert client.credits() == before
 
 
 def test_a_crash_mid_task_is_recovered_after_restart_and_charged_once(

@@ -17,6 +17,7 @@ from tests.clips import (
     make_clip,
     write_audio_only,
     write_corrupt_packets,
+    write_faststart,
     write_no_frames,
     write_not_a_video,
     write_text_file,
@@ -29,9 +30,11 @@ from upres.errors import (
     CorruptVideo,
     EmptyVideo,
     FrameTooLarge,
+    InvalidRequest,
     MediaError,
     NotAVideo,
     NoVideoStream,
+    TruncatedVideo,
     UnsupportedCodec,
     VideoTooLong,
 )
@@ -64,10 +67,24 @@ CASES: list[tuple[str, BadInput, type[MediaError], str]] = [
     ("text file", lambda d: write_text_file(d / "x.mp4"), NotAVideo, "not a video"),
     ("missing file", lambda d: d / "nope.mp4", NotAVideo, "does not exist"),
     (
-        "truncated mp4",
+        "truncated mp4, index at the end",
         lambda d: write_truncated(_good(d), d / "x.mp4"),
         CorruptVideo,
         "truncated",
+    ),
+    (
+        "truncated mp4, index at the front",
+        lambda d: write_truncated(write_faststart(_good(d), d / "f.mp4"), d / "x.mp4"),
+        TruncatedVideo,
+        r"truncated: its video stream #0 \(12 of its 24 frames\) ends at 1.00 s .* 2.00 s",
+    ),
+    (
+        "truncated mkv",
+        lambda d: write_truncated(
+            make_clip(d / "m.mkv", frames=24, container="matroska"), d / "x.mkv"
+        ),
+        TruncatedVideo,
+        "truncated: the file ends at",
     ),
     ("audio only", lambda d: write_audio_only(d / "x.m4a"), NoVideoStream, "no video stream"),
     ("no frames", lambda d: write_no_frames(d / "x.mkv"), EmptyVideo, "no frame"),
@@ -148,3 +165,8 @@ def test_a_few_damaged_packets_are_skipped_and_the_rest_keep_their_times(
     # The clip has no B-frames, so packet i is frame i: frames 5 and 9 are gone.
     expected = [t for i, t in enumerate(_frame_times(good)) if i not in (5, 9)]
     assert _frame_times(destination) == pytest.approx(expected)
+
+
+def test_the_destination_is_checked_before_the_source_is_read(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="missing does not exist"):
+        _upscale(tmp_path / "no-such-input.mp4", tmp_path / "missing")

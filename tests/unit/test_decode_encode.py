@@ -139,6 +139,28 @@ def test_audio_is_copied_bit_for_bit(tmp_path: Path) -> None:
     assert _packets(output, "audio") == source_audio
 
 
+def _first_times(path: Path) -> tuple[float, float]:
+    """When the first video frame and the first audio frame are shown, in seconds."""
+    times = []
+    for kind in ("video", "audio"):
+        with av.open(str(path)) as container:
+            stream = next(s for s in container.streams if s.type == kind)
+            times.append(float(next(iter(container.decode(stream))).time or 0.0))
+    return times[0], times[1]
+
+
+def test_an_mpeg_ts_keeps_its_audio_video_offset_to_the_tick(tmp_path: Path) -> None:
+    """In a .ts the video starts 21.333 ms after the audio: mp4's millisecond edit
+    lists would round that; the output's 90 kHz movie timescale keeps it."""
+    source = make_clip(tmp_path / "clip.ts", container="mpegts")
+    output = tmp_path / "out.mp4"
+    _identity(source, output)
+    video, audio = _first_times(source)
+    assert video - audio == pytest.approx(0.021333, abs=1e-5)
+    out_video, out_audio = _first_times(output)
+    assert out_video - out_audio == pytest.approx(video - audio, abs=1e-6)
+
+
 def test_mov_text_subtitles_are_copied(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "subs.mp4", subtitles=("hello", "world"))
     output = tmp_path / "out.mp4"
@@ -185,7 +207,9 @@ def test_audio_mp4_cannot_carry_is_reencoded_to_aac(tmp_path: Path) -> None:
 def test_streams_mp4_cannot_carry_are_dropped_and_reported(tmp_path: Path) -> None:
     source = _write_pcm_mkv(tmp_path / "two.mkv", second_video=True)
     result = _identity(source, tmp_path / "out.mp4")
-    assert result.dropped_streams == ("#1 video (h264)",)
+    assert result.dropped_streams == (
+        "video stream #1 (h264): the output holds one video stream, the upscaled one",
+    )
 
 
 def test_rotation_and_pixel_aspect_ratio_are_kept(tmp_path: Path) -> None:
@@ -260,12 +284,41 @@ def test_output_is_faststart(tmp_path: Path) -> None:
     assert data.index(b"moov") < data.index(b"mdat")
 
 
-def test_odd_sizes_are_cropped_to_even(tmp_path: Path) -> None:
-    source = make_clip(tmp_path / "odd.mp4", width=63, height=47, pix_fmt="yuv444p")
-    result = _identity(source, tmp_path / "out.mp4")
-    assert (result.width, result.height) == (62, 46)
-    info = probe(tmp_path / "out.mp4", limits=MediaLimits())
-    assert (info.width, info.height) == (62, 46)
+@pytest.mark.parametrize(
+    ("factor", "codec", "pix_fmt"),
+    [
+        (Factor.ENHANCE, "h264", "yuv444p"),
+        (Factor.ENHANCE, "h265", "yuv444p"),
+        (Factor.ENHANCE, "av1", "yuv420p"),
+        (Factor.X2, "h264", "yuv420p"),
+        (Factor.X4, "h264", "yuv420p"),
+    ],
+)
+def test_odd_sizes_are_kept_exactly_at_every_factor(
+    tmp_path: Path, factor: Factor, codec: VideoCodec, pix_fmt: str
+) -> None:
+    source = make_clip(tmp_path / "odd.mp4", width=75, height=49, frames=3, pix_fmt="yuv444p")
+    output = tmp_path / "out.mp4"
+    result = _identity(source, output, EncodeSettings(codec=codec, crf=10), factor)
+    assert (result.width, result.height) == (75 * factor, 49 * factor)
+    with av.open(str(output)) as container:
+        frames = list(container.decode(video=0))
+    assert [(f.width, f.height, f.format.name) for f in frames] == [
+        (75 * factor, 49 * factor, pix_fmt)
+    ] * 3
+    if factor is Factor.ENHANCE:
+        # Every pixel is there, the last column and row included.
+        assert np.abs(_y_planes(output) - _y_planes(source)).mean() < 2.0
+
+
+def _y_planes(path: Path) -> np.ndarray:
+    """The 8-bit Y planes of every frame (odd 4:2:0 sizes too, which to_ndarray refuses)."""
+    with av.open(str(path)) as container:
+        planes = [
+            np.frombuffer(f.planes[0], np.uint8).reshape(f.height, -1)[:, : f.width]
+            for f in container.decode(video=0)
+        ]
+    return np.stack(planes).astype(np.float64)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-GPU fallback")

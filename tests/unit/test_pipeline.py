@@ -14,7 +14,7 @@ import torch
 from tests.clips import make_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.errors import Cancelled, EncodeError, ModelError
+from upres.errors import Cancelled, InvalidRequest, ModelError
 from upres.models.registry import get_model
 from upres.worker.pipeline import CancelToken, Progress, upscale_video
 from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
@@ -193,8 +193,8 @@ def test_an_error_raised_by_the_progress_callback_propagates(tmp_path: Path, cli
     assert _stage_threads() == []
 
 
-def test_an_unwritable_destination_is_an_encode_error(tmp_path: Path, clip: Path) -> None:
-    with pytest.raises(EncodeError):
+def test_an_unwritable_destination_is_refused_before_any_work(tmp_path: Path, clip: Path) -> None:
+    with pytest.raises(InvalidRequest, match="missing-dir does not exist"):
         upscale_video(
             source=clip,
             destination=tmp_path / "missing-dir" / "out.mp4",
@@ -243,9 +243,9 @@ def test_real_model_end_to_end(tmp_path: Path, factor: Factor) -> None:
     assert has_audio
 
 
-def test_a_directory_in_the_way_is_an_encode_error(tmp_path: Path, clip: Path) -> None:
+def test_a_directory_in_the_way_is_refused_before_any_work(tmp_path: Path, clip: Path) -> None:
     (tmp_path / "out.mp4").mkdir()
-    with pytest.raises(EncodeError, match="Cannot move"):
+    with pytest.raises(InvalidRequest, match=r"out\.mp4: it is a directory"):
         upscale_video(
             source=clip,
             destination=tmp_path / "out.mp4",

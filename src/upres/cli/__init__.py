@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import typer
 
-from upres.cli import keys, models, serve, upscale
+from upres.cli._signals import quiet_start
 
 
 def build_app() -> typer.Typer:
     """The whole command tree."""
+    # Imported here, under main()'s quiet_start: they bring in torch, which takes seconds.
+    from upres.cli import keys, models, serve, upscale  # noqa: PLC0415
+
     app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
     models.register(app)
     keys.register(app)
@@ -21,4 +24,7 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
-    build_app()()
+    """The ``upres`` console script."""
+    with quiet_start():
+        app = build_app()
+    app()

@@ -1,8 +1,9 @@
 """``upres upscale INPUT OUTPUT``: upscale one local video file, no server needed.
 
 Progress is a bar on a terminal and plain lines otherwise (logs, pipes).
-Ctrl-C cancels cleanly: the half-written output is removed and the exit
-status is 130. Any upres error prints one line on stderr and exits with 1.
+Ctrl-C, SIGTERM and SIGHUP cancel cleanly: the half-written output is removed
+and the exit status is 128 + the signal (130, 143, 129). Any upres error
+prints one line on stderr and exits with 1.
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBar
 
 from upres.cli._settings import settings_or_exit
+from upres.cli._signals import exit_code, handling_stop_signals
 from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.models.registry import SpeedClass, default_model_for, get_model
 from upres.wiring import apply_torch_threads
+from upres.worker.destination import check_destination
 from upres.worker.encode import keeping_up
 from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
 from upres.worker.upscale import ModelUpscaler
 
-EXIT_CANCELLED = 130
 _PLAIN_INTERVAL_S = 2.0
 
 
@@ -59,7 +61,10 @@ class CodecChoice(StrEnum):
 def upscale(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The video to upscale.")],
     output_path: Annotated[
-        Path, typer.Argument(metavar="OUTPUT", help="Where to write the result (mp4).")
+        Path,
+        typer.Argument(
+            metavar="OUTPUT", help="Where to write the result: .mp4, .m4v, .mov or .mkv."
+        ),
     ],
     *,
     factor: Annotated[int, typer.Option(help="Output size multiplier: 1, 2 or 4.")] = 2,
@@ -100,26 +105,46 @@ def upscale(
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
         raise typer.BadParameter("must be 1, 2 or 4", param_hint="--factor")
-    settings = settings_or_exit()
-    apply_torch_threads(settings)
-    try:
-        result = _run(
-            input_path,
-            output_path,
-            factor=Factor(factor),
-            model=model or settings.model,
-            device=(device or DeviceChoice(settings.device)).value,
-            encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
-            settings=settings,
-            double_rate=settings.deinterlace_double_rate if double_rate is None else double_rate,
-        )
-    except (Cancelled, KeyboardInterrupt) as exc:
-        typer.echo("cancelled: no output was written", err=True)
-        raise typer.Exit(EXIT_CANCELLED) from exc
-    except UpresError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    stop = _StopOnSignal()
+    with handling_stop_signals(stop):
+        settings = settings_or_exit()
+        apply_torch_threads(settings)
+        try:
+            result = _run(
+                input_path,
+                output_path,
+                factor=Factor(factor),
+                model=model or settings.model,
+                device=(device or DeviceChoice(settings.device)).value,
+                encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
+                settings=settings,
+                double_rate=(
+                    settings.deinterlace_double_rate if double_rate is None else double_rate
+                ),
+                cancel=stop.cancel,
+            )
+        except (Cancelled, KeyboardInterrupt) as exc:
+            typer.echo("cancelled: no output was written", err=True)
+            raise typer.Exit(exit_code(stop.signum)) from exc
+        except UpresError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
     _print_summary(result)
+
+
+class _StopOnSignal:
+    """The first stop signal fires ``cancel``; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.cancel = CancelToken()
+        self.signum = int(signal.SIGINT)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.cancel.is_cancelled:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.cancel.cancel()
+        typer.echo("\ncancelling...", err=True)
 
 
 def _encode_settings(
@@ -148,16 +173,18 @@ def _run(
     encode: EncodeSettings,
     settings: Settings,
     double_rate: bool,
+    cancel: CancelToken,
 ) -> UpscaleResult:
-    """Raises UpresError (Cancelled on Ctrl-C)."""
+    """Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
+    check_destination(destination)
     spec = get_model(model) if model else default_model_for(factor)
     upscaler = ModelUpscaler(spec, factor, device=device)
+    cancel.raise_if_cancelled()
     fast = upscaler.device.type == "cuda" and spec.speed is SpeedClass.FAST
     encode = keeping_up(encode, fast_source=fast)
-    cancel = CancelToken()
-    with _cancel_on_interrupt(cancel), progress_reporter() as report:
+    with progress_reporter() as report:
         return upscale_video(
             source=source,
             destination=destination,
@@ -168,23 +195,6 @@ def _run(
             cancel=cancel,
             double_rate=double_rate,
         )
-
-
-@contextmanager
-def _cancel_on_interrupt(cancel: CancelToken) -> Iterator[None]:
-    """The first Ctrl-C fires ``cancel``; a second one interrupts at once."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if cancel.is_cancelled:
-            raise KeyboardInterrupt
-        cancel.cancel()
-        typer.echo("\ncancelling...", err=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -266,7 +276,7 @@ def _print_summary(result: UpscaleResult) -> None:
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     for stream in result.dropped_streams:
-        typer.echo(f"warning: stream {stream} cannot go into mp4 and was left out", err=True)
+        typer.echo(f"warning: left out {stream}", err=True)
 
 
 def register(app: typer.Typer) -> None:

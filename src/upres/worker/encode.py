@@ -36,6 +36,7 @@ from upres.worker.hdr import (
     svtav1_params,
     x265_params,
 )
+from upres.worker.metadata import copy_stream_metadata
 from upres.worker.probe import open_input, video_stream
 from upres.worker.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
 
@@ -48,6 +49,18 @@ _TEN_BIT = "yuv420p10le"
 # so H.264 output stays 8-bit yuv420p; H.265 and AV1 keep a deep source deep.
 _DEEP_CODECS: frozenset[VideoCodec] = frozenset({"h265", "av1"})
 _PROGRESSIVE = 1  # AVFieldOrder AV_FIELD_PROGRESSIVE
+# x264 and x265 code 4:2:0 in whole chroma samples, so an odd width or height
+# cannot be 4:2:0 there; AV1 can. Such frames keep every chroma sample instead
+# (4:4:4): the output is exactly the input's size, and needs no crop metadata
+# that most players ignore (README, "What the output keeps").
+_FULL_CHROMA = {"yuv420p": "yuv444p", _TEN_BIT: "yuv444p10le"}
+_ODD_420_CODECS: frozenset[VideoCodec] = frozenset({"av1"})
+_ISO_MUXERS = frozenset({"mp4", "mov"})
+_SVT_LOG, _SVT_ERRORS_ONLY = "SVT_LOG", "1"
+# The index at the front; edit lists (a stream that starts late, like MPEG-TS
+# video after its audio) in 90 kHz ticks, not the default milliseconds, so a
+# start is kept to the tick instead of moving by up to half a millisecond.
+_ISO_OPTIONS = {"movflags": "+faststart", "movie_timescale": "90000"}
 
 
 def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
@@ -100,9 +113,10 @@ def plan_output(
 ) -> OutputPlan:
     """The output for ``info`` upscaled ``scale`` times, ``rate`` frames per input frame.
 
-    Sizes are rounded down to even numbers (4:2:0 needs them). The codec is
-    ``choose_codec``'s; an HDR or deeper than 8-bit source is written 10-bit
-    with H.265 and AV1 (H.264 output is 8-bit), with its HDR10 metadata.
+    The size is exactly ``scale`` times the input's (odd sizes in 4:4:4 with
+    H.264 and H.265, see ``_FULL_CHROMA``). The codec is ``choose_codec``'s; an
+    HDR or deeper than 8-bit source is written 10-bit with H.265 and AV1 (H.264
+    output is 8-bit), with its HDR10 metadata.
     Raises EncodeError when the encoder is missing.
     """
     codec, codec_note = choose_codec(settings, info)
@@ -117,10 +131,11 @@ def plan_output(
         and any(f.name == _TEN_BIT for f in formats)
     )
     notes = (codec_note, dolby_vision_note(info))
+    width, height = info.width * scale, info.height * scale
     return OutputPlan(
-        width=info.width * scale // 2 * 2,
-        height=info.height * scale // 2 * 2,
-        pix_fmt=_TEN_BIT if deep else "yuv420p",
+        width=width,
+        height=height,
+        pix_fmt=chroma_for_size(_TEN_BIT if deep else "yuv420p", width, height, codec),
         conversion=conversion,
         rotation=info.rotation,
         sample_aspect_ratio=info.sample_aspect_ratio,
@@ -133,6 +148,14 @@ def plan_output(
     )
 
 
+def chroma_for_size(pix_fmt: str, width: int, height: int, codec: VideoCodec) -> str:
+    """``pix_fmt``, or its 4:4:4 twin when ``codec`` cannot code this odd size in 4:2:0."""
+    odd = width % 2 or height % 2
+    if not odd or codec in _ODD_420_CODECS:
+        return pix_fmt
+    return _FULL_CHROMA.get(pix_fmt, pix_fmt)
+
+
 def encode(
     source: Path,
     target: Path,
@@ -140,14 +163,18 @@ def encode(
     *,
     plan: OutputPlan,
     on_batch: Callable[[int], None],
+    container: str = "mp4",
 ) -> tuple[str, ...]:
-    """Write ``batches`` and the source's copyable streams to ``target`` (mp4, +faststart).
+    """Write ``batches`` and the source's copyable streams to ``target``.
+
+    ``container`` is the muxer (``upres.worker.destination``); mp4 and mov get
+    their index at the front (+faststart).
 
     Calls ``on_batch(frames)`` after each batch is written. Returns a description
     of each source stream that was dropped. Raises EncodeError when writing fails;
     errors raised by ``batches`` or ``on_batch`` propagate unchanged.
     """
-    with open_input(source) as src, _open_output(target) as out:
+    with open_input(source) as src, _open_output(target, container) as out:
         video_in = video_stream(src)
         video = _add_video(out, video_in, plan)
         _open_encoder(video)
@@ -171,6 +198,9 @@ def _open_encoder(video: VideoStream) -> None:
     inherit the priority and stall behind the others. Raises EncodeError
     when the encoder refuses its settings.
     """
+    # SVT-AV1 prints a banner and its info lines straight to stderr (not through
+    # FFmpeg's log): errors only, unless the user set SVT_LOG.
+    os.environ.setdefault(_SVT_LOG, _SVT_ERRORS_ONLY)
     try:
         video.codec_context.open()
     except av.error.FFmpegError as exc:
@@ -199,10 +229,11 @@ def demote_realtime_threads() -> int:
 
 
 @contextmanager
-def _open_output(target: Path) -> Iterator[OutputContainer]:
-    """An mp4 muxer whose av errors become EncodeError."""
+def _open_output(target: Path, muxer: str) -> Iterator[OutputContainer]:
+    """A ``muxer`` whose av errors become EncodeError."""
+    options = _ISO_OPTIONS if muxer in _ISO_MUXERS else {}
     try:
-        container = av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"})
+        container = av.open(str(target), mode="w", format=muxer, options=options)
     except av.error.FFmpegError as exc:
         raise EncodeError(f"Cannot create the output file: {exc.strerror}") from exc
     try:
@@ -229,6 +260,7 @@ def _add_video(out: OutputContainer, video_in: VideoStream, plan: OutputPlan) ->
     _configure(stream.codec_context, video_in, plan)
     if plan.rotation:
         stream.set_display_rotation(plan.rotation)
+    copy_stream_metadata(video_in, stream)
     return stream
 
 
@@ -308,7 +340,7 @@ class _VideoWriter:
 def _video_frames(
     timed: TimedBatch, plan: OutputPlan, video: VideoStream
 ) -> Iterator[tuple[VideoFrame, int]]:
-    pixels = timed.frames.pixels[:, : plan.height, : plan.width]
+    pixels = timed.frames.pixels
     for i, (pts, duration) in enumerate(zip(timed.frames.pts, timed.durations, strict=True)):
         frame = from_rgb(pixels[i], plan)
         frame.pts = pts

@@ -26,7 +26,9 @@ import torch
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
 from upres.errors import Cancelled, EncodeError, ModelError
 from upres.worker.colorimetry import conversion_for
+from upres.worker.completeness import check_complete
 from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
+from upres.worker.destination import check_destination
 from upres.worker.encode import OutputPlan, encode, plan_output
 from upres.worker.fields import FieldScan, deinterlace_for, field_notes, scan_fields
 from upres.worker.frames import FrameBatch, FrameUpscaler
@@ -51,7 +53,7 @@ class UpscaleResult:
     """What was written.
 
     ``skipped_packets``/``concealed_frames`` count damage in the input (see
-    ``upres.worker.decode``); ``dropped_streams`` lists source streams mp4
+    ``upres.worker.decode``); ``dropped_streams`` lists source streams the output
     cannot carry; ``hardware_decoded`` is True when CUDA decoding was used;
     ``notes`` say what upres decided for the user (codec, deinterlacing).
     """
@@ -103,11 +105,13 @@ def upscale_video(
     hardware_decode: bool | None = None,
     double_rate: bool = False,
 ) -> UpscaleResult:
-    """Upscale ``source`` into ``destination`` (mp4) with ``upscaler``.
+    """Upscale ``source`` into ``destination`` (mp4, or Matroska for .mkv) with ``upscaler``.
 
     ``hardware_decode`` None uses CUDA decoding when a GPU is present. An
     interlaced source is deinterlaced, to one frame per field with ``double_rate``.
-    Raises the MediaError subclasses of ``probe`` and ``decode``, ModelError,
+    Raises InvalidRequest before any work when ``destination`` cannot be
+    written (``check_destination``), the MediaError subclasses of ``probe``,
+    ``check_complete`` and ``decode``, ModelError,
     EncodeError, Cancelled, or whatever ``on_progress`` raises; on any error no
     file exists under ``destination`` and no temporary file is left.
     """
@@ -155,6 +159,7 @@ class _Job:
     upscaler: FrameUpscaler
     options: DecodeOptions
     plan: OutputPlan
+    container: str
     info: VideoInfo
     fields: FieldScan
     on_progress: Callable[[Progress], None] | None
@@ -171,8 +176,11 @@ def _prepare(
     hardware_decode: bool | None,
     double_rate: bool,
 ) -> _Job:
-    """Probe the source and decide how to decode and encode it."""
+    """Check the destination, probe the source, check it is whole, and decide how to
+    decode and encode it."""
+    container = check_destination(destination)
     info = probe(source, limits=limits)
+    check_complete(source)
     fields = scan_fields(source)
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
@@ -194,6 +202,7 @@ def _prepare(
         plan=plan_output(
             info, scale=upscaler.scale, conversion=conversion, settings=settings, rate=rate
         ),
+        container=container,
         info=info,
         fields=fields,
         on_progress=on_progress,
@@ -284,7 +293,14 @@ def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
     try:
         batches = _encoder_input(run, upscaled, summaries)
         report = _reporter(run, job.info, job.plan.rate, job.on_progress)
-        dropped = encode(job.source, job.temp, batches, plan=job.plan, on_batch=report)
+        dropped = encode(
+            job.source,
+            job.temp,
+            batches,
+            plan=job.plan,
+            container=job.container,
+            on_batch=report,
+        )
     except _StoppedError:
         pass
     except BaseException as exc:

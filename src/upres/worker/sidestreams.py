@@ -1,14 +1,20 @@
-"""The source's other streams in the output mp4, interleaved in time with the new video.
+"""The source's other streams in the output, interleaved in time with the new video.
 
-Audio and mov_text subtitles that mp4 players handle are copied packet for
-packet (bit-identical). Other audio (PCM, Vorbis, ...) is re-encoded to AAC so
-the output still has sound. Everything else (data streams, extra video
-streams, cover art, other subtitle formats) is dropped and reported.
+mp4/mov: audio and mov_text subtitles that mp4 players handle are copied
+packet for packet (bit-identical); subrip subtitles become mov_text (the same
+text, cue for cue). Matroska: every audio and subtitle stream its muxer
+takes is copied, mov_text becomes subrip, and attachments (fonts) are kept.
+Other audio (PCM, Vorbis, ... in mp4) is re-encoded to AAC so the output
+still has sound. Every kept stream keeps its tags and disposition
+(``upres.worker.metadata``). The rest (data streams, extra video streams,
+cover art, ASS in mp4) is dropped and reported by name; an mp4's chapter
+track is not a stream to keep but the chapters, which are kept as such.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -17,14 +23,25 @@ from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
 from av.packet import Packet
-from av.stream import Stream
+from av.stream import AttachmentStream, Stream
 from av.video.stream import VideoStream
 
 from upres.errors import EncodeError
+from upres.worker.metadata import (
+    copy_container_metadata,
+    copy_stream_metadata,
+    is_chapter_track,
+    kept_tags,
+)
 from upres.worker.probe import media_error
 
 # Codecs every mp4 player handles: copied as they are.
-_COPYABLE = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mov_text"})
+_MP4_COPYABLE = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mov_text"})
+_ISO_MUXERS = frozenset({"mp4", "mov"})
+# Text subtitles rewritten cue for cue into the one each container family takes.
+_MOV_TEXT, _SUBRIP = "mov_text", "subrip"
+_LENGTH_PREFIX = 2
+_OCTETS = "application/octet-stream"
 _EMPTY_CUE = b"\x00\x00"
 # Channel count -> FFmpeg's standard layout; wider sources are downmixed to stereo.
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
@@ -32,30 +49,88 @@ _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: 
 
 @dataclass(frozen=True, kw_only=True)
 class Route:
-    """Where packets of one source stream go: ``output`` as they are, or through ``aac``."""
+    """Where packets of one source stream go: ``output`` as they are, rewritten by
+    ``text`` (a subtitle format change), or through ``aac``."""
 
     output: Stream
     aac: AudioStream | None = None
+    text: Callable[[bytes], bytes] | None = None
 
 
 def add_side_streams(
     src: InputContainer, out: OutputContainer, video_in: VideoStream
 ) -> tuple[dict[int, Route], tuple[str, ...]]:
-    """Output streams for the source's other streams (by source index), and what was dropped."""
+    """Output streams for the source's other streams (by source index), and what was dropped.
+
+    Also gives ``out`` the source's container tags and chapters.
+    """
+    copy_container_metadata(src, out)
     routes: dict[int, Route] = {}
     dropped: list[str] = []
     for stream in src.streams:
-        if stream.index == video_in.index:
+        if stream.index == video_in.index or is_chapter_track(stream):
             continue
-        name = stream.codec_context.name if stream.codec_context else "unknown"
-        if stream.type in ("audio", "subtitle") and name in _COPYABLE:
-            routes[stream.index] = Route(output=_copy_of(out, stream))
-        elif stream.type == "audio" and stream.codec_context is not None:
-            aac = _aac_for(out, stream)
-            routes[stream.index] = Route(output=aac, aac=aac)
-        else:
-            dropped.append(f"#{stream.index} {stream.type} ({name})")
+        if isinstance(stream, AttachmentStream) and out.format.name not in _ISO_MUXERS:
+            _attach(out, stream)
+            continue
+        route = _route_for(stream, out)
+        if route is None:
+            dropped.append(f"{describe(stream)}: {_why_not(stream, out)}")
+            continue
+        copy_stream_metadata(stream, route.output)
+        routes[stream.index] = route
     return routes, tuple(dropped)
+
+
+def _route_for(stream: Stream, out: OutputContainer) -> Route | None:
+    name = _codec_name(stream)
+    iso = out.format.name in _ISO_MUXERS
+    if stream.type not in ("audio", "subtitle"):
+        return None
+    if name in (_MP4_COPYABLE if iso else out.supported_codecs):
+        return Route(output=_copy_of(out, stream))
+    if stream.type == "subtitle":
+        if iso and name == _SUBRIP:
+            return Route(output=_text_stream(out, _MOV_TEXT), text=_to_mov_text)
+        if not iso and name == _MOV_TEXT:
+            return Route(output=_text_stream(out, _SUBRIP), text=_from_mov_text)
+        return None
+    if stream.codec_context is None:
+        return None
+    aac = _aac_for(out, stream)
+    return Route(output=aac, aac=aac)
+
+
+def _why_not(stream: Stream, out: OutputContainer) -> str:
+    if stream.type == "video":
+        return "the output holds one video stream, the upscaled one"
+    return f"{out.format.name} cannot carry it"
+
+
+def _codec_name(stream: Stream) -> str:
+    """The codec's own name (``subrip``, ``ass``), not its decoder's (``srt``, ``ssa``)."""
+    context = stream.codec_context
+    return context.codec.canonical_name if context is not None else "unknown"
+
+
+def describe(stream: Stream) -> str:
+    """``subtitle stream #3 (ass, deu, "Deutsch")``: which stream, for a person."""
+    facts = [_codec_name(stream)]
+    tags = kept_tags(stream.metadata)
+    if isinstance(stream, AttachmentStream):
+        facts = [stream.name or "unnamed", stream.mimetype or "no type"]
+    facts += [
+        tags[k] if k == "language" else f'"{tags[k]}"' for k in ("language", "title") if k in tags
+    ]
+    return f"{stream.type} stream #{stream.index} ({', '.join(facts)})"
+
+
+def _attach(out: OutputContainer, stream: AttachmentStream) -> None:
+    name = stream.name or f"attachment-{stream.index}"
+    try:
+        out.add_attachment(name, stream.mimetype or _OCTETS, stream.data)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise EncodeError(f"Cannot copy the attachment {name}.") from exc
 
 
 def _copy_of(out: OutputContainer, stream: Stream) -> Stream:
@@ -63,6 +138,24 @@ def _copy_of(out: OutputContainer, stream: Stream) -> Stream:
         return out.add_stream_from_template(stream)
     except (av.error.FFmpegError, ValueError) as exc:
         raise EncodeError(f"Cannot copy the {stream.type} stream #{stream.index}.") from exc
+
+
+def _text_stream(out: OutputContainer, codec: str) -> Stream:
+    try:
+        return out.add_mux_stream(codec)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise EncodeError(f"Cannot add a {codec} subtitle stream.") from exc
+
+
+def _to_mov_text(text: bytes) -> bytes:
+    """A subrip cue as a mov_text sample: the text after its 16-bit length."""
+    return struct.pack(">H", len(text)) + text
+
+
+def _from_mov_text(sample: bytes) -> bytes:
+    """A mov_text sample's text (its style boxes after the text are left behind)."""
+    (length,) = struct.unpack_from(">H", sample)
+    return sample[_LENGTH_PREFIX : _LENGTH_PREFIX + length]
 
 
 def _aac_for(out: OutputContainer, stream: Stream) -> AudioStream:
@@ -115,6 +208,8 @@ class Interleaver:
 
     def _route(self, packet: Packet[Stream]) -> None:
         route = self._routes[packet.stream.index]
+        if route.text is not None:
+            packet = _rewritten(packet, route.text)
         if route.aac is None:
             packet.stream = route.output
             mux(self._out, packet)
@@ -136,6 +231,14 @@ class Interleaver:
             raise EncodeError(f"The AAC encoder failed: {exc.strerror}") from exc
         for packet in packets:
             mux(self._out, packet)
+
+
+def _rewritten(packet: Packet[Stream], text: Callable[[bytes], bytes]) -> Packet[Stream]:
+    """``packet`` with its payload rewritten by ``text``, at the same times."""
+    new = Packet(text(bytes(packet)))
+    new.pts, new.dts, new.duration = packet.pts, packet.dts, packet.duration
+    new.time_base = packet.time_base
+    return new
 
 
 def _is_subtitle_gap(packet: Packet[Stream]) -> bool:
