@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from upres.api.admission import SubmissionGate
 from upres.api.deps import Services
 from upres.api.errors import install_error_handlers
 from upres.api.metrics import ApiMetrics
@@ -56,6 +57,7 @@ def _lifespan(
             try:
                 yield
             finally:
+                app.state.submissions.close()
                 metrics.unwatch(collector)
 
     return lifespan
@@ -81,6 +83,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.limiter = RateLimiter(per_minute=settings.rate_limit_per_minute)
+    app.state.submissions = SubmissionGate(
+        threads=settings.submit_threads,
+        max_pending=settings.submit_max_pending,
+        max_per_key=settings.submit_max_per_key,
+    )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

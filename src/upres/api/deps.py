@@ -13,6 +13,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from upres.api.admission import SubmissionGate
 from upres.api.metrics import ApiMetrics, StoreStats
 from upres.api.ratelimit import RateLimiter
 from upres.api.schemas import TaskRenderer
@@ -77,24 +78,34 @@ _bearer = HTTPBearer(
 )
 
 
-def get_settings(request: Request) -> Settings:
+# The getters are ``async def`` although they never wait: FastAPI runs a plain
+# ``def`` dependency on the shared thread pool, a thread hop per getter per request.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
+
+
+async def get_submissions(request: Request) -> SubmissionGate:
+    gate: SubmissionGate = request.app.state.submissions
+    return gate
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+SubmissionsDep = Annotated[SubmissionGate, Depends(get_submissions)]
 
 
 def authenticated_key(
@@ -115,7 +126,7 @@ def authenticated_key(
     return key
 
 
-def get_task_service(services: ServicesDep) -> TaskUseCases:
+async def get_task_service(services: ServicesDep) -> TaskUseCases:
     return services.tasks
 
 
