@@ -106,9 +106,31 @@ class Settings(BaseSettings):
     price_per_second_2x: float = 16.0
     price_per_second_4x: float = 28.0
     initial_credits: float = 10_000.0
-    rate_limit_per_minute: int = 120
+    rate_limit_per_minute: int = Field(default=120, ge=1, description="Requests per key per minute")
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications per client address per minute; "
+        "past it every request from the address gets 429 until the window passes",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for rate limits shared by every API process (redis://...)"
+    )
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token /metrics requires; unset: loopback clients only"
+    )
 
     # API
+    api_workers: int = Field(
+        default=1, ge=1, description="API server processes (uvicorn workers) of upres serve"
+    )
+    access_log: bool = Field(default=True, description="Log a line per HTTP request")
+    key_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an authenticated key is remembered; "
+        "a revocation takes effect within it; 0 looks every request up",
+    )
     submit_threads: int = Field(
         default=32, ge=1, description="Threads that probe submissions (never the request threads)"
     )
