@@ -53,6 +53,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         pool_size=40,
         max_overflow=24,
         pool_timeout=60,
+        pool_use_lifo=True,
     )
 
     @event.listens_for(engine, "connect")
