@@ -4,12 +4,13 @@ per client address through the real app."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.unit.api_harness import running_api
-from upres.api.ratelimit import RateLimiter, limit_storage
+from upres.api.ratelimit import RateLimiter, SweptMemoryStorage, limit_storage
 from upres.errors import RateLimited, ServiceUnavailable
 
 
@@ -85,3 +86,19 @@ def test_the_per_key_limit_answers_429_with_headers(tmp_path: Path) -> None:
     assert answers[0].headers["X-RateLimit-Remaining"] == "2"
     assert answers[3].headers["X-RateLimit-Limit"] == "3"
     assert int(answers[3].headers["Retry-After"]) >= 1
+
+
+def test_the_memory_storage_sweeps_from_one_thread_without_starting_more() -> None:
+    async def scenario() -> None:
+        storage = SweptMemoryStorage(sweep_s=0.2)
+        limiter = RateLimiter(limit=100, window_s=1, storage=storage, namespace="t")
+        before = threading.active_count()
+        for _ in range(20):
+            await limiter.hit("k")
+            await asyncio.sleep(0.02)  # past the stock storage's 10 ms timer each time
+        assert threading.active_count() <= before  # the stock storage's first timer may end
+        await asyncio.sleep(1.5)  # the window, then a sweep
+        assert storage.events and not any(storage.events.values())
+        assert (await limiter.hit("k")).remaining == 99
+
+    asyncio.run(scenario())
