@@ -98,7 +98,8 @@ def test_the_memory_storage_sweeps_from_one_thread_without_starting_more() -> No
             await asyncio.sleep(0.02)  # past the stock storage's 10 ms timer each time
         assert threading.active_count() <= before  # the stock storage's first timer may end
         await asyncio.sleep(1.5)  # the window, then a sweep
-        assert storage.events and not any(storage.events.values())
+        assert storage.events
+        assert not any(storage.events.values())
         assert (await limiter.hit("k")).remaining == 99
 
     asyncio.run(scenario())
