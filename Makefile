@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder clean
+.PHONY: install serve test lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-throughput: install
 
 bench-encoder: install
 	$(BIN)/python bench/encoder.py
+
+bench-api: install
+	$(BIN)/python bench/api_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -114,9 +114,40 @@ class Settings(BaseSettings):
     price_per_second_2x: float = 16.0
     price_per_second_4x: float = 28.0
     initial_credits: float = 10_000.0
-    rate_limit_per_minute: int = 120
+    rate_limit_per_minute: int = Field(default=120, ge=1, description="Requests per key per minute")
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications per client address per minute; "
+        "past it every request from the address gets 429 until the window passes",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for rate limits shared by every API process (redis://...)"
+    )
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token /metrics requires; unset: loopback clients only"
+    )
 
     # API
+    api_workers: int = Field(
+        default=1, ge=1, description="API server processes (uvicorn workers) of upres serve"
+    )
+    access_log: bool = Field(default=True, description="Log a line per HTTP request")
+    key_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an authenticated key is remembered; "
+        "a revocation takes effect within it; 0 looks every request up",
+    )
+    submit_threads: int = Field(
+        default=32, ge=1, description="Threads that probe submissions (never the request threads)"
+    )
+    submit_max_pending: int = Field(
+        default=256, ge=1, description="Submissions probing or waiting to, in all; more get 503"
+    )
+    submit_max_per_key: int = Field(
+        default=8, ge=1, description="Submissions in flight per key; more get 429"
+    )
     max_request_bytes: int = Field(
         default=1024**2, ge=0, description="Largest request body the API reads; larger gets 413"
     )

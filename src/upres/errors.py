@@ -270,6 +270,14 @@ class ServiceUnavailable(UpresError):
     code = "service_unavailable"
 
 
+class ServerBusy(ServiceUnavailable):
+    """The server is at a capacity bound; the same request may succeed later."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ConfigError(UpresError):
     """A setting (``UPRES_*`` variable or command-line override) has an invalid value."""
 

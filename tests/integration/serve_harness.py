@@ -62,6 +62,11 @@ class Serve:
         self.output: list[str] = []
         self._process: subprocess.Popen[str] | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def start(self) -> Serve:
         self.launch()
         self.wait_healthy()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -96,17 +97,18 @@ def real_services(store: SqlTaskStore, storage: LocalStorage) -> Services:
 def running_api(
     tmp_path: Path,
     *,
-    rate_limit_per_minute: int = 1000,
     adjust: Callable[[Services], Services] = lambda services: services,
+    **overrides: Any,
 ) -> Iterator[Api]:
-    """Migrated SQLite store, a funded key, and the app serving them."""
+    """Migrated SQLite store, a funded key, and the app serving them, with
+    ``overrides`` of the settings (a rate limit of 1000 a minute unless given)."""
     url = f"sqlite:///{tmp_path / 'api.db'}"
     migrate(url)
     store = SqlTaskStore(url)
     keys = KeyService(store)
     storage = LocalStorage(tmp_path / "results", base_url=RESULTS_BASE, secret=b"s" * 32)
     services = adjust(real_services(store, storage))
-    settings = Settings(data_dir=tmp_path, rate_limit_per_minute=rate_limit_per_minute)
+    settings = Settings(**{"data_dir": tmp_path, "rate_limit_per_minute": 1000, **overrides})
     try:
         with live_server(create_app(settings, services=services)) as base_url:
             yield Api(

@@ -232,7 +232,8 @@ def test_rate_limit_is_429_with_headers(tmp_path: Path) -> None:
     envelope(third, 429, "rate_limit_exceeded", "rate_limit_error")
     assert third.headers["x-ratelimit-limit"] == "2"
     assert third.headers["x-ratelimit-remaining"] == "0"
-    assert 1 <= int(third.headers["retry-after"]) <= 30
+    # A moving window: a hit is back when the oldest one leaves the minute.
+    assert 1 <= int(third.headers["retry-after"]) <= 60
     assert int(third.headers["x-ratelimit-reset"]) >= int(third.headers["retry-after"])
 
 

@@ -195,3 +195,28 @@ def test_healthz_is_503_when_a_check_fails(tmp_path: Path, broken: str) -> None:
     body = response.json()
     assert body["status"] == "unhealthy"
     assert body["checks"][broken] is False
+
+
+def test_metrics_without_a_token_answer_loopback_clients_only(api: Api) -> None:
+    # Behind a reverse proxy on this host, the client is the forwarded address.
+    forwarded = {"X-Forwarded-For": "203.0.113.9"}
+    with httpx.Client(base_url=api.base_url) as client:
+        local = client.get("/metrics")
+        remote = client.get("/metrics", headers=forwarded)
+    assert local.status_code == 200
+    assert remote.status_code == 401
+    assert remote.json()["error"]["code"] == "unauthorized"
+    assert "UPRES_METRICS_TOKEN" in remote.json()["error"]["message"]
+
+
+def test_metrics_with_a_token_need_it_from_everywhere(tmp_path: Path) -> None:
+    with (
+        running_api(tmp_path, metrics_token="s3cret-token") as api,
+        httpx.Client(base_url=api.base_url) as client,
+    ):
+        missing = client.get("/metrics")
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert "upres_credits_captured_total" in right.text
+    assert "credits" not in wrong.text

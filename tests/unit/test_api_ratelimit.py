@@ -1,50 +1,105 @@
-"""The per-key token bucket, on a controlled clock."""
+"""Rate limits: the moving window per name, in memory, and failed authentications
+per client address through the real app."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
+
 import pytest
 
-from upres.api.ratelimit import RateLimiter
-from upres.errors import RateLimited
+from tests.unit.api_harness import running_api
+from upres.api.ratelimit import RateLimiter, SweptMemoryStorage, limit_storage
+from upres.errors import RateLimited, ServiceUnavailable
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def _limiter(limit: int, window_s: int = 60) -> RateLimiter:
+    return RateLimiter(limit=limit, window_s=window_s, storage=limit_storage(None), namespace="t")
 
 
-def test_bucket_allows_limit_then_refuses_with_wait_time() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=3, clock=clock)
-    remaining = [limiter.hit("k").remaining for _ in range(3)]
-    assert remaining == [2, 1, 0]
-    with pytest.raises(RateLimited) as caught:
-        limiter.hit("k")
-    assert caught.value.limit == 3
-    assert caught.value.reset_after_s == pytest.approx(20.0)
+def test_a_budget_allows_its_limit_then_refuses_with_the_wait() -> None:
+    async def scenario() -> None:
+        limiter = _limiter(3)
+        remaining = [(await limiter.hit("k")).remaining for _ in range(3)]
+        assert remaining == [2, 1, 0]
+        assert await limiter.exhausted("k") is not None
+        with pytest.raises(RateLimited) as caught:
+            await limiter.hit("k")
+        assert caught.value.limit == 3
+        assert 1 <= caught.value.reset_after_s <= 60
+        assert (await limiter.hit("other")).remaining == 2
+
+    asyncio.run(scenario())
 
 
-def test_bucket_refills_over_time_and_keys_are_independent() -> None:
-    clock = Clock()
-    limiter = RateLimiter(per_minute=60, clock=clock)
-    for _ in range(60):
-        limiter.hit("a")
-    with pytest.raises(RateLimited):
-        limiter.hit("a")
-    assert limiter.hit("b").remaining == 59
-    clock.now += 1.0
-    status = limiter.hit("a")
-    assert status.remaining == 0
-    assert status.headers() == {
-        "X-RateLimit-Limit": "60",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": "60",
-    }
+def test_a_budget_comes_back_once_the_window_has_passed() -> None:
+    async def scenario() -> None:
+        limiter = _limiter(2, window_s=1)
+        await limiter.hit("k")
+        status = await limiter.hit("k")
+        assert status.headers()["X-RateLimit-Remaining"] == "0"
+        assert await limiter.exhausted("k") is not None
+        await asyncio.sleep(1.1)
+        assert await limiter.exhausted("k") is None
+        assert (await limiter.hit("k")).remaining == 1
+
+    asyncio.run(scenario())
 
 
-def test_limit_must_be_positive() -> None:
+def test_an_unreachable_redis_is_503_not_a_crash() -> None:
+    async def scenario() -> None:
+        storage = limit_storage("redis://127.0.0.1:1/0")
+        limiter = RateLimiter(limit=5, window_s=60, storage=storage, namespace="t")
+        with pytest.raises(ServiceUnavailable):
+            await limiter.hit("k")
+
+    asyncio.run(scenario())
+
+
+def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        RateLimiter(per_minute=0)
+        _limiter(0)
+
+
+def test_failed_authentications_are_limited_per_address(tmp_path: Path) -> None:
+    with running_api(tmp_path) as api:
+        with api.client("upres_wrong") as guessing:
+            statuses = [guessing.get("/v1/credits").status_code for _ in range(22)]
+        with api.client() as owner:
+            refused = owner.get("/v1/credits")
+        with api.client("") as anonymous:
+            missing = [anonymous.get("/v1/credits").status_code for _ in range(3)]
+    # 20 guesses a minute (the default); then even a right key from that address
+    # waits, so guessing learns nothing more until the window passes.
+    assert statuses == [401] * 20 + [429] * 2
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert missing == [401] * 3
+
+
+def test_the_per_key_limit_answers_429_with_headers(tmp_path: Path) -> None:
+    with running_api(tmp_path, rate_limit_per_minute=3) as api, api.client() as client:
+        answers = [client.get("/v1/credits") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["X-RateLimit-Remaining"] == "2"
+    assert answers[3].headers["X-RateLimit-Limit"] == "3"
+    assert int(answers[3].headers["Retry-After"]) >= 1
+
+
+def test_the_memory_storage_sweeps_from_one_thread_without_starting_more() -> None:
+    async def scenario() -> None:
+        storage = SweptMemoryStorage(sweep_s=0.2)
+        limiter = RateLimiter(limit=100, window_s=1, storage=storage, namespace="t")
+        before = threading.active_count()
+        for _ in range(20):
+            await limiter.hit("k")
+            await asyncio.sleep(0.02)  # past the stock storage's 10 ms timer each time
+        assert threading.active_count() <= before  # the stock storage's first timer may end
+        await asyncio.sleep(1.5)  # the window, then a sweep
+        assert storage.events
+        assert not any(storage.events.values())
+        assert (await limiter.hit("k")).remaining == 99
+
+    asyncio.run(scenario())

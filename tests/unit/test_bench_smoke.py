@@ -108,3 +108,18 @@ def test_media_bench_writes_its_section_and_quality_keeps_it(
     regenerated = _report.with_section("# Regenerated\n", "bench:media", kept)
     assert _report.section(regenerated, "bench:media") == kept
     assert regenerated.count("<!-- bench:media begin -->") == 1
+
+
+@pytest.mark.slow
+def test_api_load_bench_runs_both_servers_and_writes_its_section(tmp_path: Path) -> None:
+    from bench import api_load  # noqa: PLC0415 (starts servers; only this test needs it)
+
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nHand-written plan.\n")
+    argv = ["--seconds", "0.3", "--clients", "1,2", "--probes", "2", "--probe-clients", "1"]
+    assert api_load.main([*argv, "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert "Hand-written plan." in text
+    assert "<!-- throughput:api begin -->" in text
+    assert "| 2 |" in text
+    assert "submissions wait on a URL that never answers" in text

@@ -8,12 +8,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from upres.api.admission import SubmissionGate
 from upres.api.deps import Services
 from upres.api.errors import install_error_handlers
+from upres.api.keycache import KeyCache
 from upres.api.metrics import ApiMetrics
 from upres.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from upres.api.openapi import install_openapi
-from upres.api.ratelimit import RateLimiter
+from upres.api.ratelimit import RateLimiter, limit_storage
 from upres.api.routes import ROUTERS
 from upres.config import Settings
 
@@ -56,6 +58,7 @@ def _lifespan(
             try:
                 yield
             finally:
+                app.state.submissions.close()
                 metrics.unwatch(collector)
 
     return lifespan
@@ -76,11 +79,26 @@ def create_app(
         description=_DESCRIPTION,
         version="1.0.0",
         openapi_tags=_TAGS,
+        # upres reports through its own Prometheus metrics; FastAPI's OpenTelemetry
+        # hooks would otherwise look up their providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         lifespan=_lifespan(lambda: _services(settings, services, worker_alive), metrics),
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.limiter = RateLimiter(per_minute=settings.rate_limit_per_minute)
+    app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s)
+    limits = limit_storage(settings.redis_url)
+    app.state.limiter = RateLimiter(
+        limit=settings.rate_limit_per_minute, window_s=60, storage=limits, namespace="key"
+    )
+    app.state.auth_limiter = RateLimiter(
+        limit=settings.auth_failures_per_minute, window_s=60, storage=limits, namespace="authfail"
+    )
+    app.state.submissions = SubmissionGate(
+        threads=settings.submit_threads,
+        max_pending=settings.submit_max_pending,
+        max_per_key=settings.submit_max_per_key,
+    )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -6,13 +6,19 @@ either builds it from settings in its lifespan or is given a prebuilt one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+import ipaddress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
+from upres.api.admission import SubmissionGate
+from upres.api.keycache import KeyCache
 from upres.api.metrics import ApiMetrics, StoreStats
 from upres.api.ratelimit import RateLimiter
 from upres.api.schemas import TaskRenderer
@@ -70,6 +76,8 @@ class Services:
     worker_alive: Callable[[], bool]
 
 
+AUTH_FAILURES_MESSAGE = "Too many failed authentications from this address, please try again later"
+
 _bearer = HTTPBearer(
     scheme_name="bearerAuth",
     description="All APIs require `Authorization: Bearer YOUR_API_KEY`",
@@ -77,45 +85,125 @@ _bearer = HTTPBearer(
 )
 
 
-def get_settings(request: Request) -> Settings:
+# The getters are ``async def`` although they never wait: FastAPI runs a plain
+# ``def`` dependency on the shared thread pool, a thread hop per getter per request.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
+
+
+async def get_submissions(request: Request) -> SubmissionGate:
+    gate: SubmissionGate = request.app.state.submissions
+    return gate
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+SubmissionsDep = Annotated[SubmissionGate, Depends(get_submissions)]
 
 
-def authenticated_key(
+@asynccontextmanager
+async def counted_failures(request: Request) -> AsyncIterator[None]:
+    """An authentication attempt of the client's address: refused at once when the
+    address has spent its failed-authentication budget, counted when it fails.
+
+    Raises RateLimited past the budget; lets the Unauthorized of a failure through.
+    """
+    failures: RateLimiter = request.app.state.auth_limiter
+    address = request.client.host if request.client else "unknown"
+    spent = await failures.exhausted(address)
+    if spent is not None:
+        raise failures.refusal(spent, AUTH_FAILURES_MESSAGE)
+    try:
+        yield
+    except Unauthorized:
+        await failures.hit(address)
+        raise
+
+
+async def authenticated_key(
     request: Request,
-    services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
     """The caller's key, after its rate limit.
 
-    Raises Unauthorized without a valid ``Authorization: Bearer`` key and
-    RateLimited when the key is over its limit.
+    Raises Unauthorized without a valid ``Authorization: Bearer`` key, and
+    RateLimited when the key is over its limit or the client's address has
+    failed to authenticate too often (then before looking at the key at all).
     """
-    if credentials is None:
+    if credentials is None:  # not a guess: nothing to count
         raise Unauthorized("Missing bearer token")
-    key = services.keys.authenticate(credentials.credentials)
+    async with counted_failures(request):
+        key = await _key_of(request, credentials.credentials)
     limiter: RateLimiter = request.app.state.limiter
-    request.state.rate_limit = limiter.hit(key.id)
+    request.state.rate_limit = await limiter.hit(key.id)
     return key
 
 
-def get_task_service(services: ServicesDep) -> TaskUseCases:
+async def _key_of(request: Request, secret: str) -> ApiKey:
+    """The key of the bearer secret, from the cache or the key service.
+
+    Raises Unauthorized when it is unknown or revoked.
+    """
+    cache: KeyCache = request.app.state.key_cache
+    key = cache.get(secret)
+    if key is None:
+        # FastAPI checks every declared dependency on every request: the
+        # services are read from the app state here rather than declared.
+        services: Services = request.app.state.services
+        key = await run_in_threadpool(services.keys.authenticate, secret)
+        cache.put(secret, key)
+    return key
+
+
+async def metrics_reader(request: Request, settings: SettingsDep) -> None:
+    """Lets a /metrics scrape through: with ``UPRES_METRICS_TOKEN`` set, only with
+    ``Authorization: Bearer <token>``; without it, only from loopback clients,
+    so that nothing public sees the credit totals.
+
+    Raises Unauthorized otherwise (a wrong token counts as a failed
+    authentication of the address), RateLimited past the failed-auth limit.
+    """
+    if settings.metrics_token is None:
+        if not _is_loopback(request.client.host if request.client else None):
+            raise Unauthorized(
+                "/metrics answers loopback clients only unless UPRES_METRICS_TOKEN is set"
+            )
+        return
+    # Read by hand, not through a declared security scheme: the operation stays
+    # public in the OpenAPI document, as it is for loopback clients by default.
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        presented = ""
+    async with counted_failures(request):
+        if not hmac.compare_digest(presented.encode(), settings.metrics_token.encode()):
+            raise Unauthorized("/metrics needs Authorization: Bearer <UPRES_METRICS_TOKEN>")
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+MetricsReader = Depends(metrics_reader)
+
+
+async def get_task_service(services: ServicesDep) -> TaskUseCases:
     return services.tasks
 
 

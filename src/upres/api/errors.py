@@ -36,6 +36,7 @@ from upres.errors import (
     RateLimited,
     RequestTooLarge,
     ResultExpired,
+    ServerBusy,
     ServiceUnavailable,
     UnknownModel,
     UpresError,
@@ -127,6 +128,8 @@ def _rate_limit_headers(exc: RateLimited) -> dict[str, str]:
 def _extra_headers(exc: UpresError, status: int) -> dict[str, str]:
     if isinstance(exc, RateLimited):
         return _rate_limit_headers(exc)
+    if isinstance(exc, ServerBusy):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     if isinstance(exc, RequestTooLarge):
         # The rest of the body stays unread: closing beats the server draining it.
         return {"Connection": "close"}

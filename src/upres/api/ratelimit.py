@@ -1,7 +1,10 @@
-"""Per-key rate limiting: a token bucket refilled continuously, ``per_minute`` deep.
+"""Rate limits with the ``limits`` library: a moving window of ``limit`` hits per ``window_s``.
 
-Each API process keeps its own buckets, so N processes allow N times the rate;
-the limit protects one process from one noisy key, it is not a billing control.
+Counted in this process by default; with ``UPRES_REDIS_URL`` in Redis, so that
+every API process and replica draws on one budget per key. Two budgets use it:
+requests per key, and failed authentications per client address (key guessing
+costs something, and an address that spent its budget is refused outright, so
+it learns nothing more until the window passes).
 """
 
 from __future__ import annotations
@@ -9,10 +12,22 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from upres.errors import RateLimited
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from starlette.concurrency import run_in_threadpool
+
+from upres.errors import RateLimited, ServiceUnavailable
+
+# Redis keys of upres, apart from anything else in the same database.
+REDIS_KEY_PREFIX = "upres"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,49 +46,101 @@ class RateLimitStatus:
         }
 
 
-@dataclass(kw_only=True)
-class _Bucket:
-    tokens: float
-    updated: float
+class SweptMemoryStorage(MemoryStorage):
+    """``limits``' memory storage, its expired entries swept by one long-lived thread.
+
+    The stock storage starts a new timer thread 10 ms after each hit once the
+    previous one ended: under steady load, a thread start every request or two,
+    measured as most of a cached read's CPU (docs/BENCHMARKS.md). Here one
+    daemon thread sweeps every ``sweep_s``, and ends once the storage is gone.
+    """
+
+    def __init__(self, *, sweep_s: float = 1.0) -> None:
+        super().__init__()
+        reference = weakref.ref(self)
+        threading.Thread(target=_sweep_while_alive, args=(reference, sweep_s), daemon=True).start()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 (the base's private hook)
+        return
+
+
+def _sweep_while_alive(reference: weakref.ref[SweptMemoryStorage], sweep_s: float) -> None:
+    while True:
+        time.sleep(sweep_s)
+        storage = reference()
+        if storage is None:
+            return
+        storage._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        del storage
+
+
+def limit_storage(redis_url: str | None) -> Storage:
+    """Redis at ``redis_url`` (shared by every process using it), else this process's memory.
+
+    Connects lazily: an unreachable Redis shows on the first hit, as ServiceUnavailable.
+    """
+    if redis_url is None:
+        return SweptMemoryStorage()
+    storage = storage_from_string(redis_url, key_prefix=REDIS_KEY_PREFIX, wrap_exceptions=True)
+    assert isinstance(storage, Storage)
+    return storage
 
 
 class RateLimiter:
-    """Token buckets by key id; thread-safe (sync routes run in a thread pool)."""
+    """One budget of ``limit`` hits per ``window_s`` for each name (a key id, an address)."""
 
-    def __init__(self, *, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        if per_minute < 1:
-            raise ValueError("per_minute must be at least 1")
-        self._limit = per_minute
-        self._rate = per_minute / 60.0
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
+    def __init__(self, *, limit: int, window_s: int, storage: Storage, namespace: str) -> None:
+        if limit < 1 or window_s < 1:
+            raise ValueError("limit and window_s must be at least 1")
+        self._item: RateLimitItem = RateLimitItemPerSecond(limit, window_s, namespace=namespace)
+        self._strategy = MovingWindowRateLimiter(storage)
+        # A remote storage is network I/O: it must not run on the event loop.
+        self._remote = not isinstance(storage, MemoryStorage)
 
-    def hit(self, key_id: str) -> RateLimitStatus:
-        """Spend one token of ``key_id``'s bucket.
+    async def hit(self, name: str) -> RateLimitStatus:
+        """Spend one hit of ``name``'s budget.
 
-        Raises RateLimited (with the limit and the seconds until a token is back)
-        when the bucket is empty.
+        Raises RateLimited (with the seconds until a hit is back) when the budget
+        is spent, ServiceUnavailable when the shared storage does not answer.
         """
-        with self._lock:
-            bucket = self._refilled(key_id)
-            if bucket.tokens < 1.0:
-                wait_s = (1.0 - bucket.tokens) / self._rate
-                raise RateLimited(
-                    "Too many requests, please try again later",
-                    limit=self._limit,
-                    reset_after_s=wait_s,
-                )
-            bucket.tokens -= 1.0
-            return RateLimitStatus(
-                limit=self._limit,
-                remaining=math.floor(bucket.tokens),
-                reset_after_s=(self._limit - bucket.tokens) / self._rate,
-            )
+        return await self._call(self._hit, name)
 
-    def _refilled(self, key_id: str) -> _Bucket:
-        now = self._clock()
-        bucket = self._buckets.setdefault(key_id, _Bucket(tokens=self._limit, updated=now))
-        bucket.tokens = min(self._limit, bucket.tokens + (now - bucket.updated) * self._rate)
-        bucket.updated = now
-        return bucket
+    async def exhausted(self, name: str) -> RateLimitStatus | None:
+        """The status of ``name``'s budget when it is spent, else None; spends nothing.
+
+        Raises ServiceUnavailable when the shared storage does not answer.
+        """
+        return await self._call(self._exhausted, name)
+
+    async def _call(self, work: Callable[[str], T], name: str) -> T:
+        try:
+            return await run_in_threadpool(work, name) if self._remote else work(name)
+        except StorageError as exc:
+            raise ServiceUnavailable("The rate limit store does not answer") from exc
+
+    def _hit(self, name: str) -> RateLimitStatus:
+        allowed = self._strategy.hit(self._item, name)
+        status = self._status(name)
+        if not allowed:
+            raise self.refusal(status, "Too many requests, please try again later")
+        return status
+
+    def _exhausted(self, name: str) -> RateLimitStatus | None:
+        if self._strategy.test(self._item, name):
+            return None
+        return self._status(name)
+
+    def _status(self, name: str) -> RateLimitStatus:
+        stats = self._strategy.get_window_stats(self._item, name)
+        return RateLimitStatus(
+            limit=self._item.amount,
+            remaining=stats.remaining,
+            reset_after_s=max(0.0, stats.reset_time - time.time()),
+        )
+
+    @staticmethod
+    def refusal(status: RateLimitStatus, message: str) -> RateLimited:
+        """The error for a spent budget, with its limit and wait."""
+        return RateLimited(
+            message, limit=status.limit, reset_after_s=max(1.0, status.reset_after_s)
+        )

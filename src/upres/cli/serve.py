@@ -8,6 +8,7 @@ UPRES_RAY_ADDRESS either runs its workers as actors on a Ray cluster instead.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -112,6 +113,10 @@ def serve(
     configure_logging()
     with _errors_exit(), _workers(settings) as (store, pool):
         secret = _first_key(store, settings)
+        if settings.api_workers > 1:
+            _announce(settings, secret)
+            _serve_processes(settings)
+            return
         # With no workers of its own (--workers 0: an API in front of `upres worker`
         # machines) this process judges worker liveness from the queue instead.
         alive = pool.alive if settings.worker_concurrency > 0 else None
@@ -122,7 +127,28 @@ def serve(
                 host=settings.host,
                 port=settings.port,
                 log_level="info",
+                access_log=settings.access_log,
             )
+
+
+def _serve_processes(settings: Settings) -> None:
+    """The API in ``settings.api_workers`` uvicorn processes, each building its
+    app from the environment (``upres.api.asgi``): the options given on the
+    command line are put there first."""
+    os.environ.update(
+        UPRES_HOST=settings.host,
+        UPRES_PORT=str(settings.port),
+        UPRES_DATA_DIR=str(settings.data_dir),
+    )
+    uvicorn.run(
+        "upres.api.asgi:app",
+        factory=True,
+        workers=settings.api_workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
 
 
 def worker(

@@ -41,7 +41,7 @@ class SqlAccounts:
 
     def get_account(self, account_id: str) -> Account:
         """Raises NotFound when there is no such account."""
-        with self._db.read() as session:
+        with self._db.read_one() as session:
             return convert.account(_account_row(session, account_id))
 
     def create_key(
@@ -61,7 +61,7 @@ class SqlAccounts:
             return convert.api_key(row, user_group=account.user_group)
 
     def key_by_hash(self, key_hash: str) -> StoredKey | None:
-        with self._db.read() as session:
+        with self._db.read_one() as session:
             found = session.execute(
                 select(ApiKeyRow, AccountRow.user_group)
                 .join(AccountRow, AccountRow.id == ApiKeyRow.account_id)

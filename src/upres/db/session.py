@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 WRITE_OPTION = "upres_write"
+# A connection carrying this option reads one statement and begins no transaction
+# on SQLite: a single SELECT sees one consistent snapshot by itself.
+SINGLE_READ_OPTION = "upres_single_read"
 
 
 def normalize_url(url: str) -> str:
@@ -44,9 +47,13 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        pool_size=8,
-        max_overflow=16,
+        # Kept open rather than opened per checkout: opening runs the pragmas and
+        # the WAL check, which cost more than the indexed lookups of a read.
+        # As many as the API's request threads (anyio's 40) may check out at once.
+        pool_size=40,
+        max_overflow=24,
         pool_timeout=60,
+        pool_use_lifo=True,
     )
 
     @event.listens_for(engine, "connect")
@@ -63,6 +70,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options: dict[str, Any] = dict(conn.get_execution_options())
+        if options.get(SINGLE_READ_OPTION):
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
     return engine

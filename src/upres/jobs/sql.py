@@ -124,7 +124,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
 
     def get_task(self, task_id: str, *, account_id: str | None = None) -> Task:
         """Raises TaskNotFound when absent or owned by another account."""
-        with self._db.read() as session:
+        with self._db.read_one() as session:
             return convert.task(_owned(session, task_id, account_id, lock=False))
 
     def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:

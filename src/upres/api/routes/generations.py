@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Response
 
-from upres.api.deps import AuthenticatedKey, MetricsDep, ServicesDep, TaskServiceDep
+from upres.api.deps import (
+    AuthenticatedKey,
+    MetricsDep,
+    ServicesDep,
+    SubmissionsDep,
+    TaskServiceDep,
+)
 from upres.api.openapi import REQUEST_EXAMPLES, error_responses
 from upres.api.routes._task_response import task_response
 from upres.api.schemas import TaskPublic, VideoGenerationRequest
@@ -54,20 +61,27 @@ def to_submission(body: VideoGenerationRequest) -> Submission:
     description=_DESCRIPTION,
     response_model=TaskPublic,
     response_description="Video upscale task created successfully",
-    responses=error_responses(400, 401, 402, 403, 409, 429),
+    responses=error_responses(400, 401, 402, 403, 409, 429, 503),
 )
-def create_video_generation(
+async def create_video_generation(
     *,
     body: RequestBody,
     key: AuthenticatedKey,
     tasks: TaskServiceDep,
     services: ServicesDep,
     metrics: MetricsDep,
+    submissions: SubmissionsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    submitted = tasks.submit_idempotent(
-        key=key, submission=to_submission(body), idempotency_key=idempotency_key
+    # The probe may take its whole timeout: it runs on the gate's threads, and
+    # this request waits for it without holding one.
+    submit = partial(
+        tasks.submit_idempotent,
+        key=key,
+        submission=to_submission(body),
+        idempotency_key=idempotency_key,
     )
+    submitted = await submissions.run(key.id, submit)
     task = submitted.task
     response = task_response(services.renderer, task)
     if submitted.replayed:

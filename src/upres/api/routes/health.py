@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from upres.api.deps import MetricsDep, ServicesDep
+from upres.api.deps import MetricsDep, MetricsReader, ServicesDep
 from upres.api.metrics import METRICS_CONTENT_TYPE
-from upres.api.openapi import PUBLIC_OPERATION
+from upres.api.openapi import PUBLIC_OPERATION, error_responses
 from upres.api.schemas import HealthPublic
 from upres.errors import ServiceUnavailable
 
@@ -46,10 +46,14 @@ def health(services: ServicesDep) -> JSONResponse:
 @router.get(
     "/metrics",
     operation_id="metrics",
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (UPRES_METRICS_TOKEN as bearer; without it, loopback only)",
     response_class=Response,
-    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+    responses={
+        200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+        **error_responses(401, 429),
+    },
     openapi_extra=PUBLIC_OPERATION,
+    dependencies=[MetricsReader],
 )
 def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)

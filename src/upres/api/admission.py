@@ -1,0 +1,93 @@
+"""Submissions run on threads of their own, behind per-key and total bounds.
+
+A submission probes its input over the network for up to
+``UPRES_PROBE_TIMEOUT_S``. The probe has to run on a thread (PyAV demuxes
+through synchronous file callbacks), but not on anyio's shared pool: a few
+dozen probes of a URL that never answers would hold all of its threads, and
+every synchronous dependency of every other route (authentication, reads,
+/healthz) would queue behind them. So submissions get a dedicated executor,
+awaited without holding any request thread, and admission bounds what may wait
+for it: ``max_per_key`` in-flight submissions per key (429
+``rate_limit_exceeded``) and ``max_pending`` in all (503), both with
+``Retry-After``. A submission counts until its thread is done with it, even
+when the client has hung up, so disconnecting frees nothing early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from upres.errors import RateLimited, ServerBusy
+
+T = TypeVar("T")
+
+# A probe that will fail takes its whole timeout; a client told to come back
+# this much later usually finds a slot without hammering the bound meanwhile.
+RETRY_AFTER_S = 5.0
+
+
+class SubmissionGate:
+    """A bounded executor for slow submissions; thread-safe."""
+
+    def __init__(self, *, threads: int, max_pending: int, max_per_key: int) -> None:
+        if min(threads, max_pending, max_per_key) < 1:
+            raise ValueError("threads, max_pending and max_per_key must be at least 1")
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="upres-submit")
+        self._max_pending = max_pending
+        self._max_per_key = max_per_key
+        self._per_key: Counter[str] = Counter()
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Submissions admitted and not yet done (running or waiting for a thread)."""
+        return self._pending
+
+    async def run(self, key_id: str, call: Callable[[], T]) -> T:
+        """``call()`` on the gate's threads, for ``key_id``.
+
+        Raises RateLimited when the key already has ``max_per_key`` submissions
+        in flight, ServerBusy when ``max_pending`` are; then ``call`` does not run.
+        Otherwise returns or raises what ``call`` does.
+        """
+        self._admit(key_id)
+        try:
+            future = self._executor.submit(call)
+        except BaseException:
+            self._release(key_id)
+            raise
+        future.add_done_callback(lambda _: self._release(key_id))
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Stop taking work; submissions not started yet are cancelled."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _admit(self, key_id: str) -> None:
+        with self._lock:
+            if self._per_key[key_id] >= self._max_per_key:
+                raise RateLimited(
+                    f"Too many submissions in progress for this key (at most {self._max_per_key})",
+                    limit=self._max_per_key,
+                    reset_after_s=RETRY_AFTER_S,
+                )
+            if self._pending >= self._max_pending:
+                raise ServerBusy(
+                    "The server is busy with other submissions, please try again later",
+                    retry_after_s=RETRY_AFTER_S,
+                )
+            self._per_key[key_id] += 1
+            self._pending += 1
+
+    def _release(self, key_id: str) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._per_key[key_id] -= 1
+            if self._per_key[key_id] <= 0:
+                del self._per_key[key_id]

@@ -1,0 +1,68 @@
+"""The submission gate: its own threads, bounds per key and in all, slots held until done."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from upres.api.admission import SubmissionGate
+from upres.errors import RateLimited, ServerBusy
+
+
+def test_bounds_per_key_then_in_all_and_slots_come_back() -> None:
+    async def scenario() -> None:
+        gate = SubmissionGate(threads=2, max_pending=3, max_per_key=2)
+        release = threading.Event()
+        running = [asyncio.ensure_future(gate.run(key, release.wait)) for key in "aab"]
+        await asyncio.sleep(0.05)
+        assert gate.pending == 3
+        with pytest.raises(RateLimited) as per_key:
+            await gate.run("a", lambda: True)
+        assert per_key.value.limit == 2
+        with pytest.raises(ServerBusy) as busy:
+            await gate.run("c", lambda: True)
+        assert busy.value.retry_after_s >= 1
+        release.set()
+        assert await asyncio.gather(*running) == [True, True, True]
+        assert gate.pending == 0
+        assert await gate.run("a", lambda: threading.current_thread().name)
+        gate.close()
+
+    asyncio.run(scenario())
+
+
+def test_work_runs_off_the_event_loop_thread() -> None:
+    async def scenario() -> str:
+        gate = SubmissionGate(threads=1, max_pending=1, max_per_key=1)
+        try:
+            return await gate.run("k", lambda: threading.current_thread().name)
+        finally:
+            gate.close()
+
+    assert asyncio.run(scenario()).startswith("upres-submit")
+
+
+def test_a_cancelled_wait_keeps_the_slot_until_the_thread_is_done() -> None:
+    async def scenario() -> None:
+        gate = SubmissionGate(threads=1, max_pending=5, max_per_key=1)
+        release = threading.Event()
+        waiting = asyncio.ensure_future(gate.run("k", release.wait))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await asyncio.sleep(0.05)
+        with pytest.raises(RateLimited):
+            await gate.run("k", lambda: True)
+        release.set()
+        await asyncio.sleep(0.05)
+        assert gate.pending == 0
+        assert await gate.run("k", lambda: True)
+        gate.close()
+
+    asyncio.run(scenario())
+
+
+def test_bounds_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        SubmissionGate(threads=1, max_pending=0, max_per_key=1)
