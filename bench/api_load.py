@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -198,13 +199,13 @@ async def level(
 
 
 @contextmanager
-def hanging_input() -> Iterator[tuple[str, list[object]]]:
+def hanging_input() -> Iterator[tuple[str, list[Any]]]:
     """An HTTP server on loopback that accepts and never answers, in a thread."""
     import socket  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
     listener = socket.create_server((HOST, 0), backlog=1024)
-    held: list[object] = []
+    held: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
@@ -223,6 +224,8 @@ def hanging_input() -> Iterator[tuple[str, list[object]]]:
         stop.set()
         thread.join()
         listener.close()
+        for connection in held:
+            connection.close()
 
 
 async def slow_probes(port: int, secret: str, url: str, count: int) -> list[asyncio.Task[object]]:
