@@ -4,7 +4,7 @@ Each clip is a sequence of sharp "truth" frames at the output size, cut from
 skimage's photos, with the exact motion between them in output pixels, and
 the low-res input made from them: Gaussian blur (sigma 0.8 x factor),
 downscale, fresh Gaussian noise in every frame (sigma 4 levels) and H.264
-(CRF 26, through PyAV), as a camera and its encoder would.
+(CRF 18, through PyAV), as a camera and its encoder would.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter
 from skimage import data
 
 NOISE_SIGMA = 4.0
-CRF = 26
+CRF = 18
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +137,7 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 def h264(frames: np.ndarray) -> np.ndarray:
-    """The frames through libx264 (yuv420p, CRF 26) and back."""
+    """The frames through libx264 (yuv420p, CRF 18) and back."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=24, options={"crf": str(CRF), "preset": "medium"})

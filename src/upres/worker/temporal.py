@@ -50,7 +50,10 @@ class TemporalSettings:
     forward-backward check, |f + b| ^ 2 <= ratio * (|f| ^ 2 + |b| ^ 2) + slack ^ 2.
     ``cut_share``: a frame with less than this share of reliable pixels is a
     scene cut and resets the state. ``margin_px``: unreliable pixels grow by
-    this many input pixels, so no edge of an occluder ghosts.
+    this many input pixels, so no edge of an occluder ghosts. ``sharpen``: how much
+    of the blur of resampling between pixels is given back to the carried texture
+    (0: none; more keeps more detail over long shots but warps less exactly, see
+    docs/QUALITY.md).
     """
 
     carry: float = 0.9
@@ -59,6 +62,7 @@ class TemporalSettings:
     fb_ratio: float = 0.05
     cut_share: float = 0.3
     margin_px: int = 1
+    sharpen: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +118,15 @@ class TemporalStabiliser:
         weight = self._settings.carry * weight
         scale = output.shape[-1] / source.shape[-1]
         big_flow = _resize(backward, output.shape[-2:]) * scale
-        carried = flow_warp(previous.output, big_flow, mode="bicubic").clamp_(0.0, 1.0)
+        carried = flow_warp(previous.output, big_flow, mode="bicubic")
+        if self._settings.sharpen > 0:
+            # Resampling between pixels blurs (most at half a pixel, not at all at whole
+            # pixels); give back what it took, so carried texture keeps its detail.
+            fraction = big_flow - big_flow.round()
+            loss = (4.0 * fraction.abs() * (1.0 - fraction.abs())).mean(dim=1, keepdim=True)
+            blurred = functional.avg_pool2d(carried, 3, 1, 1, count_include_pad=False)
+            carried = carried + self._settings.sharpen * loss * (carried - blurred)
+        carried = carried.clamp_(0.0, 1.0)
         big_weight = _resize(weight, output.shape[-2:])
         return torch.lerp(output, carried, big_weight)
 
@@ -134,11 +146,11 @@ def reliability(
     error = functional.avg_pool2d(error, 3, 1, 1, count_include_pad=False)
     error = functional.max_pool2d(error, 3, 1, 1)
     photometric = (1.0 - error / settings.tolerance).clamp_(0.0, 1.0)
-    valid = _consistent(backward, forward, settings) & _inside(backward)
+    valid = _consistent(backward, forward, settings)
     margin = settings.margin_px
     if margin > 0:
         valid = -functional.max_pool2d(-valid.float(), 2 * margin + 1, 1, margin) > 0.5
-    return photometric * valid.float()
+    return photometric * (valid & _inside(backward)).float()
 
 
 def _consistent(
@@ -154,7 +166,8 @@ def _consistent(
 
 
 def _inside(flow: torch.Tensor) -> torch.Tensor:
-    """Pixels whose flow lands inside the frame."""
+    """Pixels whose flow lands inside the frame (or less than half a pixel outside it,
+    where the border's value is what the frame would show)."""
     _, _, height, width = flow.shape
     ys, xs = torch.meshgrid(
         torch.arange(height, device=flow.device, dtype=flow.dtype),
@@ -163,7 +176,7 @@ def _inside(flow: torch.Tensor) -> torch.Tensor:
     )
     x = xs + flow[:, 0:1]
     y = ys + flow[:, 1:2]
-    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    return (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
 
 
 def _luma(rgb: torch.Tensor) -> torch.Tensor:
