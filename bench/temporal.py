@@ -22,6 +22,7 @@ Run: ``.venv/bin/python bench/quality.py --only temporal`` (or all of
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -201,7 +202,9 @@ def model_frames(
 ) -> tuple[Frames, float]:
     """The per-frame model's outputs for ``clip`` and its seconds per frame, kept in
     ``cache_dir`` (when given) so that sweeps and reruns do not pay for the model again."""
-    name = f"{model_id}_{factor}x_{clip.name}_{len(clip.low)}f_{clip.low.shape[1]}px.npz"
+    # Keyed by the input's bytes: a changed clip (or codec build) never reuses old outputs.
+    digest = hashlib.sha256(clip.low.tobytes()).hexdigest()[:16]
+    name = f"{model_id}_{factor}x_{clip.name}_{digest}.npz"
     path = cache_dir / name if cache_dir is not None else None
     if path is not None and path.exists():
         stored = np.load(path)
@@ -302,8 +305,12 @@ def _sweep(clip: Clip, raw: Frames) -> list[tuple[str, TemporalScores]]:
     for label, settings in sweep_settings():
         out, _ = stabilised(clip.low, raw, 4, DisFlow(), settings)
         results.append((label, score_clip(out, clip, raw)))
-    out, _ = stabilised(clip.low, raw, 4, flow_for("spynet"), TemporalSettings())
-    results.append(("default, SpyNet flow", score_clip(out, clip, raw)))
+    for label, flow in (
+        ("default, SpyNet flow", flow_for("spynet")),
+        ("default, DIS stopping at half size", DisFlow(finest_scale=1)),
+    ):
+        out, _ = stabilised(clip.low, raw, 4, flow, TemporalSettings())
+        results.append((label, score_clip(out, clip, raw)))
     return results
 
 
