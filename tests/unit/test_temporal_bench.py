@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from bench._temporal_clips import cut, occluder, pan
-from bench.temporal import BEGIN, END, warp_error, write_section
+from bench._temporal_report import BEGIN, END, write_section
+from bench.temporal import warp_error
 
 
 def test_the_warping_error_of_the_truth_is_zero() -> None:

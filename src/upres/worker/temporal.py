@@ -20,8 +20,9 @@ occlusion-masked warping error of the latter as the bench's metric).
 ``TemporalStabiliser`` holds one video's state; ``StabilisedUpscaler`` wraps
 any ``FrameUpscaler`` with a fresh one, so the pipeline stays unchanged and
 streaming (state is one input and one output frame; batches are processed in
-order by the upscale thread). To start mid-video (a chunked mode), feed the
-``PREROLL_FRAMES`` frames before the chunk and drop their outputs.
+order by the upscale thread). To start mid-video (a chunked mode), feed a few
+frames before the chunk (the carried texture renews itself within about ten
+frames at the default ``carry``) and drop their outputs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from upres.worker.frames import FrameUpscaler
 from upres.worker.motion import FlowEstimator, FlowMethod, flow_estimator
 from upres.worker.upscale import check_frames, to_packed_int, to_planar_float
 
-PREROLL_FRAMES = 8
 _LUMA = (0.299, 0.587, 0.114)
 
 
