@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.quality import TEMPORAL_BEGIN
+from bench.quality import TEMPORAL_MARKER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +61,7 @@ TABLE_HEAD = [
     "| s/frame |",
     "|---|---|---|---|---|---|---|---|---|",
 ]
-BEGIN, END = TEMPORAL_BEGIN, "<!-- temporal end -->"
+BEGIN, END = f"<!-- {TEMPORAL_MARKER} begin -->", f"<!-- {TEMPORAL_MARKER} end -->"
 
 
 def _targets(rows: Sequence[TemporalRow]) -> list[str]:

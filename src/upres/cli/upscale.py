@@ -40,8 +40,8 @@ from upres.models.registry import SpeedClass, default_model_for, get_model
 from upres.wiring import apply_torch_threads, temporal_stage
 from upres.worker.destination import check_destination
 from upres.worker.encode import keeping_up
-from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
 from upres.worker.frames import FrameUpscaler
+from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
 from upres.worker.recurrent import model_upscaler
 
 _PLAIN_INTERVAL_S = 2.0
