@@ -46,6 +46,14 @@ class Settings(BaseSettings):
         ge=1,
         description="CPU threads per model run; default all cores (fewer when sharing the CPU)",
     )
+    temporal: bool = Field(
+        default=True,
+        description="Motion-compensated temporal stabilisation of the model's output (no flicker)",
+    )
+    temporal_flow: Literal["auto", "dis", "spynet"] = Field(
+        default="auto",
+        description="Motion estimator: auto (DIS on CPU, SpyNet on CUDA), dis, spynet",
+    )
     encode_codec: VideoCodec | None = Field(
         default=None,
         description="Output codec: h264, h265, av1; default h264, or h265 10-bit for an HDR "

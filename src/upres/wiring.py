@@ -29,8 +29,11 @@ from upres.storage import build_storage
 from upres.storage.janitor import Janitor
 from upres.worker.encode import keeping_up
 from upres.worker.frames import FrameUpscaler
+from upres.worker.motion import FlowMethod
+from upres.worker.recurrent import RecurrentNetworks, model_upscaler
 from upres.worker.runner import FetchLimits, TaskRunner
-from upres.worker.upscale import ModelUpscaler
+from upres.worker.temporal import TemporalStage
+from upres.worker.upscale import ModelUpscaler, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +66,37 @@ def address_policy(settings: Settings) -> AddressPolicy:
 
 def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
     """The model for each factor (``settings.model`` or the registry's default),
-    loaded once per process and kept. Raises UnknownModel for an unknown id."""
+    loaded once per process and kept; with ``UPRES_TEMPORAL`` each call wraps it
+    in a fresh temporal stabiliser (one per video). Raises UnknownModel for an
+    unknown id."""
     cache = ModelCache()
     chosen = get_model(settings.model) if settings.model else None
     built: dict[Factor, FrameUpscaler] = {}
 
+    temporal = temporal_stage(settings, resolve_device(settings.device))
+
+    networks = RecurrentNetworks()
+
     def upscaler_for(factor: Factor) -> FrameUpscaler:
+        spec = chosen or default_model_for(factor)
+        if spec.recurrent:
+            fresh = model_upscaler(spec, factor, device=settings.device, networks=networks)
+            return fresh if temporal is None else temporal.wrap(fresh)
         if factor not in built:
-            spec = chosen or default_model_for(factor)
             built[factor] = ModelUpscaler(spec, factor, device=settings.device, models=cache)
-        return built[factor]
+        return built[factor] if temporal is None else temporal.wrap(built[factor])
 
     return upscaler_for
+
+
+def temporal_stage(
+    settings: Settings, device: torch.device, *, enabled: bool | None = None
+) -> TemporalStage | None:
+    """The temporal stage ``settings`` ask for (``enabled`` overrides ``UPRES_TEMPORAL``)
+    on ``device`` (the model's); None when it is off."""
+    if not (settings.temporal if enabled is None else enabled):
+        return None
+    return TemporalStage(FlowMethod(settings.temporal_flow), device)
 
 
 def output_encoding(settings: Settings) -> EncodeSettings:

@@ -58,7 +58,7 @@ def test_writing_twice_replaces_the_section(tmp_path: Path) -> None:
 
 def test_flop_formulas_match_the_loaded_networks() -> None:
     models = ModelCache()
-    for spec in MODELS:
+    for spec in (spec for spec in MODELS if not spec.recurrent):
         assert counted_macs(spec, models, side=8) == formula_macs(spec), spec.id
     assert 2 * rrdbnet_macs() / 16 == 2_240_856  # FLOP per output pixel quoted in the docs
 

@@ -37,11 +37,12 @@ from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.models.registry import SpeedClass, default_model_for, get_model
-from upres.wiring import apply_torch_threads
+from upres.wiring import apply_torch_threads, temporal_stage
 from upres.worker.destination import check_destination
 from upres.worker.encode import keeping_up
+from upres.worker.frames import FrameUpscaler
 from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
-from upres.worker.upscale import ModelUpscaler
+from upres.worker.recurrent import model_upscaler
 
 _PLAIN_INTERVAL_S = 2.0
 
@@ -93,6 +94,14 @@ def upscale(
             "(x264: medium, veryfast for a fast model on a GPU)."
         ),
     ] = None,
+    temporal: Annotated[
+        bool | None,
+        typer.Option(
+            "--temporal/--no-temporal",
+            help="Motion-compensated temporal stabilisation (default: UPRES_TEMPORAL, on); "
+            "--no-temporal gives the raw per-frame output.",
+        ),
+    ] = None,
     double_rate: Annotated[
         bool | None,
         typer.Option(
@@ -122,6 +131,7 @@ def upscale(
                     settings.deinterlace_double_rate if double_rate is None else double_rate
                 ),
                 cancel=stop.cancel,
+                temporal=temporal,
             )
         except (Cancelled, KeyboardInterrupt) as exc:
             typer.echo("cancelled: no output was written", err=True)
@@ -174,15 +184,18 @@ def _run(
     settings: Settings,
     double_rate: bool,
     cancel: CancelToken,
+    temporal: bool | None,
 ) -> UpscaleResult:
     """Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
     spec = get_model(model) if model else default_model_for(factor)
-    upscaler = ModelUpscaler(spec, factor, device=device)
+    network = model_upscaler(spec, factor, device=device)
+    stage = temporal_stage(settings, network.device, enabled=temporal)
+    upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
     cancel.raise_if_cancelled()
-    fast = upscaler.device.type == "cuda" and spec.speed is SpeedClass.FAST
+    fast = network.device.type == "cuda" and spec.speed is SpeedClass.FAST
     encode = keeping_up(encode, fast_source=fast)
     with progress_reporter() as report:
         return upscale_video(

@@ -43,6 +43,8 @@ class Architecture(StrEnum):
 
     RRDBNET = "RRDBNet"
     SRVGG_COMPACT = "SRVGGNetCompact"
+    # Not an ncnn layout: a PyTorch checkpoint run by upres.models.animesr.
+    ANIMESR = "AnimeSR"
 
 
 @dataclass(frozen=True, kw_only=True)

