@@ -157,7 +157,7 @@ class Housekeeping:
         self._store = store
         self._settings = settings
         self._render = TaskRenderer(storage.url)
-        self._janitor = Janitor(store, storage)
+        self._janitor = Janitor(store, storage, uploads=store)
         self._callbacks = CallbackDispatcher(
             CallbackSender(
                 store,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,14 @@ from upres.domain.accounts import CreatedKey
 from upres.domain.media import VideoInfo
 from upres.errors import FetchError
 from upres.jobs.sql import SqlTaskStore
+from upres.jobs.store import Clock, utc_now
 from upres.netpolicy import AddressPolicy, IPAddress
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
+from upres.services.uploads import UploadService
 from upres.storage.local import LocalStorage
 from upres.urlpolicy import UrlPolicy
+from upres.worker.probe import probe
 
 VIDEO_SECONDS = 8.2
 INTERNAL_HOST = "internal.test"
@@ -74,14 +78,38 @@ class Api:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=10)
 
 
-def real_services(store: SqlTaskStore, storage: LocalStorage) -> Services:
+def upload_service(
+    store: SqlTaskStore,
+    storage: LocalStorage,
+    *,
+    settings: Settings | None = None,
+    clock: Clock = utc_now,
+) -> UploadService:
+    """Real uploads: probed with the engine's prober, kept in ``storage``."""
+    settings = settings or Settings()
+    return UploadService(
+        clock=clock,
+        records=store,
+        storage=storage,
+        probe=partial(probe, limits=settings.media_limits),
+        scratch_dir=storage.root.parent / "upload-scratch",
+        max_bytes=settings.max_input_bytes,
+        ttl_s=settings.result_ttl_s,
+    )
+
+
+def real_services(
+    store: SqlTaskStore, storage: LocalStorage, uploads: UploadService | None = None
+) -> Services:
     renderer = TaskRenderer(storage.url)
+    uploads = uploads or upload_service(store, storage)
     tasks = TaskService(
         store=store,
         prober=FixedProber(),
         pricing=Settings().pricing,
         urls=UrlPolicy(AddressPolicy(resolver=fake_dns)),
         callback_body=renderer,
+        uploads=uploads,
     )
     return Services(
         keys=KeyService(store),
@@ -90,6 +118,8 @@ def real_services(store: SqlTaskStore, storage: LocalStorage) -> Services:
         renderer=renderer,
         files=storage,
         worker_alive=lambda: True,
+        uploads=uploads,
+        file_links=storage.url,
     )
 
 
@@ -98,16 +128,20 @@ def running_api(
     tmp_path: Path,
     *,
     adjust: Callable[[Services], Services] = lambda services: services,
+    upload_settings: Settings | None = None,
+    upload_clock: Clock = utc_now,
     **overrides: Any,
 ) -> Iterator[Api]:
-    """Migrated SQLite store, a funded key, and the app serving them, with
-    ``overrides`` of the settings (a rate limit of 1000 a minute unless given)."""
+    """Migrated SQLite store, a funded key, and the app serving them; uploads
+    follow ``upload_settings`` (limits, lifetime) and ``upload_clock``;
+    ``overrides`` of the app settings (a rate limit of 1000 a minute unless given)."""
     url = f"sqlite:///{tmp_path / 'api.db'}"
     migrate(url)
     store = SqlTaskStore(url)
     keys = KeyService(store)
     storage = LocalStorage(tmp_path / "results", base_url=RESULTS_BASE, secret=b"s" * 32)
-    services = adjust(real_services(store, storage))
+    uploads = upload_service(store, storage, settings=upload_settings, clock=upload_clock)
+    services = adjust(real_services(store, storage, uploads))
     settings = Settings(**{"data_dir": tmp_path, "rate_limit_per_minute": 1000, **overrides})
     try:
         with live_server(create_app(settings, services=services)) as base_url:

@@ -36,6 +36,10 @@ def test_openapi_lists_every_endpoint_with_its_method(openapi: dict[str, Any]) -
     operations = {(path, method) for path, item in openapi["paths"].items() for method in item}
     assert operations == {
         ("/v1/videos/generations", "post"),
+        ("/v1/videos/generations/estimate", "post"),
+        ("/v1/uploads", "post"),
+        ("/v1/uploads/{upload_id}", "get"),
+        ("/v1/tasks", "get"),
         ("/v1/tasks/{task_id}", "get"),
         ("/v1/tasks/{task_id}/cancel", "post"),
         ("/v1/files/{token}", "get"),

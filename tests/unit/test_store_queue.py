@@ -51,12 +51,12 @@ def test_heartbeat_renews_lease_and_records_progress(store, clock, account):
     claim = store.claim(worker_id="w1", lease_s=30)
     clock.advance(20)
 
-    beat = store.heartbeat(claim, progress=40, estimated_time_s=12)
+    beat = store.heartbeat(claim, progress=40, estimated_time_s=12, fps=7.5)
 
     assert beat.cancelled is False
     assert beat.lease_expires_at == clock.now + timedelta(seconds=30)
     task = store.get_task(claim.task.id)
-    assert (task.progress, task.estimated_time_s) == (40, 12)
+    assert (task.progress, task.estimated_time_s, task.fps) == (40, 12, 7.5)
     clock.advance(25)  # past the first lease, within the renewed one
     assert store.reap(callback_body=render_body) == []
 

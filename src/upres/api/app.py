@@ -17,6 +17,8 @@ from upres.api.middleware import BodySizeLimitMiddleware, RequestContextMiddlewa
 from upres.api.openapi import install_openapi
 from upres.api.ratelimit import RateLimiter, limit_storage
 from upres.api.routes import ROUTERS
+from upres.api.routes.page import mount_static
+from upres.api.routes.uploads import UPLOADS_PATH
 from upres.config import Settings
 
 _DESCRIPTION = (
@@ -28,6 +30,7 @@ _DESCRIPTION = (
 _TAGS: list[dict[str, Any]] = [
     {"name": "Video Generation", "description": "AI video generation APIs"},
     {"name": "Task Management", "description": "Query and cancel tasks"},
+    {"name": "Uploads", "description": "Videos from the client's disk (upres extension)"},
     {"name": "Files", "description": "Result downloads (local storage)"},
     {"name": "Models", "description": "What this API offers"},
     {"name": "Account", "description": "Credits of the key's account"},
@@ -102,9 +105,14 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    mount_static(app)
     # Added first, so it runs inside the request context: a 413 gets a request id
-    # and is counted in the metrics.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # and is counted in the metrics. Uploads stream under their own limit.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        exempt=frozenset({UPLOADS_PATH}),
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_openapi(app)
     return app

@@ -21,12 +21,13 @@ from upres.api.admission import SubmissionGate
 from upres.api.keycache import KeyCache
 from upres.api.metrics import ApiMetrics, StoreStats
 from upres.api.ratelimit import RateLimiter
-from upres.api.schemas import TaskRenderer
+from upres.api.schemas import ResultUrl, TaskRenderer
 from upres.config import Settings
 from upres.domain.accounts import Account, ApiKey
 from upres.domain.tasks import Task
-from upres.errors import Unauthorized
-from upres.services.tasks import Submission, Submitted
+from upres.errors import NotFound, Unauthorized
+from upres.services.tasks import Estimate, Submission, Submitted
+from upres.services.uploads import UploadService
 from upres.storage.base import StoredFile
 
 
@@ -40,6 +41,8 @@ class TaskUseCases(Protocol):
     def submit_idempotent(
         self, *, key: ApiKey, submission: Submission, idempotency_key: str | None
     ) -> Submitted: ...
+    def estimate(self, *, key: ApiKey, submission: Submission) -> Estimate: ...
+    def list(self, *, key: ApiKey, limit: int) -> list[Task]: ...
     def get(self, *, key: ApiKey, task_id: str) -> Task: ...
     def cancel(self, *, key: ApiKey, task_id: str) -> Task: ...
 
@@ -66,6 +69,8 @@ class Services:
 
     ``files`` is None when results live elsewhere (S3): /v1/files then answers 404.
     ``worker_alive`` tells /healthz whether some worker is taking tasks.
+    ``uploads`` is None when this API takes no uploads: /v1/uploads then answers 404.
+    ``file_links`` signs links to stored files (running tasks' previews); None: no previews.
     """
 
     keys: KeyAuthenticator
@@ -74,6 +79,8 @@ class Services:
     renderer: TaskRenderer
     files: SignedFiles | None
     worker_alive: Callable[[], bool]
+    uploads: UploadService | None = None
+    file_links: ResultUrl | None = None
 
 
 AUTH_FAILURES_MESSAGE = "Too many failed authentications from this address, please try again later"
@@ -209,3 +216,13 @@ async def get_task_service(services: ServicesDep) -> TaskUseCases:
 
 AuthenticatedKey = Annotated[ApiKey, Depends(authenticated_key)]
 TaskServiceDep = Annotated[TaskUseCases, Depends(get_task_service)]
+
+
+def get_upload_service(services: ServicesDep) -> UploadService:
+    """Raises NotFound when this API takes no uploads."""
+    if services.uploads is None:
+        raise NotFound("Uploads are not available on this server")
+    return services.uploads
+
+
+UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]

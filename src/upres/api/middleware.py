@@ -98,15 +98,19 @@ class BodySizeLimitMiddleware:
     is read. Otherwise the body is read ahead and counted (a chunked body
     declares no length), and refused as soon as the count passes the limit,
     without reading further; within the limit, the app then receives the same
-    messages it would have received from the server.
+    messages it would have received from the server. Paths in ``exempt``
+    (uploads) stream their bodies under limits of their own.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, exempt: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -214,6 +214,11 @@ class HealthPublic(BaseModel):
     checks: dict[str, bool]
 
 
+def whole_seconds(duration_s: float) -> int:
+    """A duration as the API shows it: started seconds (float noise ignored)."""
+    return math.ceil(round(duration_s, 6))
+
+
 def render_task(task: Task, *, result_url: ResultUrl) -> TaskPublic:
     """The public task object for ``task``; result links are issued afresh each call."""
     terminal = task.status.is_terminal
@@ -228,7 +233,7 @@ def render_task(task: Task, *, result_url: ResultUrl) -> TaskPublic:
         task_info=VideoTaskInfo(
             can_cancel=task.status.can_cancel,
             estimated_time=0 if terminal else max(0, task.estimated_time_s),
-            video_duration=math.ceil(round(task.video_duration_s, 6)),
+            video_duration=whole_seconds(task.video_duration_s),
             notes=list(task.notes) if task.status is TaskStatus.COMPLETED and task.notes else None,
         ),
         usage=VideoUsage(credits_reserved=task.credits_reserved, user_group=task.user_group),

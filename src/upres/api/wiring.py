@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Protocol
 
 from upres.api.deps import Services
@@ -19,9 +20,11 @@ from upres.domain.tasks import TaskStatus
 from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
-from upres.storage import LocalStorage, build_storage
+from upres.services.uploads import UploadService
+from upres.storage import LocalStorage, ResultStorage, build_storage
 from upres.urlpolicy import UrlPolicy
 from upres.wiring import address_policy, open_store
+from upres.worker.probe import probe
 from upres.worker.remote import RemoteProber
 
 
@@ -63,7 +66,9 @@ class QueueWatch:
             return now - self._stalled_since <= self._grace_s
 
 
-def _task_service(settings: Settings, store: SqlTaskStore, renderer: TaskRenderer) -> TaskService:
+def _task_service(
+    settings: Settings, store: SqlTaskStore, renderer: TaskRenderer, uploads: UploadService
+) -> TaskService:
     policy = address_policy(settings)
     return TaskService(
         store=store,
@@ -71,6 +76,20 @@ def _task_service(settings: Settings, store: SqlTaskStore, renderer: TaskRendere
         pricing=settings.pricing,
         urls=UrlPolicy(policy),
         callback_body=renderer,
+        uploads=uploads,
+    )
+
+
+def _upload_service(
+    settings: Settings, store: SqlTaskStore, storage: ResultStorage
+) -> UploadService:
+    return UploadService(
+        records=store,
+        storage=storage,
+        probe=partial(probe, limits=settings.media_limits),
+        scratch_dir=settings.data_dir / "work" / "uploads",
+        max_bytes=settings.max_input_bytes,
+        ttl_s=settings.result_ttl_s,
     )
 
 
@@ -88,13 +107,16 @@ def services_from_settings(
     try:
         storage = build_storage(settings)
         renderer = TaskRenderer(storage.url)
+        uploads = _upload_service(settings, store, storage)
         yield Services(
             keys=KeyService(store),
-            tasks=_task_service(settings, store, renderer),
+            tasks=_task_service(settings, store, renderer, uploads),
             store=store,
             renderer=renderer,
             files=storage if isinstance(storage, LocalStorage) else None,
             worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
+            uploads=uploads,
+            file_links=storage.url,
         )
     finally:
         store.close()

@@ -75,6 +75,7 @@ def task(row: TaskRow) -> Task:
         attempts=row.attempts,
         cancel_requested=row.cancel_requested,
         notes=tuple(row.notes.split("\n")) if row.notes else (),
+        fps=row.fps,
     )
 
 

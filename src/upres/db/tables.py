@@ -116,6 +116,7 @@ class TaskRow(Base):
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # A completed task's notes (upres.domain.tasks.Task.notes), one per line.
     notes: Mapped[str | None] = mapped_column(Text)
+    fps: Mapped[float | None]
 
 
 class LedgerRow(Base):
@@ -192,3 +193,21 @@ class IdempotencyRow(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class UploadRow(Base):
+    """A video uploaded by an account, stored under ``uploads/<id>.mp4`` until ``expires_at``."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    duration_s: Mapped[float]
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    frame_count: Mapped[int | None] = mapped_column(Integer)
+    average_fps: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

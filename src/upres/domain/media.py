@@ -97,6 +97,9 @@ PRESETS: dict[VideoCodec, tuple[str, ...]] = {
     "h265": _X26X_PRESETS,
     "av1": tuple(str(n) for n in range(14)),
 }
+# Codecs every mainstream browser plays in <video> (Chromium has no HEVC decoder).
+BROWSER_PLAYABLE: frozenset[VideoCodec] = frozenset({"h264", "av1"})
+
 MAX_CRF: dict[VideoCodec, int] = {"h264": 51, "h265": 51, "av1": 63}
 
 

@@ -8,6 +8,7 @@ functions of the row: no session, no I/O.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, or_
@@ -139,15 +140,23 @@ def start(row: TaskRow, *, worker_id: str, lease_s: float, now: datetime) -> Cla
 
 
 def beat(
-    row: TaskRow, claim: Claim, *, progress: int, estimated_time_s: int, now: datetime
+    row: TaskRow,
+    claim: Claim,
+    *,
+    progress: int,
+    estimated_time_s: int,
+    now: datetime,
+    fps: float | None = None,
 ) -> Heartbeat:
     """Renew a fenced row's lease and record progress (kept below 100, never going
-    back); a cancelled row is left as it is and reported."""
+    back) and speed; a cancelled row is left as it is and reported."""
     if row.status == TaskStatus.CANCELLED:
         return Heartbeat(cancelled=True, lease_expires_at=now)
     expires = now + timedelta(seconds=claim.lease_s)
     row.progress = max(row.progress, min(99, max(0, progress)))
     row.estimated_time_s = max(0, estimated_time_s)
+    if fps is not None and math.isfinite(fps) and fps >= 0:
+        row.fps = fps
     row.lease_expires_at = expires
     row.updated_at = now
     return Heartbeat(cancelled=False, lease_expires_at=expires)

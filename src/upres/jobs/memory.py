@@ -116,6 +116,13 @@ class MemoryTaskStore(MemoryAccounts, TaskStore):
         with self._lock:
             return convert.task(self._owned(task_id, account_id))
 
+    def list_tasks(self, *, account_id: str, limit: int) -> list[Task]:
+        """The account's ``limit`` newest tasks, newest first."""
+        with self._lock:
+            rows = [row for row in self._tasks.values() if row.account_id == account_id]
+        rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
+        return [convert.task(row) for row in rows[:limit]]
+
     def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
         """Raises TaskNotFound, or TaskNotCancellable when the task already ended."""
         with self._lock:
@@ -135,12 +142,19 @@ class MemoryTaskStore(MemoryAccounts, TaskStore):
             oldest = min(ready, key=lambda row: (row.created_at, row.id))
             return lifecycle.start(oldest, worker_id=worker_id, lease_s=lease_s, now=now)
 
-    def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
+    def heartbeat(
+        self, claim: Claim, *, progress: int, estimated_time_s: int, fps: float | None = None
+    ) -> Heartbeat:
         """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
         with self._lock:
             row = self._fenced(claim, allow_cancelled=True)
             return lifecycle.beat(
-                row, claim, progress=progress, estimated_time_s=estimated_time_s, now=self._clock()
+                row,
+                claim,
+                progress=progress,
+                estimated_time_s=estimated_time_s,
+                now=self._clock(),
+                fps=fps,
             )
 
     def complete(

@@ -23,6 +23,7 @@ from upres.db.accounts import SqlAccounts
 from upres.db.tables import IdempotencyRow, TaskRow
 from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
+from upres.db.uploads import SqlUploads
 from upres.domain.accounts import LedgerKind
 from upres.domain.tasks import Task, TaskError, TaskStatus
 from upres.errors import ServiceUnavailable
@@ -40,7 +41,7 @@ from upres.jobs.store import (
 )
 
 
-class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
+class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
     """The system of record on one SQL database (see ``upres.jobs.store.TaskStore``).
 
     ``engine`` is an Engine or a URL; the schema must already be migrated
@@ -127,6 +128,17 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
         with self._db.read_one() as session:
             return convert.task(_owned(session, task_id, account_id, lock=False))
 
+    def list_tasks(self, *, account_id: str, limit: int) -> list[Task]:
+        """The account's ``limit`` newest tasks, newest first."""
+        query = (
+            select(TaskRow)
+            .where(TaskRow.account_id == account_id)
+            .order_by(TaskRow.created_at.desc(), TaskRow.id.desc())
+            .limit(limit)
+        )
+        with self._db.read() as session:
+            return [convert.task(row) for row in session.scalars(query)]
+
     def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
         """Raises TaskNotFound, or TaskNotCancellable when the task already ended."""
         with self._db.write() as session:
@@ -155,12 +167,19 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput):
             session.flush()
             return claim
 
-    def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
+    def heartbeat(
+        self, claim: Claim, *, progress: int, estimated_time_s: int, fps: float | None = None
+    ) -> Heartbeat:
         """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
         with self._db.write() as session:
             row = _fenced(session, claim, allow_cancelled=True)
             return lifecycle.beat(
-                row, claim, progress=progress, estimated_time_s=estimated_time_s, now=self._clock()
+                row,
+                claim,
+                progress=progress,
+                estimated_time_s=estimated_time_s,
+                now=self._clock(),
+                fps=fps,
             )
 
     def complete(

@@ -184,6 +184,10 @@ class TaskStore(Protocol):
         """Raises TaskNotFound when absent or owned by another account."""
         ...
 
+    def list_tasks(self, *, account_id: str, limit: int) -> list[Task]:
+        """The account's ``limit`` newest tasks, newest first."""
+        ...
+
     def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
         """Cancel a pending or processing task now, refund it, queue its callback.
 
@@ -196,7 +200,9 @@ class TaskStore(Protocol):
         """Lease the oldest pending task (attempt + 1), or None when the queue is empty."""
         ...
 
-    def heartbeat(self, claim: Claim, *, progress: int, estimated_time_s: int) -> Heartbeat:
+    def heartbeat(
+        self, claim: Claim, *, progress: int, estimated_time_s: int, fps: float | None = None
+    ) -> Heartbeat:
         """Renew the lease and record progress; ``cancelled`` once the task was cancelled.
 
         Raises LeaseLost when the lease was taken over (reaped, re-claimed, ended).

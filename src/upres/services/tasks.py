@@ -10,13 +10,16 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
 from upres.domain.tasks import API_MODEL, Factor, Task, check_task_id, new_task_id
+from upres.domain.uploads import is_upload_url
 from upres.errors import (
+    FetchError,
     IdempotencyConflict,
     InsufficientQuota,
     InvalidRequest,
@@ -40,6 +43,30 @@ class VideoProber(Protocol):
     """Reads a remote video's facts. Raises FetchError, MediaError or AddressNotAllowed."""
 
     def probe_url(self, url: str) -> VideoInfo: ...
+
+
+class ProbedVideo(Protocol):
+    """What pricing and the time estimate need of a probed video (a ``VideoInfo``
+    of a URL, or a stored ``Upload``)."""
+
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def frame_count(self) -> int | None: ...
+    @property
+    def average_fps(self) -> Fraction | None: ...
+
+
+class UploadLookup(Protocol):
+    """Finds the upload an ``upres-upload://`` URL names, probed when it arrived."""
+
+    def upload_for(self, *, account_id: str, url: str) -> ProbedVideo:
+        """Raises FetchError when the account has no such upload (or it expired)."""
+        ...
 
 
 class UrlChecker(Protocol):
@@ -82,6 +109,16 @@ class Submitted:
     replayed: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """What a submission would cost and take, without reserving anything."""
+
+    factor: Factor
+    video_duration_s: float
+    credits: float
+    estimated_time_s: int
+
+
 class ThroughputSource(Protocol):
     def throughput(self, factor: Factor) -> float | None: ...
 
@@ -106,12 +143,12 @@ class ThroughputEstimator:
         self._overhead = overhead_s
         self._fallback_fps = fallback_fps
 
-    def estimate(self, info: VideoInfo, factor: Factor) -> int:
+    def estimate(self, info: ProbedVideo, factor: Factor) -> int:
         rate = self._source.throughput(factor) or self._default
         output_mpix = info.width * info.height * int(factor) ** 2 * self._frames(info) / 1e6
         return math.ceil(self._overhead + output_mpix / rate)
 
-    def _frames(self, info: VideoInfo) -> int:
+    def _frames(self, info: ProbedVideo) -> int:
         if info.frame_count:
             return info.frame_count
         fps = float(info.average_fps) if info.average_fps else self._fallback_fps
@@ -131,6 +168,7 @@ class TaskService:
         callback_body: CallbackBody,
         clock: Clock = utc_now,
         estimator: ThroughputEstimator | None = None,
+        uploads: UploadLookup | None = None,
     ) -> None:
         self._store = store
         self._prober = prober
@@ -139,6 +177,7 @@ class TaskService:
         self._callback_body = callback_body
         self._clock = clock
         self._estimator = estimator or ThroughputEstimator(store)
+        self._uploads = uploads
 
     def submit(self, *, key: ApiKey, submission: Submission) -> Task:
         """Validate, probe, price and enqueue a submission; its credits are reserved.
@@ -171,6 +210,21 @@ class TaskService:
             raise IdempotencyConflict("Idempotency-Key was already used with a different request")
         return Submitted(task=hit.task, replayed=True)
 
+    def estimate(self, *, key: ApiKey, submission: Submission) -> Estimate:
+        """What ``submit`` would reserve and how long the task would take; reserves
+        nothing. Raises what ``submit`` raises, except InsufficientQuota."""
+        _, info = self._checked(key, submission)
+        return Estimate(
+            factor=submission.factor,
+            video_duration_s=info.duration_s,
+            credits=self._pricing.credits(duration_s=info.duration_s, factor=submission.factor),
+            estimated_time_s=self._estimator.estimate(info, submission.factor),
+        )
+
+    def list(self, *, key: ApiKey, limit: int) -> list[Task]:
+        """The key's account's ``limit`` newest tasks, newest first."""
+        return self._store.list_tasks(account_id=key.account_id, limit=limit)
+
     def get(self, *, key: ApiKey, task_id: str) -> Task:
         """Raises InvalidTaskId for a malformed id, TaskNotFound for an unknown or foreign one."""
         return self._store.get_task(check_task_id(task_id), account_id=key.account_id)
@@ -187,17 +241,33 @@ class TaskService:
     def _submit(
         self, key: ApiKey, submission: Submission, *, idempotency: IdempotencyRecord | None
     ) -> Task:
-        check_model(key, submission.model)
-        url = self._urls.check_input_url(one_video_url(submission.video_urls))
-        if submission.callback_url is not None:
-            self._urls.check_callback_url(submission.callback_url)
-        self._check_affordable(key, submission.factor)
-        info = self._prober.probe_url(url)
-        if not (math.isfinite(info.duration_s) and info.duration_s > 0):
-            raise UnknownDuration(PROBE_FAILED_MESSAGE)
+        url, info = self._checked(key, submission, affordable=True)
         return self._store.create_task(
             self._new_task(key, submission, url, info), idempotency=idempotency
         )
+
+    def _checked(
+        self, key: ApiKey, submission: Submission, *, affordable: bool = False
+    ) -> tuple[str, ProbedVideo]:
+        """The submission's validated input URL and its probed facts."""
+        check_model(key, submission.model)
+        url = one_video_url(submission.video_urls)
+        if not is_upload_url(url):  # a name, not an address: checked by ownership instead
+            url = self._urls.check_input_url(url)
+        if submission.callback_url is not None:
+            self._urls.check_callback_url(submission.callback_url)
+        if affordable:
+            self._check_affordable(key, submission.factor)
+        info = self._probe(key, url)
+        check_duration(info)
+        return url, info
+
+    def _probe(self, key: ApiKey, url: str) -> ProbedVideo:
+        if not is_upload_url(url):
+            return self._prober.probe_url(url)
+        if self._uploads is None:
+            raise FetchError("Uploads are not available on this server")
+        return self._uploads.upload_for(account_id=key.account_id, url=url)
 
     def _check_affordable(self, key: ApiKey, factor: Factor) -> None:
         # Fail fast, before fetching anything, when not even one second is covered;
@@ -206,7 +276,9 @@ class TaskService:
         if self._store.get_account(key.account_id).balance < cheapest:
             raise InsufficientQuota("Insufficient quota. Please top up your account.")
 
-    def _new_task(self, key: ApiKey, submission: Submission, url: str, info: VideoInfo) -> NewTask:
+    def _new_task(
+        self, key: ApiKey, submission: Submission, url: str, info: ProbedVideo
+    ) -> NewTask:
         now = self._clock()
         return NewTask(
             id=new_task_id(int(now.timestamp())),
@@ -233,6 +305,12 @@ def check_model(key: ApiKey, model: str) -> None:
         )
     if not key.may_use(model):
         raise ModelAccessDenied(f"Token does not have access to model: {model}")
+
+
+def check_duration(info: ProbedVideo) -> None:
+    """Raises UnknownDuration unless the probe found a positive, finite duration."""
+    if not (math.isfinite(info.duration_s) and info.duration_s > 0):
+        raise UnknownDuration(PROBE_FAILED_MESSAGE)
 
 
 def one_video_url(video_urls: list[str]) -> str:

@@ -41,6 +41,14 @@ class ResultStorage(Protocol):
         """Store a copy of ``src`` under ``key``, all at once or not at all."""
         ...
 
+    def copy_to(self, key: str, dest: Path) -> None:
+        """Write the file stored under ``key`` to ``dest``.
+
+        Raises NotFound when ``key`` is absent, ServiceUnavailable when the
+        storage refuses.
+        """
+        ...
+
     def url(self, key: str, *, expires_at: datetime) -> str:
         """A download link for ``key`` that stops working at ``expires_at``."""
         ...

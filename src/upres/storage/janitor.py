@@ -7,7 +7,8 @@ import threading
 from datetime import datetime
 from typing import Protocol
 
-from upres.domain.tasks import Task
+from upres.domain.tasks import Task, playable_key
+from upres.domain.uploads import Upload
 from upres.jobs.store import Clock, utc_now
 from upres.storage.base import ResultStorage
 
@@ -21,27 +22,49 @@ class ExpiringResults(Protocol):
     def forget_result(self, task_id: str) -> None: ...
 
 
+class ExpiringUploads(Protocol):
+    def expired_uploads(self, *, now: datetime) -> list[Upload]: ...
+    def forget_upload(self, upload_id: str) -> None: ...
+
+
 class Janitor:
-    """Removes expired results: the file first, then the task's reference to it."""
+    """Removes expired results and uploads: the file first, then the record of it."""
 
     def __init__(
-        self, store: ExpiringResults, storage: ResultStorage, clock: Clock = utc_now
+        self,
+        store: ExpiringResults,
+        storage: ResultStorage,
+        clock: Clock = utc_now,
+        *,
+        uploads: ExpiringUploads | None = None,
     ) -> None:
         self._store = store
         self._storage = storage
         self._clock = clock
+        self._uploads = uploads
 
     def run_once(self) -> int:
-        """Delete every result past its expiry; return how many were removed."""
+        """Delete every result and upload past its expiry; return how many were removed."""
         removed = 0
         for task in self._store.expired_results(now=self._clock()):
             if task.result_key is not None:
                 self._storage.delete(task.result_key)
+                self._storage.delete(playable_key(task.result_key))
             self._store.forget_result(task.id)
             removed += 1
+        removed += self._remove_uploads()
         if removed:
-            log.info("janitor removed %d expired results", removed)
+            log.info("janitor removed %d expired results and uploads", removed)
         return removed
+
+    def _remove_uploads(self) -> int:
+        if self._uploads is None:
+            return 0
+        expired = self._uploads.expired_uploads(now=self._clock())
+        for upload in expired:
+            self._storage.delete(upload.storage_key)
+            self._uploads.forget_upload(upload.id)
+        return len(expired)
 
     def run_forever(self, stop: threading.Event, *, interval_s: float) -> None:
         """Call ``run_once`` every ``interval_s`` until ``stop`` is set (errors are logged)."""

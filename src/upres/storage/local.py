@@ -97,6 +97,15 @@ class LocalStorage:
             staging.unlink(missing_ok=True)
             raise ServiceUnavailable(f"Cannot store result {key!r}: {exc}") from exc
 
+    def copy_to(self, key: str, dest: Path) -> None:
+        src = self.path(key)
+        if not src.is_file():
+            raise NotFound(f"No stored file {key!r}")
+        try:
+            shutil.copyfile(src, dest)
+        except OSError as exc:
+            raise ServiceUnavailable(f"Cannot read stored file {key!r}: {exc}") from exc
+
     def url(self, key: str, *, expires_at: datetime) -> str:
         return f"{self._base_url}/v1/files/{self.token(key, expires_at=expires_at)}"
 

@@ -40,6 +40,9 @@ class MemoryStorage:
         with self._lock:
             self._files[key] = data
 
+    def copy_to(self, key: str, dest: Path) -> None:
+        dest.write_bytes(self.read(key))
+
     def url(self, key: str, *, expires_at: datetime) -> str:
         """A link naming ``key`` and ``expires_at``, whether or not ``key`` is stored."""
         return f"{LINK_PREFIX}{check_key(key)}?expires={int(expires_at.timestamp())}"

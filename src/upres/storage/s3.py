@@ -18,7 +18,7 @@ from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from upres.errors import ServiceUnavailable
+from upres.errors import NotFound, ServiceUnavailable
 from upres.jobs.store import Clock, utc_now
 from upres.storage.base import check_key, download_name
 
@@ -29,6 +29,7 @@ class S3Client(Protocol):
     """The few calls of a boto3 S3 client that upres makes."""
 
     def upload_file(self, Filename: str, Bucket: str, Key: str) -> None: ...  # noqa: N803
+    def download_file(self, Bucket: str, Key: str, Filename: str) -> None: ...  # noqa: N803
     def delete_object(self, *, Bucket: str, Key: str) -> Any: ...  # noqa: N803
     def head_object(self, *, Bucket: str, Key: str) -> Any: ...  # noqa: N803
     def generate_presigned_url(
@@ -71,6 +72,16 @@ class S3Storage:
         except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
             raise ServiceUnavailable(f"Cannot store result {key!r} in S3: {exc}") from exc
 
+    def copy_to(self, key: str, dest: Path) -> None:
+        try:
+            self._client.download_file(self._bucket, self._name(key), str(dest))
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotFound(f"No stored file {key!r}") from exc
+            raise ServiceUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
+        except (Boto3Error, BotoCoreError, OSError) as exc:
+            raise ServiceUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
+
     def url(self, key: str, *, expires_at: datetime) -> str:
         """A presigned GET URL valid until ``expires_at`` (1 s to 7 days from now)."""
         seconds = int((expires_at - self._clock()).total_seconds())
@@ -96,7 +107,7 @@ class S3Storage:
         try:
             self._client.head_object(Bucket=self._bucket, Key=self._name(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _missing(exc):
                 return False
             raise ServiceUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
         except BotoCoreError as exc:
@@ -105,3 +116,7 @@ class S3Storage:
 
     def _name(self, key: str) -> str:
         return self._prefix + check_key(key)
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")

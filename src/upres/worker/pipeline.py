@@ -104,6 +104,7 @@ def upscale_video(
     cancel: CancelToken | None = None,
     hardware_decode: bool | None = None,
     double_rate: bool = False,
+    on_frame: Callable[[torch.Tensor], None] | None = None,
 ) -> UpscaleResult:
     """Upscale ``source`` into ``destination`` (mp4, or Matroska for .mkv) with ``upscaler``.
 
@@ -112,6 +113,8 @@ def upscale_video(
     Raises InvalidRequest before any work when ``destination`` cannot be
     written (``check_destination``), the MediaError subclasses of ``probe``,
     ``check_complete`` and ``decode``, ModelError,
+    ``on_frame`` sees the last upscaled frame of each batch, (H, W, 3) on the
+    CPU, in the upscaling thread (it must be quick and must not keep it).
     EncodeError, Cancelled, or whatever ``on_progress`` raises; on any error no
     file exists under ``destination`` and no temporary file is left.
     """
@@ -125,6 +128,7 @@ def upscale_video(
         on_progress=on_progress,
         hardware_decode=hardware_decode,
         double_rate=double_rate,
+        on_frame=on_frame,
     )
     run = _Run(cancel=cancel or CancelToken(), started=started)
     try:
@@ -163,6 +167,7 @@ class _Job:
     info: VideoInfo
     fields: FieldScan
     on_progress: Callable[[Progress], None] | None
+    on_frame: Callable[[torch.Tensor], None] | None
 
 
 def _prepare(
@@ -175,6 +180,7 @@ def _prepare(
     on_progress: Callable[[Progress], None] | None,
     hardware_decode: bool | None,
     double_rate: bool,
+    on_frame: Callable[[torch.Tensor], None] | None,
 ) -> _Job:
     """Check the destination, probe the source, check it is whole, and decide how to
     decode and encode it."""
@@ -206,6 +212,7 @@ def _prepare(
         info=info,
         fields=fields,
         on_progress=on_progress,
+        on_frame=on_frame,
     )
 
 
@@ -286,7 +293,7 @@ def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
     upscaled: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_BATCHES)
     threads = [
         run.thread("decode", lambda: _decode_stage(run, job.source, job.options, decoded)),
-        run.thread("upscale", lambda: _upscale_stage(run, job.upscaler, decoded, upscaled)),
+        run.thread("upscale", lambda: _upscale_stage(run, job, decoded, upscaled)),
     ]
     summaries: list[DecodeSummary] = []
     dropped: tuple[str, ...] = ()
@@ -326,14 +333,15 @@ def _decode_stage(
 
 
 def _upscale_stage(
-    run: _Run, upscaler: FrameUpscaler, inbox: queue.Queue[object], outbox: queue.Queue[object]
+    run: _Run, job: _Job, inbox: queue.Queue[object], outbox: queue.Queue[object]
 ) -> None:
     for item in run.items(inbox):
-        run.put(outbox, _upscaled(item, upscaler) if isinstance(item, TimedBatch) else item)
+        run.put(outbox, _upscaled(item, job) if isinstance(item, TimedBatch) else item)
     run.put(outbox, _END)
 
 
-def _upscaled(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
+def _upscaled(timed: TimedBatch, job: _Job) -> TimedBatch:
+    upscaler = job.upscaler
     pixels = timed.frames.pixels
     n, h, w, c = pixels.shape
     scale = upscaler.scale
@@ -343,6 +351,8 @@ def _upscaled(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
             f"The upscaler returned {tuple(out.shape)} {out.dtype} for "
             f"{tuple(pixels.shape)} {pixels.dtype} at scale {scale}."
         )
+    if job.on_frame is not None:
+        job.on_frame(out[-1])
     batch = FrameBatch(pixels=out, pts=timed.frames.pts, first_index=timed.frames.first_index)
     return TimedBatch(frames=batch, durations=timed.durations)
 

@@ -24,16 +24,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from upres.domain.media import EncodeSettings, MediaLimits
+from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
-from upres.domain.tasks import Factor, Task, TaskError
-from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, UpresError
+from upres.domain.tasks import Factor, Task, TaskError, playable_key, preview_key
+from upres.domain.uploads import upload_id_of, upload_storage_key
+from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, NotFound, UpresError
 from upres.jobs.store import CallbackBody, Claim, TaskStore
 from upres.netpolicy import AddressPolicy
 from upres.storage.base import ResultStorage, result_key
 from upres.worker.fetch import fetch
 from upres.worker.frames import FrameUpscaler
 from upres.worker.pipeline import CancelToken, Progress, upscale_video
+from upres.worker.playable import playable_copy
+from upres.worker.preview import FramePreview
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +53,15 @@ class FetchLimits:
 
 
 class _Progress:
-    """The latest progress, shared by the pipeline thread and the heartbeat."""
+    """The latest progress and preview, shared by the pipeline threads and the heartbeat."""
 
-    def __init__(self) -> None:
+    def __init__(self, preview_file: Path) -> None:
+        self.preview = FramePreview()
+        self.preview_file = preview_file
         self._lock = threading.Lock()
         self._percent = 0
         self._eta_s = 0
+        self._fps: float | None = None
 
     def update(self, progress: Progress) -> None:
         if not progress.frames_total:
@@ -66,10 +72,11 @@ class _Progress:
             # 99 at most until the result is stored: 100 means downloadable.
             self._percent = min(99, 100 * progress.frames_done // total)
             self._eta_s = int(left / progress.fps) + 1 if progress.fps > 0 else self._eta_s
+            self._fps = progress.fps if progress.fps > 0 else self._fps
 
-    def read(self) -> tuple[int, int]:
+    def read(self) -> tuple[int, int, float | None]:
         with self._lock:
-            return self._percent, self._eta_s
+            return self._percent, self._eta_s, self._fps
 
 
 class TaskRunner:
@@ -115,6 +122,7 @@ class TaskRunner:
             return self._run_guarded(claim, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            self._forget_preview(claim.task.id)
 
     def _run_guarded(self, claim: Claim, scratch: Path) -> Task | None:
         try:
@@ -132,16 +140,10 @@ class TaskRunner:
 
     def _execute(self, claim: Claim, scratch: Path) -> Task:
         task = claim.task
-        progress = _Progress()
+        progress = _Progress(scratch / "preview.jpg")
         cancel = CancelToken()
         with self._heartbeat(claim, progress, cancel):
-            source = fetch(
-                task.input_url,
-                scratch / "input",
-                policy=self._policy,
-                max_bytes=self._fetch_limits.max_bytes,
-                timeout_s=self._fetch_limits.timeout_s,
-            ).path
+            source = self._input(task, scratch / "input")
             cancel.raise_if_cancelled()
             output = scratch / "output.mp4"
             result = upscale_video(
@@ -153,6 +155,7 @@ class TaskRunner:
                 on_progress=progress.update,
                 cancel=cancel,
                 double_rate=self._double_rate,
+                on_frame=progress.preview.offer,
             )
         for note in result.notes:
             log.info("task %s: %s", task.id, note)
@@ -164,6 +167,24 @@ class TaskRunner:
             megapixels / max(result.elapsed_s, 1e-3),
             notes=result.notes,
         )
+
+    def _input(self, task: Task, dest: Path) -> Path:
+        """The task's input as a local file: an upload is read from storage,
+        anything else is downloaded."""
+        upload_id = upload_id_of(task.input_url)
+        if upload_id is None:
+            return fetch(
+                task.input_url,
+                dest,
+                policy=self._policy,
+                max_bytes=self._fetch_limits.max_bytes,
+                timeout_s=self._fetch_limits.timeout_s,
+            ).path
+        try:
+            self._storage.copy_to(upload_storage_key(upload_id), dest)
+        except NotFound as exc:
+            raise InputRefused("The uploaded video has expired") from exc
+        return dest
 
     def _publish(
         self,
@@ -177,6 +198,8 @@ class TaskRunner:
         """Store the file under a name carrying the attempt, then settle (fenced) with ``notes``."""
         key = result_key(claim.task.id, claim.attempt)
         self._storage.put(output, key)
+        if self._encode.codec not in BROWSER_PLAYABLE:
+            self._store_playable(output, key)
         charged = min(
             claim.task.credits_reserved,
             self._pricing.credits(duration_s=duration_s, factor=claim.task.factor),
@@ -193,9 +216,19 @@ class TaskRunner:
             )
         except LeaseLost:
             self._storage.delete(key)
+            self._storage.delete(playable_key(key))
             raise
         self._store.record_throughput(claim.task.factor, mpix_per_s)
         return task
+
+    def _store_playable(self, output: Path, key: str) -> None:
+        """Store a small H.264 copy of ``output`` for browsers; it never fails a task."""
+        copy = output.with_name("playable.mp4")
+        try:
+            playable_copy(output, copy)
+            self._storage.put(copy, playable_key(key))
+        except UpresError as exc:
+            log.warning("no playable copy of %s: %s", key, exc.message)
 
     def _fail(self, claim: Claim, exc: BaseException, *, retry: bool) -> Task | None:
         error = _task_error(exc)
@@ -226,9 +259,11 @@ class TaskRunner:
         self, claim: Claim, progress: _Progress, cancel: CancelToken, stop: threading.Event
     ) -> None:
         while not stop.wait(self._heartbeat_s):
-            percent, eta_s = progress.read()
+            percent, eta_s, fps = progress.read()
             try:
-                beat = self._store.heartbeat(claim, progress=percent, estimated_time_s=eta_s)
+                beat = self._store.heartbeat(
+                    claim, progress=percent, estimated_time_s=eta_s, fps=fps
+                )
             except LeaseLost:
                 log.warning("task %s attempt %d lost its lease", claim.task.id, claim.attempt)
                 cancel.cancel()
@@ -240,6 +275,24 @@ class TaskRunner:
             if beat.cancelled:
                 cancel.cancel()
                 return
+            self._send_preview(claim, progress)
+
+    def _send_preview(self, claim: Claim, progress: _Progress) -> None:
+        """Store the newest preview JPEG, if any; a preview never fails a task."""
+        jpeg = progress.preview.take_jpeg()
+        if jpeg is None:
+            return
+        try:
+            progress.preview_file.write_bytes(jpeg)
+            self._storage.put(progress.preview_file, preview_key(claim.task.id))
+        except Exception:
+            log.exception("preview of task %s not stored", claim.task.id)
+
+    def _forget_preview(self, task_id: str) -> None:
+        try:
+            self._storage.delete(preview_key(task_id))
+        except Exception:
+            log.exception("preview of task %s not deleted", task_id)
 
 
 def _task_error(exc: BaseException) -> TaskError:

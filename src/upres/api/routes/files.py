@@ -15,7 +15,10 @@ from upres.errors import InvalidRequest, NotFound, RangeOutsideFile
 router = APIRouter(tags=["Files"])
 
 _VIDEO_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The video", "content": {"video/mp4": {}}},
+    200: {
+        "description": "The video (or a running task's JPEG preview)",
+        "content": {"video/mp4": {}, "image/jpeg": {}},
+    },
     206: {"description": "The requested byte range of the video", "content": {"video/mp4": {}}},
 }
 _PARAM = "Range"
@@ -66,4 +69,6 @@ def download_result(
         raise NotFound("Results are not served by this API")
     stored = services.files.open_signed(token)
     check_range(range_, stored.path.stat().st_size)
-    return FileResponse(stored.path, media_type="video/mp4", filename=stored.download_name)
+    # Results and uploads are mp4; a running task's preview is a JPEG.
+    media_type = "image/jpeg" if stored.path.suffix == ".jpg" else "video/mp4"
+    return FileResponse(stored.path, media_type=media_type, filename=stored.download_name)

@@ -1,0 +1,43 @@
+"""GET /: the web page (a Jinja2 template), and /static: its script and styles.
+
+The page is a client of the same HTTP API as any other: it keeps the API key
+in the browser session and calls /v1/* with it. Everything it loads is served
+here; there is no build step and no third-party script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from upres.api.deps import SettingsDep
+from upres.domain.tasks import Factor
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+STATIC_PATH = "/static"
+
+router = APIRouter(include_in_schema=False)
+_templates = Jinja2Templates(directory=WEB_DIR / "templates")
+
+
+@router.get("/", response_class=HTMLResponse)
+def page(request: Request, settings: SettingsDep) -> HTMLResponse:
+    return _templates.TemplateResponse(
+        request,
+        "index.html",
+        {
+            "factors": [int(factor) for factor in Factor],
+            "default_factor": int(Factor.X2),
+            "max_input_bytes": settings.max_input_bytes,
+            "static": STATIC_PATH,
+        },
+    )
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serves the page's script and styles under /static."""
+    app.mount(STATIC_PATH, StaticFiles(directory=WEB_DIR / "static"), name="static")
