@@ -19,10 +19,12 @@ from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
+from upres.errors import ModelError
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import TaskStore
 from upres.jobs.worker import Worker
 from upres.models.loader import ModelCache
+from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import SpeedClass, default_model_for, get_model
 from upres.netpolicy import AddressPolicy
 from upres.storage import build_storage
@@ -30,7 +32,7 @@ from upres.storage.janitor import Janitor
 from upres.worker.encode import keeping_up
 from upres.worker.frames import FrameUpscaler
 from upres.worker.runner import FetchLimits, TaskRunner
-from upres.worker.upscale import ModelUpscaler
+from upres.worker.runtimes import Device, build_upscaler, place, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +63,25 @@ def address_policy(settings: Settings) -> AddressPolicy:
     return AddressPolicy(settings.allow_private_networks)
 
 
+def device(settings: Settings) -> Device:
+    """The device the settings name, resolved on this machine. Raises ModelError as
+    ``resolve_device``."""
+    return resolve_device(settings.device, vulkan=settings.vulkan_device)
+
+
 def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
     """The model for each factor (``settings.model`` or the registry's default),
-    loaded once per process and kept. Raises UnknownModel for an unknown id."""
-    cache = ModelCache()
+    on the runtime ``place`` picks, loaded once per process and kept. Raises
+    UnknownModel for an unknown id."""
+    cache, networks = ModelCache(), NcnnCache()
     chosen = get_model(settings.model) if settings.model else None
     built: dict[Factor, FrameUpscaler] = {}
 
     def upscaler_for(factor: Factor) -> FrameUpscaler:
         if factor not in built:
             spec = chosen or default_model_for(factor)
-            built[factor] = ModelUpscaler(spec, factor, device=settings.device, models=cache)
+            where = place(spec, device(settings))
+            built[factor] = build_upscaler(spec, factor, where, models=cache, networks=networks)
         return built[factor]
 
     return upscaler_for
@@ -82,8 +92,12 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     specs = (
         [get_model(settings.model)] if settings.model else [default_model_for(f) for f in Factor]
     )
-    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
-    fast = on_gpu and all(spec.speed is SpeedClass.FAST for spec in specs)
+    try:
+        target = device(settings)
+    except ModelError:
+        # The device is missing: each task fails with that error when it starts.
+        return settings.encode_settings
+    fast = all(place(spec, target).on_gpu and spec.speed is SpeedClass.FAST for spec in specs)
     return keeping_up(settings.encode_settings, fast_source=fast)
 
 

@@ -41,7 +41,7 @@ from upres.wiring import apply_torch_threads
 from upres.worker.destination import check_destination
 from upres.worker.encode import keeping_up
 from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
-from upres.worker.upscale import ModelUpscaler
+from upres.worker.runtimes import build_upscaler, place, resolve_device
 
 _PLAIN_INTERVAL_S = 2.0
 
@@ -50,6 +50,7 @@ class DeviceChoice(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
+    VULKAN = "vulkan"
 
 
 class CodecChoice(StrEnum):
@@ -73,7 +74,11 @@ def upscale(
         typer.Option(help="Model id (see `upres models list`); default UPRES_MODEL or per factor."),
     ] = None,
     device: Annotated[
-        DeviceChoice | None, typer.Option(help="Where the model runs (default: UPRES_DEVICE).")
+        DeviceChoice | None,
+        typer.Option(
+            help="Where the model runs: auto (CUDA, else a Vulkan GPU, else the CPU), cpu, "
+            "cuda, vulkan (default: UPRES_DEVICE)."
+        ),
     ] = None,
     codec: Annotated[
         CodecChoice | None,
@@ -180,9 +185,10 @@ def _run(
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
     spec = get_model(model) if model else default_model_for(factor)
-    upscaler = ModelUpscaler(spec, factor, device=device)
+    where = place(spec, resolve_device(device, vulkan=settings.vulkan_device))
+    upscaler = build_upscaler(spec, factor, where)
     cancel.raise_if_cancelled()
-    fast = upscaler.device.type == "cuda" and spec.speed is SpeedClass.FAST
+    fast = where.on_gpu and spec.speed is SpeedClass.FAST
     encode = keeping_up(encode, fast_source=fast)
     with progress_reporter() as report:
         return upscale_video(
