@@ -9,13 +9,15 @@ differs: ncnn, one frame at a time.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.ncnn_runtime import NcnnCache, NcnnOptions, NcnnRunError, vulkan_device
 from upres.models.registry import ModelSpec
-from upres.models.tiling import crop, pad_to
+from upres.models.tiling import Network, crop, pad_to
 from upres.worker.upscale import (
     InterpolationMode,
     auto_tile_size,
@@ -29,6 +31,12 @@ from upres.worker.upscale import (
 
 _CPU = torch.device("cpu")
 _MB = 1 << 20
+
+
+class NcnnSource(Protocol):
+    """Where ``NcnnUpscaler`` gets networks from (``NcnnCache`` in production)."""
+
+    def network(self, spec: ModelSpec, options: NcnnOptions) -> Network: ...
 
 
 class NcnnUpscaler:
@@ -48,7 +56,7 @@ class NcnnUpscaler:
         *,
         vulkan: int | None = None,
         threads: int | None = None,
-        networks: NcnnCache | None = None,
+        networks: NcnnSource | None = None,
         tile_size: int | None = None,
         fp32: bool = False,
         downscale: InterpolationMode = "area",
@@ -62,7 +70,7 @@ class NcnnUpscaler:
         self._options = NcnnOptions(
             vulkan=vulkan, threads=threads or torch.get_num_threads(), fp32=fp32
         )
-        self._networks = networks if networks is not None else NcnnCache()
+        self._networks: NcnnSource = networks if networks is not None else NcnnCache()
         self._tile_size = tile_size
         self._downscale: InterpolationMode = downscale
 

@@ -19,10 +19,10 @@ import torch
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
-from upres.models.ncnn_runtime import NcnnCache, vulkan_device, vulkan_devices
+from upres.models.ncnn_runtime import vulkan_device, vulkan_devices
 from upres.models.registry import ModelSpec, Runtime, cpu_runtime, runtimes
 from upres.worker.frames import FrameUpscaler
-from upres.worker.ncnn_upscale import NcnnUpscaler
+from upres.worker.ncnn_upscale import NcnnSource, NcnnUpscaler
 from upres.worker.upscale import ModelUpscaler, NetworkSource
 
 DeviceKind = Literal["cpu", "cuda", "vulkan"]
@@ -108,7 +108,7 @@ def build_upscaler(
     placement: Placement,
     *,
     models: NetworkSource | None = None,
-    networks: NcnnCache | None = None,
+    networks: NcnnSource | None = None,
 ) -> FrameUpscaler:
     """The model stage for ``spec`` at ``factor`` as ``placement`` says.
 

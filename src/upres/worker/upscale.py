@@ -63,7 +63,11 @@ def to_packed_int(planar: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(N, 3, H, W) floats in [0, 1] -> (N, H, W, 3) contiguous CPU integers of ``dtype``."""
     scale = _full_scale(dtype)
     ints = planar.float().mul(scale).round_().clamp_(0.0, scale)
-    return ints.permute(0, 2, 3, 1).to("cpu", dtype).contiguous()
+    # One copy narrows (on the source device, so a GPU sends the narrow type),
+    # moves and interleaves; a permuted ``to`` then ``contiguous`` takes two passes.
+    packed = torch.empty((ints.shape[0], *ints.shape[2:], 3), dtype=dtype)
+    packed.permute(0, 3, 1, 2).copy_(ints)
+    return packed
 
 
 def resize(
