@@ -168,16 +168,9 @@ class NcnnNetwork:
         Raises NcnnRunError when ncnn fails (on a GPU: most often out of memory).
         """
         frames = x.detach().to("cpu", torch.float32).numpy()
-        out: np.ndarray | None = None
-        for index, frame in enumerate(frames):
-            mat = self._run(frame)
-            # A view of the Mat's memory, copied once into the batch while the Mat lives.
-            view = np.asarray(mat)
-            if out is None:
-                out = np.empty((len(frames), *view.shape), dtype=np.float32)
-            out[index] = view
-        assert out is not None, "an empty batch"
-        return torch.from_numpy(out)
+        # Views of the output Mats' memory, not copies: each keeps its Mat alive.
+        outputs = [torch.from_numpy(np.asarray(self._run(frame))) for frame in frames]
+        return outputs[0][None] if len(outputs) == 1 else torch.stack(outputs)
 
     def _run(self, frame: np.ndarray) -> ncnn.Mat:
         channels, height, width = frame.shape

@@ -122,7 +122,9 @@ class NcnnUpscaler:
                     raise
                 step = self._spec.multiple_of
                 size = min(size, max(padded.shape[-2:])) // 2 // step * step
-        return crop(y, padding, self._spec.scale).clamp_(0.0, 1.0)
+        y = crop(y, padding, self._spec.scale)
+        # Packing clamps anyway; only a downscale must see clamped values (as on PyTorch).
+        return y.clamp_(0.0, 1.0) if self.scale != self._spec.scale else y
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         fast = self._networks.network(self._spec, self._options)
