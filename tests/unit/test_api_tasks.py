@@ -138,7 +138,7 @@ def test_models_lists_factors_prices_and_limits(api: Api) -> None:
         "runtimes": ["pytorch", "ncnn"],
         "cpu_runtime": "ncnn",
     }
-    assert networks["realesrgan-x4plus"]["cpu_runtime"] == "pytorch"
+    assert networks["realesrgan-x4plus"]["runtimes"] == ["pytorch", "ncnn"]
 
 
 def test_credits_reports_the_account_balance(api: Api) -> None:

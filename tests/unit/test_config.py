@@ -94,7 +94,7 @@ def test_commands_print_one_line_and_exit_2(tmp_path: Path, command: list[str]) 
     )
     assert done.returncode == 2
     assert done.stderr == (
-        "error: invalid settings: UPRES_DEVICE: Input should be 'auto', 'cpu' or 'cuda'\n"
+        "error: invalid settings: UPRES_DEVICE: Input should be 'auto', 'cpu', 'cuda' or 'vulkan'\n"
     )
     assert list(tmp_path.iterdir()) == []
 

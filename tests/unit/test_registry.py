@@ -63,4 +63,3 @@ def test_models_list_shows_every_model_and_defaults() -> None:
     assert "1x, 2x, 4x" in result.output
     assert "BSD-3-Clause" in result.output
     assert "pytorch, ncnn (CPU: ncnn)" in result.output
-    assert "pytorch, ncnn (CPU: pytorch)" in result.output

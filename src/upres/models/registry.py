@@ -175,12 +175,14 @@ def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:
 _NCNN_ARCHITECTURES = frozenset({Architecture.RRDBNET, Architecture.SRVGG_COMPACT})
 
 # On the CPU, the runtime measured faster for each model, on the same frame in one
-# run, alternating (`make bench-throughput`, docs/BENCHMARKS.md "CPU runtimes").
-# A model not listed runs on PyTorch.
+# run, alternating (`make bench-throughput`, docs/BENCHMARKS.md "CPU runtimes"):
+# ncnn took 0.45-0.7x PyTorch's CPU time on both architectures. realsr-df2k-x4 is
+# x4plus's network (same layers and shapes) with other weights. A model not listed
+# runs on PyTorch.
 CPU_RUNTIMES: Mapping[str, Runtime] = {
-    "realesrgan-x4plus": Runtime.PYTORCH,
-    "realesrgan-x4plus-anime": Runtime.PYTORCH,
-    "realsr-df2k-x4": Runtime.PYTORCH,
+    "realesrgan-x4plus": Runtime.NCNN,
+    "realesrgan-x4plus-anime": Runtime.NCNN,
+    "realsr-df2k-x4": Runtime.NCNN,
     "realesr-animevideov3": Runtime.NCNN,
 }
 
