@@ -176,9 +176,8 @@ _NCNN_ARCHITECTURES = frozenset({Architecture.RRDBNET, Architecture.SRVGG_COMPAC
 
 # On the CPU, the runtime measured faster for each model, on the same frame in one
 # run, alternating (`make bench-throughput`, docs/BENCHMARKS.md "CPU runtimes"):
-# ncnn took 0.45-0.7x PyTorch's CPU time on both architectures. realsr-df2k-x4 is
-# x4plus's network (same layers and shapes) with other weights. A model not listed
-# runs on PyTorch.
+# ncnn took 0.47-0.73x PyTorch's CPU time on every model. A model not listed runs
+# on PyTorch.
 CPU_RUNTIMES: Mapping[str, Runtime] = {
     "realesrgan-x4plus": Runtime.NCNN,
     "realesrgan-x4plus-anime": Runtime.NCNN,
