@@ -32,8 +32,11 @@ from bench import _report
 from bench._cases import KINDS, Case, CaseKind, Measurement, as_dict, run
 from bench._clips import ClipSpec, make_clip, parse_size
 from bench._flops import Ceiling, conv_ceiling, formula_macs
+from bench._runtimes import RESULT_PREFIX as RUNTIMES_PREFIX
+from bench._runtimes import RuntimeResult
+from bench._runtimes import table as runtime_table
 
-from upres.models.registry import get_model
+from upres.models.registry import MODELS, Runtime, get_model, runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -57,6 +60,9 @@ CPU_PLANS = (
     Plan(model="realesr-animevideov3", size=(640, 360), factors=(4, 2), frames=6),
     Plan(model="realesrgan-x4plus", size=(320, 180), factors=(4,), frames=2),
 )
+# The frame each model's CPU runtimes are compared on (the CPU plans' sizes;
+# 320x180 for the rest); ``--sizes`` gives its first size to every model instead.
+RUNTIME_SIZES = {"realesr-animevideov3": (640, 360)}
 GPU_PLANS = tuple(
     Plan(model=model, size=parse_size(size), factors=(4, 2), frames=32)
     for model in ("realesrgan-x4plus", "realesr-animevideov3")
@@ -86,7 +92,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="N: also run e2e at N x "
         "length for the first case, to show memory stays flat (0: skip)",
     )
-    parser.add_argument("--kinds", default=",".join(KINDS), help="which measurements to run")
+    parser.add_argument(
+        "--kinds",
+        default=",".join((*KINDS, "runtimes")),
+        help="which measurements to run; runtimes: PyTorch vs ncnn on the CPU, every model",
+    )
+    parser.add_argument(
+        "--runtime-rounds", type=int, default=3, help="alternating rounds of the runtimes check"
+    )
     parser.add_argument("--ceiling", action="store_true", help="only measure the conv ceiling")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the conv ceiling")
     parser.add_argument("--ceiling-seconds", type=float, default=2.0, help="conv timing length")
@@ -107,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_RESULT_PREFIX + json.dumps(as_dict(measurement)), flush=True)
         return 0
     device = _device(args.device)
+    if device.type == "cpu" and "runtimes" in args.kinds.split(","):
+        _compare_runtimes(args)
+    if not set(args.kinds.split(",")) & set(KINDS):
+        return 0
     ceiling = None if args.no_ceiling else _ceiling(device, args)
     if args.ceiling:
         return 0
@@ -125,6 +142,38 @@ def main(argv: list[str] | None = None) -> int:
         _report.write(args.doc, document)
         print(f"wrote {args.doc}", file=sys.stderr)
     return 0
+
+
+def _compare_runtimes(args: argparse.Namespace) -> None:
+    """PyTorch, ncnn in upres and plain ncnn on the CPU, every model with an ncnn form,
+    each model in a fresh process, its contestants alternating (bench/_runtimes.py)."""
+    models = args.models.split(",") if args.models else [spec.id for spec in MODELS]
+    results = [
+        _runtimes_of(model, args) for model in models if Runtime.NCNN in runtimes(get_model(model))
+    ]
+    body = "\n".join(
+        [_report.describe(_report.machine(torch.device("cpu"))), "", runtime_table(results)]
+    )
+    print(body, file=sys.stderr if args.json else sys.stdout)
+    if not args.no_doc:
+        _report.write_section(args.doc, "cpu-runtimes", body)
+
+
+def _runtimes_of(model: str, args: argparse.Namespace) -> RuntimeResult:
+    """Raises RuntimeError with the child's output when it fails."""
+    given = parse_size(args.sizes.split(",")[0]) if args.sizes else None
+    width, height = given or RUNTIME_SIZES.get(model, (320, 180))
+    print(f"  runtimes: {model} {width}x{height}", file=sys.stderr)
+    command = [sys.executable, "-m", "bench._runtimes", "--model", model]
+    command += ["--size", f"{width}x{height}", "--rounds", str(args.runtime_rounds)]
+    if args.torch_threads:
+        command += ["--threads", str(args.torch_threads)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RUNTIMES_PREFIX)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"runtimes of {model} failed:\n{done.stdout}\n{done.stderr}")
+    return RuntimeResult(**json.loads(lines[-1].removeprefix(RUNTIMES_PREFIX)))
 
 
 def _options(argv: list[str] | None) -> str:

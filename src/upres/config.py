@@ -36,7 +36,15 @@ class Settings(BaseSettings):
     )
 
     # engine
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "vulkan"] = Field(
+        default="auto",
+        description="auto: CUDA, else a Vulkan GPU, else the CPU; or cpu, cuda, vulkan",
+    )
+    vulkan_device: int | None = Field(
+        default=None,
+        ge=0,
+        description="Vulkan device index (vulkaninfo --summary order); default the first GPU",
+    )
     model: str | None = Field(
         default=None,
         description="Model id for every factor; default: the registry's best model per factor",

@@ -19,21 +19,23 @@ from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
+from upres.errors import ModelError
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import TaskStore
 from upres.jobs.worker import Worker
 from upres.models.loader import ModelCache
-from upres.models.registry import SpeedClass, default_model_for, get_model
+from upres.models.ncnn_runtime import NcnnCache
+from upres.models.registry import ModelSpec, SpeedClass, default_model_for, get_model
 from upres.netpolicy import AddressPolicy
 from upres.storage import build_storage
 from upres.storage.janitor import Janitor
 from upres.worker.encode import keeping_up
 from upres.worker.frames import FrameUpscaler
 from upres.worker.motion import FlowMethod
-from upres.worker.recurrent import RecurrentNetworks, model_upscaler
+from upres.worker.recurrent import RecurrentNetworks
 from upres.worker.runner import FetchLimits, TaskRunner
+from upres.worker.runtimes import Device, Placement, build_upscaler, place, resolve_device
 from upres.worker.temporal import TemporalStage
-from upres.worker.upscale import ModelUpscaler, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +66,38 @@ def address_policy(settings: Settings) -> AddressPolicy:
     return AddressPolicy(settings.allow_private_networks)
 
 
+def device(settings: Settings) -> Device:
+    """The device the settings name, resolved on this machine. Raises ModelError as
+    ``resolve_device``."""
+    return resolve_device(settings.device, vulkan=settings.vulkan_device)
+
+
 def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
     """The model for each factor (``settings.model`` or the registry's default),
-    loaded once per process and kept; with ``UPRES_TEMPORAL`` each call wraps it
-    in a fresh temporal stabiliser (one per video). Raises UnknownModel for an
-    unknown id."""
-    cache = ModelCache()
+    on the runtime ``place`` picks, loaded once per process and kept (a recurrent
+    model is built fresh for each video: it carries the video's state); with
+    ``UPRES_TEMPORAL`` each call wraps it in a fresh temporal stabiliser (one per
+    video). Raises UnknownModel for an unknown id."""
+    cache, networks, recurrent = ModelCache(), NcnnCache(), RecurrentNetworks()
     chosen = get_model(settings.model) if settings.model else None
     built: dict[Factor, FrameUpscaler] = {}
+    stages: dict[torch.device, TemporalStage | None] = {}
 
-    temporal = temporal_stage(settings, resolve_device(settings.device))
-
-    networks = RecurrentNetworks()
+    def network_for(spec: ModelSpec, factor: Factor, where: Placement) -> FrameUpscaler:
+        if spec.recurrent:
+            return build_upscaler(spec, factor, where, recurrent=recurrent)
+        if factor not in built:
+            built[factor] = build_upscaler(spec, factor, where, models=cache, networks=networks)
+        return built[factor]
 
     def upscaler_for(factor: Factor) -> FrameUpscaler:
         spec = chosen or default_model_for(factor)
-        if spec.recurrent:
-            fresh = model_upscaler(spec, factor, device=settings.device, networks=networks)
-            return fresh if temporal is None else temporal.wrap(fresh)
-        if factor not in built:
-            built[factor] = ModelUpscaler(spec, factor, device=settings.device, models=cache)
-        return built[factor] if temporal is None else temporal.wrap(built[factor])
+        where = place(spec, device(settings))
+        network = network_for(spec, factor, where)
+        if where.torch_device not in stages:
+            stages[where.torch_device] = temporal_stage(settings, where.torch_device)
+        stage = stages[where.torch_device]
+        return network if stage is None else stage.wrap(network)
 
     return upscaler_for
 
@@ -104,8 +117,12 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     specs = (
         [get_model(settings.model)] if settings.model else [default_model_for(f) for f in Factor]
     )
-    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
-    fast = on_gpu and all(spec.speed is SpeedClass.FAST for spec in specs)
+    try:
+        target = device(settings)
+    except ModelError:
+        # The device is missing: each task fails with that error when it starts.
+        return settings.encode_settings
+    fast = all(place(spec, target).on_gpu and spec.speed is SpeedClass.FAST for spec in specs)
     return keeping_up(settings.encode_settings, fast_source=fast)
 
 

@@ -131,6 +131,14 @@ def test_models_lists_factors_prices_and_limits(api: Api) -> None:
     assert model["default_factor"] == "2"
     assert model["pricing"]["credits_per_second"] == {"1": 16.0, "2": 16.0, "4": 28.0}
     assert model["limits"]["max_videos_per_request"] == 1
+    # upres extension: the networks behind the model and the runtimes that run them.
+    networks = {network["id"]: network for network in model["networks"]}
+    assert networks["realesr-animevideov3"] == {
+        "id": "realesr-animevideov3",
+        "runtimes": ["pytorch", "ncnn"],
+        "cpu_runtime": "ncnn",
+    }
+    assert networks["realesrgan-x4plus"]["runtimes"] == ["pytorch", "ncnn"]
 
 
 def test_credits_reports_the_account_balance(api: Api) -> None:

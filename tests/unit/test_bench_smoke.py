@@ -42,6 +42,9 @@ def test_harness_measures_every_stage_of_a_tiny_clip(
     assert "Hand-written plan." in text
     assert "<!-- throughput:cpu begin -->" in text
     assert "| realesr-animevideov3 | 2 | 64x36 -> 128x72 | 2 |" in text
+    # The same run compares the CPU runtimes on that frame, alternating.
+    assert "<!-- throughput:cpu-runtimes begin -->" in text
+    assert "| realesr-animevideov3 | 64x36 | 3 |" in text
 
 
 def test_writing_twice_replaces_the_section(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from upres.wiring import output_encoding
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"UPRES_DEVICE": "tpu"}, "UPRES_DEVICE: Input should be 'auto', 'cpu' or 'cuda'"),
+        ({"UPRES_DEVICE": "tpu"}, "UPRES_DEVICE: Input should be 'auto', 'cpu', 'cuda' or"),
+        ({"UPRES_VULKAN_DEVICE": "-1"}, "UPRES_VULKAN_DEVICE: Input should be greater than"),
         ({"UPRES_ENCODE_PRESET": "warp"}, "UPRES_ENCODE_PRESET: h264 has no preset 'warp'"),
         (
             {"UPRES_ENCODE_CODEC": "av1", "UPRES_ENCODE_PRESET": "medium"},
@@ -93,7 +94,7 @@ def test_commands_print_one_line_and_exit_2(tmp_path: Path, command: list[str]) 
     )
     assert done.returncode == 2
     assert done.stderr == (
-        "error: invalid settings: UPRES_DEVICE: Input should be 'auto', 'cpu' or 'cuda'\n"
+        "error: invalid settings: UPRES_DEVICE: Input should be 'auto', 'cpu', 'cuda' or 'vulkan'\n"
     )
     assert list(tmp_path.iterdir()) == []
 

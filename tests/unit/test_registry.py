@@ -62,3 +62,4 @@ def test_models_list_shows_every_model_and_defaults() -> None:
         assert spec.id in result.output
     assert "1x, 2x, 4x" in result.output
     assert "BSD-3-Clause" in result.output
+    assert "pytorch, ncnn (CPU: ncnn)" in result.output

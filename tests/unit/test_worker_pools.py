@@ -61,6 +61,14 @@ def test_workers_use_every_gpu_torch_sees_unless_told() -> None:
     assert worker_gpus(load_settings(device="cpu", gpus=(1,)), no_device_count) == ()
 
 
+def test_vulkan_workers_take_only_the_usable_devices() -> None:
+    # ncnn numbers every Vulkan device, software ones (llvmpipe) included.
+    settings = load_settings(device="vulkan")
+    assert worker_gpus(settings, lambda: 3, usable=lambda index: index != 1) == (0, 2)
+    with pytest.raises(ConfigError, match=r"names GPU 3, but Vulkan sees 3 GPU\(s\)"):
+        worker_gpus(load_settings(gpus=(3,)), lambda: 3, seen_by="Vulkan")
+
+
 def test_a_gpu_torch_does_not_see_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"UPRES_GPUS names GPU 2, but torch sees 2 GPU\(s\)"):
         worker_gpus(load_settings(gpus=(0, 2)), lambda: 2)

@@ -179,6 +179,14 @@ class ModelLimits(BaseModel):
     result_ttl_s: int
 
 
+class NetworkCard(BaseModel):
+    """One network the engine can run for the API model (upres extension)."""
+
+    id: str
+    runtimes: list[str] = Field(description="Runtimes that can run it: pytorch, ncnn")
+    cpu_runtime: str = Field(description="The runtime it runs on when the device is the CPU")
+
+
 class ModelCard(BaseModel):
     """One model the API offers."""
 
@@ -190,6 +198,10 @@ class ModelCard(BaseModel):
     default_factor: str
     pricing: ModelPricing
     limits: ModelLimits
+    networks: list[NetworkCard] = Field(
+        default_factory=list,
+        description="upres extension: the networks behind this model and their runtimes",
+    )
 
 
 class ModelList(BaseModel):

@@ -8,13 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from upres.models.registry import MODELS, ModelSpec, default_factors
+from upres.models.registry import MODELS, ModelSpec, cpu_runtime, default_factors, runtimes
 
 
 def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
-    """One row per model: id, scales, size needs, license, speed, default-for factors."""
+    """One row per model: id, scales, size needs, license, speed, runtimes, default-for factors."""
     table = Table(title="upres models")
-    for column in ("id", "scales", "size", "license", "speed", "default for", "description"):
+    columns = ("id", "scales", "size", "license", "speed", "runtimes", "default for", "description")
+    for column in columns:
         table.add_column(column)
     for spec in models:
         defaults = ", ".join(f"{int(factor)}x" for factor in default_factors(spec)) or "-"
@@ -24,6 +25,7 @@ def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
             f"min {spec.min_size}px, multiple of {spec.multiple_of}",
             spec.license,
             spec.speed.value,
+            _runtimes(spec),
             defaults,
             spec.description,
         )
@@ -34,6 +36,12 @@ def _scales(spec: ModelSpec) -> str:
     """Native scale, and the smaller factors reached by downscaling its output."""
     smaller = [f"{factor}x" for factor in (1, 2, 4) if factor < spec.scale]
     return f"{spec.scale}x native" + (f" ({', '.join(smaller)} by downscale)" if smaller else "")
+
+
+def _runtimes(spec: ModelSpec) -> str:
+    """The runtimes that can run the model, and the one it runs on on the CPU."""
+    names = ", ".join(runtime.value for runtime in runtimes(spec))
+    return f"{names} (CPU: {cpu_runtime(spec).value})"
 
 
 def register(app: typer.Typer) -> None:

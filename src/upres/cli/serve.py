@@ -29,8 +29,9 @@ from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.supervisor import Supervisor, worker_gpus
+from upres.models.ncnn_runtime import vulkan_devices
 from upres.services.keys import KeyService
-from upres.wiring import Housekeeping, configure_logging, open_store
+from upres.wiring import Housekeeping, configure_logging, device, open_store
 
 DataDir = Annotated[
     Path | None,
@@ -60,12 +61,39 @@ def _pool(settings: Settings) -> WorkerPool:
     """Actors on a Ray cluster when UPRES_RAY_ADDRESS is set, else processes here.
 
     Raises ConfigError when ray is asked for but not installed, or UPRES_GPUS
-    names a GPU torch does not see.
+    names a GPU that is not there; ModelError when the device is missing.
     """
     if settings.ray_address is not None:
         return RayPool(settings=settings)
-    gpus = worker_gpus(settings, torch.cuda.device_count)
-    return Supervisor(settings=settings, processes=settings.worker_concurrency, gpus=gpus)
+    vulkan = _on_vulkan(settings)
+    gpus = _vulkan_gpus(settings) if vulkan else worker_gpus(settings, torch.cuda.device_count)
+    processes = settings.worker_concurrency
+    return Supervisor(settings=settings, processes=processes, gpus=gpus, vulkan=vulkan)
+
+
+def _on_vulkan(settings: Settings) -> bool:
+    """Whether the workers run on Vulkan devices, decided before any of them starts.
+
+    Raises ModelError when the device setting names a device this machine lacks.
+    """
+    if settings.device == "cpu" or settings.worker_concurrency == 0:
+        return False
+    return device(settings).kind == "vulkan"
+
+
+def _vulkan_gpus(settings: Settings) -> tuple[int, ...]:
+    """Vulkan devices for the workers: ``UPRES_GPUS``, else ``UPRES_VULKAN_DEVICE``,
+    else every Vulkan GPU (a software one only when it is all there is)."""
+    if settings.gpus is None and settings.vulkan_device is not None:
+        return (settings.vulkan_device,)
+    devices = vulkan_devices()
+    hardware = any(d.is_gpu for d in devices)
+    return worker_gpus(
+        settings,
+        lambda: len(devices),
+        usable=lambda index: devices[index].is_gpu or not hardware,
+        seen_by="Vulkan",
+    )
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from upres.worker.destination import check_destination
 from upres.worker.encode import keeping_up
 from upres.worker.frames import FrameUpscaler
 from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
-from upres.worker.recurrent import model_upscaler
+from upres.worker.runtimes import build_upscaler, place, resolve_device
 
 _PLAIN_INTERVAL_S = 2.0
 
@@ -51,6 +51,7 @@ class DeviceChoice(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
+    VULKAN = "vulkan"
 
 
 class CodecChoice(StrEnum):
@@ -74,7 +75,11 @@ def upscale(
         typer.Option(help="Model id (see `upres models list`); default UPRES_MODEL or per factor."),
     ] = None,
     device: Annotated[
-        DeviceChoice | None, typer.Option(help="Where the model runs (default: UPRES_DEVICE).")
+        DeviceChoice | None,
+        typer.Option(
+            help="Where the model runs: auto (CUDA, else a Vulkan GPU, else the CPU), cpu, "
+            "cuda, vulkan (default: UPRES_DEVICE)."
+        ),
     ] = None,
     codec: Annotated[
         CodecChoice | None,
@@ -191,11 +196,12 @@ def _run(
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
     spec = get_model(model) if model else default_model_for(factor)
-    network = model_upscaler(spec, factor, device=device)
-    stage = temporal_stage(settings, network.device, enabled=temporal)
+    where = place(spec, resolve_device(device, vulkan=settings.vulkan_device))
+    network = build_upscaler(spec, factor, where)
+    stage = temporal_stage(settings, where.torch_device, enabled=temporal)
     upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
     cancel.raise_if_cancelled()
-    fast = network.device.type == "cuda" and spec.speed is SpeedClass.FAST
+    fast = where.on_gpu and spec.speed is SpeedClass.FAST
     encode = keeping_up(encode, fast_source=fast)
     with progress_reporter() as report:
         return upscale_video(

@@ -49,6 +49,8 @@ def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
     # operator cannot see from outside; the entry reads it once, for the log.
     devices = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
     log.info("worker %s starts; CUDA_VISIBLE_DEVICES=%s", worker_id, devices)
+    if settings.vulkan_device is not None:
+        log.info("worker %s runs on Vulkan device %d", worker_id, settings.vulkan_device)
     with worker_from_settings(settings, worker_id=worker_id) as worker:
         worker.run_until(stop)
 

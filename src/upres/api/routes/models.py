@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from upres.api.deps import AuthenticatedKey, SettingsDep
 from upres.api.openapi import error_responses
-from upres.api.schemas import ModelCard, ModelLimits, ModelList, ModelPricing
+from upres.api.schemas import ModelCard, ModelLimits, ModelList, ModelPricing, NetworkCard
 from upres.config import Settings
 from upres.domain.tasks import API_MODEL, Factor
+from upres.models.registry import MODELS, cpu_runtime, runtimes
 
 router = APIRouter(tags=["Models"])
 
@@ -33,6 +34,14 @@ def model_card(settings: Settings) -> ModelCard:
             formats=["mp4"],
             result_ttl_s=settings.result_ttl_s,
         ),
+        networks=[
+            NetworkCard(
+                id=spec.id,
+                runtimes=[runtime.value for runtime in runtimes(spec)],
+                cpu_runtime=cpu_runtime(spec).value,
+            )
+            for spec in MODELS
+        ],
     )
 
 

@@ -1,0 +1,129 @@
+"""Which runtime runs a model, and on which device.
+
+The device setting (``UPRES_DEVICE``, ``--device``) is ``auto``, ``cpu``,
+``cuda`` or ``vulkan``. ``auto`` takes CUDA when torch sees it, else the first
+Vulkan GPU, else the CPU; a software Vulkan device (llvmpipe, SwiftShader)
+is never taken for a GPU by ``auto``, only when ``vulkan`` is asked for
+explicitly. On CUDA every model runs on PyTorch; on Vulkan the models the
+ncnn files describe run on ncnn and the others on PyTorch on the CPU; on the
+CPU each model runs on the runtime measured faster for it
+(``registry.cpu_runtime``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from upres.domain.tasks import Factor
+from upres.errors import ModelError
+from upres.models.ncnn_runtime import vulkan_device, vulkan_devices
+from upres.models.registry import ModelSpec, Runtime, cpu_runtime, runtimes
+from upres.worker.frames import FrameUpscaler
+from upres.worker.ncnn_upscale import NcnnSource, NcnnUpscaler
+from upres.worker.recurrent import RecurrentNetworks, model_upscaler
+from upres.worker.upscale import NetworkSource
+
+DeviceKind = Literal["cpu", "cuda", "vulkan"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Device:
+    """A resolved device: ``vulkan`` is the Vulkan device index when ``kind`` is vulkan."""
+
+    kind: DeviceKind
+    vulkan: int | None = None
+
+    @property
+    def is_gpu(self) -> bool:
+        """True on CUDA and on a hardware Vulkan device."""
+        if self.kind == "vulkan" and self.vulkan is not None:
+            return vulkan_device(self.vulkan).is_gpu
+        return self.kind == "cuda"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """Where one model runs: ``runtime`` on ``device``."""
+
+    runtime: Runtime
+    device: Device
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.is_gpu
+
+    @property
+    def torch_device(self) -> torch.device:
+        """Where PyTorch stages beside the model (the optical flow) run: on CUDA with
+        the model, else on the CPU (a Vulkan model's flow too)."""
+        return torch.device("cuda" if self.device.kind == "cuda" else "cpu")
+
+
+def first_vulkan_gpu() -> int | None:
+    """The index of the first hardware Vulkan device; None when there is none."""
+    return next((d.index for d in vulkan_devices() if d.is_gpu), None)
+
+
+def resolve_device(name: str, *, vulkan: int | None = None) -> Device:
+    """The device ``name`` stands for on this machine; ``vulkan`` picks the Vulkan device
+    (default: the first GPU, or for an explicit ``vulkan`` without one, device 0).
+
+    Raises ModelError for an unknown name, CUDA asked for but absent, a Vulkan
+    device index that does not exist, or ``vulkan`` with no Vulkan device at all.
+    """
+    if name == "auto":
+        return _auto(vulkan)
+    if name == "vulkan":
+        index = vulkan if vulkan is not None else first_vulkan_gpu()
+        return Device(kind="vulkan", vulkan=vulkan_device(index or 0).index)
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError("device cuda was requested but CUDA is not available")
+        return Device(kind="cuda")
+    if name == "cpu":
+        return Device(kind="cpu")
+    raise ModelError(f"unknown device {name!r}; use auto, cpu, cuda or vulkan")
+
+
+def _auto(vulkan: int | None) -> Device:
+    if torch.cuda.is_available():
+        return Device(kind="cuda")
+    index = first_vulkan_gpu() if vulkan is None else vulkan
+    if index is not None and vulkan_device(index).is_gpu:
+        return Device(kind="vulkan", vulkan=index)
+    return Device(kind="cpu")
+
+
+def place(spec: ModelSpec, device: Device) -> Placement:
+    """The runtime for ``spec`` on ``device``: PyTorch on CUDA, ncnn on Vulkan when
+    the model has an ncnn form (else PyTorch on the CPU), the faster one on the CPU."""
+    if device.kind == "cuda":
+        return Placement(runtime=Runtime.PYTORCH, device=device)
+    if device.kind == "vulkan":
+        if Runtime.NCNN in runtimes(spec):
+            return Placement(runtime=Runtime.NCNN, device=device)
+        return Placement(runtime=Runtime.PYTORCH, device=Device(kind="cpu"))
+    return Placement(runtime=cpu_runtime(spec), device=device)
+
+
+def build_upscaler(
+    spec: ModelSpec,
+    factor: Factor,
+    placement: Placement,
+    *,
+    models: NetworkSource | None = None,
+    networks: NcnnSource | None = None,
+    recurrent: RecurrentNetworks | None = None,
+) -> FrameUpscaler:
+    """The model stage for ``spec`` at ``factor`` as ``placement`` says (a recurrent
+    model's is a fresh one, for one video).
+
+    Raises ModelError when the device is unavailable or ``factor`` > the model's scale.
+    """
+    if placement.runtime is Runtime.NCNN:
+        return NcnnUpscaler(spec, factor, vulkan=placement.device.vulkan, networks=networks)
+    device = placement.torch_device.type
+    return model_upscaler(spec, factor, device=device, models=models, networks=recurrent)
