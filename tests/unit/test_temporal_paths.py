@@ -17,7 +17,6 @@ from upres.domain.tasks import Factor
 from upres.wiring import upscalers
 from upres.worker.recurrent import RecurrentUpscaler
 from upres.worker.temporal import StabilisedUpscaler
-from upres.worker.upscale import ModelUpscaler
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 
@@ -67,8 +66,10 @@ def test_service_wraps_each_task_in_a_fresh_stabiliser() -> None:
 def test_service_without_temporal_runs_the_bare_model() -> None:
     settings = Settings(device="cpu", model="realesr-animevideov3", temporal=False)
     upscaler_for = upscalers(settings)
-    assert isinstance(upscaler_for(Factor.X4), ModelUpscaler)
-    assert upscaler_for(Factor.X4) is upscaler_for(Factor.X4)  # loaded once, kept
+    bare = upscaler_for(Factor.X4)
+    assert not isinstance(bare, StabilisedUpscaler)
+    assert bare.scale == 4
+    assert upscaler_for(Factor.X4) is bare  # loaded once, kept
 
 
 def test_service_gives_each_task_a_fresh_recurrent_model() -> None:
