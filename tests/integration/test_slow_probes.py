@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
 import pytest
@@ -60,11 +61,13 @@ def hanging() -> Iterator[LocalHttpServer]:
         yield videos
 
 
-def _submit(base_url: str, secret: str, url: str) -> httpx.Response:
+def _submit(
+    base_url: str, secret: str, url: str, path: str = "/v1/videos/generations"
+) -> httpx.Response:
     body = {"model": "topaz-video-upscale", "video_urls": [url]}
     headers = {"Authorization": f"Bearer {secret}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=120) as http:
-        return http.post("/v1/videos/generations", json=body)
+        return http.post(path, json=body)
 
 
 def _timed_get(http: httpx.Client, path: str) -> tuple[int, float]:
@@ -122,3 +125,21 @@ def test_the_bounds_are_free_again_once_the_probes_end(
     answer = _submit(server.base_url, keys[0].secret, hanging.url("/missing.mp4"))
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "video_probe_failed"
+
+
+def test_estimates_probe_under_the_same_bounds(
+    server: Serve, keys: list[CreatedKey], hanging: LocalHttpServer
+) -> None:
+    estimate = partial(_submit, path="/v1/videos/generations/estimate")
+    never = hanging.url("/never.mp4")
+    with ThreadPoolExecutor(PER_KEY + 3) as pool:
+        futures = [
+            pool.submit(estimate, server.base_url, keys[0].secret, never)
+            for _ in range(PER_KEY + 3)
+        ]
+        time.sleep(1.0)
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            status, seconds = _timed_get(http, "/healthz")
+        answers = sorted(future.result().status_code for future in futures)
+    assert (status, seconds < READ_BOUND_S) == (200, True)
+    assert answers == [400] * PER_KEY + [429] * 3

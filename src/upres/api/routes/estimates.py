@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
 
-from upres.api.deps import AuthenticatedKey, TaskServiceDep
+from upres.api.deps import AuthenticatedKey, SubmissionsDep, TaskServiceDep
 from upres.api.extension_schemas import EstimatePublic
 from upres.api.openapi import error_responses
 from upres.api.routes.generations import RequestBody, to_submission
@@ -20,9 +22,12 @@ router = APIRouter(tags=["Video Generation"])
     "the same way, and answers the credits it would reserve and the estimated processing "
     "time. Nothing is reserved and no task is created.",
     response_model=EstimatePublic,
-    responses=error_responses(400, 401, 403, 429),
+    responses=error_responses(400, 401, 403, 429, 503),
 )
-def estimate_video_generation(
-    body: RequestBody, key: AuthenticatedKey, tasks: TaskServiceDep
+async def estimate_video_generation(
+    body: RequestBody, key: AuthenticatedKey, tasks: TaskServiceDep, submissions: SubmissionsDep
 ) -> EstimatePublic:
-    return EstimatePublic.of(tasks.estimate(key=key, submission=to_submission(body)))
+    # It probes like a submission, so it waits on the same bounded gate: a slow
+    # input holds none of the threads that reads are answered on.
+    estimate = partial(tasks.estimate, key=key, submission=to_submission(body))
+    return EstimatePublic.of(await submissions.run(key.id, estimate))
