@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -31,13 +32,32 @@ def handling_stop_signals(handler: Handler) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def _exit_quietly(signum: int, frame: FrameType | None) -> None:
-    sys.exit(exit_code(signum))
+class _Deferred:
+    """Remembers a stop signal that arrives while the command starts.
+
+    Exiting from inside the handler would raise SystemExit wherever the import
+    happens to be, and a library's bare ``except`` there swallows it: the
+    command then runs on as if no signal came (seen in CI). So the first signal
+    is acted on once the imports are done; a second one leaves at once, since
+    nothing has been written yet.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            os._exit(exit_code(signum))
+        self.signum = signum
 
 
 @contextmanager
 def quiet_start() -> Iterator[None]:
-    """A stop signal while the command starts (importing torch takes seconds) exits at once,
-    without a traceback: nothing has been written yet."""
-    with handling_stop_signals(_exit_quietly):
+    """A stop signal while the command starts (importing torch takes seconds) exits
+    with its status once the block ends, without a traceback: nothing has been
+    written yet."""
+    deferred = _Deferred()
+    with handling_stop_signals(deferred):
         yield
+    if deferred.signum is not None:
+        sys.exit(exit_code(deferred.signum))
