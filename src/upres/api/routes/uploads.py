@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from upres.api.deps import AuthenticatedKey, UploadServiceDep
 from upres.api.extension_schemas import UploadPublic
+from upres.api.middleware import declared_length
 from upres.api.openapi import error_responses
 
 router = APIRouter(tags=["Uploads"])
@@ -33,11 +34,6 @@ upload is sent again whole.
 """
 
 
-def _declared_length(request: Request) -> int | None:
-    value = request.headers.get("content-length")
-    return int(value) if value is not None and value.isdigit() else None
-
-
 @router.post(
     UPLOADS_PATH,
     operation_id="createUpload",
@@ -59,7 +55,7 @@ async def create_upload(
     upload = await uploads.receive(
         key=key,
         chunks=request.stream(),
-        declared_bytes=_declared_length(request),
+        declared_bytes=declared_length(request.scope),
         filename=filename,
     )
     return UploadPublic.of(upload, download_url=uploads.link(upload))
