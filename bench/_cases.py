@@ -24,15 +24,15 @@ from torch import nn
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
 from upres.domain.tasks import Factor
+from upres.inputs.probe import probe
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, get_model
-from upres.worker.colorimetry import conversion_for
-from upres.worker.decode import DecodeOptions, TimedBatch, decode
-from upres.worker.encode import encode, plan_output
-from upres.worker.frames import FrameBatch, FrameUpscaler
-from upres.worker.pipeline import upscale_video
-from upres.worker.probe import probe
-from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.colorimetry import conversion_for
+from upres.pipeline.decode import DecodeOptions, TimedBatch, decode
+from upres.pipeline.encode import encode, plan_output
+from upres.pipeline.engine import upscale_video
+from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 CaseKind = Literal["e2e", "model", "decode", "encode", "baseline"]
 KINDS: tuple[CaseKind, ...] = ("decode", "encode", "model", "e2e", "baseline")

@@ -35,8 +35,8 @@ from torch.nn import functional
 
 from upres.domain.tasks import Factor
 from upres.models.registry import ModelSpec, Runtime, cpu_runtime, get_model
-from upres.worker.ncnn_upscale import NcnnUpscaler
-from upres.worker.upscale import ModelUpscaler
+from upres.pipeline.ncnn_upscale import NcnnUpscaler
+from upres.pipeline.upscale import ModelUpscaler
 
 CONTESTANTS = ("pytorch", "ncnn", "plain-ncnn")
 UPRES_CONTESTANT = {Runtime.PYTORCH: "pytorch", Runtime.NCNN: "ncnn"}

@@ -37,12 +37,12 @@ from bench._clips import ClipSpec, make_clip, parse_size
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
 from upres.domain.tasks import Factor
+from upres.inputs.probe import probe
 from upres.models.registry import get_model
-from upres.worker.colorimetry import conversion_for
-from upres.worker.decode import TimedBatch
-from upres.worker.encode import encode, plan_output
-from upres.worker.probe import probe
-from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.colorimetry import conversion_for
+from upres.pipeline.decode import TimedBatch
+from upres.pipeline.encode import encode, plan_output
+from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "BENCHMARKS.md"

@@ -39,13 +39,13 @@ from tests.clips_media import combing
 
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
+from upres.inputs.probe import probe
 from upres.models.registry import get_model
-from upres.worker.colorimetry import conversion_for
-from upres.worker.decode import DecodeOptions, to_rgb
-from upres.worker.encode import from_rgb, plan_output
-from upres.worker.pipeline import upscale_video
-from upres.worker.probe import probe
-from upres.worker.upscale import ModelUpscaler
+from upres.pipeline.colorimetry import conversion_for
+from upres.pipeline.decode import DecodeOptions, to_rgb
+from upres.pipeline.encode import from_rgb, plan_output
+from upres.pipeline.engine import upscale_video
+from upres.pipeline.upscale import ModelUpscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -45,7 +45,7 @@ from skimage.metrics import structural_similarity
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache
 from upres.models.registry import get_model
-from upres.worker.upscale import (
+from upres.pipeline.upscale import (
     InterpolationMode,
     InterpolationUpscaler,
     ModelUpscaler,

@@ -54,10 +54,10 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache
 from upres.models.registry import get_model
-from upres.worker.motion import DisFlow, FlowEstimator, SpyNetFlow
-from upres.worker.recurrent import model_upscaler
-from upres.worker.temporal import StabilisedUpscaler, TemporalSettings, TemporalStabiliser
-from upres.worker.upscale import InterpolationUpscaler
+from upres.pipeline.motion import DisFlow, FlowEstimator, SpyNetFlow
+from upres.pipeline.recurrent import model_upscaler
+from upres.pipeline.temporal import StabilisedUpscaler, TemporalSettings, TemporalStabiliser
+from upres.pipeline.upscale import InterpolationUpscaler
 
 Frames = np.ndarray
 Upscale = Callable[[Frames], Frames]

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from upres.netpolicy import IPAddress
+from upres.inputs.netpolicy import IPAddress
 
 HANG_S = 10.0
 

@@ -20,22 +20,22 @@ from upres.db.migrate import migrate
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
+from upres.inputs.netpolicy import AddressPolicy
+from upres.jobs.claim_loop import ClaimLoop
+from upres.jobs.runner import FetchLimits, TaskRunner
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import TaskStore
-from upres.jobs.worker import Worker
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import ModelSpec, SpeedClass, default_model_for, get_model
-from upres.netpolicy import AddressPolicy
+from upres.pipeline.encode import keeping_up
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.motion import FlowMethod
+from upres.pipeline.recurrent import RecurrentNetworks
+from upres.pipeline.runtimes import Device, Placement, build_upscaler, place, resolve_device
+from upres.pipeline.temporal import TemporalStage
 from upres.storage import build_storage
 from upres.storage.janitor import Janitor
-from upres.worker.encode import keeping_up
-from upres.worker.frames import FrameUpscaler
-from upres.worker.motion import FlowMethod
-from upres.worker.recurrent import RecurrentNetworks
-from upres.worker.runner import FetchLimits, TaskRunner
-from upres.worker.runtimes import Device, Placement, build_upscaler, place, resolve_device
-from upres.worker.temporal import TemporalStage
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,12 @@ def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
 
 
 @contextmanager
-def worker_from_settings(settings: Settings, *, worker_id: str) -> Iterator[Worker]:
+def worker_from_settings(settings: Settings, *, worker_id: str) -> Iterator[ClaimLoop]:
     """A worker with its own store connection, closed when the block ends."""
     apply_torch_threads(settings)
     store = open_store(settings)
     try:
-        yield Worker(
+        yield ClaimLoop(
             store=store,
             runner=task_runner(settings, store),
             worker_id=worker_id,

@@ -13,8 +13,8 @@ from tests.clips import make_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.models.registry import get_model
-from upres.worker.pipeline import UpscaleResult, upscale_video
-from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 pytestmark = pytest.mark.gpu
 

@@ -14,7 +14,7 @@ from skimage import data
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache
 from upres.models.registry import get_model
-from upres.worker.upscale import ModelUpscaler
+from upres.pipeline.upscale import ModelUpscaler
 
 pytestmark = pytest.mark.gpu
 

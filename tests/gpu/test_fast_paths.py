@@ -22,7 +22,7 @@ import torch
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache, load_descriptor
 from upres.models.registry import ModelSpec, get_model
-from upres.worker.upscale import ModelUpscaler
+from upres.pipeline.upscale import ModelUpscaler
 
 pytestmark = pytest.mark.gpu
 

@@ -17,9 +17,9 @@ from tests.stores import FakeClock, new_task, render_body, reset_postgres
 from upres.callbacks import CallbackDispatcher, CallbackSender, verify_signature
 from upres.config import Settings
 from upres.db import create_db_engine, migrate
+from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import CallbackAttempt, OutboxItem, utc_now
-from upres.netpolicy import AddressPolicy
 from upres.services.keys import new_webhook_secret
 from upres.wiring import Housekeeping, open_store
 

@@ -22,7 +22,7 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from upres.domain.media import EncodeSettings, MediaLimits
-from upres.worker.pipeline import upscale_video
+from upres.pipeline.engine import upscale_video
 
 kept = []
 

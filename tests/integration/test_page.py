@@ -20,7 +20,7 @@ import pytest
 from tests.clips import make_clip, write_corrupt_packets, write_text_file
 from tests.integration.serve_harness import Client, CreatedKey, Serve, create_key, free_port
 from upres.domain.media import MediaLimits
-from upres.worker.probe import probe
+from upres.inputs.probe import probe
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 Page = playwright_api.Page

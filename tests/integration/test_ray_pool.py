@@ -20,7 +20,7 @@ import ray
 from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
 from tests.servers import LocalHttpServer, Route
-from upres.api.wiring import services_from_settings
+from upres.api.compose import services_from_settings
 from upres.config import Settings, load_settings
 from upres.domain.tasks import API_MODEL, Factor, Task, TaskStatus
 from upres.jobs.ray_pool import RayPool

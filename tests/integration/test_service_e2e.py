@@ -29,8 +29,8 @@ from tests.integration.serve_harness import (
 from tests.servers import LocalHttpServer, Route, WebhookReceiver
 from upres.callbacks import verify_signature
 from upres.domain.media import HdrInfo
+from upres.inputs.hdr_metadata import hdr_info
 from upres.jobs.sql import SqlTaskStore
-from upres.worker.hdr import hdr_info
 
 pytestmark = pytest.mark.slow
 

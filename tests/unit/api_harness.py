@@ -27,15 +27,15 @@ from upres.db.migrate import migrate
 from upres.domain.accounts import CreatedKey
 from upres.domain.media import VideoInfo
 from upres.errors import FetchError
+from upres.inputs.netpolicy import AddressPolicy, IPAddress
+from upres.inputs.probe import probe
+from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.sql import SqlTaskStore
 from upres.jobs.store import Clock, utc_now
-from upres.netpolicy import AddressPolicy, IPAddress
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
 from upres.services.uploads import UploadService
 from upres.storage.local import LocalStorage
-from upres.urlpolicy import UrlPolicy
-from upres.worker.probe import probe
 
 VIDEO_SECONDS = 8.2
 INTERNAL_HOST = "internal.test"

@@ -10,7 +10,7 @@ import httpx
 from tests.clips import make_clip
 from tests.unit.api_harness import live_server
 from upres.api.app import create_app
-from upres.api.wiring import QueueWatch
+from upres.api.compose import QueueWatch
 from upres.config import Settings
 from upres.domain.tasks import API_MODEL, TaskStatus
 from upres.jobs.sql import SqlTaskStore

@@ -1,6 +1,6 @@
 """Broken inputs: each gives a typed error a user understands, and never a partial output.
 
-Damaged-stream policy (``upres.worker.decode``): undecodable packets are
+Damaged-stream policy (``upres.pipeline.decode``): undecodable packets are
 skipped and counted; the output keeps every good frame at its own timestamp;
 more than 10% bad packets, or no frame at all, fails with CorruptVideo.
 """
@@ -38,9 +38,9 @@ from upres.errors import (
     UnsupportedCodec,
     VideoTooLong,
 )
-from upres.worker.pipeline import upscale_video
-from upres.worker.probe import probe
-from upres.worker.upscale import InterpolationUpscaler
+from upres.inputs.probe import probe
+from upres.pipeline.engine import upscale_video
+from upres.pipeline.upscale import InterpolationUpscaler
 
 FAST = EncodeSettings(preset="ultrafast")
 

@@ -15,12 +15,12 @@ import torch
 from tests.clips import frame_pixels, make_clip
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.tasks import Factor
-from upres.worker.colorimetry import conversion_for
-from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
-from upres.worker.encode import demote_realtime_threads, keeping_up
-from upres.worker.pipeline import UpscaleResult, upscale_video
-from upres.worker.probe import probe
-from upres.worker.upscale import InterpolationUpscaler
+from upres.inputs.probe import probe
+from upres.pipeline.colorimetry import conversion_for
+from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
+from upres.pipeline.encode import demote_realtime_threads, keeping_up
+from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.upscale import InterpolationUpscaler
 
 FAST = EncodeSettings(preset="ultrafast")
 

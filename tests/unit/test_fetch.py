@@ -13,8 +13,8 @@ from tests.dns import hanging_dns
 from tests.hostile import UNSENDABLE_URLS
 from tests.servers import LocalHttpServer, Route
 from upres.errors import FetchError, InputRefused
-from upres.netpolicy import AddressPolicy
-from upres.worker.fetch import fetch
+from upres.inputs.fetch import fetch
+from upres.inputs.netpolicy import AddressPolicy
 
 LAN = AddressPolicy(True)
 BODY = os.urandom(300_000)

@@ -15,9 +15,9 @@ from tests.clips_media import combing, make_interlaced_clip, make_telecined_clip
 from upres.cli import build_app
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.worker.fields import FieldScan, scan_fields
-from upres.worker.pipeline import UpscaleResult, upscale_video
-from upres.worker.upscale import InterpolationUpscaler
+from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.fields import FieldScan, scan_fields
+from upres.pipeline.upscale import InterpolationUpscaler
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 # ``combing`` of the woven clips is about 2 (coded as fields); a progressive

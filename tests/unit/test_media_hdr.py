@@ -25,13 +25,14 @@ from upres.domain.media import (
     VideoInfo,
 )
 from upres.domain.tasks import Factor
-from upres.worker.colorimetry import conversion_for
-from upres.worker.decode import DecodeOptions, TimedBatch, decode
-from upres.worker.encode import plan_output
-from upres.worker.hdr import choose_codec, hdr_info, parse_mastering, x265_params
-from upres.worker.pipeline import UpscaleResult, upscale_video
-from upres.worker.probe import probe
-from upres.worker.upscale import InterpolationUpscaler
+from upres.inputs.hdr_metadata import hdr_info, parse_mastering
+from upres.inputs.probe import probe
+from upres.pipeline.colorimetry import conversion_for
+from upres.pipeline.decode import DecodeOptions, TimedBatch, decode
+from upres.pipeline.encode import plan_output
+from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.hdr import choose_codec, x265_params
+from upres.pipeline.upscale import InterpolationUpscaler
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 FAST = EncodeSettings(preset="ultrafast")

@@ -22,8 +22,8 @@ from tests.clips import (
 )
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.worker.pipeline import UpscaleResult, upscale_video
-from upres.worker.upscale import InterpolationUpscaler
+from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.upscale import InterpolationUpscaler
 
 SUFFIX = {"mp4": ".mp4", "matroska": ".mkv"}
 # The flags both mp4 and Matroska store (mp4 also marks its first subtitle track default).

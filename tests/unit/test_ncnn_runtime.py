@@ -34,10 +34,10 @@ from upres.models.registry import (
     runtimes,
 )
 from upres.models.tiling import Network
-from upres.worker import runtimes as placement
-from upres.worker.ncnn_upscale import NcnnUpscaler
-from upres.worker.runtimes import Device, build_upscaler, place, resolve_device
-from upres.worker.upscale import ModelUpscaler
+from upres.pipeline import runtimes as placement
+from upres.pipeline.ncnn_upscale import NcnnUpscaler
+from upres.pipeline.runtimes import Device, build_upscaler, place, resolve_device
+from upres.pipeline.upscale import ModelUpscaler
 
 # ncnn on the CPU computes in fp32 like PyTorch: well inside one 8-bit level.
 CPU_TOLERANCE = 2 / 255

@@ -14,7 +14,7 @@ import pytest
 from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.errors import AddressNotAllowed, ServiceUnavailable
-from upres.netpolicy import (
+from upres.inputs.netpolicy import (
     AddressPolicy,
     IPAddress,
     policy_client,

@@ -16,8 +16,8 @@ from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, ModelError
 from upres.models.registry import get_model
-from upres.worker.pipeline import CancelToken, Progress, upscale_video
-from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.engine import CancelToken, Progress, upscale_video
+from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 FAST = EncodeSettings(preset="ultrafast")
 

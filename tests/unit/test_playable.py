@@ -10,8 +10,8 @@ from tests.clips import make_clip, write_text_file
 from upres.domain.media import MediaLimits
 from upres.domain.tasks import playable_key
 from upres.errors import EncodeError
-from upres.worker.playable import playable_copy
-from upres.worker.probe import probe
+from upres.inputs.probe import probe
+from upres.pipeline.playable import playable_copy
 
 
 def test_an_hevc_result_gets_a_smaller_h264_copy_of_every_frame(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from PIL import Image
 from tests.clips import make_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.worker.pipeline import upscale_video
-from upres.worker.preview import FramePreview, thumbnail
-from upres.worker.upscale import InterpolationUpscaler
+from upres.pipeline.engine import upscale_video
+from upres.pipeline.preview import FramePreview, thumbnail
+from upres.pipeline.upscale import InterpolationUpscaler
 
 
 class _Clock:

@@ -12,7 +12,7 @@ import pytest
 from tests.clips import make_clip
 from upres.domain.media import MediaLimits, VideoInfo
 from upres.errors import FrameTooLarge, VideoTooLong
-from upres.worker.probe import packet_span_s, probe, video_stream
+from upres.inputs.probe import packet_span_s, probe, video_stream
 
 LIMITS = MediaLimits()
 

@@ -25,7 +25,7 @@ from bench.quality import (
 
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache
-from upres.worker.upscale import InterpolationUpscaler
+from upres.pipeline.upscale import InterpolationUpscaler
 
 LOW_SIZE = 48
 # Bicubic keeps more texture at 2x than at 4x, so the model's lead is smaller there.

@@ -16,9 +16,9 @@ from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
 from upres.errors import AddressNotAllowed, FetchError, UpresError
-from upres.netpolicy import AddressPolicy, policy_client
-from upres.worker.fetch import Deadline
-from upres.worker.remote import PROBE_FAILED, HttpRangeFile, RemoteProber
+from upres.inputs.fetch import Deadline
+from upres.inputs.netpolicy import AddressPolicy, policy_client
+from upres.inputs.remote import PROBE_FAILED, HttpRangeFile, RemoteProber
 
 LAN = AddressPolicy(True)
 BLOCK = 16 * 1024

@@ -25,10 +25,10 @@ from upres.errors import (
     TaskNotFound,
     UnknownDuration,
 )
-from upres.netpolicy import AddressPolicy, IPAddress
+from upres.inputs.netpolicy import AddressPolicy, IPAddress
+from upres.inputs.urlpolicy import UrlPolicy
 from upres.services.keys import KeyService
 from upres.services.tasks import Submission, TaskService, ThroughputEstimator
-from upres.urlpolicy import UrlPolicy
 
 VIDEO = "https://videos.example.com/clip.mp4"
 HOOK = "https://hooks.example.com/done"

@@ -12,10 +12,10 @@ from upres.errors import ModelError
 from upres.models import animesr
 from upres.models.animesr import AnimeSR, animesr_state_dict, load_animesr
 from upres.models.registry import get_model
-from upres.worker.motion import DisFlow, FlowMethod, SpyNetFlow, flow_estimator
-from upres.worker.recurrent import RecurrentUpscaler, model_upscaler
-from upres.worker.temporal import StabilisedUpscaler, TemporalStabiliser
-from upres.worker.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.motion import DisFlow, FlowMethod, SpyNetFlow, flow_estimator
+from upres.pipeline.recurrent import RecurrentUpscaler, model_upscaler
+from upres.pipeline.temporal import StabilisedUpscaler, TemporalStabiliser
+from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 SIZE = 64
 SCALE = 2

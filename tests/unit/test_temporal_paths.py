@@ -14,9 +14,9 @@ from tests.clips import make_clip
 from upres.cli import build_app
 from upres.config import Settings
 from upres.domain.tasks import Factor
+from upres.pipeline.recurrent import RecurrentUpscaler
+from upres.pipeline.temporal import StabilisedUpscaler
 from upres.wiring import upscalers
-from upres.worker.recurrent import RecurrentUpscaler
-from upres.worker.temporal import StabilisedUpscaler
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 

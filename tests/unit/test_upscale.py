@@ -15,8 +15,8 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, get_model
-from upres.worker.frames import FrameUpscaler
-from upres.worker.upscale import (
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.upscale import (
     InterpolationUpscaler,
     ModelUpscaler,
     resolve_device,

@@ -10,8 +10,8 @@ import pytest
 from tests.dns import hanging_dns
 from tests.hostile import UNSENDABLE_URLS
 from upres.errors import AddressNotAllowed, InvalidRequest, InvalidUrl
-from upres.netpolicy import AddressPolicy, IPAddress, Resolver
-from upres.urlpolicy import CALLBACK_URL, INPUT_URL, UrlPolicy, parse_url
+from upres.inputs.netpolicy import AddressPolicy, IPAddress, Resolver
+from upres.inputs.urlpolicy import CALLBACK_URL, INPUT_URL, UrlPolicy, parse_url
 
 
 def _fixed(*addresses: str) -> Resolver:

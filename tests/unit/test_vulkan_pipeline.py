@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from tests.clips import make_clip
 from upres.cli import build_app
 from upres.domain.media import MediaLimits
+from upres.inputs.probe import probe
 from upres.models.ncnn_runtime import vulkan_devices
-from upres.worker.probe import probe
 
 pytestmark = [
     pytest.mark.slow,

@@ -45,7 +45,7 @@ def _services(
         return nullcontext(services)
     # Imported here: building from settings pulls in the whole engine (torch, PyAV),
     # which an app given prebuilt services (tests, embedding) does not need.
-    from upres.api.wiring import services_from_settings  # noqa: PLC0415
+    from upres.api.compose import services_from_settings  # noqa: PLC0415
 
     return services_from_settings(settings, worker_alive=worker_alive)
 

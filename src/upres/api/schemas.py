@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from upres.domain.tasks import API_MODEL, Task, TaskError, TaskStatus
-from upres.urlpolicy import MAX_CALLBACK_URL_LENGTH
+from upres.inputs.urlpolicy import MAX_CALLBACK_URL_LENGTH
 
 
 class ResultUrl(Protocol):

@@ -38,9 +38,9 @@ import httpx
 
 from upres.domain.accounts import Account
 from upres.errors import InvalidUrl, LeaseLost, UpresError
+from upres.inputs.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
+from upres.inputs.urlpolicy import CALLBACK_URL, parse_url
 from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, holder_id, utc_now
-from upres.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
-from upres.urlpolicy import CALLBACK_URL, parse_url
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import typer
 import uvicorn
 
 from upres.api.app import create_app
-from upres.api.wiring import services_from_settings
+from upres.api.compose import services_from_settings
 from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
 from upres.config import Settings
 from upres.errors import ConfigError, UpresError

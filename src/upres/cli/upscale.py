@@ -37,12 +37,12 @@ from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.models.registry import SpeedClass, default_model_for, get_model
+from upres.pipeline.destination import check_destination
+from upres.pipeline.encode import keeping_up
+from upres.pipeline.engine import CancelToken, Progress, UpscaleResult, upscale_video
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.runtimes import build_upscaler, place, resolve_device
 from upres.wiring import apply_torch_threads, temporal_stage
-from upres.worker.destination import check_destination
-from upres.worker.encode import keeping_up
-from upres.worker.frames import FrameUpscaler
-from upres.worker.pipeline import CancelToken, Progress, UpscaleResult, upscale_video
-from upres.worker.runtimes import build_upscaler, place, resolve_device
 
 _PLAIN_INTERVAL_S = 2.0
 

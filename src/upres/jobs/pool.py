@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from upres.config import Settings
+from upres.jobs.claim_loop import StopSignal
 from upres.jobs.store import holder_id
-from upres.jobs.worker import StopSignal
 
 log = logging.getLogger(__name__)
 

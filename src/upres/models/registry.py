@@ -63,7 +63,7 @@ class ModelSpec:
     per input pixel (features x scale² where the network works at output
     size), which bounds the tile a GPU can index. ``recurrent`` models are
     video models that carry state from frame to frame
-    (``upres.worker.recurrent``); their ``package``/``stem`` name a PyTorch
+    (``upres.pipeline.recurrent``); their ``package``/``stem`` name a PyTorch
     checkpoint instead of ncnn files.
     """
 

@@ -70,7 +70,7 @@ class UploadLookup(Protocol):
 
 
 class UrlChecker(Protocol):
-    """The URL policy (``upres.urlpolicy.UrlPolicy``): the same checks as at send time."""
+    """The URL policy (``upres.inputs.urlpolicy.UrlPolicy``): the same checks as at send time."""
 
     def check_input_url(self, url: str) -> str:
         """``url``. Raises InvalidUrl when the HTTP client would not fetch it."""

@@ -1,4 +1,8 @@
-"""A worker: claim a task from the store, run it, repeat until told to stop."""
+"""The claim loop of a worker process: claim a task, run it, repeat until told to stop.
+
+Not the video pipeline (that is ``upres.pipeline``): this loop only decides
+which task runs next and hands it to a ``Runner``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
-    """Runs one claimed task to an outcome (``upres.worker.runner.TaskRunner``)."""
+    """Runs one claimed task to an outcome (``upres.jobs.runner.TaskRunner``)."""
 
     def run(self, claim: Claim) -> Task | None: ...
 
@@ -24,7 +28,7 @@ class StopSignal(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
-class Worker:
+class ClaimLoop:
     """Pulls tasks one at a time; the constructor is its whole configuration."""
 
     def __init__(

@@ -18,7 +18,7 @@ from upres.errors import ModelError
 from upres.models.ncnn_runtime import NcnnCache, NcnnOptions, NcnnRunError, vulkan_device
 from upres.models.registry import ModelSpec
 from upres.models.tiling import Network, crop, pad_to
-from upres.worker.upscale import (
+from upres.pipeline.upscale import (
     InterpolationMode,
     auto_tile_size,
     check_frames,

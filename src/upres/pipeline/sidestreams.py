@@ -6,7 +6,7 @@ text, cue for cue). Matroska: every audio and subtitle stream its muxer
 takes is copied, mov_text becomes subrip, and attachments (fonts) are kept.
 Other audio (PCM, Vorbis, ... in mp4) is re-encoded to AAC so the output
 still has sound. Every kept stream keeps its tags and disposition
-(``upres.worker.metadata``). The rest (data streams, extra video streams,
+(``upres.pipeline.metadata``). The rest (data streams, extra video streams,
 cover art, ASS in mp4) is dropped and reported by name; an mp4's chapter
 track is not a stream to keep but the chapters, which are kept as such.
 """
@@ -27,13 +27,13 @@ from av.stream import AttachmentStream, Stream
 from av.video.stream import VideoStream
 
 from upres.errors import EncodeError
-from upres.worker.metadata import (
+from upres.inputs.probe import media_error
+from upres.pipeline.metadata import (
     copy_container_metadata,
     copy_stream_metadata,
     is_chapter_track,
     kept_tags,
 )
-from upres.worker.probe import media_error
 
 # Codecs every mp4 player handles: copied as they are.
 _MP4_COPYABLE = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mov_text"})

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 
 from upres.errors import FetchError, InputRefused, InvalidRequest, UpresError
-from upres.netpolicy import AddressPolicy, policy_client, total_deadline
-from upres.urlpolicy import INPUT_URL, parse_url
+from upres.inputs.netpolicy import AddressPolicy, policy_client, total_deadline
+from upres.inputs.urlpolicy import INPUT_URL, parse_url
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ import torch
 from torch.nn import functional
 
 from upres.models.spynet import flow_warp
-from upres.worker.frames import FrameUpscaler
-from upres.worker.motion import FlowEstimator, FlowMethod, flow_estimator
-from upres.worker.upscale import check_frames, to_packed_int, to_planar_float
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.motion import FlowEstimator, FlowMethod, flow_estimator
+from upres.pipeline.upscale import check_frames, to_packed_int, to_planar_float
 
 _LUMA = (0.299, 0.587, 0.114)
 

@@ -27,7 +27,7 @@ from av.packet import Packet
 from av.stream import Stream
 
 from upres.errors import TruncatedVideo
-from upres.worker.probe import media_error, open_input, video_stream
+from upres.inputs.probe import media_error, open_input, video_stream
 
 # Containers round durations (Matroska to milliseconds, the last audio frame's
 # padding, a missing last packet duration): a real cut is far longer than this.

@@ -17,15 +17,15 @@ from upres.api.deps import Services
 from upres.api.schemas import TaskRenderer
 from upres.config import Settings
 from upres.domain.tasks import TaskStatus
+from upres.inputs.probe import probe
+from upres.inputs.remote import RemoteProber
+from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
 from upres.services.uploads import UploadService
 from upres.storage import LocalStorage, ResultStorage, build_storage
-from upres.urlpolicy import UrlPolicy
 from upres.wiring import address_policy, open_store
-from upres.worker.probe import probe
-from upres.worker.remote import RemoteProber
 
 
 class StatusCounts(Protocol):

@@ -43,7 +43,7 @@ def check_destination(path: Path) -> str:
         )
     container = output_container(path)
     try:
-        # The output is first written beside its final name (see upres.worker.pipeline).
+        # The output is first written beside its final name (see upres.pipeline.engine).
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:

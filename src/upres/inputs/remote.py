@@ -22,9 +22,9 @@ import httpx
 
 from upres.domain.media import MediaLimits, VideoInfo
 from upres.errors import FetchError, InvalidRequest, MediaError
-from upres.netpolicy import AddressPolicy, policy_client, total_deadline
-from upres.worker.fetch import Deadline, http_failure, mapped_errors, open_stream
-from upres.worker.probe import probe
+from upres.inputs.fetch import Deadline, http_failure, mapped_errors, open_stream
+from upres.inputs.netpolicy import AddressPolicy, policy_client, total_deadline
+from upres.inputs.probe import probe
 
 PROBE_FAILED = "Failed to detect video duration, please check video URL accessibility"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")

@@ -1,6 +1,6 @@
 """Frame batches -> upscaled frame batches: the interpolation baseline and the model stage.
 
-Both classes implement ``upres.worker.frames.FrameUpscaler``: they take
+Both classes implement ``upres.pipeline.frames.FrameUpscaler``: they take
 (N, H, W, 3) uint8/uint16 RGB CPU tensors and return (N, H*scale, W*scale, 3)
 tensors of the same dtype on the CPU.
 """

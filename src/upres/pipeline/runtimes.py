@@ -21,10 +21,10 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.ncnn_runtime import vulkan_device, vulkan_devices
 from upres.models.registry import ModelSpec, Runtime, cpu_runtime, runtimes
-from upres.worker.frames import FrameUpscaler
-from upres.worker.ncnn_upscale import NcnnSource, NcnnUpscaler
-from upres.worker.recurrent import RecurrentNetworks, model_upscaler
-from upres.worker.upscale import NetworkSource
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.ncnn_upscale import NcnnSource, NcnnUpscaler
+from upres.pipeline.recurrent import RecurrentNetworks, model_upscaler
+from upres.pipeline.upscale import NetworkSource
 
 DeviceKind = Literal["cpu", "cuda", "vulkan"]
 

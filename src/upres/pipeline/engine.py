@@ -25,14 +25,14 @@ import torch
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
 from upres.errors import Cancelled, EncodeError, ModelError
-from upres.worker.colorimetry import conversion_for
-from upres.worker.completeness import check_complete
-from upres.worker.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
-from upres.worker.destination import check_destination
-from upres.worker.encode import OutputPlan, encode, plan_output
-from upres.worker.fields import FieldScan, deinterlace_for, field_notes, scan_fields
-from upres.worker.frames import FrameBatch, FrameUpscaler
-from upres.worker.probe import probe
+from upres.inputs.probe import probe
+from upres.pipeline.colorimetry import conversion_for
+from upres.pipeline.completeness import check_complete
+from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
+from upres.pipeline.destination import check_destination
+from upres.pipeline.encode import OutputPlan, encode, plan_output
+from upres.pipeline.fields import FieldScan, deinterlace_for, field_notes, scan_fields
+from upres.pipeline.frames import FrameBatch, FrameUpscaler
 
 _QUEUE_BATCHES = 2
 _POLL_S = 0.1
@@ -53,7 +53,7 @@ class UpscaleResult:
     """What was written.
 
     ``skipped_packets``/``concealed_frames`` count damage in the input (see
-    ``upres.worker.decode``); ``dropped_streams`` lists source streams the output
+    ``upres.pipeline.decode``); ``dropped_streams`` lists source streams the output
     cannot carry; ``hardware_decoded`` is True when CUDA decoding was used;
     ``notes`` say what upres decided for the user (codec, deinterlacing).
     """

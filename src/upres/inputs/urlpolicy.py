@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from upres.errors import InvalidUrl
-from upres.netpolicy import AddressPolicy
+from upres.inputs.netpolicy import AddressPolicy
 
 MAX_CALLBACK_URL_LENGTH = 2048
 _DEFAULT_PORTS = {"http": 80, "https": 443}

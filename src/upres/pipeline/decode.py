@@ -1,7 +1,7 @@
 """Input file -> a lazy stream of RGB frame batches with their exact timestamps.
 
 An interlaced source is deinterlaced here (``DecodeOptions.deinterlace``,
-see ``upres.worker.fields``); timestamps are then in the stream's time base
+see ``upres.pipeline.fields``); timestamps are then in the stream's time base
 divided by its rate.
 
 Damaged input policy: packets are decoded one by one. A packet the decoder
@@ -26,15 +26,15 @@ from av.codec.hwaccel import HWAccel, hwdevices_available
 from av.video.frame import VideoFrame
 
 from upres.errors import CorruptVideo, EmptyVideo, MediaError
-from upres.worker.colorimetry import (
+from upres.inputs.probe import media_error, open_input, video_stream
+from upres.pipeline.colorimetry import (
     RANGE_FULL,
     TO_RGB_DEEP_FLAGS,
     TO_RGB_FLAGS,
     YuvConversion,
 )
-from upres.worker.fields import Deinterlace, deinterlaced
-from upres.worker.frames import FrameBatch
-from upres.worker.probe import media_error, open_input, video_stream
+from upres.pipeline.fields import Deinterlace, deinterlaced
+from upres.pipeline.frames import FrameBatch
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ from upres.errors import (
     UpresError,
     VideoTooLong,
 )
-from upres.worker.hdr import hdr_info
+from upres.inputs.hdr_metadata import hdr_info
 
 # Leading box types of an ISO-BMFF (mp4/mov) file: such a file that will not open is
 # damaged or truncated rather than "not a video".

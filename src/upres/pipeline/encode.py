@@ -3,7 +3,7 @@
 The output keeps what the viewer sees of the input: every frame at its own
 timestamp (VFR stays VFR), display rotation, pixel aspect ratio, colour
 matrix/range/primaries/transfer tags, and the other streams as
-``upres.worker.sidestreams`` decides (audio copied packet for packet).
+``upres.pipeline.sidestreams`` decides (audio copied packet for packet).
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ from av.video.stream import VideoStream
 
 from upres.domain.media import EncodeSettings, HdrInfo, VideoCodec, VideoInfo
 from upres.errors import EncodeError
-from upres.worker.colorimetry import RANGE_FULL, TO_YUV_FLAGS, YuvConversion
-from upres.worker.decode import TimedBatch
-from upres.worker.frames import FALLBACK_TIME_BASE
-from upres.worker.hdr import (
+from upres.inputs.probe import open_input, video_stream
+from upres.pipeline.colorimetry import RANGE_FULL, TO_YUV_FLAGS, YuvConversion
+from upres.pipeline.decode import TimedBatch
+from upres.pipeline.frames import FALLBACK_TIME_BASE
+from upres.pipeline.hdr import (
     choose_codec,
     dolby_vision_note,
     needs_deep_output,
     svtav1_params,
     x265_params,
 )
-from upres.worker.metadata import copy_stream_metadata
-from upres.worker.probe import open_input, video_stream
-from upres.worker.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
+from upres.pipeline.metadata import copy_stream_metadata
+from upres.pipeline.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
 
 _ENCODERS: dict[VideoCodec, str] = {"h264": "libx264", "h265": "libx265", "av1": "libsvtav1"}
 _DEFAULT_CRF: dict[VideoCodec, int] = {"h264": 18, "h265": 20, "av1": 28}
@@ -167,7 +167,7 @@ def encode(
 ) -> tuple[str, ...]:
     """Write ``batches`` and the source's copyable streams to ``target``.
 
-    ``container`` is the muxer (``upres.worker.destination``); mp4 and mov get
+    ``container`` is the muxer (``upres.pipeline.destination``); mp4 and mov get
     their index at the front (+faststart).
 
     Calls ``on_batch(frames)`` after each batch is written. Returns a description

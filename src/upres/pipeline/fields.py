@@ -26,8 +26,8 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from upres.errors import CorruptVideo
-from upres.worker.frames import FALLBACK_TIME_BASE
-from upres.worker.probe import open_input, video_stream
+from upres.inputs.probe import open_input, video_stream
+from upres.pipeline.frames import FALLBACK_TIME_BASE
 
 FieldOrder = Literal["progressive", "tff", "bff"]
 

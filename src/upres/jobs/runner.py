@@ -29,14 +29,14 @@ from upres.domain.pricing import Pricing
 from upres.domain.tasks import Factor, Task, TaskError, playable_key, preview_key
 from upres.domain.uploads import upload_id_of, upload_storage_key
 from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, NotFound, UpresError
+from upres.inputs.fetch import fetch
+from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.store import CallbackBody, Claim, TaskStore
-from upres.netpolicy import AddressPolicy
+from upres.pipeline.engine import CancelToken, Progress, upscale_video
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.playable import playable_copy
+from upres.pipeline.preview import FramePreview
 from upres.storage.base import ResultStorage, result_key
-from upres.worker.fetch import fetch
-from upres.worker.frames import FrameUpscaler
-from upres.worker.pipeline import CancelToken, Progress, upscale_video
-from upres.worker.playable import playable_copy
-from upres.worker.preview import FramePreview
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.animesr import MULTIPLE_OF, SCALE, AnimeSR, load_animesr
 from upres.models.registry import ModelSpec
-from upres.worker.upscale import (
+from upres.pipeline.upscale import (
     InterpolationMode,
     ModelUpscaler,
     NetworkSource,

@@ -1,1 +1,0 @@
-"""The pipeline for one task: fetch, probe, decode, upscale, encode, store."""
