@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._report import write_section
 
 from upres.config import Settings
+from upres.domain.records import NewTask
 from upres.domain.tasks import Factor, new_task_id
-from upres.jobs.store import NewTask
 from upres.services.keys import KeyService
 from upres.wiring import open_store
 

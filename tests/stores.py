@@ -6,15 +6,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
 from upres.db import create_db_engine, migrate
 from upres.db.tables import Base
 from upres.domain.accounts import Account
+from upres.domain.records import NewTask
 from upres.domain.tasks import API_MODEL, Factor, Task, new_task_id
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import NewTask, TaskStore
+from upres.jobs.store import TaskStore
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -30,10 +30,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-sqlite_only = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
-"""Marks a test about SQLite itself: it gets only the SQLite ``store``, never the memory one."""
 
 
 def sqlite_store(path: Path, clock: FakeClock, *, max_attempts: int = 3) -> SqlTaskStore:

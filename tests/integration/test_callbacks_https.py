@@ -15,11 +15,12 @@ import pytest
 from tests.servers import WebhookReceiver
 from tests.stores import FakeClock, new_task, render_body, reset_postgres
 from upres.callbacks import CallbackDispatcher, CallbackSender, verify_signature
+from upres.clock import utc_now
 from upres.config import Settings
 from upres.db import create_db_engine, migrate
+from upres.domain.records import CallbackAttempt, OutboxItem
 from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import CallbackAttempt, OutboxItem, utc_now
 from upres.services.keys import new_webhook_secret
 from upres.wiring import Housekeeping, open_store
 

@@ -22,6 +22,7 @@ from tests.clips import probed_info
 from upres.api.app import create_app
 from upres.api.deps import Services
 from upres.api.schemas import TaskRenderer
+from upres.clock import Clock, utc_now
 from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.domain.accounts import CreatedKey
@@ -31,7 +32,6 @@ from upres.inputs.netpolicy import AddressPolicy, IPAddress
 from upres.inputs.probe import probe
 from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import Clock, utc_now
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
 from upres.services.uploads import UploadService

@@ -1,9 +1,7 @@
-"""Fixtures shared by the store and service tests: each store on a fake clock.
+"""Fixtures shared by the store and service tests: a real SQLite store on a fake clock.
 
-``store`` runs a test once on a real SQLite store and once on the in-memory
-one; ``sqlite_only`` (from tests.stores) keeps a test about SQLite itself to
-the first. tests/integration/test_store_postgres.py re-collects the store tests
-with its own fixtures of the same names, so they run again on PostgreSQL.
+tests/integration/test_store_postgres.py re-collects the store tests with its
+own fixtures of the same names, so they run again on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ import pytest
 
 from tests.stores import FakeClock, sqlite_store
 from upres.domain.accounts import Account
-from upres.jobs.memory import MemoryTaskStore
 from upres.jobs.store import TaskStore
 
 
@@ -24,11 +21,8 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[TaskStore]:
-    if request.param == "memory":
-        yield MemoryTaskStore(clock=clock)
-        return
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[TaskStore]:
     store = sqlite_store(tmp_path / "upres.db", clock)
     yield store
     store.close()

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from tests.stores import new_task, render_body
+from upres.domain.records import CallbackAttempt
 from upres.errors import LeaseLost, NotFound
-from upres.jobs.store import CallbackAttempt
 
 LEASE_S = 60
 

@@ -13,14 +13,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, inspect, text
 
-from tests.stores import new_task, render_body, sqlite_only, sqlite_store
+from tests.stores import new_task, render_body, sqlite_store
 from upres.db import create_db_engine, migrate
 from upres.db.migrate import alembic_config
 from upres.db.tables import Base, UtcDateTime
+from upres.domain.records import IdempotencyRecord
 from upres.domain.tasks import Factor, TaskStatus
 from upres.errors import IdempotencyConflict, ServiceUnavailable
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import IdempotencyRecord
 
 
 def _finish(store, clock, account, *, ttl_s=3600):
@@ -217,7 +217,6 @@ def test_webhook_ids_differ_across_databases(tmp_path, clock):
     assert all(i.startswith("msg_") and len(i) == 36 for i in ids)
 
 
-@sqlite_only
 def test_sqlite_connections_use_wal_and_foreign_keys(store):
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

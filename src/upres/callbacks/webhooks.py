@@ -36,11 +36,12 @@ from typing import Protocol
 
 import httpx
 
+from upres.clock import Clock, holder_id, utc_now
 from upres.domain.accounts import Account
+from upres.domain.records import CallbackAttempt, OutboxItem
 from upres.errors import InvalidUrl, LeaseLost, UpresError
 from upres.inputs.netpolicy import AddressPolicy, policy_client, ssl_context, total_deadline
 from upres.inputs.urlpolicy import CALLBACK_URL, parse_url
-from upres.jobs.store import CallbackAttempt, Clock, OutboxItem, holder_id, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,13 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from upres.clock import Clock
 from upres.db import convert, ledger
 from upres.db.tables import AccountRow, ApiKeyRow, LedgerRow
 from upres.db.unit import Database
 from upres.domain.accounts import Account, ApiKey, LedgerEntry, LedgerKind
+from upres.domain.records import StoredKey
 from upres.errors import NotFound
-from upres.jobs.store import Clock, StoredKey
 
 
 class SqlAccounts:

@@ -12,8 +12,8 @@ from upres.db.tables import (
     TaskRow,
 )
 from upres.domain.accounts import Account, ApiKey, LedgerEntry, LedgerKind
+from upres.domain.records import CallbackAttempt, OutboxItem
 from upres.domain.tasks import Factor, Task, TaskError, TaskStatus
-from upres.jobs.store import CallbackAttempt, OutboxItem
 
 
 def to_micro(credits: float) -> int:

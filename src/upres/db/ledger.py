@@ -2,9 +2,7 @@
 
 Every balance change writes a ledger row in the same transaction, so
 ``balance == grants - reserves + refunds`` always holds and, for each settled
-task, ``reserve == capture + refund``. Amounts are micro-credits. The pure
-rules (``entry``, ``settlement``, ``balance_change``) keep the in-memory
-store's books too.
+task, ``reserve == capture + refund``. Amounts are micro-credits.
 """
 
 from __future__ import annotations

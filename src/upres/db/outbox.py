@@ -2,8 +2,7 @@
 
 A dispatcher claims due rows under a lease, one attempt per claim, so
 dispatchers sharing a database (several ``upres worker`` machines) never
-deliver a row at the same time. The pure rules here (``is_due``, ``lease``,
-``held``, ``record_attempt``) keep the in-memory store's outbox too.
+deliver a row at the same time.
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
+from upres.clock import Clock
 from upres.db import convert
 from upres.db.tables import CallbackAttemptRow, OutboxRow, TaskRow
 from upres.db.unit import Database
+from upres.domain.records import CallbackAttempt, CallbackBody, OutboxItem
 from upres.errors import LeaseLost, NotFound
-from upres.jobs.store import CallbackAttempt, CallbackBody, Clock, OutboxItem
 
 
 def enqueue(session: Session, row: TaskRow, *, callback_body: CallbackBody, at: datetime) -> None:

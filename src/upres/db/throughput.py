@@ -7,11 +7,11 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
+from upres.clock import Clock
 from upres.db.tables import ThroughputRow
 from upres.db.unit import Database
 from upres.domain.tasks import Factor
 from upres.errors import ServiceUnavailable
-from upres.jobs.store import Clock
 
 # Weight of the newest measurement in the moving average: recent runs matter
 # most (the hardware or model may change) without one odd run swinging it.

@@ -7,11 +7,11 @@ from fractions import Fraction
 
 from sqlalchemy import delete, select
 
+from upres.clock import Clock
 from upres.db.tables import UploadRow
 from upres.db.unit import Database
 from upres.domain.uploads import Upload
 from upres.errors import NotFound
-from upres.jobs.store import Clock
 
 
 class SqlUploads:

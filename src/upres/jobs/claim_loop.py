@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from upres.domain.records import Claim
 from upres.domain.tasks import Task
-from upres.jobs.store import Claim, TaskStore
+from upres.jobs.store import TaskStore
 
 log = logging.getLogger(__name__)
 

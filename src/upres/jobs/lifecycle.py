@@ -1,9 +1,8 @@
-"""A task row's life: its creation, checks and state changes, as every TaskStore makes them.
+"""A task row's life: its creation, checks and state changes.
 
-``SqlTaskStore`` applies them to rows it loaded in a transaction and
-``MemoryTaskStore`` to rows it keeps in memory, so a task moves from pending
-through processing to its end, and is fenced, the same way on both. Pure
-functions of the row: no session, no I/O.
+``SqlTaskStore`` applies them to rows it loaded in a transaction, so a task
+moves from pending through processing to its end, and is fenced, by these
+rules alone. Pure functions of the row: no session, no I/O.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ from sqlalchemy import ColumnElement, or_
 
 from upres.db import convert
 from upres.db.tables import IdempotencyRow, TaskRow
+from upres.domain.records import Claim, Heartbeat, IdempotencyRecord, NewTask
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import IdempotencyConflict, LeaseLost, TaskNotCancellable, TaskNotFound
-from upres.jobs.store import Claim, Heartbeat, IdempotencyRecord, NewTask
 
 CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was cancelled")
 ABANDONED_ERROR = TaskError(
@@ -106,17 +105,8 @@ def fenced(row: TaskRow | None, claim: Claim, *, allow_cancelled: bool = False) 
     return row
 
 
-def is_claimable(row: TaskRow, now: datetime) -> bool:
-    """Whether a worker may start ``row`` at ``now``: pending, and not backing off.
-
-    ``claimable`` is the same rule as a SQL condition; change them together.
-    """
-    pending = TaskStatus(row.status) is TaskStatus.PENDING
-    return pending and (row.not_before is None or row.not_before <= now)
-
-
 def claimable(now: datetime) -> ColumnElement[bool]:
-    """``is_claimable`` as a WHERE condition on the task table."""
+    """A pending task whose retry delay (if any) has passed, as a WHERE condition."""
     return (TaskRow.status == TaskStatus.PENDING) & or_(
         TaskRow.not_before.is_(None), TaskRow.not_before <= now
     )

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from upres.clock import holder_id
 from upres.config import Settings
 from upres.jobs.claim_loop import StopSignal
-from upres.jobs.store import holder_id
 
 log = logging.getLogger(__name__)
 

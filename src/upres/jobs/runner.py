@@ -26,12 +26,13 @@ from pathlib import Path
 
 from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
+from upres.domain.records import CallbackBody, Claim
 from upres.domain.tasks import Factor, Task, TaskError, playable_key, preview_key
 from upres.domain.uploads import upload_id_of, upload_storage_key
 from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, NotFound, UpresError
 from upres.inputs.fetch import fetch
 from upres.inputs.netpolicy import AddressPolicy
-from upres.jobs.store import CallbackBody, Claim, TaskStore
+from upres.jobs.store import TaskStore
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.playable import playable_copy

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from upres.clock import Clock, utc_now
 from upres.db import convert, ledger, outbox
 from upres.db.accounts import SqlAccounts
 from upres.db.tables import IdempotencyRow, TaskRow
@@ -25,20 +26,18 @@ from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
 from upres.db.uploads import SqlUploads
 from upres.domain.accounts import LedgerKind
-from upres.domain.tasks import Task, TaskError, TaskStatus
-from upres.errors import ServiceUnavailable
-from upres.jobs import lifecycle
-from upres.jobs.store import (
+from upres.domain.records import (
     IDEMPOTENCY_WINDOW,
     CallbackBody,
     Claim,
-    Clock,
     Heartbeat,
     IdempotencyRecord,
     IdempotentHit,
     NewTask,
-    utc_now,
 )
+from upres.domain.tasks import Task, TaskError, TaskStatus
+from upres.errors import ServiceUnavailable
+from upres.jobs import lifecycle
 
 
 class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):

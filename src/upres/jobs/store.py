@@ -10,124 +10,23 @@ commit together.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from upres.domain.accounts import Account, ApiKey, LedgerEntry
+from upres.domain.records import (
+    CallbackAttempt,
+    CallbackBody,
+    Claim,
+    Heartbeat,
+    IdempotencyRecord,
+    IdempotentHit,
+    NewTask,
+    OutboxItem,
+    StoredKey,
+)
 from upres.domain.tasks import Factor, Task, TaskError, TaskStatus
-
-
-@dataclass(frozen=True, kw_only=True)
-class NewTask:
-    """A validated, probed, priced submission, ready to insert."""
-
-    id: str
-    account_id: str
-    model: str
-    factor: Factor
-    input_url: str
-    callback_url: str | None
-    video_duration_s: float
-    credits_reserved: float
-    estimated_time_s: int
-    user_group: str
-    created_at: datetime
-
-
-class Clock(Protocol):
-    """The current time as an aware UTC datetime (a fake one in tests)."""
-
-    def __call__(self) -> datetime: ...
-
-
-def utc_now() -> datetime:
-    """The real clock."""
-    return datetime.now(UTC)
-
-
-def holder_id(role: str) -> str:
-    """A lease holder's id, unique across machines, processes and restarts and
-    readable in the tables and the log: ``<host>-<pid>-<role>-<random>``."""
-    return f"{socket.gethostname()}-{os.getpid()}-{role}-{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Claim:
-    """A worker's lease on one attempt of a task. Heartbeats renew it by ``lease_s``."""
-
-    task: Task
-    worker_id: str
-    attempt: int
-    lease_expires_at: datetime
-    lease_s: float = 30.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Heartbeat:
-    """What a heartbeat tells the worker: stop when ``cancelled``."""
-
-    cancelled: bool
-    lease_expires_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutboxItem:
-    """A callback to deliver: the task's public JSON body, frozen at settlement,
-    and its ``webhook-id`` (``message_id``), the same on each of its retries."""
-
-    id: int
-    task_id: str
-    account_id: str
-    url: str
-    body: str
-    attempts: int
-    next_attempt_at: datetime
-    message_id: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredKey:
-    """A key and its stored hash, so the caller can compare in constant time."""
-
-    key: ApiKey
-    key_hash: str
-
-
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
-"""How long an ``Idempotency-Key`` replays its first submission."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class IdempotencyRecord:
-    """An ``Idempotency-Key`` of a submission and the hash of the request it came with."""
-
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class IdempotentHit:
-    """A previous submission with the same ``Idempotency-Key``."""
-
-    request_hash: str
-    task: Task
-
-
-@dataclass(frozen=True, kw_only=True)
-class CallbackAttempt:
-    """One delivery try of an outbox item, recorded whatever its outcome."""
-
-    outbox_id: int
-    attempt: int
-    status_code: int | None
-    error: str | None
-    delivered: bool
-    at: datetime
 
 
 class TaskStore(Protocol):
@@ -292,9 +191,3 @@ class TaskStore(Protocol):
     def ping(self) -> None:
         """Raises ServiceUnavailable when the database does not answer."""
         ...
-
-
-class CallbackBody(Protocol):
-    """Renders the JSON body a callback carries (the task query response)."""
-
-    def __call__(self, task: Task) -> str: ...

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
+from upres.domain.records import IDEMPOTENCY_WINDOW, CallbackBody, IdempotencyRecord, NewTask
 from upres.domain.tasks import API_MODEL, Factor, Task, check_task_id, new_task_id
 from upres.domain.uploads import is_upload_url
 from upres.errors import (
@@ -26,15 +28,7 @@ from upres.errors import (
     ModelAccessDenied,
     UnknownDuration,
 )
-from upres.jobs.store import (
-    IDEMPOTENCY_WINDOW,
-    CallbackBody,
-    Clock,
-    IdempotencyRecord,
-    NewTask,
-    TaskStore,
-    utc_now,
-)
+from upres.jobs.store import TaskStore
 
 PROBE_FAILED_MESSAGE = "Failed to detect video duration, please check video URL accessibility"
 

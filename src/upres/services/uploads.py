@@ -17,11 +17,11 @@ from typing import Protocol
 
 from anyio import to_thread
 
+from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
 from upres.domain.uploads import Upload, is_upload_id, new_upload_id, upload_id_of
 from upres.errors import FetchError, NotFound, RequestTooLarge
-from upres.jobs.store import Clock, utc_now
 from upres.services.tasks import check_duration
 
 MAX_FILENAME = 255

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from upres.clock import Clock, utc_now
 from upres.config import Settings
 from upres.errors import ServiceUnavailable
-from upres.jobs.store import Clock, utc_now
 from upres.storage.base import ResultStorage, check_key
 from upres.storage.janitor import Janitor
 from upres.storage.local import LocalStorage, load_or_create_secret

@@ -7,9 +7,9 @@ import threading
 from datetime import datetime
 from typing import Protocol
 
+from upres.clock import Clock, utc_now
 from upres.domain.tasks import Task, playable_key
 from upres.domain.uploads import Upload
-from upres.jobs.store import Clock, utc_now
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)

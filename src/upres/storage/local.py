@@ -18,8 +18,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from upres.clock import Clock, utc_now
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
-from upres.jobs.store import Clock, utc_now
 from upres.storage.base import StoredFile, check_key, download_name
 
 SECRET_FILE = "file-signing.key"

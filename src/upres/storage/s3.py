@@ -18,8 +18,8 @@ from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from upres.clock import Clock, utc_now
 from upres.errors import NotFound, ServiceUnavailable
-from upres.jobs.store import Clock, utc_now
 from upres.storage.base import check_key, download_name
 
 MAX_PRESIGN_S = 7 * 24 * 3600

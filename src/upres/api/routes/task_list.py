@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query
 from upres.api.deps import AuthenticatedKey, ServicesDep, SettingsDep, TaskServiceDep
 from upres.api.extension_schemas import TaskList, TaskListItem
 from upres.api.openapi import error_responses
+from upres.clock import utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import BROWSER_PLAYABLE
 from upres.domain.tasks import Task, TaskStatus, playable_key, preview_key
 from upres.domain.uploads import is_upload_url
 from upres.errors import FetchError
-from upres.jobs.store import utc_now
 
 PREVIEW_LINK_TTL = timedelta(minutes=10)
 
