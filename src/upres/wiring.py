@@ -22,9 +22,10 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.claim_loop import ClaimLoop
+from upres.jobs.queue import ClaimedTasks
+from upres.jobs.reaper import Reaper
 from upres.jobs.runner import FetchLimits, TaskRunner
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import TaskStore
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import ModelSpec, SpeedClass, default_model_for, get_model
@@ -36,8 +37,7 @@ from upres.pipeline.runtimes import Device, Placement, build_upscaler, place, re
 from upres.pipeline.temporal import TemporalStage
 from upres.storage import build_storage
 from upres.storage.janitor import Janitor
-
-log = logging.getLogger(__name__)
+from upres.store import TaskStore
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -55,7 +55,7 @@ def apply_torch_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def open_store(settings: Settings) -> SqlTaskStore:
+def open_store(settings: Settings) -> TaskStore:
     """Create the data directory, migrate the database, open the store."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.resolved_database_url)
@@ -126,7 +126,7 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     return keeping_up(settings.encode_settings, fast_source=fast)
 
 
-def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
+def task_runner(settings: Settings, store: ClaimedTasks) -> TaskRunner:
     storage = build_storage(settings)
     return TaskRunner(
         store=store,
@@ -168,12 +168,12 @@ class Housekeeping:
     callbacks, delete expired results. Run by exactly the processes that run
     workers (``upres serve``, ``upres worker``)."""
 
-    def __init__(self, *, settings: Settings, store: SqlTaskStore) -> None:
+    def __init__(self, *, settings: Settings, store: TaskStore) -> None:
         storage = build_storage(settings)
         policy = address_policy(settings)
-        self._store = store
-        self._settings = settings
-        self._render = TaskRenderer(storage.url)
+        self._reaper = Reaper(
+            store, callback_body=TaskRenderer(storage.url), max_attempts=settings.max_attempts
+        )
         self._janitor = Janitor(store, storage, uploads=store)
         self._callbacks = CallbackDispatcher(
             CallbackSender(
@@ -186,7 +186,13 @@ class Housekeeping:
         )
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._reap_forever, name="reaper", daemon=True),
+            threading.Thread(
+                target=self._reaper.run_forever,
+                args=(self._stop,),
+                kwargs={"interval_s": settings.reaper_interval_s},
+                name="reaper",
+                daemon=True,
+            ),
             threading.Thread(
                 target=self._janitor.run_forever,
                 args=(self._stop,),
@@ -206,12 +212,3 @@ class Housekeeping:
         for thread in self._threads:
             thread.join()
         self._callbacks.stop()
-
-    def _reap_forever(self) -> None:
-        while not self._stop.wait(self._settings.reaper_interval_s):
-            try:
-                self._store.reap(
-                    max_attempts=self._settings.max_attempts, callback_body=self._render
-                )
-            except Exception:
-                log.exception("reaper pass failed; trying again later")

@@ -8,28 +8,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Protocol
 
 from upres.api.deps import Services
+from upres.api.metrics import StatusCounts
 from upres.api.schemas import TaskRenderer
 from upres.config import Settings
 from upres.domain.tasks import TaskStatus
 from upres.inputs.probe import probe
 from upres.inputs.remote import RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
-from upres.services.tasks import TaskService
-from upres.services.uploads import UploadService
+from upres.services.tasks import TaskRecords, TaskService
+from upres.services.uploads import UploadRecords, UploadService
 from upres.storage import LocalStorage, ResultStorage, build_storage
 from upres.wiring import address_policy, open_store
-
-
-class StatusCounts(Protocol):
-    def count_by_status(self) -> Mapping[TaskStatus, int]: ...
 
 
 class QueueWatch:
@@ -67,7 +62,7 @@ class QueueWatch:
 
 
 def _task_service(
-    settings: Settings, store: SqlTaskStore, renderer: TaskRenderer, uploads: UploadService
+    settings: Settings, store: TaskRecords, renderer: TaskRenderer, uploads: UploadService
 ) -> TaskService:
     policy = address_policy(settings)
     return TaskService(
@@ -81,7 +76,7 @@ def _task_service(
 
 
 def _upload_service(
-    settings: Settings, store: SqlTaskStore, storage: ResultStorage
+    settings: Settings, store: UploadRecords, storage: ResultStorage
 ) -> UploadService:
     return UploadService(
         records=store,

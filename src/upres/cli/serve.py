@@ -27,10 +27,10 @@ from upres.config import Settings
 from upres.errors import ConfigError, UpresError
 from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
-from upres.jobs.sql import SqlTaskStore
 from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.models.ncnn_runtime import vulkan_devices
-from upres.services.keys import KeyService
+from upres.services.keys import KeyRecords, KeyService
+from upres.store import TaskStore
 from upres.wiring import Housekeeping, configure_logging, device, open_store
 
 DataDir = Annotated[
@@ -49,7 +49,7 @@ RayAddress = Annotated[
 ]
 
 
-def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
+def _first_key(store: KeyRecords, settings: Settings) -> str | None:
     """On first start (no key at all), a key with the starting credits."""
     keys = KeyService(store)
     if keys.list():
@@ -97,7 +97,7 @@ def _vulkan_gpus(settings: Settings) -> tuple[int, ...]:
 
 
 @contextmanager
-def _workers(settings: Settings) -> Iterator[tuple[SqlTaskStore, WorkerPool]]:
+def _workers(settings: Settings) -> Iterator[tuple[TaskStore, WorkerPool]]:
     """Store, housekeeping and workers, stopped in reverse order."""
     pool = _pool(settings)
     store = open_store(settings)

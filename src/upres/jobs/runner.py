@@ -32,7 +32,7 @@ from upres.domain.uploads import upload_id_of, upload_storage_key
 from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, NotFound, UpresError
 from upres.inputs.fetch import fetch
 from upres.inputs.netpolicy import AddressPolicy
-from upres.jobs.store import TaskStore
+from upres.jobs.queue import ClaimedTasks
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.playable import playable_copy
@@ -86,7 +86,7 @@ class TaskRunner:
     def __init__(
         self,
         *,
-        store: TaskStore,
+        store: ClaimedTasks,
         storage: ResultStorage,
         policy: AddressPolicy,
         upscaler_for: UpscalerFactory,
