@@ -1,7 +1,8 @@
 """The composition root: builds upres's parts from ``Settings``.
 
-Entry points (the CLI, worker processes, ``create_app``) call these; nothing
-else constructs stores, storage or policies, and nothing here runs at import.
+Entry points (the CLI, worker processes, the API processes) call these;
+nothing else constructs stores, storage or policies, and nothing here runs at
+import.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
+from fastapi import FastAPI
 
+from upres.api.app import create_app
+from upres.api.deps import Services
+from upres.api.liveness import QueueWatch
 from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
@@ -21,6 +27,9 @@ from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.inputs.netpolicy import AddressPolicy
+from upres.inputs.probe import probe
+from upres.inputs.remote import RemoteProber
+from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.queue import ClaimedTasks
 from upres.jobs.reaper import Reaper
@@ -35,7 +44,10 @@ from upres.pipeline.motion import FlowMethod
 from upres.pipeline.recurrent import RecurrentNetworks
 from upres.pipeline.runtimes import Device, Placement, build_upscaler, place, resolve_device
 from upres.pipeline.temporal import TemporalStage
-from upres.storage import build_storage
+from upres.services.keys import KeyService
+from upres.services.tasks import TaskRecords, TaskService
+from upres.services.uploads import UploadRecords, UploadService
+from upres.storage import LocalStorage, ResultStorage, build_storage
 from upres.storage.janitor import Janitor
 from upres.store import TaskStore
 
@@ -144,6 +156,72 @@ def task_runner(settings: Settings, store: ClaimedTasks) -> TaskRunner:
         ),
         heartbeat_s=settings.heartbeat_s,
         result_ttl_s=settings.result_ttl_s,
+    )
+
+
+def _task_service(
+    settings: Settings, store: TaskRecords, renderer: TaskRenderer, uploads: UploadService
+) -> TaskService:
+    policy = address_policy(settings)
+    return TaskService(
+        store=store,
+        prober=RemoteProber(policy, settings.probe_timeout_s, settings.media_limits),
+        pricing=settings.pricing,
+        urls=UrlPolicy(policy),
+        callback_body=renderer,
+        uploads=uploads,
+    )
+
+
+def _upload_service(
+    settings: Settings, store: UploadRecords, storage: ResultStorage
+) -> UploadService:
+    return UploadService(
+        records=store,
+        storage=storage,
+        probe=partial(probe, limits=settings.media_limits),
+        scratch_dir=settings.data_dir / "work" / "uploads",
+        max_bytes=settings.max_input_bytes,
+        ttl_s=settings.result_ttl_s,
+    )
+
+
+@contextmanager
+def services_from_settings(
+    settings: Settings, *, worker_alive: Callable[[], bool] | None = None
+) -> Iterator[Services]:
+    """Migrates the database, then yields the API's services; closes the database after.
+
+    ``worker_alive`` is the supervisor's check when this process runs the
+    workers; without it, liveness is judged from the queue (``QueueWatch``).
+    Raises ServiceUnavailable when the database or the data directory is unusable.
+    """
+    store = open_store(settings)
+    try:
+        storage = build_storage(settings)
+        renderer = TaskRenderer(storage.url)
+        uploads = _upload_service(settings, store, storage)
+        yield Services(
+            keys=KeyService(store),
+            tasks=_task_service(settings, store, renderer, uploads),
+            store=store,
+            renderer=renderer,
+            files=storage if isinstance(storage, LocalStorage) else None,
+            worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
+            uploads=uploads,
+            file_links=storage.url,
+        )
+    finally:
+        store.close()
+
+
+def app_from_settings(
+    settings: Settings, *, worker_alive: Callable[[], bool] | None = None
+) -> FastAPI:
+    """The API app, building its services from ``settings`` when it starts
+    (``services_from_settings``) and closing them when it stops."""
+    return create_app(
+        settings, services=partial(services_from_settings, settings, worker_alive=worker_alive)
     )
 
 

@@ -1,4 +1,4 @@
-"""``create_app(settings)`` on its own: it builds the real services in its lifespan."""
+"""The app built from settings alone: it opens the real services in its lifespan."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import httpx
 
 from tests.clips import make_clip
 from tests.unit.api_harness import live_server
-from upres.api.app import create_app
-from upres.api.compose import QueueWatch
+from upres.api.liveness import QueueWatch
 from upres.config import Settings
 from upres.domain.tasks import API_MODEL, TaskStatus
 from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.storage import build_storage
+from upres.wiring import app_from_settings
 
 
 def test_app_builds_services_from_settings(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", public_base_url="http://files.test")
-    with live_server(create_app(settings, worker_alive=lambda: True)) as base_url:
+    with live_server(app_from_settings(settings, worker_alive=lambda: True)) as base_url:
         store = SqlTaskStore(settings.resolved_database_url)
         try:
             secret = KeyService(store).create(credits=100.0).secret

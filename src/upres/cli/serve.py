@@ -21,7 +21,6 @@ import typer
 import uvicorn
 
 from upres.api.app import create_app
-from upres.api.compose import services_from_settings
 from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
 from upres.config import Settings
 from upres.errors import ConfigError, UpresError
@@ -31,7 +30,14 @@ from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.models.ncnn_runtime import vulkan_devices
 from upres.services.keys import KeyRecords, KeyService
 from upres.store import TaskStore
-from upres.wiring import Housekeeping, configure_logging, device, open_store
+from upres.wiring import (
+    Housekeeping,
+    configure_logging,
+    device,
+    open_store,
+    services_from_settings,
+)
+from upres.worker_entry import run_worker
 
 DataDir = Annotated[
     Path | None,
@@ -64,11 +70,13 @@ def _pool(settings: Settings) -> WorkerPool:
     names a GPU that is not there; ModelError when the device is missing.
     """
     if settings.ray_address is not None:
-        return RayPool(settings=settings)
+        return RayPool(settings=settings, entry=run_worker)
     vulkan = _on_vulkan(settings)
     gpus = _vulkan_gpus(settings) if vulkan else worker_gpus(settings, torch.cuda.device_count)
     processes = settings.worker_concurrency
-    return Supervisor(settings=settings, processes=processes, gpus=gpus, vulkan=vulkan)
+    return Supervisor(
+        settings=settings, entry=run_worker, processes=processes, gpus=gpus, vulkan=vulkan
+    )
 
 
 def _on_vulkan(settings: Settings) -> bool:
@@ -161,7 +169,7 @@ def serve(
 
 def _serve_processes(settings: Settings) -> None:
     """The API in ``settings.api_workers`` uvicorn processes, each building its
-    app from the environment (``upres.api.asgi``): the options given on the
+    app from the environment (``upres.cli.asgi``): the options given on the
     command line are put there first."""
     os.environ.update(
         UPRES_HOST=settings.host,
@@ -169,7 +177,7 @@ def _serve_processes(settings: Settings) -> None:
         UPRES_DATA_DIR=str(settings.data_dir),
     )
     uvicorn.run(
-        "upres.api.asgi:app",
+        "upres.cli.asgi:app",
         factory=True,
         workers=settings.api_workers,
         host=settings.host,
