@@ -186,31 +186,42 @@ def _upload_service(
     )
 
 
+def api_services(
+    settings: Settings, store: TaskStore, *, worker_alive: Callable[[], bool] | None = None
+) -> Services:
+    """The API's services on ``store``, the process's one store (its owner closes it).
+
+    ``worker_alive`` is the supervisor's check when this process runs the
+    workers; without it, liveness is judged from the queue (``QueueWatch``).
+    Raises ServiceUnavailable when the storage is unusable.
+    """
+    storage = build_storage(settings)
+    renderer = TaskRenderer(storage.url)
+    uploads = _upload_service(settings, store, storage)
+    return Services(
+        keys=KeyService(store),
+        tasks=_task_service(settings, store, renderer, uploads),
+        store=store,
+        renderer=renderer,
+        files=storage if isinstance(storage, LocalStorage) else None,
+        worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
+        uploads=uploads,
+        file_links=storage.url,
+    )
+
+
 @contextmanager
 def services_from_settings(
     settings: Settings, *, worker_alive: Callable[[], bool] | None = None
 ) -> Iterator[Services]:
-    """Migrates the database, then yields the API's services; closes the database after.
+    """Opens this process's store (migrating the database), yields the API's
+    services on it (``api_services``), closes the store after.
 
-    ``worker_alive`` is the supervisor's check when this process runs the
-    workers; without it, liveness is judged from the queue (``QueueWatch``).
     Raises ServiceUnavailable when the database or the data directory is unusable.
     """
     store = open_store(settings)
     try:
-        storage = build_storage(settings)
-        renderer = TaskRenderer(storage.url)
-        uploads = _upload_service(settings, store, storage)
-        yield Services(
-            keys=KeyService(store),
-            tasks=_task_service(settings, store, renderer, uploads),
-            store=store,
-            renderer=renderer,
-            files=storage if isinstance(storage, LocalStorage) else None,
-            worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
-            uploads=uploads,
-            file_links=storage.url,
-        )
+        yield api_services(settings, store, worker_alive=worker_alive)
     finally:
         store.close()
 

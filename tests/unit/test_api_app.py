@@ -15,7 +15,7 @@ from upres.domain.tasks import API_MODEL, TaskStatus
 from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.storage import build_storage
-from upres.wiring import app_from_settings
+from upres.wiring import api_services, app_from_settings, open_store
 
 
 def test_app_builds_services_from_settings(tmp_path: Path) -> None:
@@ -42,6 +42,18 @@ def test_app_builds_services_from_settings(tmp_path: Path) -> None:
     assert refused.json()["error"]["param"] == "video_urls"
     assert download.status_code == 200
     assert download.content == (tmp_path / "r.mp4").read_bytes()
+
+
+def test_the_api_uses_the_store_of_its_process(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    store = open_store(settings)
+    try:
+        services = api_services(settings, store)
+        assert services.store is store
+        created = KeyService(store).create(credits=5.0)
+        assert services.keys.authenticate(created.secret) == created.key
+    finally:
+        store.close()
 
 
 def _tomorrow() -> datetime:

@@ -32,10 +32,10 @@ from upres.services.keys import KeyRecords, KeyService
 from upres.store import TaskStore
 from upres.wiring import (
     Housekeeping,
+    api_services,
     configure_logging,
     device,
     open_store,
-    services_from_settings,
 )
 from upres.worker_entry import run_worker
 
@@ -156,15 +156,16 @@ def serve(
         # With no workers of its own (--workers 0: an API in front of `upres worker`
         # machines) this process judges worker liveness from the queue instead.
         alive = pool.alive if settings.worker_concurrency > 0 else None
-        with services_from_settings(settings, worker_alive=alive) as services:
-            _announce(settings, secret)
-            uvicorn.run(
-                create_app(settings, services=services),
-                host=settings.host,
-                port=settings.port,
-                log_level="info",
-                access_log=settings.access_log,
-            )
+        # The API shares this process's store with the housekeeping: one store per process.
+        services = api_services(settings, store, worker_alive=alive)
+        _announce(settings, secret)
+        uvicorn.run(
+            create_app(settings, services=services),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
 
 
 def _serve_processes(settings: Settings) -> None:
