@@ -14,7 +14,6 @@ from upres.domain.accounts import Account
 from upres.domain.records import NewTask
 from upres.domain.tasks import API_MODEL, Factor, Task, new_task_id
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import TaskStore
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -81,7 +80,7 @@ def new_task(
     )
 
 
-def ledger_sums(store: TaskStore, account_id: str) -> dict[str, float]:
+def ledger_sums(store: SqlTaskStore, account_id: str) -> dict[str, float]:
     sums: dict[str, float] = {"grant": 0.0, "reserve": 0.0, "capture": 0.0, "refund": 0.0}
     for entry in store.ledger(account_id):
         sums[str(entry.kind)] += entry.amount

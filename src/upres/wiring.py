@@ -1,7 +1,8 @@
 """The composition root: builds upres's parts from ``Settings``.
 
-Entry points (the CLI, worker processes, ``create_app``) call these; nothing
-else constructs stores, storage or policies, and nothing here runs at import.
+Entry points (the CLI, worker processes, the API processes) call these;
+nothing else constructs stores, storage or policies, and nothing here runs at
+import.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
+from fastapi import FastAPI
 
+from upres.api.app import create_app
+from upres.api.deps import Services
+from upres.api.liveness import QueueWatch
 from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
@@ -21,10 +27,14 @@ from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.inputs.netpolicy import AddressPolicy
+from upres.inputs.probe import probe
+from upres.inputs.remote import RemoteProber
+from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.claim_loop import ClaimLoop
+from upres.jobs.queue import ClaimedTasks
+from upres.jobs.reaper import Reaper
 from upres.jobs.runner import FetchLimits, TaskRunner
 from upres.jobs.sql import SqlTaskStore
-from upres.jobs.store import TaskStore
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import ModelSpec, SpeedClass, default_model_for, get_model
@@ -34,10 +44,12 @@ from upres.pipeline.motion import FlowMethod
 from upres.pipeline.recurrent import RecurrentNetworks
 from upres.pipeline.runtimes import Device, Placement, build_upscaler, place, resolve_device
 from upres.pipeline.temporal import TemporalStage
-from upres.storage import build_storage
+from upres.services.keys import KeyService
+from upres.services.tasks import TaskRecords, TaskService
+from upres.services.uploads import UploadRecords, UploadService
+from upres.storage import LocalStorage, ResultStorage, build_storage
 from upres.storage.janitor import Janitor
-
-log = logging.getLogger(__name__)
+from upres.store import TaskStore
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -55,7 +67,7 @@ def apply_torch_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def open_store(settings: Settings) -> SqlTaskStore:
+def open_store(settings: Settings) -> TaskStore:
     """Create the data directory, migrate the database, open the store."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.resolved_database_url)
@@ -126,7 +138,7 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     return keeping_up(settings.encode_settings, fast_source=fast)
 
 
-def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
+def task_runner(settings: Settings, store: ClaimedTasks) -> TaskRunner:
     storage = build_storage(settings)
     return TaskRunner(
         store=store,
@@ -144,6 +156,83 @@ def task_runner(settings: Settings, store: TaskStore) -> TaskRunner:
         ),
         heartbeat_s=settings.heartbeat_s,
         result_ttl_s=settings.result_ttl_s,
+    )
+
+
+def _task_service(
+    settings: Settings, store: TaskRecords, renderer: TaskRenderer, uploads: UploadService
+) -> TaskService:
+    policy = address_policy(settings)
+    return TaskService(
+        store=store,
+        prober=RemoteProber(policy, settings.probe_timeout_s, settings.media_limits),
+        pricing=settings.pricing,
+        urls=UrlPolicy(policy),
+        callback_body=renderer,
+        uploads=uploads,
+    )
+
+
+def _upload_service(
+    settings: Settings, store: UploadRecords, storage: ResultStorage
+) -> UploadService:
+    return UploadService(
+        records=store,
+        storage=storage,
+        probe=partial(probe, limits=settings.media_limits),
+        scratch_dir=settings.data_dir / "work" / "uploads",
+        max_bytes=settings.max_input_bytes,
+        ttl_s=settings.result_ttl_s,
+    )
+
+
+def api_services(
+    settings: Settings, store: TaskStore, *, worker_alive: Callable[[], bool] | None = None
+) -> Services:
+    """The API's services on ``store``, the process's one store (its owner closes it).
+
+    ``worker_alive`` is the supervisor's check when this process runs the
+    workers; without it, liveness is judged from the queue (``QueueWatch``).
+    Raises ServiceUnavailable when the storage is unusable.
+    """
+    storage = build_storage(settings)
+    renderer = TaskRenderer(storage.url)
+    uploads = _upload_service(settings, store, storage)
+    return Services(
+        keys=KeyService(store),
+        tasks=_task_service(settings, store, renderer, uploads),
+        store=store,
+        renderer=renderer,
+        files=storage if isinstance(storage, LocalStorage) else None,
+        worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
+        uploads=uploads,
+        file_links=storage.url,
+    )
+
+
+@contextmanager
+def services_from_settings(
+    settings: Settings, *, worker_alive: Callable[[], bool] | None = None
+) -> Iterator[Services]:
+    """Opens this process's store (migrating the database), yields the API's
+    services on it (``api_services``), closes the store after.
+
+    Raises ServiceUnavailable when the database or the data directory is unusable.
+    """
+    store = open_store(settings)
+    try:
+        yield api_services(settings, store, worker_alive=worker_alive)
+    finally:
+        store.close()
+
+
+def app_from_settings(
+    settings: Settings, *, worker_alive: Callable[[], bool] | None = None
+) -> FastAPI:
+    """The API app, building its services from ``settings`` when it starts
+    (``services_from_settings``) and closing them when it stops."""
+    return create_app(
+        settings, services=partial(services_from_settings, settings, worker_alive=worker_alive)
     )
 
 
@@ -168,12 +257,12 @@ class Housekeeping:
     callbacks, delete expired results. Run by exactly the processes that run
     workers (``upres serve``, ``upres worker``)."""
 
-    def __init__(self, *, settings: Settings, store: SqlTaskStore) -> None:
+    def __init__(self, *, settings: Settings, store: TaskStore) -> None:
         storage = build_storage(settings)
         policy = address_policy(settings)
-        self._store = store
-        self._settings = settings
-        self._render = TaskRenderer(storage.url)
+        self._reaper = Reaper(
+            store, callback_body=TaskRenderer(storage.url), max_attempts=settings.max_attempts
+        )
         self._janitor = Janitor(store, storage, uploads=store)
         self._callbacks = CallbackDispatcher(
             CallbackSender(
@@ -186,7 +275,13 @@ class Housekeeping:
         )
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._reap_forever, name="reaper", daemon=True),
+            threading.Thread(
+                target=self._reaper.run_forever,
+                args=(self._stop,),
+                kwargs={"interval_s": settings.reaper_interval_s},
+                name="reaper",
+                daemon=True,
+            ),
             threading.Thread(
                 target=self._janitor.run_forever,
                 args=(self._stop,),
@@ -206,12 +301,3 @@ class Housekeeping:
         for thread in self._threads:
             thread.join()
         self._callbacks.stop()
-
-    def _reap_forever(self) -> None:
-        while not self._stop.wait(self._settings.reaper_interval_s):
-            try:
-                self._store.reap(
-                    max_attempts=self._settings.max_attempts, callback_body=self._render
-                )
-            except Exception:
-                log.exception("reaper pass failed; trying again later")

@@ -20,7 +20,6 @@ import ray
 from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
 from tests.servers import LocalHttpServer, Route
-from upres.api.compose import services_from_settings
 from upres.config import Settings, load_settings
 from upres.domain.tasks import API_MODEL, Factor, Task, TaskStatus
 from upres.jobs.ray_pool import RayPool
@@ -28,7 +27,8 @@ from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import Submission, TaskService
 from upres.storage import build_storage
-from upres.wiring import Housekeeping
+from upres.wiring import Housekeeping, services_from_settings
+from upres.worker_entry import run_worker
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def deployment(
     )
     with services_from_settings(settings) as services:
         chores = Housekeeping(settings=settings, store=services.store)
-        pool = RayPool(settings=settings)
+        pool = RayPool(settings=settings, entry=run_worker)
         chores.start()
         pool.start()
         try:
@@ -182,7 +182,7 @@ def test_stopping_the_pool_ends_its_actors(tmp_path: Path, local_ray: None) -> N
     settings = load_settings(
         data_dir=tmp_path, ray_address="local", device="cpu", ray_gpus_per_worker=0
     )
-    pool = RayPool(settings=settings)
+    pool = RayPool(settings=settings, entry=run_worker)
     before = actor_pids()
     pool.start()
     wait_for(lambda: bool(actor_pids() - before), timeout_s=60, what="the pool's actor")

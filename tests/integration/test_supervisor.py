@@ -25,15 +25,18 @@ SUPERVISE = """
 import signal, threading
 from upres.config import load_settings
 from upres.jobs.supervisor import Supervisor
+from upres.worker_entry import run_worker
 
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
-supervisor = Supervisor(settings=load_settings(), processes=2, gpus=(3, 5), check_s=0.2)
+supervisor = Supervisor(
+    settings=load_settings(), entry=run_worker, processes=2, gpus=(3, 5), check_s=0.2
+)
 supervisor.start()
 stop.wait()
 supervisor.stop(grace_s=10)
 """
-# What each worker logs when it starts (upres.jobs.pool.run_worker).
+# What each worker logs when it starts (upres.worker_entry.run_worker).
 STARTED = re.compile(r"worker \S+-(\d+)-(\d+)-[0-9a-f]{6} starts; CUDA_VISIBLE_DEVICES=(\S+)")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.stores import FakeClock, sqlite_store
 from upres.domain.accounts import Account
-from upres.jobs.store import TaskStore
+from upres.jobs.sql import SqlTaskStore
 
 
 @pytest.fixture
@@ -22,12 +22,12 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[TaskStore]:
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlTaskStore]:
     store = sqlite_store(tmp_path / "upres.db", clock)
     yield store
     store.close()
 
 
 @pytest.fixture
-def account(store: TaskStore) -> Account:
+def account(store: SqlTaskStore) -> Account:
     return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")

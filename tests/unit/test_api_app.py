@@ -1,4 +1,4 @@
-"""``create_app(settings)`` on its own: it builds the real services in its lifespan."""
+"""The app built from settings alone: it opens the real services in its lifespan."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import httpx
 
 from tests.clips import make_clip
 from tests.unit.api_harness import live_server
-from upres.api.app import create_app
-from upres.api.compose import QueueWatch
+from upres.api.liveness import QueueWatch
 from upres.config import Settings
 from upres.domain.tasks import API_MODEL, TaskStatus
 from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.storage import build_storage
+from upres.wiring import api_services, app_from_settings, open_store
 
 
 def test_app_builds_services_from_settings(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", public_base_url="http://files.test")
-    with live_server(create_app(settings, worker_alive=lambda: True)) as base_url:
+    with live_server(app_from_settings(settings, worker_alive=lambda: True)) as base_url:
         store = SqlTaskStore(settings.resolved_database_url)
         try:
             secret = KeyService(store).create(credits=100.0).secret
@@ -42,6 +42,18 @@ def test_app_builds_services_from_settings(tmp_path: Path) -> None:
     assert refused.json()["error"]["param"] == "video_urls"
     assert download.status_code == 200
     assert download.content == (tmp_path / "r.mp4").read_bytes()
+
+
+def test_the_api_uses_the_store_of_its_process(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    store = open_store(settings)
+    try:
+        services = api_services(settings, store)
+        assert services.store is store
+        created = KeyService(store).create(credits=5.0)
+        assert services.keys.authenticate(created.secret) == created.key
+    finally:
+        store.close()
 
 
 def _tomorrow() -> datetime:

@@ -9,10 +9,10 @@ import pytest
 from tests.stores import ledger_sums, new_task, render_body
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import InsufficientQuota, NotFound, TaskNotCancellable, TaskNotFound
-from upres.jobs.store import TaskStore
+from upres.jobs.sql import SqlTaskStore
 
 
-def assert_consistent(store: TaskStore, account_id: str) -> None:
+def assert_consistent(store: SqlTaskStore, account_id: str) -> None:
     sums = ledger_sums(store, account_id)
     balance = store.get_account(account_id).balance
     assert balance >= 0

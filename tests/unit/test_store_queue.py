@@ -11,6 +11,7 @@ from tests.stores import ledger_sums, new_task, render_body
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
 from upres.jobs.lifecycle import RETRY_DELAYS_S
+from upres.jobs.reaper import Reaper
 
 BOOM = TaskError(code="service_error", message="boom")
 
@@ -122,6 +123,17 @@ def test_reap_fails_and_refunds_after_max_attempts(store, clock, account):
     assert ledger_sums(store, account.id)["refund"] == 48
     assert [item.task_id for item in store.outbox_for_task(task.id)] == [task.id]
     assert store.claim(worker_id="w9", lease_s=10) is None
+
+
+def test_reaper_applies_its_own_max_attempts(store, clock, account):
+    task = store.create_task(new_task(account, clock))
+    store.claim(worker_id="w1", lease_s=10)
+    clock.advance(11)
+
+    (touched,) = Reaper(store, callback_body=render_body, max_attempts=1).run_once()
+
+    assert touched.id == task.id
+    assert touched.status is TaskStatus.FAILED  # the store's default (3) would requeue it
 
 
 def test_complete_captures_once_and_refunds_the_rest(store, clock, account):

@@ -1,3 +1,3 @@
-"""The HTTP edge: ``create_app(settings)`` builds the FastAPI app."""
+"""The HTTP edge: ``create_app(settings, services=...)`` builds the FastAPI app."""
 
 from __future__ import annotations

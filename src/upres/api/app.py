@@ -1,4 +1,4 @@
-"""``create_app(settings)``: the FastAPI app, its routers, middleware and lifespan."""
+"""``create_app(settings, services=...)``: the FastAPI app, its routers, middleware and lifespan."""
 
 from __future__ import annotations
 
@@ -38,24 +38,19 @@ _TAGS: list[dict[str, Any]] = [
 ]
 
 
-def _services(
-    settings: Settings, services: Services | None, worker_alive: Callable[[], bool] | None
-) -> AbstractContextManager[Services]:
-    if services is not None:
-        return nullcontext(services)
-    # Imported here: building from settings pulls in the whole engine (torch, PyAV),
-    # which an app given prebuilt services (tests, embedding) does not need.
-    from upres.api.compose import services_from_settings  # noqa: PLC0415
-
-    return services_from_settings(settings, worker_alive=worker_alive)
+ServicesSource = Callable[[], AbstractContextManager[Services]]
+"""Opens the services when the app starts and closes them when it stops
+(``upres.wiring.services_from_settings``)."""
 
 
-def _lifespan(
-    source: Callable[[], AbstractContextManager[Services]], metrics: ApiMetrics
-) -> Callable[[FastAPI], Any]:
+def _opened(services: Services | ServicesSource) -> AbstractContextManager[Services]:
+    return nullcontext(services) if isinstance(services, Services) else services()
+
+
+def _lifespan(services: Services | ServicesSource, metrics: ApiMetrics) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with source() as ready:
+        with _opened(services) as ready:
             app.state.services = ready
             collector = metrics.watch_store(ready.store)
             try:
@@ -67,15 +62,9 @@ def _lifespan(
     return lifespan
 
 
-def create_app(
-    settings: Settings,
-    *,
-    services: Services | None = None,
-    worker_alive: Callable[[], bool] | None = None,
-) -> FastAPI:
-    """The API app. Without ``services`` it builds them from ``settings`` when it
-    starts (database, storage, prober, task service) and closes them when it stops;
-    ``worker_alive`` (the supervisor's check) then feeds /healthz."""
+def create_app(settings: Settings, *, services: Services | ServicesSource) -> FastAPI:
+    """The API app on ``services``: built ones, or a source that opens them when
+    the app starts and closes them when it stops."""
     metrics = ApiMetrics()
     app = FastAPI(
         title="upres: topaz-video-upscale API",
@@ -85,7 +74,7 @@ def create_app(
         # upres reports through its own Prometheus metrics; FastAPI's OpenTelemetry
         # hooks would otherwise look up their providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
-        lifespan=_lifespan(lambda: _services(settings, services, worker_alive), metrics),
+        lifespan=_lifespan(services, metrics),
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -23,9 +23,10 @@ from upres.api.metrics import ApiMetrics, StoreStats
 from upres.api.ratelimit import RateLimiter
 from upres.api.schemas import ResultUrl, TaskRenderer
 from upres.config import Settings
-from upres.domain.accounts import Account, ApiKey
+from upres.domain.accounts import ApiKey
 from upres.domain.tasks import Task
 from upres.errors import NotFound, Unauthorized
+from upres.services.credits import AccountLookup
 from upres.services.tasks import Estimate, Submission, Submitted
 from upres.services.uploads import UploadService
 from upres.storage.base import StoredFile
@@ -53,14 +54,12 @@ class SignedFiles(Protocol):
         ...
 
 
-class StoreView(StoreStats, Protocol):
+class StoreView(AccountLookup, StoreStats, Protocol):
     """The few store reads the edge makes itself (health, metrics, credits)."""
 
     def ping(self) -> None:
         """Raises ServiceUnavailable when the database does not answer."""
         ...
-
-    def get_account(self, account_id: str) -> Account: ...
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.registry import Collector
 
 from upres.domain.tasks import Factor, TaskStatus
+from upres.services.tasks import ThroughputSource
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
@@ -23,12 +24,18 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _THROUGHPUT = "upres_throughput_megapixels_per_second"
 
 
-class StoreStats(Protocol):
+class StatusCounts(Protocol):
+    def count_by_status(self) -> Mapping[TaskStatus, int]:
+        """How many tasks are in each status (every status present, 0 when none)."""
+        ...
+
+
+class StoreStats(StatusCounts, ThroughputSource, Protocol):
     """What the metrics read from the system of record at scrape time."""
 
-    def count_by_status(self) -> Mapping[TaskStatus, int]: ...
-    def throughput(self, factor: Factor) -> float | None: ...
-    def credits_captured_total(self) -> float: ...
+    def credits_captured_total(self) -> float:
+        """Credits captured by completed tasks, all accounts together."""
+        ...
 
 
 class _StoreCollector(Collector):

@@ -271,7 +271,7 @@ def _public_error(task: Task) -> VideoTaskError | None:
 class TaskRenderer:
     """Renders a task as the JSON text clients see, for responses and callbacks alike.
 
-    It satisfies ``upres.jobs.store.CallbackBody``.
+    It satisfies ``upres.domain.records.CallbackBody``.
     """
 
     def __init__(self, result_url: ResultUrl) -> None:

@@ -59,15 +59,37 @@ LEASE_MARGIN_S = 50.0
 
 
 class CallbackStore(Protocol):
-    """The part of the TaskStore that delivery needs."""
+    """The callback outbox, and the accounts whose secrets sign its items: the
+    part of the store that delivery needs. A task's outbox row is written in the
+    transaction that ends the task."""
 
-    def get_account(self, account_id: str) -> Account: ...
+    def get_account(self, account_id: str) -> Account:
+        """Raises NotFound when there is no such account."""
+        ...
+
     def claim_callbacks(
         self, *, dispatcher_id: str, limit: int, lease_s: float
-    ) -> list[OutboxItem]: ...
+    ) -> list[OutboxItem]:
+        """Lease up to ``limit`` due items (oldest due first) to ``dispatcher_id``
+        for one attempt each, ``lease_s`` long.
+
+        A leased item is not due for anyone until its holder records the
+        attempt or the lease runs out (a dispatcher that died is thus replaced),
+        so concurrent claimers, in any process, get disjoint items.
+        """
+        ...
+
     def record_callback_attempt(
         self, attempt: CallbackAttempt, *, dispatcher_id: str, next_attempt_at: datetime | None
-    ) -> None: ...
+    ) -> None:
+        """Record the claimed try and release the item: done once delivered, or
+        given up when ``next_attempt_at`` is None, else due again then.
+
+        Raises NotFound when the item does not exist, LeaseLost (and records
+        nothing) when ``dispatcher_id`` no longer holds it for this attempt:
+        another dispatcher claimed it after the lease ran out, or it ended.
+        """
+        ...
 
 
 def signing_key(secret: str) -> bytes:

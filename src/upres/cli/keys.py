@@ -15,9 +15,9 @@ import typer
 
 from upres.cli._settings import settings_or_exit
 from upres.errors import UpresError
-from upres.jobs.sql import SqlTaskStore
 from upres.services.credits import CreditService
 from upres.services.keys import DEFAULT_MODELS, KeyService
+from upres.store import TaskStore
 from upres.wiring import open_store
 
 DataDir = Annotated[
@@ -26,10 +26,10 @@ DataDir = Annotated[
 
 
 @contextmanager
-def _store(data_dir: Path) -> Iterator[SqlTaskStore]:
+def _store(data_dir: Path) -> Iterator[TaskStore]:
     """A migrated store for ``data_dir``; any UpresError ends the command with status 1."""
     settings = settings_or_exit(data_dir=data_dir)
-    store: SqlTaskStore | None = None
+    store: TaskStore | None = None
     try:
         store = open_store(settings)
         yield store

@@ -21,17 +21,23 @@ import typer
 import uvicorn
 
 from upres.api.app import create_app
-from upres.api.compose import services_from_settings
 from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
 from upres.config import Settings
 from upres.errors import ConfigError, UpresError
 from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
-from upres.jobs.sql import SqlTaskStore
 from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.models.ncnn_runtime import vulkan_devices
-from upres.services.keys import KeyService
-from upres.wiring import Housekeeping, configure_logging, device, open_store
+from upres.services.keys import KeyRecords, KeyService
+from upres.store import TaskStore
+from upres.wiring import (
+    Housekeeping,
+    api_services,
+    configure_logging,
+    device,
+    open_store,
+)
+from upres.worker_entry import run_worker
 
 DataDir = Annotated[
     Path | None,
@@ -49,7 +55,7 @@ RayAddress = Annotated[
 ]
 
 
-def _first_key(store: SqlTaskStore, settings: Settings) -> str | None:
+def _first_key(store: KeyRecords, settings: Settings) -> str | None:
     """On first start (no key at all), a key with the starting credits."""
     keys = KeyService(store)
     if keys.list():
@@ -64,11 +70,13 @@ def _pool(settings: Settings) -> WorkerPool:
     names a GPU that is not there; ModelError when the device is missing.
     """
     if settings.ray_address is not None:
-        return RayPool(settings=settings)
+        return RayPool(settings=settings, entry=run_worker)
     vulkan = _on_vulkan(settings)
     gpus = _vulkan_gpus(settings) if vulkan else worker_gpus(settings, torch.cuda.device_count)
     processes = settings.worker_concurrency
-    return Supervisor(settings=settings, processes=processes, gpus=gpus, vulkan=vulkan)
+    return Supervisor(
+        settings=settings, entry=run_worker, processes=processes, gpus=gpus, vulkan=vulkan
+    )
 
 
 def _on_vulkan(settings: Settings) -> bool:
@@ -97,7 +105,7 @@ def _vulkan_gpus(settings: Settings) -> tuple[int, ...]:
 
 
 @contextmanager
-def _workers(settings: Settings) -> Iterator[tuple[SqlTaskStore, WorkerPool]]:
+def _workers(settings: Settings) -> Iterator[tuple[TaskStore, WorkerPool]]:
     """Store, housekeeping and workers, stopped in reverse order."""
     pool = _pool(settings)
     store = open_store(settings)
@@ -148,20 +156,21 @@ def serve(
         # With no workers of its own (--workers 0: an API in front of `upres worker`
         # machines) this process judges worker liveness from the queue instead.
         alive = pool.alive if settings.worker_concurrency > 0 else None
-        with services_from_settings(settings, worker_alive=alive) as services:
-            _announce(settings, secret)
-            uvicorn.run(
-                create_app(settings, services=services),
-                host=settings.host,
-                port=settings.port,
-                log_level="info",
-                access_log=settings.access_log,
-            )
+        # The API shares this process's store with the housekeeping: one store per process.
+        services = api_services(settings, store, worker_alive=alive)
+        _announce(settings, secret)
+        uvicorn.run(
+            create_app(settings, services=services),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
 
 
 def _serve_processes(settings: Settings) -> None:
     """The API in ``settings.api_workers`` uvicorn processes, each building its
-    app from the environment (``upres.api.asgi``): the options given on the
+    app from the environment (``upres.cli.asgi``): the options given on the
     command line are put there first."""
     os.environ.update(
         UPRES_HOST=settings.host,
@@ -169,7 +178,7 @@ def _serve_processes(settings: Settings) -> None:
         UPRES_DATA_DIR=str(settings.data_dir),
     )
     uvicorn.run(
-        "upres.api.asgi:app",
+        "upres.cli.asgi:app",
         factory=True,
         workers=settings.api_workers,
         host=settings.host,

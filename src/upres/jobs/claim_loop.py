@@ -11,7 +11,7 @@ from typing import Protocol
 
 from upres.domain.records import Claim
 from upres.domain.tasks import Task
-from upres.jobs.store import TaskStore
+from upres.jobs.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class ClaimLoop:
     def __init__(
         self,
         *,
-        store: TaskStore,
+        store: TaskQueue,
         runner: Runner,
         worker_id: str,
         lease_s: float,

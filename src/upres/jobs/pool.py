@@ -1,7 +1,7 @@
 """What the worker pools share: their surface, one worker's entry, and restarts.
 
 ``Supervisor`` (processes on this machine) and ``RayPool`` (actors on a Ray
-cluster) run ``run_worker`` once per slot and start a slot again when its
+cluster) run a ``WorkerEntry`` once per slot and start a slot again when its
 worker ends while the pool runs. Either way the database stays the queue: a
 worker that dies takes its task's lease with it, and the reaper requeues it.
 """
@@ -9,13 +9,10 @@ worker that dies takes its task's lease with it, and the reaper requeues it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from upres.clock import holder_id
-from upres.config import Settings
 from upres.jobs.claim_loop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -35,24 +32,11 @@ class WorkerPool(Protocol):
         ...
 
 
-def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
-    """The body of one worker, in its own process or actor: build everything
-    from the settings (``Settings.model_dump_json``), then work until ``stop``."""
-    # Imported here, not at the top: a pool's own process never needs the engine,
-    # and a worker process must be able to set its environment before torch loads.
-    from upres.wiring import configure_logging, worker_from_settings  # noqa: PLC0415
-
-    settings = Settings.model_validate_json(settings_json)
-    configure_logging()
-    worker_id = holder_id(str(slot))
-    # Which GPU a worker got (from Supervisor or from Ray) is the one thing an
-    # operator cannot see from outside; the entry reads it once, for the log.
-    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
-    log.info("worker %s starts; CUDA_VISIBLE_DEVICES=%s", worker_id, devices)
-    if settings.vulkan_device is not None:
-        log.info("worker %s runs on Vulkan device %d", worker_id, settings.vulkan_device)
-    with worker_from_settings(settings, worker_id=worker_id) as worker:
-        worker.run_until(stop)
+WorkerEntry = Callable[[str, int, StopSignal], None]
+"""The body of one worker, in its own process or actor (``upres.worker_entry.run_worker``):
+build everything from the settings (``Settings.model_dump_json``) for slot
+``slot``, then work until the stop signal is set. A module-level function: it
+travels to a spawned process or a Ray actor by reference."""
 
 
 class Restarter:

@@ -1,7 +1,7 @@
 """Worker actors on a Ray cluster: Ray places long-lived workers on its nodes and GPUs.
 
 The database stays the system of record and the queue. Each actor runs the
-same claim-run-repeat loop as a worker process (``run_worker``) against
+same claim-run-repeat loop as a worker process (its ``WorkerEntry``) against
 ``UPRES_DATABASE_URL``, so every node needs upres installed, a way to reach
 the database and result storage the API can serve (S3). Ray only decides
 where workers run and puts one on its own GPU; the reaper, the janitor and the
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from upres.config import Settings
 from upres.errors import ConfigError, ServiceUnavailable
-from upres.jobs.pool import Restarter, run_worker
+from upres.jobs.pool import Restarter, WorkerEntry
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -45,13 +45,14 @@ class WorkerActor:
     The pool creates it with ``max_concurrency=2``, so ``stop`` runs beside ``run``.
     """
 
-    def __init__(self, settings_json: str, slot: int) -> None:
+    def __init__(self, entry: WorkerEntry, settings_json: str, slot: int) -> None:
+        self._entry = entry
         self._settings_json = settings_json
         self._slot = slot
         self._stop = threading.Event()
 
     def run(self) -> None:
-        run_worker(self._settings_json, self._slot, self._stop)
+        self._entry(self._settings_json, self._slot, self._stop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -69,9 +70,10 @@ class RayPool:
     the constructor when ray is not installed.
     """
 
-    def __init__(self, *, settings: Settings, check_s: float = 1.0) -> None:
+    def __init__(self, *, settings: Settings, entry: WorkerEntry, check_s: float = 1.0) -> None:
         self._ray = import_ray()
         self._settings = settings
+        self._entry = entry
         self._settings_json = settings.model_dump_json()
         self._lock = threading.Lock()
         self._slots: dict[int, tuple[ActorHandle[WorkerActor], ObjectRef[None]]] = {}
@@ -148,7 +150,7 @@ class RayPool:
         if previous is not None:
             # Its loop ended, but an actor whose loop raised still holds its GPU.
             self._ray.kill(previous[0])
-        actor = self._actor_class.remote(self._settings_json, slot)
+        actor = self._actor_class.remote(self._entry, self._settings_json, slot)
         with self._lock:
             self._slots[slot] = (actor, actor.run.remote())
         log.info("worker actor %d requested", slot)

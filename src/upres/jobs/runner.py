@@ -21,9 +21,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
+from upres.clock import Clock, utc_now
 from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
 from upres.domain.records import CallbackBody, Claim
@@ -32,7 +33,7 @@ from upres.domain.uploads import upload_id_of, upload_storage_key
 from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, NotFound, UpresError
 from upres.inputs.fetch import fetch
 from upres.inputs.netpolicy import AddressPolicy
-from upres.jobs.store import TaskStore
+from upres.jobs.queue import ClaimedTasks
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.playable import playable_copy
@@ -86,7 +87,7 @@ class TaskRunner:
     def __init__(
         self,
         *,
-        store: TaskStore,
+        store: ClaimedTasks,
         storage: ResultStorage,
         policy: AddressPolicy,
         upscaler_for: UpscalerFactory,
@@ -99,6 +100,7 @@ class TaskRunner:
         heartbeat_s: float,
         result_ttl_s: int,
         double_rate: bool = False,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._storage = storage
@@ -113,6 +115,7 @@ class TaskRunner:
         self._heartbeat_s = heartbeat_s
         self._result_ttl_s = result_ttl_s
         self._double_rate = double_rate
+        self._clock = clock
 
     def run(self, claim: Claim) -> Task | None:
         """Run ``claim`` to an outcome. Returns the settled task, or None when
@@ -201,17 +204,16 @@ class TaskRunner:
         self._storage.put(output, key)
         if self._encode.codec not in BROWSER_PLAYABLE:
             self._store_playable(output, key)
-        charged = min(
-            claim.task.credits_reserved,
-            self._pricing.credits(duration_s=duration_s, factor=claim.task.factor),
-        )
         try:
             task = self._store.complete(
                 claim,
                 result_key=key,
-                result_expires_at=datetime.now(UTC) + timedelta(seconds=self._result_ttl_s),
+                result_expires_at=self._clock() + timedelta(seconds=self._result_ttl_s),
                 actual_duration_s=duration_s,
-                credits_charged=charged,
+                # The price of what was made; the store caps it at the reservation.
+                credits_charged=self._pricing.credits(
+                    duration_s=duration_s, factor=claim.task.factor
+                ),
                 callback_body=self._render,
                 notes=notes,
             )

@@ -41,7 +41,7 @@ from upres.jobs import lifecycle
 
 
 class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
-    """The system of record on one SQL database (see ``upres.jobs.store.TaskStore``).
+    """The system of record on one SQL database (see ``upres.store.TaskStore``).
 
     ``engine`` is an Engine or a URL; the schema must already be migrated
     (``upres.db.migrate``). ``max_attempts`` bounds how often a task is run.

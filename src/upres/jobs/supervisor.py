@@ -18,7 +18,7 @@ from multiprocessing.context import SpawnProcess
 
 from upres.config import Settings
 from upres.errors import ConfigError
-from upres.jobs.pool import Restarter, run_worker
+from upres.jobs.pool import Restarter, WorkerEntry
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ class PipeStop:
         return self._reader.poll(timeout)
 
 
-def _worker_main(settings_json: str, slot: int, stop: Connection, gpu: int | None) -> None:
+def _worker_main(
+    entry: WorkerEntry, settings_json: str, slot: int, stop: Connection, gpu: int | None
+) -> None:
     """Entry point of a worker process: take ``gpu`` (when given), then work until stopped."""
     if gpu is not None:
         # This is the process's entry point, so its environment is its own to
@@ -93,7 +95,7 @@ def _worker_main(settings_json: str, slot: int, stop: Connection, gpu: int | Non
         os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(
             gpu, os.environ.get(CUDA_VISIBLE_DEVICES)
         )
-    run_worker(settings_json, slot, PipeStop(stop))
+    entry(settings_json, slot, PipeStop(stop))
 
 
 def on_vulkan_device(settings: Settings, index: int) -> Settings:
@@ -102,7 +104,7 @@ def on_vulkan_device(settings: Settings, index: int) -> Settings:
 
 
 class Supervisor:
-    """Keeps ``processes`` worker processes running until ``stop``. Slot k sees
+    """Keeps ``processes`` worker processes, each running ``entry``, until ``stop``. Slot k sees
     only GPU ``gpu_for_slot(k, gpus)``; with no ``gpus``, what this process sees.
     With ``vulkan``, ``gpus`` are Vulkan device indices and slot k runs on its
     own (there is no Vulkan counterpart of CUDA_VISIBLE_DEVICES to narrow)."""
@@ -111,12 +113,14 @@ class Supervisor:
         self,
         *,
         settings: Settings,
+        entry: WorkerEntry,
         processes: int,
         gpus: Sequence[int] = (),
         vulkan: bool = False,
         check_s: float = 1.0,
     ) -> None:
         self._settings = settings
+        self._entry = entry
         self._vulkan = vulkan
         self._settings_json = settings.model_dump_json()
         self._count = processes
@@ -162,7 +166,7 @@ class Supervisor:
             cuda_gpu = None
         process = self._context.Process(
             target=_worker_main,
-            args=(settings_json, slot, self._stop_reader, cuda_gpu),
+            args=(self._entry, settings_json, slot, self._stop_reader, cuda_gpu),
             name=f"upres-worker-{slot}",
             daemon=True,
         )

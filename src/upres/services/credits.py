@@ -8,14 +8,34 @@ adds credits.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 from upres.domain.accounts import Account, LedgerEntry
 from upres.errors import InvalidRequest
-from upres.jobs.store import TaskStore
+
+
+class AccountLookup(Protocol):
+    def get_account(self, account_id: str) -> Account:
+        """Raises NotFound when there is no such account."""
+        ...
+
+
+class CreditGrants(AccountLookup, Protocol):
+    def grant_credits(self, *, account_id: str, amount: float) -> Account:
+        """Raises NotFound when there is no such account."""
+        ...
+
+
+class CreditRecords(CreditGrants, Protocol):
+    """Balances, grants and the ledger: what ``CreditService`` needs."""
+
+    def ledger(self, account_id: str) -> list[LedgerEntry]:
+        """The account's ledger entries, oldest first."""
+        ...
 
 
 class CreditService:
-    def __init__(self, store: TaskStore) -> None:
+    def __init__(self, store: CreditRecords) -> None:
         self._store = store
 
     def balance(self, account_id: str) -> float:

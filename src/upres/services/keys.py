@@ -11,11 +11,13 @@ import base64
 import hashlib
 import hmac
 import secrets
+from typing import Protocol
 
-from upres.domain.accounts import ApiKey, CreatedKey
+from upres.domain.accounts import Account, ApiKey, CreatedKey
+from upres.domain.records import StoredKey
 from upres.domain.tasks import API_MODEL
 from upres.errors import InvalidRequest, Unauthorized
-from upres.jobs.store import TaskStore
+from upres.services.credits import CreditGrants
 
 KEY_PREFIX = "upres_"
 DISPLAY_CHARS = 12
@@ -40,10 +42,36 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+class KeyRecords(CreditGrants, Protocol):
+    """Accounts and keys: what ``KeyService`` needs."""
+
+    def create_account(self, *, user_group: str, credits: float, webhook_secret: str) -> Account:
+        """A new account holding ``credits`` (recorded as a grant when positive)."""
+        ...
+
+    def create_key(
+        self, *, account_id: str, key_hash: str, prefix: str, allowed_models: tuple[str, ...]
+    ) -> ApiKey:
+        """Raises NotFound when the account does not exist."""
+        ...
+
+    def key_by_hash(self, key_hash: str) -> StoredKey | None:
+        """The key with this hash, or None."""
+        ...
+
+    def list_keys(self, account_id: str | None = None) -> list[ApiKey]:
+        """Every key, or the account's."""
+        ...
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Raises NotFound when there is no such key."""
+        ...
+
+
 class KeyService:
     """Creates accounts and keys; turns a bearer secret into an ``ApiKey``."""
 
-    def __init__(self, store: TaskStore) -> None:
+    def __init__(self, store: KeyRecords) -> None:
         self._store = store
 
     def create(

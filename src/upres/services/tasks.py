@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from typing import Protocol
 
@@ -17,7 +18,13 @@ from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
-from upres.domain.records import IDEMPOTENCY_WINDOW, CallbackBody, IdempotencyRecord, NewTask
+from upres.domain.records import (
+    IDEMPOTENCY_WINDOW,
+    CallbackBody,
+    IdempotencyRecord,
+    IdempotentHit,
+    NewTask,
+)
 from upres.domain.tasks import API_MODEL, Factor, Task, check_task_id, new_task_id
 from upres.domain.uploads import is_upload_url
 from upres.errors import (
@@ -28,7 +35,7 @@ from upres.errors import (
     ModelAccessDenied,
     UnknownDuration,
 )
-from upres.jobs.store import TaskStore
+from upres.services.credits import AccountLookup
 
 PROBE_FAILED_MESSAGE = "Failed to detect video duration, please check video URL accessibility"
 
@@ -114,7 +121,42 @@ class Estimate:
 
 
 class ThroughputSource(Protocol):
-    def throughput(self, factor: Factor) -> float | None: ...
+    def throughput(self, factor: Factor) -> float | None:
+        """Measured output megapixels per second for ``factor``, None until measured."""
+        ...
+
+
+class TaskRecords(AccountLookup, ThroughputSource, Protocol):
+    """Tasks as clients see them: what ``TaskService`` needs."""
+
+    def create_task(self, new: NewTask, *, idempotency: IdempotencyRecord | None = None) -> Task:
+        """Insert a pending task and reserve its credits atomically.
+
+        Raises InsufficientQuota when the balance does not cover the reservation,
+        IdempotencyConflict when another submission just claimed the same key.
+        """
+        ...
+
+    def find_idempotent(
+        self, *, account_id: str, key: str, since: datetime
+    ) -> IdempotentHit | None:
+        """The submission made with ``key`` at or after ``since``, if any."""
+        ...
+
+    def get_task(self, task_id: str, *, account_id: str | None = None) -> Task:
+        """Raises TaskNotFound when absent or owned by another account."""
+        ...
+
+    def list_tasks(self, *, account_id: str, limit: int) -> list[Task]:
+        """The account's ``limit`` newest tasks, newest first."""
+        ...
+
+    def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
+        """Cancel a pending or processing task now, refund it, queue its callback.
+
+        Raises TaskNotFound as ``get_task``; TaskNotCancellable when it already ended.
+        """
+        ...
 
 
 class ThroughputEstimator:
@@ -155,7 +197,7 @@ class TaskService:
     def __init__(
         self,
         *,
-        store: TaskStore,
+        store: TaskRecords,
         prober: VideoProber,
         pricing: Pricing,
         urls: UrlChecker,

@@ -16,15 +16,28 @@ log = logging.getLogger(__name__)
 
 
 class ExpiringResults(Protocol):
-    """The part of the TaskStore the janitor needs."""
+    """The part of the store the janitor needs for results."""
 
-    def expired_results(self, *, now: datetime) -> list[Task]: ...
-    def forget_result(self, task_id: str) -> None: ...
+    def expired_results(self, *, now: datetime) -> list[Task]:
+        """Completed tasks whose result key is still set and expired at or before ``now``."""
+        ...
+
+    def forget_result(self, task_id: str) -> None:
+        """Drop the result key (the file is gone); the expiry stays to tell clients why."""
+        ...
 
 
 class ExpiringUploads(Protocol):
-    def expired_uploads(self, *, now: datetime) -> list[Upload]: ...
-    def forget_upload(self, upload_id: str) -> None: ...
+    """The part of the store the janitor needs for uploads."""
+
+    def expired_uploads(self, *, now: datetime) -> list[Upload]:
+        """Uploads that expired at or before ``now``, a bounded batch (the next
+        pass takes the rest)."""
+        ...
+
+    def forget_upload(self, upload_id: str) -> None:
+        """Delete the upload's record (its file is gone)."""
+        ...
 
 
 class Janitor:

@@ -1,0 +1,59 @@
+"""TaskRunner on a real store, storage and engine: what it settles when a task completes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from tests.clips import make_clip
+from tests.stores import FakeClock, new_task, render_body
+from upres.domain.accounts import Account
+from upres.domain.media import EncodeSettings, MediaLimits
+from upres.domain.pricing import Pricing
+from upres.domain.tasks import TaskStatus
+from upres.domain.uploads import new_upload_id, upload_storage_key, upload_url
+from upres.inputs.netpolicy import AddressPolicy
+from upres.jobs.runner import FetchLimits, TaskRunner
+from upres.jobs.sql import SqlTaskStore
+from upres.pipeline.upscale import InterpolationUpscaler
+from upres.storage import MemoryStorage
+
+
+def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its_reservation(
+    tmp_path: Path, store: SqlTaskStore, clock: FakeClock, account: Account
+) -> None:
+    storage = MemoryStorage()
+    upload_id = new_upload_id()
+    clip = make_clip(tmp_path / "in.mp4", frames=6, audio=False)
+    storage.put(clip, upload_storage_key(upload_id))
+    # Reserved below the price of what the video turns out to be (16 credits a second).
+    task = replace(new_task(account, clock, reserved=1.0), input_url=upload_url(upload_id))
+    store.create_task(task)
+    claim = store.claim(worker_id="w1", lease_s=30)
+    assert claim is not None
+    runner = TaskRunner(
+        store=store,
+        storage=storage,
+        policy=AddressPolicy(False),
+        upscaler_for=InterpolationUpscaler,
+        render=render_body,
+        work_dir=tmp_path / "work",
+        pricing=Pricing(),
+        limits=MediaLimits(),
+        encode=EncodeSettings(preset="ultrafast"),
+        fetch_limits=FetchLimits(max_bytes=1 << 20, timeout_s=5),
+        heartbeat_s=60,
+        result_ttl_s=3600,
+        clock=clock,
+    )
+
+    done = runner.run(claim)
+
+    assert done is not None
+    assert done.status is TaskStatus.COMPLETED
+    assert done.result_expires_at == clock.now + timedelta(seconds=3600)
+    assert done.credits_charged == 1.0
+    assert store.get_account(account.id).balance == 999.0
+    assert done.result_key is not None
+    assert storage.exists(done.result_key)
