@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional
 
 from upres.domain.tasks import Factor
-from upres.errors import ModelError, UnknownModel
+from upres.errors import ModelError
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, get_model
 from upres.pipeline.frames import FrameUpscaler
@@ -21,7 +21,6 @@ from upres.pipeline.upscale import (
     ModelUpscaler,
     resolve_device,
     run_with_fallback,
-    upscaler_for,
 )
 
 ODD = (17, 33)  # height, width
@@ -288,13 +287,3 @@ def test_out_of_memory_below_the_smallest_tile_is_a_model_error() -> None:
     )
     with pytest.raises(ModelError, match="not enough memory"):
         upscaler.upscale(_frames(1, torch.uint8, (300, 300)))
-
-
-def test_upscaler_for_uses_the_default_model_or_the_named_one() -> None:
-    default = upscaler_for(Factor.X2, device="cpu")
-    assert default.spec.id == "realesrgan-x4plus"
-    assert default.scale == 2
-    named = upscaler_for(Factor.X4, model_id="realesr-animevideov3", device="cpu")
-    assert named.spec.id == "realesr-animevideov3"
-    with pytest.raises(UnknownModel):
-        upscaler_for(Factor.X4, model_id="nope", device="cpu")

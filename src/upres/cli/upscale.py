@@ -36,7 +36,7 @@ from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
-from upres.models.registry import SpeedClass, default_model_for, get_model
+from upres.models.registry import SpeedClass, model_for
 from upres.pipeline.destination import check_destination
 from upres.pipeline.encode import keeping_up
 from upres.pipeline.engine import CancelToken, Progress, UpscaleResult, upscale_video
@@ -195,7 +195,7 @@ def _run(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
-    spec = get_model(model) if model else default_model_for(factor)
+    spec = model_for(factor, model)
     where = place(spec, resolve_device(device, vulkan=settings.vulkan_device))
     network = build_upscaler(spec, factor, where)
     stage = temporal_stage(settings, where.torch_device, enabled=temporal)

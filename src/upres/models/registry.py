@@ -186,6 +186,15 @@ def default_model_for(factor: Factor) -> ModelSpec:
     return get_model(_DEFAULT_FOR[factor])
 
 
+def model_for(factor: Factor, model_id: str | None = None) -> ModelSpec:
+    """The model that upscales at ``factor``: ``model_id`` when one is chosen (a
+    setting, an option), else the default for the factor.
+
+    Raises UnknownModel when ``model_id`` is not registered.
+    """
+    return get_model(model_id) if model_id else default_model_for(factor)
+
+
 def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:
     """The factors for which ``spec`` is the default, smallest first."""
     return tuple(factor for factor in Factor if _DEFAULT_FOR[factor] == spec.id)

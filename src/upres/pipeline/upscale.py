@@ -15,7 +15,7 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.loader import ModelCache
-from upres.models.registry import ModelSpec, default_model_for, get_model
+from upres.models.registry import ModelSpec
 from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
 
 InterpolationMode = Literal["bicubic", "bilinear", "area"]
@@ -312,19 +312,3 @@ def auto_tile_size(
         elements_per_pixel=spec.widest_activation,
         multiple_of=spec.multiple_of,
     )
-
-
-def upscaler_for(
-    factor: Factor,
-    *,
-    model_id: str | None = None,
-    device: str = "auto",
-    models: NetworkSource | None = None,
-) -> ModelUpscaler:
-    """A ``ModelUpscaler`` for ``model_id``, or for the default model of ``factor`` when None.
-
-    Raises UnknownModel when ``model_id`` is not registered, ModelError when
-    the device is unavailable.
-    """
-    spec = get_model(model_id) if model_id is not None else default_model_for(factor)
-    return ModelUpscaler(spec, factor, device=device, models=models)
