@@ -16,7 +16,6 @@ from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
 from upres.errors import AddressNotAllowed, FetchError, UpresError
-from upres.inputs.fetch import Deadline
 from upres.inputs.netpolicy import AddressPolicy, policy_client
 from upres.inputs.remote import PROBE_FAILED, HttpRangeFile, RemoteProber
 
@@ -176,9 +175,7 @@ class TestHttpRangeFile:
     def _open(self, server: LocalHttpServer, body: bytes, **kwargs: int) -> HttpRangeFile:
         server.routes["/f"] = Route(body=body)
         client = self.client
-        return HttpRangeFile.open(
-            client, server.url("/f"), deadline=Deadline(10), max_bytes=10**7, **kwargs
-        )
+        return HttpRangeFile.open(client, server.url("/f"), max_bytes=10**7, **kwargs)
 
     def test_reads_and_seeks_like_a_local_file(self, http_server: LocalHttpServer) -> None:
         body = bytes(range(256)) * 1000
@@ -215,4 +212,4 @@ class TestHttpRangeFile:
 
     def test_client_errors_surface_unwrapped_on_open(self) -> None:
         with policy_client(LAN, timeout_s=5) as client, pytest.raises(httpx.ConnectError):
-            HttpRangeFile.open(client, "http://127.0.0.1:1/", deadline=Deadline(5), max_bytes=9)
+            HttpRangeFile.open(client, "http://127.0.0.1:1/", max_bytes=9)
