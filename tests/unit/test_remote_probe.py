@@ -15,9 +15,9 @@ from tests.clips import make_clip, write_audio_only, write_not_a_video
 from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
-from upres.errors import AddressNotAllowed, FetchError, UpresError
+from upres.errors import PROBE_FAILED_MESSAGE, AddressNotAllowed, FetchError, UpresError
 from upres.inputs.netpolicy import AddressPolicy, policy_client
-from upres.inputs.remote import PROBE_FAILED, HttpRangeFile, RemoteProber
+from upres.inputs.remote import HttpRangeFile, RemoteProber
 
 LAN = AddressPolicy(True)
 BLOCK = 16 * 1024
@@ -84,7 +84,7 @@ def test_server_ignoring_range_over_the_byte_limit(
     with pytest.raises(FetchError, match="ignores range requests") as info:
         _prober(max_bytes=100_000).probe_url(http_server.url("/v.mp4"))
     assert info.value.code == "video_probe_failed"
-    assert info.value.message.startswith(PROBE_FAILED)
+    assert info.value.message.startswith(PROBE_FAILED_MESSAGE)
 
 
 def test_byte_budget_spent_while_demuxing(http_server: LocalHttpServer, clip: Path) -> None:
@@ -118,7 +118,7 @@ def test_unreadable_urls_fail_as_probe_failures(
     with pytest.raises(FetchError, match=pattern) as info:
         _prober().probe_url(http_server.url("/v.mp4"))
     assert info.value.code == "video_probe_failed"
-    assert PROBE_FAILED in info.value.message
+    assert PROBE_FAILED_MESSAGE in info.value.message
 
 
 def test_unreachable_host_fails_as_probe_failure() -> None:
@@ -153,7 +153,7 @@ def test_hanging_dns_counts_against_the_time_limit() -> None:
         elapsed = time.monotonic() - started
     assert resolver.asked == ["videos.example.com"]
     assert info.value.code == "video_probe_failed"
-    assert info.value.message.startswith(PROBE_FAILED)
+    assert info.value.message.startswith(PROBE_FAILED_MESSAGE)
     assert elapsed < 0.5 + 0.5
 
 

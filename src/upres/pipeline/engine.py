@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
+from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
 from upres.errors import Cancelled, EncodeError, ModelError
 from upres.inputs.probe import probe
 from upres.pipeline.colorimetry import conversion_for
@@ -370,9 +370,7 @@ def _encoder_input(
 def _reporter(
     run: _Run, info: VideoInfo, rate: int, on_progress: Callable[[Progress], None] | None
 ) -> Callable[[int], None]:
-    frames = info.frame_count or (
-        round(info.duration_s * info.average_fps) if info.average_fps else None
-    )
+    frames = frame_total(info.frame_count, info.duration_s, info.average_fps)
     total = frames * rate if frames is not None else None
     done = 0
 

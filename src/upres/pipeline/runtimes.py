@@ -27,7 +27,7 @@ from upres.pipeline.encode import keeping_up
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.ncnn_upscale import NcnnSource, NcnnUpscaler
 from upres.pipeline.recurrent import RecurrentNetworks, model_upscaler
-from upres.pipeline.upscale import NetworkSource
+from upres.pipeline.upscale import NetworkSource, require_cuda
 
 DeviceKind = Literal["cpu", "cuda", "vulkan"]
 
@@ -83,8 +83,7 @@ def resolve_device(name: str, *, vulkan: int | None = None) -> Device:
         index = vulkan if vulkan is not None else first_vulkan_gpu()
         return Device(kind="vulkan", vulkan=vulkan_device(index or 0).index)
     if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelError("device cuda was requested but CUDA is not available")
+        require_cuda()
         return Device(kind="cuda")
     if name == "cpu":
         return Device(kind="cpu")

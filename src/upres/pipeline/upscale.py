@@ -142,9 +142,15 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda"):
         raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device cuda was requested but CUDA is not available")
+    if device == "cuda":
+        require_cuda()
     return torch.device(device)
+
+
+def require_cuda() -> None:
+    """Raises ModelError when CUDA, asked for by name, is not available."""
+    if not torch.cuda.is_available():
+        raise ModelError("device cuda was requested but CUDA is not available")
 
 
 def run_with_fallback(x: torch.Tensor, fast: Network, safe: Network | None) -> torch.Tensor:
