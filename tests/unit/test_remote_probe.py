@@ -7,11 +7,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import httpx
 import pytest
 
-from tests.clips import make_clip, write_audio_only, write_not_a_video
+from tests.clips import make_clip, write_audio_only, write_faststart, write_not_a_video
 from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
@@ -21,17 +20,6 @@ from upres.inputs.remote import HttpRangeFile, RemoteProber
 
 LAN = AddressPolicy(True)
 BLOCK = 16 * 1024
-
-
-def _faststart(src: Path, dst: Path) -> Path:
-    """Remux ``src`` with its moov box moved to the front."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is not None:
-                packet.stream = streams[packet.stream.index]
-                out.mux(packet)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +32,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def front(clip: Path) -> Path:
-    return _faststart(clip, clip.with_name("front.mp4"))
+    return write_faststart(clip, clip.with_name("front.mp4"))
 
 
 def _prober(**kwargs: object) -> RemoteProber:

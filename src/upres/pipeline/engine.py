@@ -26,7 +26,6 @@ import torch
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
 from upres.errors import Cancelled, EncodeError, ModelError
 from upres.inputs.probe import probe
-from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.pipeline.destination import check_destination
@@ -189,16 +188,13 @@ def _prepare(
     check_complete(source)
     fields = scan_fields(source)
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
-    conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
-    options = DecodeOptions(
-        width=info.width,
-        height=info.height,
-        high_bit_depth=info.bit_depth > 8,
-        conversion=conversion,
+    options = DecodeOptions.for_video(
+        info,
         batch_size=max(1, upscaler.batch_size),
         hardware=torch.cuda.is_available() if hardware_decode is None else hardware_decode,
         deinterlace=deinterlace,
     )
+    conversion = options.conversion
     rate = deinterlace.rate if deinterlace is not None else 1
     return _Job(
         source=source,
