@@ -10,10 +10,11 @@ from typing import Literal
 import av
 import pytest
 import torch
+from testkit.media import HLG, PQ
 from typer.testing import CliRunner
 
 from tests.clips import probed_info
-from tests.clips_media import HLG, LIGHT, MASTERING, PQ, make_hdr_clip
+from tests.clips_media import LIGHT, MASTERING, make_hdr_clip
 from upres.cli import build_app
 from upres.domain.media import (
     ColorInfo,
