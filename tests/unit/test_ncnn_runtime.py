@@ -150,6 +150,7 @@ class Failing:
 
 
 @needs_vulkan
+@pytest.mark.slow
 def test_a_tile_the_gpu_cannot_run_is_halved(networks: NcnnCache) -> None:
     failing = Failing(200, networks)
     pixels = frames16(1, 150, 300, seed=3)

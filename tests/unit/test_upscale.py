@@ -87,6 +87,7 @@ def test_model_output_is_exactly_factor_times_odd_input(
     assert upscaler.dtype == torch.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", list(Factor))
 def test_rrdbnet_output_size_for_odd_input(cache: ModelCache, factor: Factor) -> None:
     upscaler = ModelUpscaler(get_model("realesrgan-x4plus"), factor, device="cpu", models=cache)
@@ -105,6 +106,7 @@ def test_enhance_keeps_the_picture(cache: ModelCache) -> None:
     assert 10 * torch.log10(torch.tensor(1 / mse)) > 22
 
 
+@pytest.mark.slow
 def test_tiled_model_matches_untiled(cache: ModelCache) -> None:
     spec = get_model("realesr-animevideov3")
     frames = _smooth_frames(136, 160)
@@ -158,6 +160,7 @@ def test_non_finite_half_batch_is_recomputed_in_fp32() -> None:
     assert int((out.int() - expected.int()).abs().max()) <= 1
 
 
+@pytest.mark.slow
 def test_real_fp16_network_matches_fp32(cache: ModelCache) -> None:
     """The fp16 path with real weights (the GPU's default) on the CPU, where CI can run it.
 
