@@ -243,7 +243,7 @@ def report(errors: Sequence[PlaneError], interlaced: Interlaced) -> str:
             "",
             "**Interlaced source, before and after.** The same photo panned under the",
             "camera, woven into top-field-first frames, upscaled 2x with",
-            f"`{FAST_MODEL}`. Mean combing per frame (`tests/clips_media.combing`:",
+            f"`{FAST_MODEL}`. Mean combing per frame (`testkit.media.combing`:",
             "the zigzag of each line against its neighbours), with the same pan",
             "shot progressive and upscaled as the floor:",
             "",
