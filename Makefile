@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api clean
+.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +30,19 @@ serve: install
 test: install lint typecheck pytest
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench testkit
+	$(BIN)/ruff format --check src tests bench testkit
 
 typecheck: install
 	$(BIN)/mypy
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The unit tests not marked slow, on two processes: the check to run while
+# working (README, "Tests and benchmarks"). `make test` runs everything.
+test-fast: install
+	$(BIN)/pytest tests/unit -m "not slow" -n 2 -q $(PYTEST_ARGS)
 
 bench-quality: install
 	$(BIN)/python bench/quality.py

@@ -189,14 +189,7 @@ def _peak_gpu_mb() -> float | None:
 
 def decode_options(info: VideoInfo, batch: int, *, hardware: bool) -> DecodeOptions:
     """The decode options ``upscale_video`` would use (same conversion, same batching)."""
-    return DecodeOptions(
-        width=info.width,
-        height=info.height,
-        high_bit_depth=info.bit_depth > 8,
-        conversion=conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height),
-        batch_size=batch,
-        hardware=hardware,
-    )
+    return DecodeOptions.for_video(info, batch_size=batch, hardware=hardware)
 
 
 def timed_batches(source: Path, options: DecodeOptions) -> Iterator[TimedBatch]:

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import skimage.data
 import torch
+from testkit.media import write_tone
 from torch.nn import functional
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -141,17 +142,4 @@ def _write(spec: ClipSpec, path: Path) -> None:
             frame.pts, frame.time_base = index, Fraction(1, spec.fps)
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        _write_audio(out, audio, spec.frames / spec.fps)
-
-
-def _write_audio(out: av.container.OutputContainer, audio: av.AudioStream, seconds: float) -> None:
-    """A quiet 440 Hz tone as long as the video, so the muxer interleaves a real audio track."""
-    step = audio.codec_context.frame_size or 1024
-    total = math.ceil(seconds * _AUDIO_RATE)
-    for start in range(0, total, step):
-        t = np.arange(start, start + step) / _AUDIO_RATE
-        tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-        frame.sample_rate, frame.pts = _AUDIO_RATE, start
-        out.mux(audio.encode(frame))
-    out.mux(audio.encode(None))
+        write_tone(out, audio, spec.frames / spec.fps, amplitude=0.1)

@@ -34,6 +34,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import write_section
+from testkit.net import free_port
 
 from upres.config import Settings
 from upres.domain.records import NewTask
@@ -90,14 +91,6 @@ def seed(data_dir: Path) -> Fixture:
     finally:
         store.close()
     return Fixture(secret=created.secret, task_id=task.id)
-
-
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

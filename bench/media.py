@@ -10,7 +10,7 @@
    frames, upscaled 2x with the fast model (``realesr-animevideov3``) twice:
    as upres did before (the woven frame straight into the model) and as it
    does now (bwdif first, through ``upscale_video``). A crop of each, and the
-   combing of each frame (``tests/clips_media.combing``), go to the report.
+   combing of each frame (``testkit.media.combing``), go to the report.
 
 Run ``make bench-media`` (``.venv/bin/python bench/media.py``); it writes its
 section of docs/QUALITY.md (between the ``bench:media`` markers, which
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script, the folder on sys.path is bench/; the corpus lives in tests/.
+# Run as a script, the folder on sys.path is bench/; the shared helpers live in testkit/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import av
@@ -35,7 +35,7 @@ import skimage.data
 import torch
 from bench._report import write_section
 from PIL import Image, ImageDraw
-from tests.clips_media import combing
+from testkit.media import BT2020, PQ, combing, weave, write_h264, write_ten_bit
 
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
@@ -49,8 +49,6 @@ from upres.pipeline.upscale import ModelUpscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-BT2020, PQ, LIMITED = 9, 16, 1
-TEN_BIT = "yuv420p10le"
 FAST_MODEL = "realesr-animevideov3"
 CROP_NAME = "media_interlaced_crop.png"
 # Its section of docs/QUALITY.md: between <!-- bench:media begin/end -->.
@@ -78,24 +76,15 @@ def photo(width: int, height: int, *, top: int = 0, left: int = 0) -> np.ndarray
 def write_pq_clip(path: Path, *, width: int = 512, height: int = 384, frames: int = 3) -> Path:
     """The photo as 10-bit PQ BT.2020 (a 0.02-0.67 code range: up to ~600 nits), lossless x265."""
     graded = (np.clip(photo(width, height) / 255 * 0.65 + 0.02, 0, 1) * 65535).astype(np.uint16)
-    with av.open(str(path), mode="w", format="matroska") as out:
-        stream = out.add_stream("libx265", rate=12)
-        stream.width, stream.height, stream.pix_fmt = width, height, TEN_BIT
-        ctx = stream.codec_context
-        ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = BT2020, PQ, 9, 1
-        stream.options = {"preset": "ultrafast", "x265-params": "log-level=error:lossless=1"}
-        for i in range(frames):
-            rgb = av.VideoFrame.from_ndarray(np.roll(graded, 4 * i, axis=1), format="rgb48le")
-            frame = rgb.reformat(
-                format=TEN_BIT,
-                src_colorspace=BT2020,
-                dst_colorspace=BT2020,
-                dst_color_range=LIMITED,
-            )
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
+    return write_ten_bit(
+        path,
+        [np.roll(graded, 4 * i, axis=1) for i in range(frames)],
+        codec="libx265",
+        primaries=BT2020,
+        transfer=PQ,
+        options={"preset": "ultrafast", "x265-params": "log-level=error:lossless=1"},
+        container="matroska",
+    )
 
 
 def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
@@ -143,19 +132,13 @@ def write_interlaced_clip(path: Path, *, width: int, height: int, frames: int) -
     def at(t: int) -> np.ndarray:
         return panned(t, width=width, height=height, frames=frames)
 
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "12", "preset": "fast", "flags": "+ilme+ildct"}
-        stream.options |= {"x264-params": "tff=1"}
-        for i in range(frames):
-            woven = at(2 * i).copy()
-            woven[1::2] = at(2 * i + 1)[1::2]
-            frame = av.VideoFrame.from_ndarray(woven, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
+    return write_h264(
+        path,
+        [weave(at(2 * i), at(2 * i + 1), "tff") for i in range(frames)],
+        fps=25,
+        order="tff",
+        options={"crf": "12", "preset": "fast"},
+    )
 
 
 def _rgb_frames(path: Path) -> list[np.ndarray]:
@@ -260,7 +243,7 @@ def report(errors: Sequence[PlaneError], interlaced: Interlaced) -> str:
             "",
             "**Interlaced source, before and after.** The same photo panned under the",
             "camera, woven into top-field-first frames, upscaled 2x with",
-            f"`{FAST_MODEL}`. Mean combing per frame (`tests/clips_media.combing`:",
+            f"`{FAST_MODEL}`. Mean combing per frame (`testkit.media.combing`:",
             "the zigzag of each line against its neighbours), with the same pan",
             "shot progressive and upscaled as the floor:",
             "",

@@ -17,6 +17,7 @@ import av
 import numpy as np
 from av.stream import Disposition
 from av.video.reformatter import ColorRange, Colorspace
+from testkit.media import write_tone
 
 from upres.domain.media import ColorInfo, VideoInfo
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from av.container.core import Chapter
 
 AUDIO_RATE = 48_000
-AUDIO_FRAME = 1024
 VFR_TIME_BASE = Fraction(1, 1000)
 SUBTITLE_TIME_BASE = Fraction(1, 1000)
 # AVCOL_* values for BT.709 tags (primaries, transfer, matrix) and limited ("tv") range.
@@ -105,7 +105,7 @@ def make_clip(
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if sound is not None:
-            _write_tone(out, sound, _clip_seconds(times, fps, vfr=vfr))
+            write_tone(out, sound, _clip_seconds(times, fps, vfr=vfr), amplitude=0.3)
         out.mux(cues)
     return path
 
@@ -174,19 +174,6 @@ def _add_audio(out: av.container.OutputContainer) -> av.audio.stream.AudioStream
     return stream
 
 
-def _write_tone(
-    out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
-) -> None:
-    total = int(seconds * AUDIO_RATE)
-    for start in range(0, total, AUDIO_FRAME):
-        t = np.arange(start, min(start + AUDIO_FRAME, total)) / AUDIO_RATE
-        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = AUDIO_RATE, start
-        out.mux(stream.encode(frame))
-    out.mux(stream.encode(None))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Track:
     """A side stream of a tagged clip: its metadata and disposition flags."""
@@ -233,7 +220,7 @@ def make_tagged_clip(path: Path, *, container: str = "mp4", fps: int = 12) -> Pa
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         for sound in sounds:
-            _write_tone(out, sound, 2.0)
+            write_tone(out, sound, 2.0, amplitude=0.3)
         for n, stream in enumerate(cues):
             out.mux(_cue_packets(stream, (f"cue {n} one", f"cue {n} two"), subtitle_codec))
     return path
@@ -323,7 +310,7 @@ def write_faststart(source: Path, path: Path) -> Path:
 def write_audio_only(path: Path, *, seconds: float = 1.0) -> Path:
     """An .m4a-style mp4 holding only an AAC stream."""
     with av.open(str(path), mode="w", format="mp4") as out:
-        _write_tone(out, _add_audio(out), seconds)
+        write_tone(out, _add_audio(out), seconds, amplitude=0.3)
     return path
 
 
@@ -341,7 +328,7 @@ def write_no_frames(path: Path) -> Path:
     with av.open(str(path), mode="w", format="matroska") as out:
         video = out.add_stream("libx264", rate=12)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        _write_tone(out, _add_audio(out), 0.5)
+        write_tone(out, _add_audio(out), 0.5, amplitude=0.3)
     return path
 
 

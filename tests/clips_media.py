@@ -4,7 +4,7 @@
 HDR10 static metadata blocks; ``make_interlaced_clip`` weaves two fields of a
 moving disc into each frame (top or bottom field first, flagged or not);
 ``make_telecined_clip`` applies 3:2 pulldown to 24p film. ``combing``
-measures what deinterlacing must remove.
+(``testkit.media``) measures what deinterlacing must remove.
 """
 
 from __future__ import annotations
@@ -15,15 +15,10 @@ from typing import Literal
 
 import av
 import numpy as np
+from testkit.media import BT2020, HLG, PQ, FieldOrder, h264_stream, weave, write_h264, write_ten_bit
 
 from upres.domain.media import ContentLight, MasteringDisplay
 
-# AVCOL_* values: BT.2020 primaries and non-constant-luminance matrix, PQ and HLG transfers.
-BT2020 = 9
-PQ = 16
-HLG = 18
-LIMITED = 1
-# A common HDR10 grade: P3 primaries, D65, 1000 nits peak, 0.0001 nits black.
 MASTERING = MasteringDisplay(
     red=(Fraction(34000, 50000), Fraction(16000, 50000)),
     green=(Fraction(13250, 50000), Fraction(34500, 50000)),
@@ -41,7 +36,9 @@ _SVT_HDR10 = (
     "enable-hdr=1:mastering-display=G(0.265,0.69)B(0.15,0.06)R(0.68,0.32)WP(0.3127,0.329)"
     "L(1000.0,0.0001):content-light=1000,400"
 )
-TEN_BIT = "yuv420p10le"
+
+
+_H264 = {"crf": "16", "preset": "ultrafast"}
 
 
 def hdr_pixels(index: int, width: int, height: int) -> np.ndarray:
@@ -73,25 +70,15 @@ def make_hdr_clip(
     ``MASTERING`` and ``LIGHT`` blocks.
     """
     primaries = BT2020 if transfer in (PQ, HLG) else 1
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, TEN_BIT
-        ctx = stream.codec_context
-        ctx.color_primaries, ctx.color_trc = primaries, transfer
-        ctx.colorspace, ctx.color_range = primaries, LIMITED
-        stream.options = _options(codec, metadata=metadata)
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(hdr_pixels(i, width, height), format="rgb48le")
-            frame = frame.reformat(
-                format=TEN_BIT,
-                src_colorspace=primaries,
-                dst_colorspace=primaries,
-                dst_color_range=LIMITED,
-            )
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
+    return write_ten_bit(
+        path,
+        [hdr_pixels(i, width, height) for i in range(frames)],
+        codec=codec,
+        primaries=primaries,
+        transfer=transfer,
+        options=_options(codec, metadata=metadata),
+        fps=fps,
+    )
 
 
 def _options(codec: str, *, metadata: bool) -> dict[str, str]:
@@ -101,7 +88,7 @@ def _options(codec: str, *, metadata: bool) -> dict[str, str]:
     if codec == "libsvtav1":
         options = {"crf": "30", "preset": "12"}
         return options | ({"svtav1-params": _SVT_HDR10} if metadata else {})
-    return {"crf": "16", "preset": "ultrafast"}
+    return dict(_H264)
 
 
 def disc_picture(t: float, width: int, height: int) -> np.ndarray:
@@ -114,22 +101,19 @@ def disc_picture(t: float, width: int, height: int) -> np.ndarray:
     return np.clip(np.stack([value, value * 0.8, 255 - value], axis=-1), 0, 255).astype(np.uint8)
 
 
-def woven(index: int, order: Literal["tff", "bff"], width: int, height: int) -> np.ndarray:
+def woven(index: int, order: FieldOrder, width: int, height: int) -> np.ndarray:
     """Frame ``index`` of interlaced video: its first field at time 2i, its second at 2i+1."""
     first, second = (
         disc_picture(2 * index, width, height),
         disc_picture(2 * index + 1, width, height),
     )
-    frame = first.copy()
-    later_rows = slice(1, None, 2) if order == "tff" else slice(0, None, 2)
-    frame[later_rows] = second[later_rows]
-    return frame
+    return weave(first, second, order)
 
 
 def make_interlaced_clip(
     path: Path,
     *,
-    order: Literal["tff", "bff"] = "tff",
+    order: FieldOrder = "tff",
     container: str = "mp4",
     flagged: bool = True,
     width: int = 96,
@@ -138,30 +122,14 @@ def make_interlaced_clip(
     fps: int = 25,
 ) -> Path:
     """Interlaced H.264 (``flagged``: coded as fields in ``order``; else flagged progressive)."""
-    with av.open(str(path), mode="w", format=container) as out:
-        stream = _add_h264(out, width, height, fps, order if flagged else None)
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(woven(i, order, width, height), format="rgb24")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def _add_h264(
-    out: av.container.OutputContainer,
-    width: int,
-    height: int,
-    fps: int,
-    order: Literal["tff", "bff"] | None,
-) -> av.video.stream.VideoStream:
-    stream = out.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"crf": "16", "preset": "ultrafast"}
-    if order is not None:
-        stream.options |= {"flags": "+ilme+ildct", "x264-params": f"{order}=1"}
-    return stream
+    return write_h264(
+        path,
+        [woven(i, order, width, height) for i in range(frames)],
+        fps=fps,
+        order=order if flagged else None,
+        options=_H264,
+        container=container,
+    )
 
 
 def make_telecined_clip(
@@ -180,7 +148,7 @@ def make_telecined_clip(
     telecine.link_to(sink)
     graph.configure()
     with av.open(str(path), mode="w") as out:
-        stream = _add_h264(out, width, height, 30, "tff")
+        stream = h264_stream(out, width=width, height=height, fps=30, order="tff", options=_H264)
         written = 0
         for i in [*range(film_frames), None]:
             if i is None:
@@ -210,16 +178,3 @@ def _drain(graph: av.filter.Graph) -> list[np.ndarray]:
         except (av.error.BlockingIOError, av.error.EOFError):
             return pictures
         pictures.append(frame.to_ndarray(format="rgb24"))
-
-
-def combing(luma: np.ndarray) -> float:
-    """How combed a picture is: the mean zigzag of each line against both neighbours.
-
-    A line brighter (or darker) than the lines above and below it scores the
-    geometric mean of the two steps; edges and gradients, which step one way,
-    score nothing. Woven fields of a moving scene score high, progressive
-    pictures near zero.
-    """
-    y = luma.astype(np.float64)
-    zigzag = (y[1:-1] - y[:-2]) * (y[1:-1] - y[2:])
-    return float(np.sqrt(np.clip(zigzag, 0, None)).mean())

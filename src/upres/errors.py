@@ -51,6 +51,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+# The spec's messages for errors raised in more than one place.
+PROBE_FAILED_MESSAGE = "Failed to detect video duration, please check video URL accessibility"
+INSUFFICIENT_QUOTA_MESSAGE = "Insufficient quota. Please top up your account."
+
 
 class UpresError(Exception):
     """Base of every error upres raises on purpose."""

@@ -37,12 +37,18 @@ from upres.jobs.runner import FetchLimits, TaskRunner
 from upres.jobs.sql import SqlTaskStore
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
-from upres.models.registry import ModelSpec, SpeedClass, default_model_for, get_model
-from upres.pipeline.encode import keeping_up
+from upres.models.registry import ModelSpec, model_for
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import FlowMethod
 from upres.pipeline.recurrent import RecurrentNetworks
-from upres.pipeline.runtimes import Device, Placement, build_upscaler, place, resolve_device
+from upres.pipeline.runtimes import (
+    Device,
+    Placement,
+    build_upscaler,
+    encoding_for,
+    place,
+    resolve_device,
+)
 from upres.pipeline.temporal import TemporalStage
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskRecords, TaskService
@@ -91,7 +97,7 @@ def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
     ``UPRES_TEMPORAL`` each call wraps it in a fresh temporal stabiliser (one per
     video). Raises UnknownModel for an unknown id."""
     cache, networks, recurrent = ModelCache(), NcnnCache(), RecurrentNetworks()
-    chosen = get_model(settings.model) if settings.model else None
+    specs = {factor: model_for(factor, settings.model) for factor in Factor}
     built: dict[Factor, FrameUpscaler] = {}
     stages: dict[torch.device, TemporalStage | None] = {}
 
@@ -103,7 +109,7 @@ def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
         return built[factor]
 
     def upscaler_for(factor: Factor) -> FrameUpscaler:
-        spec = chosen or default_model_for(factor)
+        spec = specs[factor]
         where = place(spec, device(settings))
         network = network_for(spec, factor, where)
         if where.torch_device not in stages:
@@ -125,17 +131,14 @@ def temporal_stage(
 
 
 def output_encoding(settings: Settings) -> EncodeSettings:
-    """The configured encoding, kept up with a fast model on a GPU (``keeping_up``)."""
-    specs = (
-        [get_model(settings.model)] if settings.model else [default_model_for(f) for f in Factor]
-    )
+    """The configured encoding, kept up with the factors' models (``encoding_for``)."""
+    specs = [model_for(factor, settings.model) for factor in Factor]
     try:
         target = device(settings)
     except ModelError:
         # The device is missing: each task fails with that error when it starts.
         return settings.encode_settings
-    fast = all(place(spec, target).on_gpu and spec.speed is SpeedClass.FAST for spec in specs)
-    return keeping_up(settings.encode_settings, fast_source=fast)
+    return encoding_for(settings.encode_settings, specs, target)
 
 
 def task_runner(settings: Settings, store: ClaimedTasks) -> TaskRunner:

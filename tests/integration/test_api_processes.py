@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from testkit.net import free_port
 
-from tests.integration.serve_harness import Serve, create_key, free_port
+from tests.integration.serve_harness import Serve, create_key
 
 pytestmark = pytest.mark.slow
 

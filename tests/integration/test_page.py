@@ -16,9 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from testkit.net import free_port
 
 from tests.clips import make_clip, write_corrupt_packets, write_text_file
-from tests.integration.serve_harness import Client, CreatedKey, Serve, create_key, free_port
+from tests.integration.serve_harness import Client, CreatedKey, Serve, create_key
 from upres.domain.media import MediaLimits
 from upres.inputs.probe import probe
 

@@ -5,17 +5,19 @@ does in ``upres worker``."""
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import av
 import psutil
 import pytest
-import ray
 
 from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
@@ -57,23 +59,37 @@ def clip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHttpS
         yield server
 
 
+def import_ray() -> ModuleType:
+    """The ``ray`` module, imported here rather than at collection (it is slow).
+
+    Skips when Ray itself is not installed; anything else (a missing dependency
+    of Ray, a broken install) raises, and the tests fail.
+    """
+    try:
+        import ray  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        pytest.skip("Ray is not installed (pip install 'upres[ray]')")
+    return ray
+
+
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
+def local_ray() -> Iterator[ModuleType]:
     """A one-machine Ray cluster; actors are processes here, so SQLite works.
 
     It declares one GPU that this machine need not have: Ray only counts it,
-    and the workers run on the CPU."""
-    try:
-        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
-    except Exception as exc:  # whatever stops Ray starting here is the skip reason
-        pytest.skip(f"a local Ray cluster cannot start in this environment: {exc!r}")
-    yield
+    and the workers run on the CPU. A cluster that does not start fails the
+    tests: only a missing Ray skips them."""
+    ray = import_ray()
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    yield ray
     ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def deployment(
-    local_ray: None, clip_server: LocalHttpServer, tmp_path_factory: pytest.TempPathFactory
+    local_ray: ModuleType, clip_server: LocalHttpServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("data"),
@@ -149,14 +165,16 @@ def actor_pids() -> set[int]:
     return found
 
 
-def test_a_task_runs_on_a_ray_actor_and_is_charged_once(deployment: Deployment) -> None:
+def test_a_task_runs_on_a_ray_actor_and_is_charged_once(
+    deployment: Deployment, local_ray: ModuleType
+) -> None:
     task, account = run_task(deployment)
 
     assert_completed_and_charged_once(deployment, task, account)
     assert deployment.pool.alive()
     # The cluster has a GPU, so by default the worker actor took it.
     wait_for(
-        lambda: ray.available_resources().get("GPU", 0) == 0,
+        lambda: local_ray.available_resources().get("GPU", 0) == 0,
         timeout_s=30,
         what="the worker actor to hold the GPU",
     )
@@ -194,3 +212,22 @@ def test_stopping_the_pool_ends_its_actors(tmp_path: Path, local_ray: None) -> N
     assert not pool.alive()
     assert time.monotonic() - started < 10  # the actor stopped when asked
     wait_for(lambda: actor_pids() <= before, timeout_s=30, what="the actor process to end")
+
+
+def test_only_a_missing_ray_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes `import ray` fail as if ray were not installed.
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(pytest.skip.Exception, match="Ray is not installed"):
+        import_ray()
+
+
+def test_a_broken_ray_install_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    class BrokenFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object, target: object = None) -> None:
+            if name == "ray":
+                raise ModuleNotFoundError("No module named 'grpc'", name="grpc")
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenFinder(), *sys.meta_path])
+    with pytest.raises(ModuleNotFoundError, match="grpc"):
+        import_ray()

@@ -15,6 +15,7 @@ import av
 import httpx
 import pytest
 import trustme
+from testkit.net import free_port
 
 from tests.clips import make_clip, write_faststart, write_truncated
 from tests.clips_media import LIGHT, MASTERING, make_hdr_clip
@@ -23,7 +24,6 @@ from tests.integration.serve_harness import (
     CreatedKey,
     Serve,
     create_key,
-    free_port,
     wait_for,
 )
 from tests.servers import LocalHttpServer, Route, WebhookReceiver

@@ -11,8 +11,9 @@ from functools import partial
 
 import httpx
 import pytest
+from testkit.net import free_port
 
-from tests.integration.serve_harness import CreatedKey, Serve, create_key, free_port
+from tests.integration.serve_harness import CreatedKey, Serve, create_key
 from tests.servers import LocalHttpServer, Route
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from testkit.net import free_port
 
-from tests.integration.serve_harness import UPRES, Serve, free_port, wait_for
+from tests.integration.serve_harness import UPRES, Serve, wait_for
 
 pytestmark = pytest.mark.slow
 

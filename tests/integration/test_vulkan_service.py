@@ -13,9 +13,10 @@ from pathlib import Path
 import av
 import httpx
 import pytest
+from testkit.net import free_port
 
 from tests.clips import make_clip
-from tests.integration.serve_harness import Client, Serve, create_key, free_port
+from tests.integration.serve_harness import Client, Serve, create_key
 from tests.servers import LocalHttpServer, Route
 from upres.models.ncnn_runtime import vulkan_devices
 

@@ -27,7 +27,7 @@ from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.domain.accounts import CreatedKey
 from upres.domain.media import VideoInfo
-from upres.errors import FetchError
+from upres.errors import PROBE_FAILED_MESSAGE, FetchError
 from upres.inputs.netpolicy import AddressPolicy, IPAddress
 from upres.inputs.probe import probe
 from upres.inputs.urlpolicy import UrlPolicy
@@ -47,9 +47,7 @@ class FixedProber:
 
     def probe_url(self, url: str) -> VideoInfo:
         if "unreachable" in url:
-            raise FetchError(
-                "Failed to detect video duration, please check video URL accessibility"
-            )
+            raise FetchError(PROBE_FAILED_MESSAGE)
         return probed_info(
             width=64, height=48, duration_s=VIDEO_SECONDS, frames=98, fps=12, has_audio=False
         )

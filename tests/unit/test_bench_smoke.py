@@ -59,6 +59,7 @@ def test_writing_twice_replaces_the_section(tmp_path: Path) -> None:
     assert text.startswith("# Benchmarks\n\nintro\n")
 
 
+@pytest.mark.slow
 def test_flop_formulas_match_the_loaded_networks() -> None:
     models = ModelCache()
     for spec in (spec for spec in MODELS if not spec.recurrent):

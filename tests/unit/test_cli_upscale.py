@@ -69,6 +69,7 @@ def test_codec_and_crf_options(tmp_path: Path, clip: Path) -> None:
     assert _facts(output)[-1] == "hevc"
 
 
+@pytest.mark.slow
 def test_av1_prints_no_encoder_banner(tmp_path: Path, clip: Path) -> None:
     command = [sys.executable, "-c", "from upres.cli import main; main()", "upscale"]
     env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}

@@ -72,6 +72,7 @@ def test_encode_settings_refuse_what_the_codec_does_not_take(
     assert caught.value.param == param
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [

@@ -16,7 +16,6 @@ from tests.clips import frame_pixels, make_clip
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.tasks import Factor
 from upres.inputs.probe import probe
-from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.pipeline.encode import demote_realtime_threads, keeping_up
 from upres.pipeline.engine import UpscaleResult, upscale_video
@@ -27,13 +26,7 @@ FAST = EncodeSettings(preset="ultrafast")
 
 def _options(source: Path, batch_size: int = 5) -> DecodeOptions:
     info = probe(source, limits=MediaLimits())
-    return DecodeOptions(
-        width=info.width,
-        height=info.height,
-        high_bit_depth=info.bit_depth > 8,
-        conversion=conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height),
-        batch_size=batch_size,
-    )
+    return DecodeOptions.for_video(info, batch_size=batch_size)
 
 
 def _identity(

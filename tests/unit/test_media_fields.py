@@ -8,10 +8,11 @@ from typing import Literal
 import av
 import numpy as np
 import pytest
+from testkit.media import combing
 from typer.testing import CliRunner
 
 from tests.clips import make_clip
-from tests.clips_media import combing, make_interlaced_clip, make_telecined_clip
+from tests.clips_media import make_interlaced_clip, make_telecined_clip
 from upres.cli import build_app
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor

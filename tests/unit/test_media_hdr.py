@@ -10,10 +10,11 @@ from typing import Literal
 import av
 import pytest
 import torch
+from testkit.media import HLG, PQ
 from typer.testing import CliRunner
 
 from tests.clips import probed_info
-from tests.clips_media import HLG, LIGHT, MASTERING, PQ, make_hdr_clip
+from tests.clips_media import LIGHT, MASTERING, make_hdr_clip
 from upres.cli import build_app
 from upres.domain.media import (
     ColorInfo,
@@ -22,7 +23,6 @@ from upres.domain.media import (
     MasteringDisplay,
     MediaLimits,
     VideoCodec,
-    VideoInfo,
 )
 from upres.domain.tasks import Factor
 from upres.inputs.hdr_metadata import hdr_info, parse_mastering
@@ -122,7 +122,8 @@ def test_ten_bit_sdr_input_decodes_deep_and_is_written_10_bit(
     source = make_hdr_clip(tmp_path / "in.mp4", codec=codec, transfer=1, metadata=False)
     info = probe(source, limits=MediaLimits())
     assert (info.codec, info.bit_depth) == (name, 10)
-    first = next(i for i in decode(source, options=_options(info)) if isinstance(i, TimedBatch))
+    options = DecodeOptions.for_video(info)
+    first = next(i for i in decode(source, options=options) if isinstance(i, TimedBatch))
     pixels = first.frames.pixels
     # Never through 8 bits: values use the 16-bit range between 8-bit steps.
     assert pixels.dtype == torch.uint16
@@ -131,15 +132,6 @@ def test_ten_bit_sdr_input_decodes_deep_and_is_written_10_bit(
     result = _identity(source, output)
     assert result.notes == ("the source is 10-bit: writing h265 10-bit instead of h264",)
     assert _tags(output) == ("yuv420p10le", 10, 1, 1, 1)
-
-
-def _options(info: VideoInfo) -> DecodeOptions:
-    return DecodeOptions(
-        width=info.width,
-        height=info.height,
-        high_bit_depth=info.bit_depth > 8,
-        conversion=conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height),
-    )
 
 
 def test_a_chosen_h264_is_kept_8_bit_with_a_warning(tmp_path: Path, hdr10: Path) -> None:

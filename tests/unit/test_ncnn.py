@@ -48,9 +48,9 @@ def _ncnn_forward(spec: ModelSpec, image: np.ndarray) -> np.ndarray:
     ("model_id", "size"),
     [
         ("realesr-animevideov3", 48),
-        ("realesrgan-x4plus", 32),
-        ("realesrgan-x4plus-anime", 32),
-        ("realsr-df2k-x4", 32),
+        pytest.param("realesrgan-x4plus", 32, marks=pytest.mark.slow),
+        pytest.param("realesrgan-x4plus-anime", 32, marks=pytest.mark.slow),
+        pytest.param("realsr-df2k-x4", 32, marks=pytest.mark.slow),
     ],
 )
 def test_converted_model_matches_ncnn_runtime(model_id: str, size: int) -> None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models import ncnn_runtime
@@ -36,7 +37,7 @@ from upres.models.registry import (
 from upres.models.tiling import Network
 from upres.pipeline import runtimes as placement
 from upres.pipeline.ncnn_upscale import NcnnUpscaler
-from upres.pipeline.runtimes import Device, build_upscaler, place, resolve_device
+from upres.pipeline.runtimes import Device, build_upscaler, encoding_for, place, resolve_device
 from upres.pipeline.upscale import ModelUpscaler
 
 # ncnn on the CPU computes in fp32 like PyTorch: well inside one 8-bit level.
@@ -149,6 +150,7 @@ class Failing:
 
 
 @needs_vulkan
+@pytest.mark.slow
 def test_a_tile_the_gpu_cannot_run_is_halved(networks: NcnnCache) -> None:
     failing = Failing(200, networks)
     pixels = frames16(1, 150, 300, seed=3)
@@ -206,6 +208,15 @@ def test_a_model_without_an_ncnn_form_is_pytorch_only() -> None:
     on_vulkan = place(pytorch_only, Device(kind="vulkan", vulkan=0))
     assert on_vulkan.runtime is Runtime.PYTORCH
     assert on_vulkan.device == Device(kind="cpu")
+
+
+def test_x264_goes_faster_only_when_every_model_is_fast_on_a_gpu() -> None:
+    fast, slow = get_model("realesr-animevideov3"), get_model("realesrgan-x4plus")
+    cuda, cpu = Device(kind="cuda"), Device(kind="cpu")
+    assert encoding_for(EncodeSettings(), [fast], cuda).preset == "veryfast"
+    assert encoding_for(EncodeSettings(), [fast, slow], cuda).preset is None
+    assert encoding_for(EncodeSettings(), [fast], cpu).preset is None
+    assert encoding_for(EncodeSettings(preset="slow"), [fast], cuda).preset == "slow"
 
 
 def test_every_ncnn_model_has_a_measured_cpu_runtime() -> None:

@@ -11,7 +11,13 @@ from upres.cli import build_app
 from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel
 from upres.models.ncnn import Architecture
-from upres.models.registry import MODELS, default_factors, default_model_for, get_model
+from upres.models.registry import (
+    MODELS,
+    default_factors,
+    default_model_for,
+    get_model,
+    model_for,
+)
 
 
 def test_ids_are_unique() -> None:
@@ -48,6 +54,14 @@ def test_default_is_the_real_world_model(factor: Factor) -> None:
     assert spec.id == "realesrgan-x4plus"
     assert spec.scale >= int(factor)
     assert factor in default_factors(spec)
+
+
+def test_model_for_is_the_chosen_model_or_the_default() -> None:
+    assert model_for(Factor.X2) == default_model_for(Factor.X2)
+    assert model_for(Factor.X2, "") == default_model_for(Factor.X2)
+    assert model_for(Factor.X4, "realesr-animevideov3").id == "realesr-animevideov3"
+    with pytest.raises(UnknownModel):
+        model_for(Factor.X4, "nope")
 
 
 def test_specs_are_frozen() -> None:

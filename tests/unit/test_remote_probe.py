@@ -7,32 +7,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import httpx
 import pytest
 
-from tests.clips import make_clip, write_audio_only, write_not_a_video
+from tests.clips import make_clip, write_audio_only, write_faststart, write_not_a_video
 from tests.dns import hanging_dns
 from tests.servers import LocalHttpServer, Route
 from upres.domain.media import MediaLimits
-from upres.errors import AddressNotAllowed, FetchError, UpresError
-from upres.inputs.fetch import Deadline
+from upres.errors import PROBE_FAILED_MESSAGE, AddressNotAllowed, FetchError, UpresError
 from upres.inputs.netpolicy import AddressPolicy, policy_client
-from upres.inputs.remote import PROBE_FAILED, HttpRangeFile, RemoteProber
+from upres.inputs.remote import HttpRangeFile, RemoteProber
 
 LAN = AddressPolicy(True)
 BLOCK = 16 * 1024
-
-
-def _faststart(src: Path, dst: Path) -> Path:
-    """Remux ``src`` with its moov box moved to the front."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is not None:
-                packet.stream = streams[packet.stream.index]
-                out.mux(packet)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def front(clip: Path) -> Path:
-    return _faststart(clip, clip.with_name("front.mp4"))
+    return write_faststart(clip, clip.with_name("front.mp4"))
 
 
 def _prober(**kwargs: object) -> RemoteProber:
@@ -85,7 +72,7 @@ def test_server_ignoring_range_over_the_byte_limit(
     with pytest.raises(FetchError, match="ignores range requests") as info:
         _prober(max_bytes=100_000).probe_url(http_server.url("/v.mp4"))
     assert info.value.code == "video_probe_failed"
-    assert info.value.message.startswith(PROBE_FAILED)
+    assert info.value.message.startswith(PROBE_FAILED_MESSAGE)
 
 
 def test_byte_budget_spent_while_demuxing(http_server: LocalHttpServer, clip: Path) -> None:
@@ -119,7 +106,7 @@ def test_unreadable_urls_fail_as_probe_failures(
     with pytest.raises(FetchError, match=pattern) as info:
         _prober().probe_url(http_server.url("/v.mp4"))
     assert info.value.code == "video_probe_failed"
-    assert PROBE_FAILED in info.value.message
+    assert PROBE_FAILED_MESSAGE in info.value.message
 
 
 def test_unreachable_host_fails_as_probe_failure() -> None:
@@ -154,7 +141,7 @@ def test_hanging_dns_counts_against_the_time_limit() -> None:
         elapsed = time.monotonic() - started
     assert resolver.asked == ["videos.example.com"]
     assert info.value.code == "video_probe_failed"
-    assert info.value.message.startswith(PROBE_FAILED)
+    assert info.value.message.startswith(PROBE_FAILED_MESSAGE)
     assert elapsed < 0.5 + 0.5
 
 
@@ -176,9 +163,7 @@ class TestHttpRangeFile:
     def _open(self, server: LocalHttpServer, body: bytes, **kwargs: int) -> HttpRangeFile:
         server.routes["/f"] = Route(body=body)
         client = self.client
-        return HttpRangeFile.open(
-            client, server.url("/f"), deadline=Deadline(10), max_bytes=10**7, **kwargs
-        )
+        return HttpRangeFile.open(client, server.url("/f"), max_bytes=10**7, **kwargs)
 
     def test_reads_and_seeks_like_a_local_file(self, http_server: LocalHttpServer) -> None:
         body = bytes(range(256)) * 1000
@@ -215,4 +200,4 @@ class TestHttpRangeFile:
 
     def test_client_errors_surface_unwrapped_on_open(self) -> None:
         with policy_client(LAN, timeout_s=5) as client, pytest.raises(httpx.ConnectError):
-            HttpRangeFile.open(client, "http://127.0.0.1:1/", deadline=Deadline(5), max_bytes=9)
+            HttpRangeFile.open(client, "http://127.0.0.1:1/", max_bytes=9)

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tests.stores import START, FakeClock, new_task, render_body, sqlite_store
 from upres.config import Settings
@@ -302,6 +301,8 @@ class TestS3:
             "AWS_DEFAULT_REGION": "us-east-1",
         }.items():
             monkeypatch.setenv(name, value)
+        from moto import mock_aws  # noqa: PLC0415 (slow to import; only these tests use it)
+
         with mock_aws():
             client = s3_client(endpoint_url=None, region="us-east-1")
             boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="results")

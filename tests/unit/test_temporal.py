@@ -32,7 +32,7 @@ def spynet() -> SpyNetFlow:
     return SpyNetFlow(torch.device("cpu"))
 
 
-@pytest.mark.parametrize("estimator", ["dis", "spynet"])
+@pytest.mark.parametrize("estimator", ["dis", pytest.param("spynet", marks=pytest.mark.slow)])
 def test_flow_finds_a_known_shift(estimator: str, spynet: SpyNetFlow) -> None:
     photo = _photo()
     shifted, original = photo[..., 3:], photo[..., :-3]  # shifted(x) == original(x + 3)
@@ -162,6 +162,7 @@ def test_animesr_weights_missing_is_a_model_error(monkeypatch: pytest.MonkeyPatc
         animesr_state_dict()
 
 
+@pytest.mark.slow
 def test_animesr_streams_with_state_between_calls() -> None:
     spec = get_model("animesr-v2")
     frames = (_photo()[0].permute(1, 2, 0)[:30, :42] * 255).round().to(torch.uint8)
@@ -181,6 +182,7 @@ def test_animesr_streams_with_state_between_calls() -> None:
     assert difference < 20  # the same picture, restored
 
 
+@pytest.mark.slow
 def test_animesr_at_2x_downscales() -> None:
     up = RecurrentUpscaler(get_model("animesr-v2"), Factor.X2, device="cpu")
     assert up.upscale(torch.zeros(2, 16, 20, 3, dtype=torch.uint8)).shape == (2, 32, 40, 3)

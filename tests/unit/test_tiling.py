@@ -158,7 +158,9 @@ def test_tile_side_keeps_one_samples_activation_indexable_by_32_bits(model_id: s
     assert (side + 1) ** 2 * spec.widest_activation > MAX_SAMPLE_ELEMENTS
 
 
-@pytest.mark.parametrize("model_id", ["realesrgan-x4plus", "realesr-animevideov3"])
+@pytest.mark.parametrize(
+    "model_id", [pytest.param("realesrgan-x4plus", marks=pytest.mark.slow), "realesr-animevideov3"]
+)
 def test_widest_activation_matches_the_network(model_id: str) -> None:
     """x4plus: 64 features at 4x (conv_up2, conv_hr); the compact net: 64 at 1x."""
     spec = get_model(model_id)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional
 
 from upres.domain.tasks import Factor
-from upres.errors import ModelError, UnknownModel
+from upres.errors import ModelError
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, get_model
 from upres.pipeline.frames import FrameUpscaler
@@ -21,7 +21,6 @@ from upres.pipeline.upscale import (
     ModelUpscaler,
     resolve_device,
     run_with_fallback,
-    upscaler_for,
 )
 
 ODD = (17, 33)  # height, width
@@ -88,6 +87,7 @@ def test_model_output_is_exactly_factor_times_odd_input(
     assert upscaler.dtype == torch.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", list(Factor))
 def test_rrdbnet_output_size_for_odd_input(cache: ModelCache, factor: Factor) -> None:
     upscaler = ModelUpscaler(get_model("realesrgan-x4plus"), factor, device="cpu", models=cache)
@@ -106,6 +106,7 @@ def test_enhance_keeps_the_picture(cache: ModelCache) -> None:
     assert 10 * torch.log10(torch.tensor(1 / mse)) > 22
 
 
+@pytest.mark.slow
 def test_tiled_model_matches_untiled(cache: ModelCache) -> None:
     spec = get_model("realesr-animevideov3")
     frames = _smooth_frames(136, 160)
@@ -159,6 +160,7 @@ def test_non_finite_half_batch_is_recomputed_in_fp32() -> None:
     assert int((out.int() - expected.int()).abs().max()) <= 1
 
 
+@pytest.mark.slow
 def test_real_fp16_network_matches_fp32(cache: ModelCache) -> None:
     """The fp16 path with real weights (the GPU's default) on the CPU, where CI can run it.
 
@@ -288,13 +290,3 @@ def test_out_of_memory_below_the_smallest_tile_is_a_model_error() -> None:
     )
     with pytest.raises(ModelError, match="not enough memory"):
         upscaler.upscale(_frames(1, torch.uint8, (300, 300)))
-
-
-def test_upscaler_for_uses_the_default_model_or_the_named_one() -> None:
-    default = upscaler_for(Factor.X2, device="cpu")
-    assert default.spec.id == "realesrgan-x4plus"
-    assert default.scale == 2
-    named = upscaler_for(Factor.X4, model_id="realesr-animevideov3", device="cpu")
-    assert named.spec.id == "realesr-animevideov3"
-    with pytest.raises(UnknownModel):
-        upscaler_for(Factor.X4, model_id="nope", device="cpu")

@@ -114,6 +114,7 @@ def run_worker_command(tmp_path: Path, env: dict[str, str], prelude: str = "") -
     return done.stderr
 
 
+@pytest.mark.slow
 def test_upres_worker_refuses_a_gpu_torch_does_not_see(tmp_path: Path) -> None:
     # More GPUs than any machine has: the same refusal wherever the test runs.
     stderr = run_worker_command(tmp_path, {"UPRES_GPUS": "4096"})
@@ -121,6 +122,7 @@ def test_upres_worker_refuses_a_gpu_torch_does_not_see(tmp_path: Path) -> None:
     assert stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_upres_worker_with_ray_but_no_ray_installed_is_one_line(tmp_path: Path) -> None:
     # None in sys.modules makes `import ray` fail as if ray were not installed.
     stderr = run_worker_command(

@@ -22,7 +22,6 @@ from starlette.routing import Match
 
 from upres.api.ratelimit import RateLimitStatus
 from upres.api.schemas import ErrorBody, ErrorResponse
-from upres.domain.tasks import API_MODEL
 from upres.errors import (
     AuthError,
     Conflict,
@@ -41,6 +40,7 @@ from upres.errors import (
     UnknownModel,
     UpresError,
 )
+from upres.services.tasks import MISSING_VIDEO_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ _STATUS: Mapping[type[UpresError], tuple[int, str]] = {
 
 # The spec's own wording where it has one (its "missing_video" example).
 _MISSING_MESSAGES: Mapping[str, str] = {
-    "video_urls": f"video_urls is required and must not be empty for {API_MODEL}",
+    "video_urls": MISSING_VIDEO_MESSAGE,
 }
 
 # Starlette's own refusals, in the spec's codes. Its 400 is FastAPI's "There was

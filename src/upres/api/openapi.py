@@ -11,6 +11,9 @@ from fastapi.openapi.utils import get_openapi
 
 from upres.api.schemas import ErrorResponse
 from upres.domain.tasks import API_MODEL
+from upres.errors import INSUFFICIENT_QUOTA_MESSAGE, PROBE_FAILED_MESSAGE
+from upres.services.keys import UNAUTHORIZED_MESSAGE
+from upres.services.tasks import IDEMPOTENCY_CONFLICT_MESSAGE, MISSING_VIDEO_MESSAGE
 
 _VIDEO = "https://example.com/my-video.mp4"
 
@@ -62,7 +65,7 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
                 "Missing video URL",
                 _error(
                     "invalid_parameter",
-                    f"video_urls is required and must not be empty for {API_MODEL}",
+                    MISSING_VIDEO_MESSAGE,
                     _INVALID,
                 ),
             ),
@@ -70,7 +73,7 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
                 "Video probe failed",
                 _error(
                     "video_probe_failed",
-                    "Failed to detect video duration, please check video URL accessibility",
+                    PROBE_FAILED_MESSAGE,
                     _INVALID,
                 ),
             ),
@@ -94,7 +97,7 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
         {
             "unauthorized": (
                 "",
-                _error("unauthorized", "Invalid or expired token", "authentication_error"),
+                _error("unauthorized", UNAUTHORIZED_MESSAGE, "authentication_error"),
             )
         },
     ),
@@ -105,7 +108,7 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
                 "",
                 _error(
                     "insufficient_quota",
-                    "Insufficient quota. Please top up your account.",
+                    INSUFFICIENT_QUOTA_MESSAGE,
                     "insufficient_quota",
                 ),
             )
@@ -143,7 +146,7 @@ _ERRORS: Mapping[int, tuple[str, Mapping[str, tuple[str, dict[str, Any]]]]] = {
                 "",
                 _error(
                     "idempotency_conflict",
-                    "Idempotency-Key was already used with a different request",
+                    IDEMPOTENCY_CONFLICT_MESSAGE,
                     _INVALID,
                 ),
             ),

@@ -36,12 +36,11 @@ from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
-from upres.models.registry import SpeedClass, default_model_for, get_model
+from upres.models.registry import model_for
 from upres.pipeline.destination import check_destination
-from upres.pipeline.encode import keeping_up
 from upres.pipeline.engine import CancelToken, Progress, UpscaleResult, upscale_video
 from upres.pipeline.frames import FrameUpscaler
-from upres.pipeline.runtimes import build_upscaler, place, resolve_device
+from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
 from upres.wiring import apply_torch_threads, temporal_stage
 
 _PLAIN_INTERVAL_S = 2.0
@@ -195,14 +194,14 @@ def _run(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
-    spec = get_model(model) if model else default_model_for(factor)
-    where = place(spec, resolve_device(device, vulkan=settings.vulkan_device))
+    spec = model_for(factor, model)
+    target = resolve_device(device, vulkan=settings.vulkan_device)
+    where = place(spec, target)
     network = build_upscaler(spec, factor, where)
     stage = temporal_stage(settings, where.torch_device, enabled=temporal)
     upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
     cancel.raise_if_cancelled()
-    fast = where.on_gpu and spec.speed is SpeedClass.FAST
-    encode = keeping_up(encode, fast_source=fast)
+    encode = encoding_for(encode, [spec], target)
     with progress_reporter() as report:
         return upscale_video(
             source=source,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from upres.db.tables import AccountRow, LedgerRow, TaskRow
 from upres.domain.accounts import LedgerKind
-from upres.errors import InsufficientQuota, NotFound
+from upres.errors import INSUFFICIENT_QUOTA_MESSAGE, InsufficientQuota, NotFound
 
 # A capture only records what a reservation already took from the balance.
 _BALANCE_SIGN = {
@@ -44,7 +44,7 @@ def reserve(session: Session, *, account_id: str, amount: int) -> None:
         return
     if session.get(AccountRow, account_id) is None:
         raise NotFound(f"No account {account_id!r}")
-    raise InsufficientQuota("Insufficient quota. Please top up your account.")
+    raise InsufficientQuota(INSUFFICIENT_QUOTA_MESSAGE)
 
 
 def credit(

@@ -78,6 +78,16 @@ class VideoInfo:
     hdr: HdrInfo = HdrInfo()
 
 
+def frame_total(frame_count: int | None, duration_s: float, fps: Fraction | None) -> int | None:
+    """The frames a stream holds: the count its container declares, else its
+    duration times its frame rate (at least one); None when neither is known."""
+    if frame_count:
+        return frame_count
+    if not fps:
+        return None
+    return max(1, round(duration_s * fps))
+
+
 _X26X_PRESETS = (
     "ultrafast",
     "superfast",

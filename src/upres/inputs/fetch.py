@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,42 +34,24 @@ class FetchedFile:
     final_url: str
 
 
-class Deadline:
-    """A total time budget shared by every request and read of one operation."""
-
-    def __init__(self, seconds: float, *, what: str = "Downloading the input video") -> None:
-        self.seconds = seconds
-        self.what = what
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left. Raises FetchError when none are."""
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise FetchError(f"{self.what} took longer than {self.seconds:g} s")
-        return left
-
-
 @contextlib.contextmanager
 def open_stream(
     client: httpx.Client,
     url: str,
     *,
-    deadline: Deadline,
     headers: Mapping[str, str] | None = None,
 ) -> Iterator[httpx.Response]:
     """GET ``url`` streaming, following up to 5 redirects by hand.
 
     Each hop is parsed by ``parse_url`` and connects through the client's
-    policy transport, so each is checked. Raises InputRefused on too many
-    redirects, InvalidUrl for a URL the client cannot follow; httpx and
+    policy transport, so each is checked; the caller's ``total_deadline`` is
+    the one time limit of every hop and read. Raises InputRefused on too
+    many redirects, InvalidUrl for a URL the client cannot follow; httpx and
     policy errors pass through for the caller to map (``mapped_errors``).
     """
     current = parse_url(url, INPUT_URL)
     for _ in range(MAX_REDIRECTS + 1):
-        request = client.build_request(
-            "GET", current, headers=headers, timeout=httpx.Timeout(deadline.remaining())
-        )
+        request = client.build_request("GET", current, headers=headers)
         response = client.send(request, stream=True)
         location = response.headers.get("location")
         if response.status_code not in _REDIRECTS or location is None:
@@ -142,17 +123,16 @@ def fetch(
     (announced or counted); FetchError when it is unreachable, answers
     otherwise than 200 or takes longer than ``timeout_s`` in total.
     """
-    deadline = Deadline(timeout_s)
     partial = dest.with_name(dest.name + ".part")
     try:
         with (
             mapped_errors("Could not download the input video"),
             total_deadline(timeout_s),
             policy_client(policy, timeout_s=timeout_s, tls=tls) as client,
-            open_stream(client, url, deadline=deadline) as response,
+            open_stream(client, url) as response,
         ):
             _check_response(response, max_bytes)
-            size = _write_body(response, partial, max_bytes=max_bytes, deadline=deadline)
+            size = _write_body(response, partial, max_bytes=max_bytes)
             final_url = str(response.url)
             content_type = response.headers.get("content-type")
         partial.replace(dest)
@@ -171,7 +151,7 @@ def _check_response(response: httpx.Response, max_bytes: int) -> None:
         raise InputRefused(f"Input video is {announced} bytes, over the limit of {max_bytes}")
 
 
-def _write_body(response: httpx.Response, path: Path, *, max_bytes: int, deadline: Deadline) -> int:
+def _write_body(response: httpx.Response, path: Path, *, max_bytes: int) -> int:
     size = 0
     try:
         with path.open("wb") as out:
@@ -180,7 +160,6 @@ def _write_body(response: httpx.Response, path: Path, *, max_bytes: int, deadlin
                 if size > max_bytes:
                     raise InputRefused(f"Input video is over the limit of {max_bytes} bytes")
                 out.write(chunk)
-                deadline.remaining()
     except OSError as exc:
         raise FetchError(f"Could not write the input video: {exc}") from exc
     return size

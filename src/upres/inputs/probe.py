@@ -35,6 +35,8 @@ from upres.errors import (
 )
 from upres.inputs.hdr_metadata import hdr_info
 
+# Probing (the first frames) and decoding (all of them) reach the same verdict.
+NO_FRAME_MESSAGE = "The video stream holds no frame."
 # Leading box types of an ISO-BMFF (mp4/mov) file: such a file that will not open is
 # damaged or truncated rather than "not a video".
 _ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
@@ -163,7 +165,7 @@ def _first_frame(container: InputContainer, stream: VideoStream) -> VideoFrame:
         raise media_error(exc, "probing") from exc
     if failures:
         raise CorruptVideo("The video is damaged: none of its first frames decode.")
-    raise EmptyVideo("The video stream holds no frame.")
+    raise EmptyVideo(NO_FRAME_MESSAGE)
 
 
 def _duration_s(container: InputContainer, stream: VideoStream) -> float:

@@ -21,12 +21,11 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from upres.domain.media import MediaLimits, VideoInfo
-from upres.errors import FetchError, InvalidRequest, MediaError
-from upres.inputs.fetch import Deadline, http_failure, mapped_errors, open_stream
+from upres.errors import PROBE_FAILED_MESSAGE, FetchError, InvalidRequest, MediaError
+from upres.inputs.fetch import http_failure, mapped_errors, open_stream
 from upres.inputs.netpolicy import AddressPolicy, policy_client, total_deadline
 from upres.inputs.probe import probe
 
-PROBE_FAILED = "Failed to detect video duration, please check video URL accessibility"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -37,8 +36,9 @@ class HttpRangeFile(io.RawIOBase):
     Build it with ``HttpRangeFile.open``. Reads fetch whole blocks of
     ``block_size`` bytes, one request per run of missing blocks, and keep the
     last ``cache_blocks`` of them. Reads raise FetchError when the server
-    fails, the byte budget ``max_bytes`` is spent or the deadline passes; the
-    first such error is also kept in ``error`` (demuxers may swallow it).
+    fails, the byte budget ``max_bytes`` is spent or the caller's
+    ``total_deadline`` passes; the first such error is also kept in ``error``
+    (demuxers may swallow it).
     """
 
     def __init__(
@@ -47,7 +47,6 @@ class HttpRangeFile(io.RawIOBase):
         url: str,
         *,
         size: int,
-        deadline: Deadline,
         max_bytes: int,
         block_size: int,
         cache_blocks: int,
@@ -58,7 +57,6 @@ class HttpRangeFile(io.RawIOBase):
         self.bytes_received = 0
         self.error: FetchError | None = None
         self._client = client
-        self._deadline = deadline
         self._max_bytes = max_bytes
         self._block = block_size
         self._capacity = max(2, cache_blocks)
@@ -72,7 +70,6 @@ class HttpRangeFile(io.RawIOBase):
         client: httpx.Client,
         url: str,
         *,
-        deadline: Deadline,
         max_bytes: int,
         block_size: int = 64 * 1024,
         cache_blocks: int = 64,
@@ -83,12 +80,11 @@ class HttpRangeFile(io.RawIOBase):
         the policy refuses it; httpx errors pass through.
         """
         headers = {"Range": f"bytes=0-{block_size - 1}", "Accept-Encoding": "identity"}
-        with open_stream(client, url, deadline=deadline, headers=headers) as response:
+        with open_stream(client, url, headers=headers) as response:
             remote = cls(
                 client,
                 str(response.url),
                 size=0,
-                deadline=deadline,
                 max_bytes=max_bytes,
                 block_size=block_size,
                 cache_blocks=cache_blocks,
@@ -102,9 +98,7 @@ class HttpRangeFile(io.RawIOBase):
             self.size = _content_range(response)[1]
             self._store_range(0, min(self._block, self.size), response)
         elif response.status_code == 200:
-            self._whole, self.size = _spool_body(
-                response, max_bytes=self._max_bytes, deadline=self._deadline
-            )
+            self._whole, self.size = _spool_body(response, max_bytes=self._max_bytes)
             self.bytes_received = self.size
         elif response.status_code == 416:
             raise FetchError("The video URL points to an empty file")
@@ -174,7 +168,7 @@ class HttpRangeFile(io.RawIOBase):
         headers = {"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"}
         with (
             mapped_errors("Could not read the video URL"),
-            open_stream(self._client, self.url, deadline=self._deadline, headers=headers) as resp,
+            open_stream(self._client, self.url, headers=headers) as resp,
         ):
             if resp.status_code != 206:
                 raise FetchError(f"The video URL answered HTTP {resp.status_code} to a range read")
@@ -186,7 +180,6 @@ class HttpRangeFile(io.RawIOBase):
         data = bytearray()
         for chunk in response.iter_bytes():
             data += chunk
-            self._deadline.remaining()
             if len(data) > end - begin:
                 break
         self.bytes_received += len(data)
@@ -217,9 +210,7 @@ def _content_range(response: httpx.Response) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(3))
 
 
-def _spool_body(
-    response: httpx.Response, *, max_bytes: int, deadline: Deadline
-) -> tuple[IO[bytes], int]:
+def _spool_body(response: httpx.Response, *, max_bytes: int) -> tuple[IO[bytes], int]:
     """Read a whole 200 body into a spooled temporary file, within the limits."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
     size = 0
@@ -231,7 +222,6 @@ def _spool_body(
                     f"The video URL ignores range requests and is over {max_bytes} bytes"
                 )
             spool.write(chunk)
-            deadline.remaining()
     except BaseException:
         spool.close()
         raise
@@ -270,28 +260,24 @@ class RemoteProber:
         MediaError of ``probe`` when the bytes are not a usable video (not a
         video, no video stream, no duration, too large).
         """
-        deadline = Deadline(self._timeout_s, what="Probing the input video")
         try:
             with (
                 total_deadline(self._timeout_s),
                 policy_client(self._policy, timeout_s=self._timeout_s, tls=self._tls) as client,
-                self._opened(client, url, deadline) as remote,
+                self._opened(client, url) as remote,
             ):
                 return _probe_remote(remote, self._limits)
         except InvalidRequest as exc:  # AddressNotAllowed, InvalidUrl (a redirect's)
             raise type(exc)(exc.message, param="video_urls") from exc
         except FetchError as exc:
-            raise FetchError(f"{PROBE_FAILED} ({exc.message})") from exc
+            raise FetchError(f"{PROBE_FAILED_MESSAGE} ({exc.message})") from exc
 
     @contextmanager
-    def _opened(
-        self, client: httpx.Client, url: str, deadline: Deadline
-    ) -> Iterator[HttpRangeFile]:
+    def _opened(self, client: httpx.Client, url: str) -> Iterator[HttpRangeFile]:
         with mapped_errors("Could not open the video URL", keep_policy_errors=True):
             remote = HttpRangeFile.open(
                 client,
                 url,
-                deadline=deadline,
                 max_bytes=self._max_bytes,
                 block_size=self._block_size,
             )

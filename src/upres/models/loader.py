@@ -1,18 +1,25 @@
-"""ModelSpec -> spandrel ``ImageModelDescriptor`` on a device, and a cache of loaded models."""
+"""ModelSpec -> spandrel ``ImageModelDescriptor`` on a device, and a cache of loaded models.
+
+spandrel is imported when a model is first loaded, not with this module: it
+takes seconds to import (every architecture it knows), and the API process,
+the CLI's other commands and most tests never load a model.
+"""
 
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
-from spandrel import ImageModelDescriptor, ModelLoader
 
 from upres.errors import ModelError
 from upres.models.ncnn import convert
 from upres.models.registry import ModelSpec
 
-Descriptor: TypeAlias = ImageModelDescriptor[Any]
+if TYPE_CHECKING:
+    from spandrel import ImageModelDescriptor
+
+Descriptor: TypeAlias = "ImageModelDescriptor[Any]"
 
 
 def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
@@ -35,6 +42,8 @@ def load_descriptor(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -
     Raises ModelError when spandrel does not recognise the weights, their
     scale differs from the spec's, or the model cannot move to ``device``.
     """
+    from spandrel import ImageModelDescriptor, ModelLoader  # noqa: PLC0415 (see the module doc)
+
     state = read_state_dict(spec)
     try:
         descriptor = ModelLoader().load_from_state_dict(state)

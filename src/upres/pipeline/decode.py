@@ -25,13 +25,15 @@ import torch
 from av.codec.hwaccel import HWAccel, hwdevices_available
 from av.video.frame import VideoFrame
 
+from upres.domain.media import VideoInfo
 from upres.errors import CorruptVideo, EmptyVideo, MediaError
-from upres.inputs.probe import media_error, open_input, video_stream
+from upres.inputs.probe import NO_FRAME_MESSAGE, media_error, open_input, video_stream
 from upres.pipeline.colorimetry import (
     RANGE_FULL,
     TO_RGB_DEEP_FLAGS,
     TO_RGB_FLAGS,
     YuvConversion,
+    conversion_for,
 )
 from upres.pipeline.fields import Deinterlace, deinterlaced
 from upres.pipeline.frames import FrameBatch
@@ -49,6 +51,27 @@ class DecodeOptions:
     hardware: bool = False
     max_skipped_fraction: float = 0.1
     deinterlace: Deinterlace | None = None
+
+    @classmethod
+    def for_video(
+        cls,
+        info: VideoInfo,
+        *,
+        batch_size: int = 1,
+        hardware: bool = False,
+        deinterlace: Deinterlace | None = None,
+    ) -> DecodeOptions:
+        """How to decode the video ``info`` describes: at its size, deeper than 8 bits
+        when it is, through the conversion its colour tags ask for."""
+        return cls(
+            width=info.width,
+            height=info.height,
+            high_bit_depth=info.bit_depth > 8,
+            conversion=conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height),
+            batch_size=batch_size,
+            hardware=hardware,
+            deinterlace=deinterlace,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,7 +238,7 @@ def _summary(tally: _Tally, options: DecodeOptions, *, hardware: bool) -> Decode
     if tally.frames == 0:
         if tally.skipped:
             raise CorruptVideo("The video is damaged: none of its frames decode.")
-        raise EmptyVideo("The video stream holds no frame.")
+        raise EmptyVideo(NO_FRAME_MESSAGE)
     if tally.skipped > options.max_skipped_fraction * max(tally.packets, 1):
         raise CorruptVideo(
             f"The video is damaged: {tally.skipped} of {tally.packets} video packets "

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
+from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
 from upres.errors import Cancelled, EncodeError, ModelError
 from upres.inputs.probe import probe
-from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.pipeline.destination import check_destination
@@ -189,16 +188,13 @@ def _prepare(
     check_complete(source)
     fields = scan_fields(source)
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
-    conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
-    options = DecodeOptions(
-        width=info.width,
-        height=info.height,
-        high_bit_depth=info.bit_depth > 8,
-        conversion=conversion,
+    options = DecodeOptions.for_video(
+        info,
         batch_size=max(1, upscaler.batch_size),
         hardware=torch.cuda.is_available() if hardware_decode is None else hardware_decode,
         deinterlace=deinterlace,
     )
+    conversion = options.conversion
     rate = deinterlace.rate if deinterlace is not None else 1
     return _Job(
         source=source,
@@ -370,9 +366,7 @@ def _encoder_input(
 def _reporter(
     run: _Run, info: VideoInfo, rate: int, on_progress: Callable[[Progress], None] | None
 ) -> Callable[[int], None]:
-    frames = info.frame_count or (
-        round(info.duration_s * info.average_fps) if info.average_fps else None
-    )
+    frames = frame_total(info.frame_count, info.duration_s, info.average_fps)
     total = frames * rate if frames is not None else None
     done = 0
 

@@ -14,9 +14,8 @@ from typing import Protocol
 import torch
 
 from upres.domain.tasks import Factor
-from upres.errors import ModelError
 from upres.models.ncnn_runtime import NcnnCache, NcnnOptions, NcnnRunError, vulkan_device
-from upres.models.registry import ModelSpec
+from upres.models.registry import ModelSpec, check_factor
 from upres.models.tiling import Network, crop, pad_to
 from upres.pipeline.upscale import (
     InterpolationMode,
@@ -62,8 +61,7 @@ class NcnnUpscaler:
         downscale: InterpolationMode = "area",
     ) -> None:
         """Raises ModelError when the Vulkan device does not exist or ``factor`` > the scale."""
-        if int(factor) > spec.scale:
-            raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
+        check_factor(spec, factor)
         self._budget_mb = None if vulkan is None else vulkan_device(vulkan).heap_budget_mb
         self._spec = spec
         self._factor = factor

@@ -17,7 +17,7 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.animesr import MULTIPLE_OF, SCALE, AnimeSR, load_animesr
-from upres.models.registry import ModelSpec
+from upres.models.registry import ModelSpec, check_factor
 from upres.pipeline.upscale import (
     InterpolationMode,
     ModelUpscaler,
@@ -62,8 +62,7 @@ class RecurrentUpscaler:
         downscale: InterpolationMode = "area",
     ) -> None:
         """Raises ModelError when the device is unavailable or ``factor`` > 4."""
-        if int(factor) > SCALE:
-            raise ModelError(f"model {spec.id} upscales {SCALE}x, not {int(factor)}x")
+        check_factor(spec, factor)
         self._spec = spec
         self._factor = factor
         self._device = resolve_device(device)

@@ -12,19 +12,22 @@ CPU each model runs on the runtime measured faster for it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.ncnn_runtime import vulkan_device, vulkan_devices
-from upres.models.registry import ModelSpec, Runtime, cpu_runtime, runtimes
+from upres.models.registry import ModelSpec, Runtime, SpeedClass, cpu_runtime, runtimes
+from upres.pipeline.encode import keeping_up
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.ncnn_upscale import NcnnSource, NcnnUpscaler
 from upres.pipeline.recurrent import RecurrentNetworks, model_upscaler
-from upres.pipeline.upscale import NetworkSource
+from upres.pipeline.upscale import NetworkSource, require_cuda
 
 DeviceKind = Literal["cpu", "cuda", "vulkan"]
 
@@ -80,8 +83,7 @@ def resolve_device(name: str, *, vulkan: int | None = None) -> Device:
         index = vulkan if vulkan is not None else first_vulkan_gpu()
         return Device(kind="vulkan", vulkan=vulkan_device(index or 0).index)
     if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelError("device cuda was requested but CUDA is not available")
+        require_cuda()
         return Device(kind="cuda")
     if name == "cpu":
         return Device(kind="cpu")
@@ -107,6 +109,19 @@ def place(spec: ModelSpec, device: Device) -> Placement:
             return Placement(runtime=Runtime.NCNN, device=device)
         return Placement(runtime=Runtime.PYTORCH, device=Device(kind="cpu"))
     return Placement(runtime=cpu_runtime(spec), device=device)
+
+
+def encoding_for(
+    encode: EncodeSettings, specs: Iterable[ModelSpec], device: Device
+) -> EncodeSettings:
+    """``encode``, kept up (``keeping_up``) with the models ``specs`` on ``device``.
+
+    The source is fast when every model that may feed this encoding is a fast
+    model placed on a GPU: the CLI passes its one model; a worker, which
+    encodes every task with one setting, the model of each factor.
+    """
+    fast = all(place(spec, device).on_gpu and spec.speed is SpeedClass.FAST for spec in specs)
+    return keeping_up(encode, fast_source=fast)
 
 
 def build_upscaler(

@@ -15,7 +15,7 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.loader import ModelCache
-from upres.models.registry import ModelSpec, default_model_for, get_model
+from upres.models.registry import ModelSpec, check_factor
 from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
 
 InterpolationMode = Literal["bicubic", "bilinear", "area"]
@@ -142,9 +142,15 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda"):
         raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device cuda was requested but CUDA is not available")
+    if device == "cuda":
+        require_cuda()
     return torch.device(device)
+
+
+def require_cuda() -> None:
+    """Raises ModelError when CUDA, asked for by name, is not available."""
+    if not torch.cuda.is_available():
+        raise ModelError("device cuda was requested but CUDA is not available")
 
 
 def run_with_fallback(x: torch.Tensor, fast: Network, safe: Network | None) -> torch.Tensor:
@@ -183,8 +189,7 @@ class ModelUpscaler:
         downscale: InterpolationMode = "area",
     ) -> None:
         """Raises ModelError when the device is unavailable or ``factor`` > the model's scale."""
-        if int(factor) > spec.scale:
-            raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
+        check_factor(spec, factor)
         self._spec = spec
         self._factor = factor
         self._device = resolve_device(device)
@@ -312,19 +317,3 @@ def auto_tile_size(
         elements_per_pixel=spec.widest_activation,
         multiple_of=spec.multiple_of,
     )
-
-
-def upscaler_for(
-    factor: Factor,
-    *,
-    model_id: str | None = None,
-    device: str = "auto",
-    models: NetworkSource | None = None,
-) -> ModelUpscaler:
-    """A ``ModelUpscaler`` for ``model_id``, or for the default model of ``factor`` when None.
-
-    Raises UnknownModel when ``model_id`` is not registered, ModelError when
-    the device is unavailable.
-    """
-    spec = get_model(model_id) if model_id is not None else default_model_for(factor)
-    return ModelUpscaler(spec, factor, device=device, models=models)

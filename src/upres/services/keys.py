@@ -13,6 +13,7 @@ import hmac
 import secrets
 from typing import Protocol
 
+from upres.callbacks.webhooks import SECRET_PREFIX
 from upres.domain.accounts import Account, ApiKey, CreatedKey
 from upres.domain.records import StoredKey
 from upres.domain.tasks import API_MODEL
@@ -39,7 +40,7 @@ def new_key_secret() -> str:
 
 def new_webhook_secret() -> str:
     """A Standard Webhooks signing secret: ``whsec_`` and base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 class KeyRecords(CreditGrants, Protocol):

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
-from upres.domain.media import VideoInfo
+from upres.domain.media import VideoInfo, frame_total
 from upres.domain.pricing import Pricing
 from upres.domain.records import (
     IDEMPOTENCY_WINDOW,
@@ -28,6 +28,8 @@ from upres.domain.records import (
 from upres.domain.tasks import API_MODEL, Factor, Task, check_task_id, new_task_id
 from upres.domain.uploads import is_upload_url
 from upres.errors import (
+    INSUFFICIENT_QUOTA_MESSAGE,
+    PROBE_FAILED_MESSAGE,
     FetchError,
     IdempotencyConflict,
     InsufficientQuota,
@@ -37,7 +39,8 @@ from upres.errors import (
 )
 from upres.services.credits import AccountLookup
 
-PROBE_FAILED_MESSAGE = "Failed to detect video duration, please check video URL accessibility"
+MISSING_VIDEO_MESSAGE = f"video_urls is required and must not be empty for {API_MODEL}"
+IDEMPOTENCY_CONFLICT_MESSAGE = "Idempotency-Key was already used with a different request"
 
 
 class VideoProber(Protocol):
@@ -185,10 +188,8 @@ class ThroughputEstimator:
         return math.ceil(self._overhead + output_mpix / rate)
 
     def _frames(self, info: ProbedVideo) -> int:
-        if info.frame_count:
-            return info.frame_count
-        fps = float(info.average_fps) if info.average_fps else self._fallback_fps
-        return max(1, math.ceil(info.duration_s * fps))
+        fps = info.average_fps or Fraction(self._fallback_fps)
+        return frame_total(info.frame_count, info.duration_s, fps) or 1
 
 
 class TaskService:
@@ -243,7 +244,7 @@ class TaskService:
         if hit is None:
             return Submitted(task=self._submit(key, submission, idempotency=record), replayed=False)
         if hit.request_hash != record.request_hash:
-            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+            raise IdempotencyConflict(IDEMPOTENCY_CONFLICT_MESSAGE)
         return Submitted(task=hit.task, replayed=True)
 
     def estimate(self, *, key: ApiKey, submission: Submission) -> Estimate:
@@ -310,7 +311,7 @@ class TaskService:
         # the reservation itself is the authoritative check.
         cheapest = self._pricing.credits(duration_s=1, factor=factor)
         if self._store.get_account(key.account_id).balance < cheapest:
-            raise InsufficientQuota("Insufficient quota. Please top up your account.")
+            raise InsufficientQuota(INSUFFICIENT_QUOTA_MESSAGE)
 
     def _new_task(
         self, key: ApiKey, submission: Submission, url: str, info: ProbedVideo
@@ -352,9 +353,7 @@ def check_duration(info: ProbedVideo) -> None:
 def one_video_url(video_urls: list[str]) -> str:
     """The one input URL. Raises InvalidRequest unless there is exactly one."""
     if not video_urls:
-        raise InvalidRequest(
-            f"video_urls is required and must not be empty for {API_MODEL}", param="video_urls"
-        )
+        raise InvalidRequest(MISSING_VIDEO_MESSAGE, param="video_urls")
     if len(video_urls) > 1:
         raise InvalidRequest(
             f"Only 1 video per request is supported for {API_MODEL}", param="video_urls"

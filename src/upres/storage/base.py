@@ -13,6 +13,8 @@ from upres.errors import InvalidRequest
 # Keys are relative paths of plain segments: no empty, dot-led or '..' parts.
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 MAX_KEY_LENGTH = 512
+# What a download learns of a missing, forged or malformed link: nothing more.
+NO_SUCH_RESULT = "No such result file"
 
 
 def result_key(task_id: str, attempt: int) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from upres.clock import Clock, utc_now
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
-from upres.storage.base import StoredFile, check_key, download_name
+from upres.storage.base import NO_SUCH_RESULT, StoredFile, check_key, download_name
 
 SECRET_FILE = "file-signing.key"
 _DOMAIN = b"upres-file-link-v1\n"
@@ -127,9 +127,9 @@ class LocalStorage:
         try:
             path = self.path(key)
         except InvalidRequest as exc:
-            raise NotFound("No such result file") from exc
+            raise NotFound(NO_SUCH_RESULT) from exc
         if not path.is_file():
-            raise NotFound("No such result file")
+            raise NotFound(NO_SUCH_RESULT)
         return StoredFile(path=path, download_name=download_name(key))
 
     def delete(self, key: str) -> None:
@@ -156,11 +156,11 @@ class LocalStorage:
         try:
             payload, mac = _unb64(encoded), _unb64(signature)
         except (binascii.Error, ValueError) as exc:
-            raise NotFound("No such result file") from exc
+            raise NotFound(NO_SUCH_RESULT) from exc
         if not hmac.compare_digest(mac, self._mac(payload)):
-            raise NotFound("No such result file")
+            raise NotFound(NO_SUCH_RESULT)
         text = payload.decode("utf-8", errors="replace")
         stamp, sep, _ = text.partition(":")
         if not sep or not stamp.isdigit():
-            raise NotFound("No such result file")
+            raise NotFound(NO_SUCH_RESULT)
         return text

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from upres.errors import NotFound, ServiceUnavailable
-from upres.storage.base import check_key
+from upres.storage.base import NO_SUCH_RESULT, check_key
 
 LINK_PREFIX = "memory://results/"
 
@@ -63,5 +63,5 @@ class MemoryStorage:
         with self._lock:
             data = self._files.get(key)
         if data is None:
-            raise NotFound("No such result file")
+            raise NotFound(NO_SUCH_RESULT)
         return data
