@@ -23,6 +23,7 @@ from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
 from upres.db.migrate import migrate
+from upres.db.session import is_sqlite_url
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
@@ -210,6 +211,7 @@ def api_services(
         worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
         uploads=uploads,
         file_links=storage.url,
+        inline_reads=is_sqlite_url(settings.resolved_database_url),
     )
 
 

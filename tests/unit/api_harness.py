@@ -118,6 +118,7 @@ def real_services(
         worker_alive=lambda: True,
         uploads=uploads,
         file_links=storage.url,
+        inline_reads=True,
     )
 
 
