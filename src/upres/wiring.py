@@ -29,7 +29,7 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.inputs.netpolicy import AddressPolicy
 from upres.inputs.probe import probe
-from upres.inputs.remote import RemoteProber
+from upres.inputs.remote import PROBE_MAX_BYTES, RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.queue import ClaimedTasks
@@ -169,7 +169,14 @@ def _task_service(
     policy = address_policy(settings)
     return TaskService(
         store=store,
-        prober=RemoteProber(policy, settings.probe_timeout_s, settings.media_limits),
+        # A probe reads no more than an input may be: what it downloads whole is
+        # what the worker reads (``UploadService.keep_input``).
+        prober=RemoteProber(
+            policy,
+            settings.probe_timeout_s,
+            settings.media_limits,
+            max_bytes=min(PROBE_MAX_BYTES, settings.max_input_bytes),
+        ),
         pricing=settings.pricing,
         urls=UrlPolicy(policy),
         callback_body=renderer,
