@@ -9,7 +9,7 @@ passes it. Nothing is kept of a body that is refused or is not a video.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -37,6 +37,9 @@ UPLOAD_GONE = "No such upload for this key; uploads expire {ttl} after they are 
 
 FileProber = Callable[[Path], VideoInfo]
 """Probes a local file. Raises MediaError when it is not a usable video."""
+
+OnThread = Callable[[Callable[[], Upload]], Awaitable[Upload]]
+"""Runs the blocking part of an upload (its probe and store) off the event loop."""
 
 
 class UploadRecords(Protocol):
@@ -94,8 +97,10 @@ class UploadService:
         chunks: AsyncIterable[bytes],
         declared_bytes: int | None,
         filename: str | None,
+        on_thread: OnThread = to_thread.run_sync,
     ) -> Upload:
-        """Spool, probe and store a body; the stored upload.
+        """Spool, probe and store a body (the probe and the store through
+        ``on_thread``); the stored upload.
 
         Raises RequestTooLarge (declared or counted over the limit), the
         prober's MediaError (not a video, over the frame or duration limits),
@@ -105,7 +110,7 @@ class UploadService:
         with self.scratch_file() as spool:
             size = await self._spool(chunks, spool)
             accept = partial(self._accept, key=key, path=spool, size=size, filename=filename)
-            return await to_thread.run_sync(accept)
+            return await on_thread(accept)
 
     @contextmanager
     def scratch_file(self) -> Iterator[Path]:
