@@ -7,6 +7,7 @@ nothing (``key_cache_ttl_s=0``): there every poll goes through FastAPI's routes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -46,8 +47,14 @@ def api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def routed(api: Api, tmp_path: Path) -> Iterator[str]:
-    """The base URL of the reference app: every poll through the routes."""
-    settings = Settings(data_dir=tmp_path, rate_limit_per_minute=1000, key_cache_ttl_s=0)
+    with routed_server(api, tmp_path) as base_url:
+        yield base_url
+
+
+@contextmanager
+def routed_server(api: Api, data_dir: Path) -> Iterator[str]:
+    """The base URL of the reference app on ``api``'s services: every poll through the routes."""
+    settings = Settings(data_dir=data_dir, rate_limit_per_minute=1000, key_cache_ttl_s=0)
     with live_server(create_app(settings, services=api.services)) as base_url:
         yield base_url
 
@@ -69,6 +76,12 @@ def _answer(base_url: str, path: str, headers: dict[str, str]) -> tuple[int, byt
 
 
 def test_polls_answer_as_the_routes_do(api: Api, routed: str) -> None:
+    assert_polls_answer_as_the_routes_do(api, routed)
+
+
+def assert_polls_answer_as_the_routes_do(api: Api, routed: str) -> None:
+    """Polls of ``api`` (after a submission, its key is remembered) and of ``routed``
+    (the same services, every poll through the routes) answer alike."""
     pending = _submit(api)
     cancelled = _submit(api)
     with api.client() as client:
