@@ -1,5 +1,5 @@
 """The API's read path under load: ``GET /v1/tasks/{id}`` at 1, 8 and 32
-concurrent keep-alive clients, against the floor measured in the same run (a
+concurrent keep-alive clients, in rounds that alternate it with the floor (a
 bare Starlette route doing the same two indexed lookups on the same SQLite
 database, ``bench/_bare_api.py``), then the same reads while 60 submissions
 probe a URL that never answers.
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -268,11 +269,19 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, object]:
         server(bare_cmd, port=bare_port, env=bare_env) as bare,
         server(upres_cmd, port=upres_port, env=upres_env(data_dir, args)) as upres,
     ):
-        for clients in args.clients:
-            for target, port, process in (("bare", bare_port, bare), ("upres", upres_port, upres)):
-                levels.append(
-                    await level(target, port, raw, process, clients=clients, seconds=args.seconds)
-                )
+        # Rounds alternate the two servers, so that a neighbour's burst on a shared
+        # machine lands on both rather than on one row.
+        for _ in range(args.rounds):
+            for clients in args.clients:
+                for target, port, process in (
+                    ("bare", bare_port, bare),
+                    ("upres", upres_port, upres),
+                ):
+                    levels.append(
+                        await level(
+                            target, port, raw, process, clients=clients, seconds=args.seconds
+                        )
+                    )
         probing = await under_probes(args, upres_port, raw, upres, fixture.secret)
     return {"levels": levels, "probes": probing}
 
@@ -296,14 +305,32 @@ async def under_probes(
     return {"idle": idle, "busy": busy, "probes_waiting": waiting}
 
 
+def _row(clients: int, bare: list[Level], ours: list[Level]) -> str:
+    """Medians over the rounds; the ratio's range is each round's upres / bare."""
+    ratios = [mine.per_s / floor.per_s for floor, mine in zip(bare, ours, strict=True)]
+
+    def median(levels: list[Level], field: str, digits: int) -> str:
+        return f"{statistics.median(getattr(lv, field) for lv in levels):.{digits}f}"
+
+    bare_rate = statistics.median(lv.per_s for lv in bare)
+    our_rate = statistics.median(lv.per_s for lv in ours)
+    return (
+        f"| {clients} | {bare_rate:.0f} | {our_rate:.0f} | {our_rate / bare_rate:.0%}"
+        f" ({min(ratios):.0%}-{max(ratios):.0%})"
+        f" | {median(bare, 'p50_ms', 1)} / {median(bare, 'p99_ms', 1)}"
+        f" | {median(ours, 'p50_ms', 1)} / {median(ours, 'p99_ms', 1)}"
+        f" | {median(bare, 'server_cpu_ms', 2)}, {median(ours, 'server_cpu_ms', 2)} |"
+    )
+
+
 def table(result: dict[str, object], args: argparse.Namespace) -> str:
     levels = result["levels"]
     assert isinstance(levels, list)
-    rows = {(lv.target, lv.clients): lv for lv in levels}
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores"
-        f" (load average {os.getloadavg()[0]:.1f} at the end), {args.seconds:g} s per row,"
-        f" SQLite, `UPRES_API_WORKERS={args.api_workers}`,"
+        f" (load average {os.getloadavg()[0]:.1f} at the end), {args.rounds} rounds of"
+        f" {args.seconds:g} s per row alternating the servers (medians; the ratio's"
+        f" range over the rounds in brackets), SQLite, `UPRES_API_WORKERS={args.api_workers}`,"
         f" `UPRES_ACCESS_LOG={str(args.access_log).lower()}`.",
         "",
         "| clients | bare req/s | upres req/s | upres / bare | bare p50 / p99 ms"
@@ -311,12 +338,9 @@ def table(result: dict[str, object], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for clients in args.clients:
-        bare, ours = rows[("bare", clients)], rows[("upres", clients)]
-        lines.append(
-            f"| {clients} | {bare.per_s:.0f} | {ours.per_s:.0f} | {ours.per_s / bare.per_s:.0%}"
-            f" | {bare.p50_ms:.1f} / {bare.p99_ms:.1f} | {ours.p50_ms:.1f} / {ours.p99_ms:.1f}"
-            f" | {bare.server_cpu_ms:.2f}, {ours.server_cpu_ms:.2f} |"
-        )
+        bare = [lv for lv in levels if lv.target == "bare" and lv.clients == clients]
+        ours = [lv for lv in levels if lv.target == "upres" and lv.clients == clients]
+        lines.append(_row(clients, bare, ours))
     probes = result["probes"]
     assert isinstance(probes, dict)
     idle, busy = probes["idle"], probes["busy"]
@@ -335,7 +359,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32]
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="per row")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per row and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the servers")
     parser.add_argument("--probes", type=int, default=60, help="slow submissions in flight")
     parser.add_argument("--probe-clients", type=int, default=8)
     parser.add_argument("--api-workers", type=int, default=1, help="UPRES_API_WORKERS")

@@ -156,13 +156,15 @@ class Settings(BaseSettings):
         "a revocation takes effect within it; 0 looks every request up",
     )
     submit_threads: int = Field(
-        default=32, ge=1, description="Threads that probe submissions (never the request threads)"
+        default=32,
+        ge=1,
+        description="Threads that probe submissions and uploads (never the request threads)",
     )
     submit_max_pending: int = Field(
-        default=256, ge=1, description="Submissions probing or waiting to, in all; more get 503"
+        default=256, ge=1, description="Submissions and uploads in flight, in all; more get 503"
     )
     submit_max_per_key: int = Field(
-        default=8, ge=1, description="Submissions in flight per key; more get 429"
+        default=8, ge=1, description="Submissions and uploads in flight per key; more get 429"
     )
     max_request_bytes: int = Field(
         default=1024**2, ge=0, description="Largest request body the API reads; larger gets 413"

@@ -23,12 +23,13 @@ from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
 from upres.db.migrate import migrate
+from upres.db.session import is_sqlite_url
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.inputs.netpolicy import AddressPolicy
 from upres.inputs.probe import probe
-from upres.inputs.remote import RemoteProber
+from upres.inputs.remote import PROBE_MAX_BYTES, RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.queue import ClaimedTasks
@@ -168,7 +169,14 @@ def _task_service(
     policy = address_policy(settings)
     return TaskService(
         store=store,
-        prober=RemoteProber(policy, settings.probe_timeout_s, settings.media_limits),
+        # A probe reads no more than an input may be: what it downloads whole is
+        # what the worker reads (``UploadService.keep_input``).
+        prober=RemoteProber(
+            policy,
+            settings.probe_timeout_s,
+            settings.media_limits,
+            max_bytes=min(PROBE_MAX_BYTES, settings.max_input_bytes),
+        ),
         pricing=settings.pricing,
         urls=UrlPolicy(policy),
         callback_body=renderer,
@@ -210,6 +218,7 @@ def api_services(
         worker_alive=worker_alive or QueueWatch(store, grace_s=4 * settings.lease_s),
         uploads=uploads,
         file_links=storage.url,
+        inline_reads=is_sqlite_url(settings.resolved_database_url),
     )
 
 

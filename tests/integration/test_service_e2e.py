@@ -29,6 +29,7 @@ from tests.integration.serve_harness import (
 from tests.servers import LocalHttpServer, Route, WebhookReceiver
 from upres.callbacks import verify_signature
 from upres.domain.media import HdrInfo
+from upres.domain.uploads import kept_input_id
 from upres.inputs.hdr_metadata import hdr_info
 from upres.jobs.sql import SqlTaskStore
 
@@ -197,6 +198,24 @@ def test_a_task_whose_input_disappears_fails_at_once_and_is_refunded(
     assert "results" not in failed
     assert client.credits() == before
     assert [path for path, _ in videos.requests[probed:]] == ["/vanishing.mp4"]
+
+
+def test_an_input_whose_server_ignores_range_is_downloaded_once(
+    client: Client, videos: LocalHttpServer, tmp_path: Path
+) -> None:
+    """The submission's probe has to read it whole: it keeps it as the task's upload,
+    and the worker reads that instead of downloading it again."""
+    body = make_clip(tmp_path / "w.mp4").read_bytes()
+    videos.routes["/whole.mp4"] = Route(body=body, ranges=False)
+    created = client.submit(videos.url("/whole.mp4"))
+    done = client.wait_for(created["id"], "completed", "failed")
+
+    assert done["status"] == "completed", done
+    assert [path for path, _ in videos.requests if path == "/whole.mp4"] == ["/whole.mp4"]
+    assert videos.bytes_sent["/whole.mp4"] == len(body)
+    kept = client.request("GET", f"/v1/uploads/{kept_input_id(created['id'])}")
+    assert kept.status_code == 200
+    assert kept.json()["bytes"] == len(body)
 
 
 def test_a_truncated_input_fails_as_video_decode_failed_and_is_refunded(

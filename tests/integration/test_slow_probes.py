@@ -4,6 +4,7 @@ and their number is bounded per key (429) and in all (503), with Retry-After."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -144,3 +145,44 @@ def test_estimates_probe_under_the_same_bounds(
         answers = sorted(future.result().status_code for future in futures)
     assert (status, seconds < READ_BOUND_S) == (200, True)
     assert answers == [400] * PER_KEY + [429] * 3
+
+
+def _stalled_upload(base_url: str, secret: str) -> socket.socket:
+    """An upload that announces 1 MB, sends 1 KB of it and then waits."""
+    host, port = base_url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)))
+    connection.sendall(
+        f"POST /v1/uploads HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\n"
+        "Content-Type: video/mp4\r\nContent-Length: 1000000\r\n\r\n".encode()
+        + b"\0" * 1000
+    )
+    return connection
+
+
+def test_uploads_trickling_in_hold_slots_of_their_key_not_the_server(
+    server: Serve, keys: list[CreatedKey], hanging: LocalHttpServer
+) -> None:
+    first, second = keys
+    stalled = [_stalled_upload(server.base_url, first.secret) for _ in range(PER_KEY)]
+    try:
+        time.sleep(1.0)  # every upload admitted and waiting for its body
+        one_more = _submit(server.base_url, first.secret, hanging.url("/missing.mp4"))
+        headers = {"Authorization": f"Bearer {second.secret}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as http:
+            reads = [_timed_get(http, path) for path in ("/healthz", "/v1/credits") * 5]
+    finally:
+        for connection in stalled:
+            connection.close()
+
+    assert one_more.status_code == 429
+    assert "uploads" in one_more.json()["error"]["message"]
+    assert [status for status, _ in reads] == [200, 200] * 5
+    assert max(seconds for _, seconds in reads) < READ_BOUND_S
+    # A hung-up upload frees its slot: the key submits again.
+    deadline = time.monotonic() + 10
+    while (
+        answer := _submit(server.base_url, first.secret, hanging.url("/missing.mp4"))
+    ).status_code == 429:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert answer.status_code == 400

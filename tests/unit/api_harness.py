@@ -45,7 +45,7 @@ RESULTS_BASE = "http://upres.test"
 class FixedProber:
     """Every URL is an 8.2 s 64x48 video, except hosts named ``unreachable``."""
 
-    def probe_url(self, url: str) -> VideoInfo:
+    def probe_url(self, url: str, *, whole_body: Path | None = None) -> VideoInfo:
         if "unreachable" in url:
             raise FetchError(PROBE_FAILED_MESSAGE)
         return probed_info(
@@ -118,6 +118,7 @@ def real_services(
         worker_alive=lambda: True,
         uploads=uploads,
         file_links=storage.url,
+        inline_reads=True,
     )
 
 

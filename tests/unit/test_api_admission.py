@@ -66,3 +66,27 @@ def test_a_cancelled_wait_keeps_the_slot_until_the_thread_is_done() -> None:
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         SubmissionGate(threads=1, max_pending=0, max_per_key=1)
+
+
+def test_a_slot_held_before_its_thread_is_freed_by_the_thread_or_by_leaving_unused() -> None:
+    async def scenario() -> None:
+        gate = SubmissionGate(threads=1, max_pending=2, max_per_key=1)
+        with gate.admitted("k"):
+            assert gate.pending == 1
+            with pytest.raises(RateLimited):
+                gate.admitted("k").__enter__()
+        assert gate.pending == 0  # left without running anything
+        with pytest.raises(ValueError, match="body"), gate.admitted("k"):
+            raise ValueError("the body failed before any thread")
+        assert gate.pending == 0
+        release = threading.Event()
+        with gate.admitted("k") as on_thread:
+            running = asyncio.ensure_future(on_thread(release.wait))
+            await asyncio.sleep(0.05)
+        assert gate.pending == 1  # its thread still works
+        release.set()
+        assert await running is True
+        assert gate.pending == 0
+        gate.close()
+
+    asyncio.run(scenario())

@@ -65,6 +65,20 @@ def test_server_ignoring_range_is_read_through(http_server: LocalHttpServer, cli
     assert len(http_server.requests) == 1
 
 
+def test_a_whole_body_is_left_where_the_caller_keeps_it(
+    http_server: LocalHttpServer, clip: Path, front: Path, tmp_path: Path
+) -> None:
+    http_server.routes["/whole.mp4"] = Route(body=clip.read_bytes(), ranges=False)
+    http_server.routes["/ranged.mp4"] = Route(body=front.read_bytes())
+    whole, ranged = tmp_path / "whole", tmp_path / "ranged"
+
+    _prober().probe_url(http_server.url("/whole.mp4"), whole_body=whole)
+    _prober().probe_url(http_server.url("/ranged.mp4"), whole_body=ranged)
+
+    assert whole.read_bytes() == clip.read_bytes()
+    assert not ranged.exists()
+
+
 def test_server_ignoring_range_over_the_byte_limit(
     http_server: LocalHttpServer, clip: Path
 ) -> None:

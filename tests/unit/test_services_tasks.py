@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,7 @@ class FakeProber:
     error: Exception | None = None
     probed: list[str] = field(default_factory=list)
 
-    def probe_url(self, url: str) -> VideoInfo:
+    def probe_url(self, url: str, *, whole_body: Path | None = None) -> VideoInfo:
         self.probed.append(url)
         if self.error is not None:
             raise self.error

@@ -18,8 +18,8 @@ from upres.db import create_db_engine, migrate
 from upres.db.migrate import alembic_config
 from upres.db.tables import Base, UtcDateTime
 from upres.domain.records import IdempotencyRecord
-from upres.domain.tasks import Factor, TaskStatus
-from upres.errors import IdempotencyConflict, ServiceUnavailable
+from upres.domain.tasks import Factor, TaskError, TaskStatus
+from upres.errors import IdempotencyConflict, NotFound, ServiceUnavailable, TaskNotFound
 from upres.jobs.sql import SqlTaskStore
 
 
@@ -234,3 +234,55 @@ def test_ping_raises_service_unavailable_when_the_database_is_gone(tmp_path, clo
 
     with pytest.raises(ServiceUnavailable):
         broken.ping()
+
+
+def test_a_polls_read_returns_what_an_orm_load_returns(store, clock, account):
+    # get_task and get_account read through RowRead, list_tasks and the write paths
+    # through the ORM: every column must come back the same either way.
+    assert store.get_account(account.id) == account
+    store.create_task(new_task(account, clock))
+    claim = store.claim(worker_id="w1", lease_s=30)
+    store.heartbeat(claim, progress=40, estimated_time_s=12, fps=7.5)
+    done = store.complete(
+        claim,
+        result_key="k.mp4",
+        result_expires_at=clock.now + timedelta(hours=24, microseconds=7),
+        actual_duration_s=1.2,
+        credits_charged=20.000001,
+        callback_body=render_body,
+        notes=("a note", "another"),
+    )
+    failed = store.create_task(new_task(account, clock, callback_url=None))
+    store.fail(
+        store.claim(worker_id="w2", lease_s=30),
+        error=TaskError(code="x", message="é"),
+        retry=False,
+        callback_body=render_body,
+    )
+
+    listed = {task.id: task for task in store.list_tasks(account_id=account.id, limit=10)}
+    assert store.get_task(done.id) == listed[done.id] == done
+    assert store.get_task(failed.id, account_id=account.id) == listed[failed.id]
+
+
+def test_a_polls_read_refuses_what_is_not_there(store, clock, account):
+    with pytest.raises(TaskNotFound):
+        store.get_task("task-unified-1-aaaaaaaa")
+    created = store.create_task(new_task(account, clock))
+    with pytest.raises(TaskNotFound):
+        store.get_task(created.id, account_id="acct_someone_else")
+    with pytest.raises(NotFound):
+        store.get_account("acct_nobody")
+
+
+def test_a_polls_read_of_a_broken_database_is_service_unavailable(store, clock, account):
+    created = store.create_task(new_task(account, clock))
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE tasks RENAME TO tasks_away"))
+    try:
+        with pytest.raises(ServiceUnavailable):
+            store.get_task(created.id)
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE tasks_away RENAME TO tasks"))
+    assert store.get_task(created.id) == created

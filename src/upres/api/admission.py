@@ -10,7 +10,9 @@ awaited without holding any request thread, and admission bounds what may wait
 for it: ``max_per_key`` in-flight submissions per key (429
 ``rate_limit_exceeded``) and ``max_pending`` in all (503), both with
 ``Retry-After``. A submission counts until its thread is done with it, even
-when the client has hung up, so disconnecting frees nothing early.
+when the client has hung up, so disconnecting frees nothing early. An upload
+counts the same way from its first byte: a client trickling bodies in holds
+its slots, not the server's threads.
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Protocol, TypeVar
 
 from upres.errors import RateLimited, ServerBusy
 
 T = TypeVar("T")
+
+
+class OnThread(Protocol):
+    """Runs one call on the gate's threads (``SubmissionGate.admitted``)."""
+
+    async def __call__(self, call: Callable[[], T], /) -> T: ...
+
 
 # A probe that will fail takes its whole timeout; a client told to come back
 # this much later usually finds a slot without hammering the bound meanwhile.
@@ -56,14 +66,32 @@ class SubmissionGate:
         in flight, ServerBusy when ``max_pending`` are; then ``call`` does not run.
         Otherwise returns or raises what ``call`` does.
         """
+        with self.admitted(key_id) as on_thread:
+            return await on_thread(call)
+
+    @contextmanager
+    def admitted(self, key_id: str) -> Iterator[OnThread]:
+        """A slot of ``key_id``, held from now: the function it yields runs one call
+        on the gate's threads, and the slot is free once that call is done (or at
+        the end of the block, when nothing was run).
+
+        Raises RateLimited or ServerBusy as ``run`` does, before the block.
+        """
         self._admit(key_id)
-        try:
+        handed_over = False
+
+        async def on_thread(call: Callable[[], T]) -> T:
+            nonlocal handed_over
             future = self._executor.submit(call)
-        except BaseException:
-            self._release(key_id)
-            raise
-        future.add_done_callback(lambda _: self._release(key_id))
-        return await asyncio.wrap_future(future)
+            handed_over = True
+            future.add_done_callback(lambda _: self._release(key_id))
+            return await asyncio.wrap_future(future)
+
+        try:
+            yield on_thread
+        finally:
+            if not handed_over:
+                self._release(key_id)
 
     def close(self) -> None:
         """Stop taking work; submissions not started yet are cancelled."""
@@ -73,7 +101,8 @@ class SubmissionGate:
         with self._lock:
             if self._per_key[key_id] >= self._max_per_key:
                 raise RateLimited(
-                    f"Too many submissions in progress for this key (at most {self._max_per_key})",
+                    "Too many submissions or uploads in progress for this key"
+                    f" (at most {self._max_per_key})",
                     limit=self._max_per_key,
                     reset_after_s=RETRY_AFTER_S,
                 )

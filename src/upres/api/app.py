@@ -16,6 +16,7 @@ from upres.api.metrics import ApiMetrics
 from upres.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from upres.api.openapi import install_openapi
 from upres.api.ratelimit import RateLimiter, limit_storage
+from upres.api.readpath import ReadPath
 from upres.api.routes import ROUTERS
 from upres.api.routes.page import mount_static
 from upres.api.routes.uploads import UPLOADS_PATH
@@ -78,12 +79,12 @@ def create_app(settings: Settings, *, services: Services | ServicesSource) -> Fa
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s)
+    key_cache = app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s)
     limits = limit_storage(settings.redis_url)
-    app.state.limiter = RateLimiter(
+    limiter = app.state.limiter = RateLimiter(
         limit=settings.rate_limit_per_minute, window_s=60, storage=limits, namespace="key"
     )
-    app.state.auth_limiter = RateLimiter(
+    auth_limiter = app.state.auth_limiter = RateLimiter(
         limit=settings.auth_failures_per_minute, window_s=60, storage=limits, namespace="authfail"
     )
     app.state.submissions = SubmissionGate(
@@ -95,12 +96,18 @@ def create_app(settings: Settings, *, services: Services | ServicesSource) -> Fa
     for router in ROUTERS:
         app.include_router(router)
     mount_static(app)
-    # Added first, so it runs inside the request context: a 413 gets a request id
-    # and is counted in the metrics. Uploads stream under their own limit.
+    # Added first, so they run inside the request context: a 413 or a poll gets a
+    # request id and is counted in the metrics. Uploads stream under their own limit.
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         exempt=frozenset({UPLOADS_PATH}),
+    )
+    app.add_middleware(
+        ReadPath,
+        key_cache=key_cache,
+        limiter=limiter,
+        auth_limiter=auth_limiter,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_openapi(app)

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, ParamSpec, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,6 +30,9 @@ from upres.services.credits import AccountLookup
 from upres.services.tasks import Estimate, Submission, Submitted
 from upres.services.uploads import UploadService
 from upres.storage.base import StoredFile
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class KeyAuthenticator(Protocol):
@@ -70,6 +73,9 @@ class Services:
     ``worker_alive`` tells /healthz whether some worker is taking tasks.
     ``uploads`` is None when this API takes no uploads: /v1/uploads then answers 404.
     ``file_links`` signs links to stored files (running tasks' previews); None: no previews.
+    ``inline_reads``: the store's single-row reads are local and take microseconds
+    (SQLite): the read path makes them on the event loop, as a thread hop costs more
+    than the read. False (PostgreSQL, a network round trip): they go to a thread.
     """
 
     keys: KeyAuthenticator
@@ -80,6 +86,17 @@ class Services:
     worker_alive: Callable[[], bool]
     uploads: UploadService | None = None
     file_links: ResultUrl | None = None
+    inline_reads: bool = False
+
+
+async def store_read(
+    services: Services, read: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``read(*args, **kwargs)``: a single-row store read, on the event loop when
+    the services allow it (``Services.inline_reads``), else on a thread."""
+    if services.inline_reads:
+        return read(*args, **kwargs)
+    return await run_in_threadpool(read, *args, **kwargs)
 
 
 AUTH_FAILURES_MESSAGE = "Too many failed authentications from this address, please try again later"

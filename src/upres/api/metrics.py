@@ -110,6 +110,7 @@ class ApiMetrics:
             "Credits reserved by tasks this process accepted",
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def watch_store(self, stats: StoreStats) -> Collector:
         """Report ``stats`` at every scrape, until ``unwatch``."""
@@ -121,8 +122,15 @@ class ApiMetrics:
         self.registry.unregister(collector)
 
     def observe_request(self, *, method: str, route: str, status: int, duration_s: float) -> None:
-        self._requests.labels(route=route, method=method, status=str(status)).inc()
-        self._latency.labels(route=route).observe(duration_s)
+        # The labelled children are remembered: looking them up costs more than counting.
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = self._children[(route, method, status)] = (
+                self._requests.labels(route=route, method=method, status=str(status)),
+                self._latency.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(duration_s)
 
     def observe_submission(self, *, factor: int, credits_reserved: float) -> None:
         self._submitted.labels(factor=str(factor)).inc()

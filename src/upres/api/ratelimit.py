@@ -9,6 +9,7 @@ it learns nothing more until the window passes).
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -19,14 +20,15 @@ from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
 from starlette.concurrency import run_in_threadpool
 
 from upres.errors import RateLimited, ServiceUnavailable
 
 # Redis keys of upres, apart from anything else in the same database.
 REDIS_KEY_PREFIX = "upres"
+# Names (key ids, addresses) whose storage keys are remembered, the most recent first.
+_REMEMBERED_NAMES = 65_536
 T = TypeVar("T")
 
 
@@ -87,13 +89,23 @@ def limit_storage(redis_url: str | None) -> Storage:
 
 
 class RateLimiter:
-    """One budget of ``limit`` hits per ``window_s`` for each name (a key id, an address)."""
+    """One budget of ``limit`` hits per ``window_s`` for each name (a key id, an address).
+
+    The moving window of ``limits``' MovingWindowRateLimiter, on the storage's
+    own moving-window operations: a name's storage key is built once and
+    remembered (building it is most of a hit's cost), and a check reads the
+    window once.
+    """
 
     def __init__(self, *, limit: int, window_s: int, storage: Storage, namespace: str) -> None:
         if limit < 1 or window_s < 1:
             raise ValueError("limit and window_s must be at least 1")
-        self._item: RateLimitItem = RateLimitItemPerSecond(limit, window_s, namespace=namespace)
-        self._strategy = MovingWindowRateLimiter(storage)
+        if not isinstance(storage, MovingWindowSupport):
+            raise TypeError(f"{type(storage).__name__} keeps no moving windows")
+        item: RateLimitItem = RateLimitItemPerSecond(limit, window_s, namespace=namespace)
+        self._limit, self._expiry = item.amount, item.get_expiry()
+        self._windows: MovingWindowSupport = storage
+        self._key_of = functools.lru_cache(maxsize=_REMEMBERED_NAMES)(item.key_for)
         # A remote storage is network I/O: it must not run on the event loop.
         self._remote = not isinstance(storage, MemoryStorage)
 
@@ -119,23 +131,23 @@ class RateLimiter:
             raise ServiceUnavailable("The rate limit store does not answer") from exc
 
     def _hit(self, name: str) -> RateLimitStatus:
-        allowed = self._strategy.hit(self._item, name)
-        status = self._status(name)
+        key = self._key_of(name)
+        allowed = self._windows.acquire_entry(key, self._limit, self._expiry)
+        status = self._status(key)
         if not allowed:
             raise self.refusal(status, "Too many requests, please try again later")
         return status
 
     def _exhausted(self, name: str) -> RateLimitStatus | None:
-        if self._strategy.test(self._item, name):
-            return None
-        return self._status(name)
+        status = self._status(self._key_of(name))
+        return status if status.remaining <= 0 else None
 
-    def _status(self, name: str) -> RateLimitStatus:
-        stats = self._strategy.get_window_stats(self._item, name)
+    def _status(self, key: str) -> RateLimitStatus:
+        window_start, hits = self._windows.get_moving_window(key, self._limit, self._expiry)
         return RateLimitStatus(
-            limit=self._item.amount,
-            remaining=stats.remaining,
-            reset_after_s=max(0.0, stats.reset_time - time.time()),
+            limit=self._limit,
+            remaining=max(0, self._limit - hits),
+            reset_after_s=max(0.0, window_start + self._expiry - time.time()),
         )
 
     @staticmethod

@@ -5,16 +5,20 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from upres.clock import Clock
 from upres.db import convert, ledger
+from upres.db.rowread import RowRead
 from upres.db.tables import AccountRow, ApiKeyRow, LedgerRow
 from upres.db.unit import Database
 from upres.domain.accounts import Account, ApiKey, LedgerEntry, LedgerKind
 from upres.domain.records import StoredKey
 from upres.errors import NotFound
+
+# The credits poll's read: one indexed lookup (see RowRead).
+_ACCOUNT_BY_ID = select(AccountRow.__table__).where(AccountRow.__table__.c.id == bindparam("id"))
 
 
 class SqlAccounts:
@@ -23,6 +27,7 @@ class SqlAccounts:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._account_by_id = RowRead(db.engine, _ACCOUNT_BY_ID)
 
     def create_account(self, *, user_group: str, credits: float, webhook_secret: str) -> Account:
         now = self._clock()
@@ -42,8 +47,10 @@ class SqlAccounts:
 
     def get_account(self, account_id: str) -> Account:
         """Raises NotFound when there is no such account."""
-        with self._db.read_one() as session:
-            return convert.account(_account_row(session, account_id))
+        row = self._account_by_id(id=account_id)
+        if row is None:
+            raise _no_account(account_id)
+        return convert.account(row)
 
     def create_key(
         self, *, account_id: str, key_hash: str, prefix: str, allowed_models: tuple[str, ...]
@@ -154,5 +161,9 @@ def _account_row(session: Session, account_id: str) -> AccountRow:
     # populate_existing: balances change through Core UPDATEs in this session.
     row = session.get(AccountRow, account_id, populate_existing=True)
     if row is None:
-        raise NotFound(f"No account {account_id!r}")
+        raise _no_account(account_id)
     return row
+
+
+def _no_account(account_id: str) -> NotFound:
+    return NotFound(f"No account {account_id!r}")

@@ -34,9 +34,14 @@ def normalize_url(url: str) -> str:
 def create_db_engine(url: str, *, busy_timeout_ms: int = 15_000) -> Engine:
     """An engine for ``url`` with upres's connection settings applied."""
     url = normalize_url(url)
-    if make_url(url).get_backend_name() == "sqlite":
+    if is_sqlite_url(url):
         return _sqlite_engine(url, busy_timeout_ms)
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def is_sqlite_url(url: str) -> bool:
+    """Whether ``url`` names a SQLite database (a file on this machine)."""
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 def is_sqlite(engine: Engine) -> bool:

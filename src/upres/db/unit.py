@@ -61,4 +61,9 @@ class Database:
             with Session(bind, expire_on_commit=False) as session, session.begin():
                 yield session
         except SQLAlchemyError as exc:
-            raise ServiceUnavailable(f"database error: {exc.__class__.__name__}") from exc
+            raise unavailable(exc) from exc
+
+
+def unavailable(exc: Exception) -> ServiceUnavailable:
+    """A database failure as clients see it: the service is unavailable."""
+    return ServiceUnavailable(f"database error: {exc.__class__.__name__}")

@@ -7,6 +7,7 @@ uploaded it may use it, and it lives in result storage under ``storage_key``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import string
@@ -47,6 +48,15 @@ class Upload:
 
 def new_upload_id() -> str:
     return "upload-" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+
+
+def kept_input_id(task_id: str) -> str:
+    """The upload under which the API keeps a task's input that its probe downloaded
+    whole (the input's server ignores Range): named after the task, so that a
+    worker on any machine finds it without a word from the API, and reads it
+    instead of downloading it a second time."""
+    digest = hashlib.sha256(task_id.encode()).digest()
+    return "upload-" + "".join(_ALPHABET[byte % len(_ALPHABET)] for byte in digest[:16])
 
 
 def is_upload_id(upload_id: str) -> bool:

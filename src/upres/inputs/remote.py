@@ -4,7 +4,8 @@ Submission needs the input's duration before any task exists, and the input
 may be gigabytes. ``HttpRangeFile`` lets the demuxer read only the bytes it
 asks for (the header, the moov box, a first packet), in cached blocks, through
 the policy transport. A server that ignores ``Range`` gets its body read
-through, up to the byte limit, into a spooled temporary file.
+through, up to the byte limit, into a spooled temporary file, or into a file
+the caller keeps (``whole_body``): then the worker need not download it again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 import httpx
@@ -28,6 +30,8 @@ from upres.inputs.probe import probe
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# The most a probe reads by default, in ranges or whole.
+PROBE_MAX_BYTES = 256 * 1024 * 1024
 
 
 class HttpRangeFile(io.RawIOBase):
@@ -73,8 +77,10 @@ class HttpRangeFile(io.RawIOBase):
         max_bytes: int,
         block_size: int = 64 * 1024,
         cache_blocks: int = 64,
+        whole_body: Path | None = None,
     ) -> HttpRangeFile:
-        """Request the first block and learn the size (following redirects).
+        """Request the first block and learn the size (following redirects). A server
+        that answers with the whole body has it written to ``whole_body`` when given.
 
         Raises FetchError when the URL cannot be read; AddressNotAllowed when
         the policy refuses it; httpx errors pass through.
@@ -89,16 +95,18 @@ class HttpRangeFile(io.RawIOBase):
                 block_size=block_size,
                 cache_blocks=cache_blocks,
             )
-            remote._take_first_answer(response)
+            remote._take_first_answer(response, whole_body)
             return remote
 
-    def _take_first_answer(self, response: httpx.Response) -> None:
+    def _take_first_answer(self, response: httpx.Response, whole_body: Path | None) -> None:
         """Learn the size from the first answer: a range (206) or the whole body (200)."""
         if response.status_code == 206:
             self.size = _content_range(response)[1]
             self._store_range(0, min(self._block, self.size), response)
         elif response.status_code == 200:
-            self._whole, self.size = _spool_body(response, max_bytes=self._max_bytes)
+            self._whole, self.size = _spool_body(
+                response, max_bytes=self._max_bytes, into=whole_body
+            )
             self.bytes_received = self.size
         elif response.status_code == 416:
             raise FetchError("The video URL points to an empty file")
@@ -210,9 +218,16 @@ def _content_range(response: httpx.Response) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(3))
 
 
-def _spool_body(response: httpx.Response, *, max_bytes: int) -> tuple[IO[bytes], int]:
-    """Read a whole 200 body into a spooled temporary file, within the limits."""
-    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+def _spool_body(
+    response: httpx.Response, *, max_bytes: int, into: Path | None
+) -> tuple[IO[bytes], int]:
+    """Read a whole 200 body, within the limits, into the file ``into`` or else a
+    spooled temporary file; the open file and the body's size."""
+    spool: IO[bytes] = (
+        into.open("w+b")
+        if into is not None
+        else tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+    )
     size = 0
     try:
         for chunk in response.iter_bytes():
@@ -240,7 +255,7 @@ class RemoteProber:
         timeout_s: float,
         limits: MediaLimits,
         *,
-        max_bytes: int = 256 * 1024 * 1024,
+        max_bytes: int = PROBE_MAX_BYTES,
         block_size: int = 64 * 1024,
         tls: ssl.SSLContext | None = None,
     ) -> None:
@@ -251,8 +266,10 @@ class RemoteProber:
         self._block_size = block_size
         self._tls = tls
 
-    def probe_url(self, url: str) -> VideoInfo:
-        """The VideoInfo of the video at ``url``, within ``timeout_s`` in total.
+    def probe_url(self, url: str, *, whole_body: Path | None = None) -> VideoInfo:
+        """The VideoInfo of the video at ``url``, within ``timeout_s`` in total. When
+        the server ignores Range and sends the whole body, it is left complete in
+        ``whole_body`` if given (the caller removes it), else dropped.
 
         Raises AddressNotAllowed or InvalidUrl (param ``video_urls``) when the
         policy refuses the host or a redirect's URL; FetchError
@@ -264,7 +281,7 @@ class RemoteProber:
             with (
                 total_deadline(self._timeout_s),
                 policy_client(self._policy, timeout_s=self._timeout_s, tls=self._tls) as client,
-                self._opened(client, url) as remote,
+                self._opened(client, url, whole_body) as remote,
             ):
                 return _probe_remote(remote, self._limits)
         except InvalidRequest as exc:  # AddressNotAllowed, InvalidUrl (a redirect's)
@@ -273,13 +290,16 @@ class RemoteProber:
             raise FetchError(f"{PROBE_FAILED_MESSAGE} ({exc.message})") from exc
 
     @contextmanager
-    def _opened(self, client: httpx.Client, url: str) -> Iterator[HttpRangeFile]:
+    def _opened(
+        self, client: httpx.Client, url: str, whole_body: Path | None
+    ) -> Iterator[HttpRangeFile]:
         with mapped_errors("Could not open the video URL", keep_policy_errors=True):
             remote = HttpRangeFile.open(
                 client,
                 url,
                 max_bytes=self._max_bytes,
                 block_size=self._block_size,
+                whole_body=whole_body,
             )
         with remote:
             yield remote

@@ -29,7 +29,7 @@ from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
 from upres.domain.records import CallbackBody, Claim
 from upres.domain.tasks import Factor, Task, TaskError, playable_key, preview_key
-from upres.domain.uploads import upload_id_of, upload_storage_key
+from upres.domain.uploads import kept_input_id, upload_id_of, upload_storage_key
 from upres.errors import Cancelled, InputRefused, LeaseLost, MediaError, NotFound, UpresError
 from upres.inputs.fetch import fetch
 from upres.inputs.netpolicy import AddressPolicy
@@ -173,10 +173,13 @@ class TaskRunner:
         )
 
     def _input(self, task: Task, dest: Path) -> Path:
-        """The task's input as a local file: an upload is read from storage,
-        anything else is downloaded."""
+        """The task's input as a local file: an upload is read from storage, and
+        so is an input the API's probe already downloaded whole (kept under
+        ``kept_input_id``); anything else is downloaded."""
         upload_id = upload_id_of(task.input_url)
         if upload_id is None:
+            if self._read_kept_input(task, dest):
+                return dest
             return fetch(
                 task.input_url,
                 dest,
@@ -189,6 +192,14 @@ class TaskRunner:
         except NotFound as exc:
             raise InputRefused("The uploaded video has expired") from exc
         return dest
+
+    def _read_kept_input(self, task: Task, dest: Path) -> bool:
+        """Copies the input the API kept for ``task`` to ``dest``; False when it kept none."""
+        try:
+            self._storage.copy_to(upload_storage_key(kept_input_id(task.id)), dest)
+        except NotFound:
+            return False
+        return True
 
     def _publish(
         self,

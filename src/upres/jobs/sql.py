@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from upres.clock import Clock, utc_now
 from upres.db import convert, ledger, outbox
 from upres.db.accounts import SqlAccounts
+from upres.db.rowread import RowRead
 from upres.db.tables import IdempotencyRow, TaskRow
 from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
@@ -39,6 +40,9 @@ from upres.domain.tasks import Task, TaskError, TaskStatus
 from upres.errors import ServiceUnavailable
 from upres.jobs import lifecycle
 
+# A poll's read: one indexed lookup, without a session or Core execution around it.
+_TASK_BY_ID = select(TaskRow.__table__).where(TaskRow.__table__.c.id == bindparam("id"))
+
 
 class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
     """The system of record on one SQL database (see ``upres.store.TaskStore``).
@@ -52,6 +56,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
     ) -> None:
         super().__init__(Database(engine), clock)
         self._max_attempts = max_attempts
+        self._task_by_id = RowRead(self._db.engine, _TASK_BY_ID)
 
     @property
     def engine(self) -> Engine:
@@ -124,8 +129,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
 
     def get_task(self, task_id: str, *, account_id: str | None = None) -> Task:
         """Raises TaskNotFound when absent or owned by another account."""
-        with self._db.read_one() as session:
-            return convert.task(_owned(session, task_id, account_id, lock=False))
+        return convert.task(lifecycle.owned(self._task_by_id(id=task_id), task_id, account_id))
 
     def list_tasks(self, *, account_id: str, limit: int) -> list[Task]:
         """The account's ``limit`` newest tasks, newest first."""
@@ -141,7 +145,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
     def cancel_task(self, task_id: str, *, account_id: str, callback_body: CallbackBody) -> Task:
         """Raises TaskNotFound, or TaskNotCancellable when the task already ended."""
         with self._db.write() as session:
-            row = _owned(session, task_id, account_id, lock=True)
+            row = _owned(session, task_id, account_id)
             now = self._clock()
             lifecycle.cancel(row, now)
             ledger.settle(session, row, charged=0, at=now)
@@ -267,7 +271,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
     def forget_result(self, task_id: str) -> None:
         """Drop the result key (the file is gone); the expiry stays to tell clients why."""
         with self._db.write() as session:
-            row = _owned(session, task_id, None, lock=True)
+            row = _owned(session, task_id, None)
             row.result_key = None
 
     def count_by_status(self) -> Mapping[TaskStatus, int]:
@@ -288,8 +292,9 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
         self._db.ping()
 
 
-def _owned(session: Session, task_id: str, account_id: str | None, *, lock: bool) -> TaskRow:
-    row = session.get(TaskRow, task_id, with_for_update=lock or None)
+def _owned(session: Session, task_id: str, account_id: str | None) -> TaskRow:
+    """The task's row, locked for the write that follows (see ``lifecycle.owned``)."""
+    row = session.get(TaskRow, task_id, with_for_update=True)
     return lifecycle.owned(row, task_id, account_id)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
+from pathlib import Path
 from typing import Protocol
 
 from upres.clock import Clock, utc_now
@@ -26,7 +28,7 @@ from upres.domain.records import (
     NewTask,
 )
 from upres.domain.tasks import API_MODEL, Factor, Task, check_task_id, new_task_id
-from upres.domain.uploads import is_upload_url
+from upres.domain.uploads import Upload, is_upload_url
 from upres.errors import (
     INSUFFICIENT_QUOTA_MESSAGE,
     PROBE_FAILED_MESSAGE,
@@ -46,7 +48,9 @@ IDEMPOTENCY_CONFLICT_MESSAGE = "Idempotency-Key was already used with a differen
 class VideoProber(Protocol):
     """Reads a remote video's facts. Raises FetchError, MediaError or AddressNotAllowed."""
 
-    def probe_url(self, url: str) -> VideoInfo: ...
+    def probe_url(self, url: str, *, whole_body: Path | None = None) -> VideoInfo:
+        """A body the server sent whole (it ignores Range) is left in ``whole_body``."""
+        ...
 
 
 class ProbedVideo(Protocol):
@@ -66,11 +70,18 @@ class ProbedVideo(Protocol):
 
 
 class UploadLookup(Protocol):
-    """Finds the upload an ``upres-upload://`` URL names, probed when it arrived."""
+    """Finds the upload an ``upres-upload://`` URL names, probed when it arrived, and
+    keeps an input its probe downloaded whole (``upres.services.uploads.UploadService``)."""
 
     def upload_for(self, *, account_id: str, url: str) -> ProbedVideo:
         """Raises FetchError when the account has no such upload (or it expired)."""
         ...
+
+    def scratch_file(self) -> AbstractContextManager[Path]: ...
+
+    def keep_input(self, *, task: NewTask, path: Path, info: ProbedVideo) -> Upload | None: ...
+
+    def discard(self, upload: Upload) -> None: ...
 
 
 class UrlChecker(Protocol):
@@ -278,15 +289,39 @@ class TaskService:
     def _submit(
         self, key: ApiKey, submission: Submission, *, idempotency: IdempotencyRecord | None
     ) -> Task:
-        url, info = self._checked(key, submission, affordable=True)
-        return self._store.create_task(
-            self._new_task(key, submission, url, info), idempotency=idempotency
-        )
+        with self._whole_body() as whole_body:
+            url, info = self._checked(key, submission, affordable=True, whole_body=whole_body)
+            new = self._new_task(key, submission, url, info)
+            # Kept before the task exists: a worker may claim it the moment it does.
+            kept = self._keep_input(new, whole_body, info)
+            try:
+                return self._store.create_task(new, idempotency=idempotency)
+            except BaseException:
+                if kept is not None and self._uploads is not None:
+                    self._uploads.discard(kept)
+                raise
+
+    def _whole_body(self) -> AbstractContextManager[Path | None]:
+        """Where a probe leaves an input it had to download whole; None: nowhere."""
+        return nullcontext() if self._uploads is None else self._uploads.scratch_file()
+
+    def _keep_input(
+        self, new: NewTask, whole_body: Path | None, info: ProbedVideo
+    ) -> Upload | None:
+        if whole_body is None or self._uploads is None:
+            return None
+        return self._uploads.keep_input(task=new, path=whole_body, info=info)
 
     def _checked(
-        self, key: ApiKey, submission: Submission, *, affordable: bool = False
+        self,
+        key: ApiKey,
+        submission: Submission,
+        *,
+        affordable: bool = False,
+        whole_body: Path | None = None,
     ) -> tuple[str, ProbedVideo]:
-        """The submission's validated input URL and its probed facts."""
+        """The submission's validated input URL and its probed facts; an input the
+        probe had to download whole is left in ``whole_body``."""
         check_model(key, submission.model)
         url = one_video_url(submission.video_urls)
         if not is_upload_url(url):  # a name, not an address: checked by ownership instead
@@ -295,13 +330,13 @@ class TaskService:
             self._urls.check_callback_url(submission.callback_url)
         if affordable:
             self._check_affordable(key, submission.factor)
-        info = self._probe(key, url)
+        info = self._probe(key, url, whole_body)
         check_duration(info)
         return url, info
 
-    def _probe(self, key: ApiKey, url: str) -> ProbedVideo:
+    def _probe(self, key: ApiKey, url: str, whole_body: Path | None) -> ProbedVideo:
         if not is_upload_url(url):
-            return self._prober.probe_url(url)
+            return self._prober.probe_url(url, whole_body=whole_body)
         if self._uploads is None:
             raise FetchError("Uploads are not available on this server")
         return self._uploads.upload_for(account_id=key.account_id, url=url)

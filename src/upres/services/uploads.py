@@ -9,7 +9,8 @@ passes it. Nothing is kept of a body that is refused or is not a video.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -20,9 +21,16 @@ from anyio import to_thread
 from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
-from upres.domain.uploads import Upload, is_upload_id, new_upload_id, upload_id_of
+from upres.domain.records import NewTask
+from upres.domain.uploads import (
+    Upload,
+    is_upload_id,
+    kept_input_id,
+    new_upload_id,
+    upload_id_of,
+)
 from upres.errors import FetchError, NotFound, RequestTooLarge
-from upres.services.tasks import check_duration
+from upres.services.tasks import ProbedVideo, check_duration
 
 MAX_FILENAME = 255
 UPLOAD_GONE = "No such upload for this key; uploads expire {ttl} after they are sent"
@@ -30,9 +38,13 @@ UPLOAD_GONE = "No such upload for this key; uploads expire {ttl} after they are 
 FileProber = Callable[[Path], VideoInfo]
 """Probes a local file. Raises MediaError when it is not a usable video."""
 
+OnThread = Callable[[Callable[[], Upload]], Awaitable[Upload]]
+"""Runs the blocking part of an upload (its probe and store) off the event loop."""
+
 
 class UploadRecords(Protocol):
     def add_upload(self, upload: Upload) -> None: ...
+    def forget_upload(self, upload_id: str) -> None: ...
     def get_upload(self, upload_id: str, *, account_id: str) -> Upload:
         """Raises NotFound for an unknown upload or another account's."""
         ...
@@ -85,22 +97,59 @@ class UploadService:
         chunks: AsyncIterable[bytes],
         declared_bytes: int | None,
         filename: str | None,
+        on_thread: OnThread = to_thread.run_sync,
     ) -> Upload:
-        """Spool, probe and store a body; the stored upload.
+        """Spool, probe and store a body (the probe and the store through
+        ``on_thread``); the stored upload.
 
         Raises RequestTooLarge (declared or counted over the limit), the
         prober's MediaError (not a video, over the frame or duration limits),
         ServiceUnavailable when storage fails. Keeps nothing when it raises.
         """
         self.check_size(declared_bytes)
-        self._scratch.mkdir(parents=True, exist_ok=True)
-        spool = self._scratch / f"upload-{uuid.uuid4().hex}.part"
-        try:
+        with self.scratch_file() as spool:
             size = await self._spool(chunks, spool)
             accept = partial(self._accept, key=key, path=spool, size=size, filename=filename)
-            return await to_thread.run_sync(accept)
+            return await on_thread(accept)
+
+    @contextmanager
+    def scratch_file(self) -> Iterator[Path]:
+        """A fresh path in the scratch folder, removed afterwards if anything wrote it."""
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        path = self._scratch / f"upload-{uuid.uuid4().hex}.part"
+        try:
+            yield path
         finally:
-            spool.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+
+    def keep_input(self, *, task: NewTask, path: Path, info: ProbedVideo) -> Upload | None:
+        """Keep the input ``task``'s probe downloaded whole into ``path`` (if it did)
+        as the task's upload (``kept_input_id``), where its worker reads it; None
+        when there is nothing to keep. Raises ServiceUnavailable when storage fails.
+        """
+        if not path.exists():
+            return None
+        now = self._clock()
+        upload = Upload(
+            id=kept_input_id(task.id),
+            account_id=task.account_id,
+            filename=None,
+            size_bytes=path.stat().st_size,
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            frame_count=info.frame_count,
+            average_fps=info.average_fps,
+            created_at=now,
+            expires_at=now + self._ttl,
+        )
+        self._store(upload, path)
+        return upload
+
+    def discard(self, upload: Upload) -> None:
+        """Remove an upload that no task will read (its task was never created)."""
+        self._records.forget_upload(upload.id)
+        self._storage.delete(upload.storage_key)
 
     def get(self, *, key: ApiKey, upload_id: str) -> Upload:
         """Raises NotFound for a malformed, unknown, foreign or expired upload."""
@@ -158,13 +207,17 @@ class UploadService:
             created_at=now,
             expires_at=now + self._ttl,
         )
+        self._store(upload, path)
+        return upload
+
+    def _store(self, upload: Upload, path: Path) -> None:
+        """The file, then its record; neither when either fails."""
         self._storage.put(path, upload.storage_key)
         try:
             self._records.add_upload(upload)
         except BaseException:
             self._storage.delete(upload.storage_key)
             raise
-        return upload
 
 
 def _clean_filename(filename: str | None) -> str | None:

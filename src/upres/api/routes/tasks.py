@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from starlette.concurrency import run_in_threadpool
 
-from upres.api.deps import AuthenticatedKey, ServicesDep, TaskServiceDep
+from upres.api.deps import AuthenticatedKey, ServicesDep, TaskServiceDep, store_read
 from upres.api.openapi import error_responses
 from upres.api.routes._task_response import task_response
 from upres.api.schemas import TaskPublic
 
 router = APIRouter(tags=["Task Management"])
+
+TASK_PATH = "/v1/tasks/{task_id}"
 
 TaskId = Annotated[
     str,
@@ -27,7 +28,7 @@ TaskId = Annotated[
 
 
 @router.get(
-    "/v1/tasks/{task_id}",
+    TASK_PATH,
     operation_id="getTaskDetail",
     summary="Query task status",
     description="The task; `results` appear once completed, `error` once failed or cancelled.",
@@ -35,9 +36,9 @@ TaskId = Annotated[
     responses=error_responses(400, 401, 404, 429, bad_request=("invalid_task_id",)),
 )
 async def get_task(task_id: TaskId, key: AuthenticatedKey, services: ServicesDep) -> Response:
-    # The hot path of polling clients: one thread hop, for the one query, and
-    # as few declared dependencies as will do (FastAPI checks each per request).
-    task = await run_in_threadpool(services.tasks.get, key=key, task_id=task_id)
+    # Polls with a remembered key are answered before routing (api/readpath.py);
+    # the rest come here. Few declared dependencies: FastAPI checks each per request.
+    task = await store_read(services, services.tasks.get, key=key, task_id=task_id)
     return task_response(services.renderer, task)
 
 

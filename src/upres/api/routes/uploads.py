@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from upres.api.deps import AuthenticatedKey, UploadServiceDep
+from upres.api.deps import AuthenticatedKey, SubmissionsDep, UploadServiceDep
 from upres.api.extension_schemas import UploadPublic
 from upres.api.middleware import declared_length
 from upres.api.openapi import error_responses
@@ -41,23 +41,28 @@ upload is sent again whole.
     description=_DESCRIPTION,
     response_model=UploadPublic,
     response_model_exclude_none=True,
-    responses=error_responses(400, 401, 404, 413, 429, bad_request=("probe_failed",)),
+    responses=error_responses(400, 401, 404, 413, 429, 503, bad_request=("probe_failed",)),
     openapi_extra=_BODY,
 )
 async def create_upload(
     request: Request,
     key: AuthenticatedKey,
     uploads: UploadServiceDep,
+    submissions: SubmissionsDep,
     filename: Annotated[
         str | None, Query(max_length=1024, description="The file's name, for display")
     ] = None,
 ) -> UploadPublic:
-    upload = await uploads.receive(
-        key=key,
-        chunks=request.stream(),
-        declared_bytes=declared_length(request.scope),
-        filename=filename,
-    )
+    # An upload holds a submission slot of its key from its first byte: bodies
+    # trickling in are bounded as probes are, and its probe runs on their threads.
+    with submissions.admitted(key.id) as on_thread:
+        upload = await uploads.receive(
+            key=key,
+            chunks=request.stream(),
+            declared_bytes=declared_length(request.scope),
+            filename=filename,
+            on_thread=on_thread,
+        )
     return UploadPublic.of(upload, download_url=uploads.link(upload))
 
 
