@@ -79,6 +79,7 @@ def make_clip(
     seed: int = 0,
     sar: Fraction | None = None,
     subtitles: tuple[str, ...] = (),
+    encoder_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a real clip to ``path`` and return it.
 
@@ -89,9 +90,11 @@ def make_clip(
     ``yuv420p10le`` with an encoder that supports it (libx265, libsvtav1).
     ``sar`` sets a pixel aspect ratio; ``subtitles`` adds a mov_text stream
     with one cue per text (cue ``i`` from 0.5*i s, 0.4 s long).
+    ``encoder_options`` are added to the video encoder's (GOP size, B-frames, ...).
     """
     with av.open(str(path), mode="w", format=container) as out:
         video = _add_video(out, codec, width, height, fps, pix_fmt, vfr=vfr, color=color)
+        video.options = {**video.options, **(encoder_options or {})}
         if rotation:
             video.set_display_rotation(rotation)
         if sar is not None:
