@@ -11,12 +11,14 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
 from tests.clips import make_clip
+from tests.clips_media import make_interlaced_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import EncodeError, InvalidRequest
@@ -55,13 +57,14 @@ class Facts:
     subtitles: list[bytes]
 
 
-def _facts(path: Path) -> Facts:
+def _facts(path: Path, *, audio: bool = True) -> Facts:
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         times = [int(f.pts) for f in container.decode(video)]
         time_base, duration = video.time_base, video.duration
     with av.open(str(path)) as container:
-        audio = [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+        sound = container.streams.audio[0] if audio else None
+        packets = [bytes(p) for p in container.demux(sound) if p.size] if sound else []
     with av.open(str(path)) as container:
         subs = container.streams.subtitles
         subtitles = [bytes(p) for p in container.demux(subs[0]) if p.size] if subs else []
@@ -69,7 +72,7 @@ def _facts(path: Path) -> Facts:
         times=times,
         time_base=time_base,
         duration=duration,
-        audio=audio,
+        audio=packets,
         subtitles=subtitles,
     )
 
@@ -99,8 +102,11 @@ def _chunked(
     *,
     name: str = "joined.mp4",
     pre_roll: int | None = None,
+    encode: EncodeSettings = ENCODE,
+    double_rate: bool = False,
+    seconds: float = CHUNK_S,
 ) -> tuple[Path, tuple[ChunkSpan, ...]]:
-    spans = plan_chunks(source, chunk_seconds=CHUNK_S)
+    spans = plan_chunks(source, chunk_seconds=seconds)
     parts = []
     for span in spans:
         result = upscale_chunk(
@@ -108,46 +114,101 @@ def _chunked(
             span=span,
             destination=folder / f"part{span.index}.mp4",
             upscaler=make(),
-            encode=ENCODE,
+            encode=encode,
             limits=LIMITS,
             pre_roll=pre_roll,
+            double_rate=double_rate,
         )
-        assert result.frames == span.frame_count
+        assert result.frames == span.frame_count * (2 if double_rate else 1)
         parts.append(result.path)
     joined = join_chunks(
-        source=source, parts=parts, destination=folder / name, encode=ENCODE, limits=LIMITS
+        source=source,
+        parts=parts,
+        destination=folder / name,
+        encode=encode,
+        limits=LIMITS,
+        double_rate=double_rate,
     )
-    assert joined.frames == sum(span.frame_count for span in spans)
+    assert joined.frames == sum(span.frame_count for span in spans) * (2 if double_rate else 1)
     return joined.path, spans
 
 
 def _whole(
-    source: Path, folder: Path, make: Callable[[], FrameUpscaler], name: str = "whole.mp4"
+    source: Path,
+    folder: Path,
+    make: Callable[[], FrameUpscaler],
+    *,
+    name: str = "whole.mp4",
+    encode: EncodeSettings = ENCODE,
+    double_rate: bool = False,
 ) -> Path:
     return upscale_video(
-        source=source, destination=folder / name, upscaler=make(), encode=ENCODE, limits=LIMITS
+        source=source,
+        destination=folder / name,
+        upscaler=make(),
+        encode=encode,
+        limits=LIMITS,
+        double_rate=double_rate,
     ).path
 
 
-CLIPS = {
-    "b-frames": {"encoder_options": B_FRAMES},
-    "open-gop": {"encoder_options": OPEN_GOP},
-    "vfr": {"encoder_options": B_FRAMES, "vfr": True},
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """A source clip, the output's codec and container."""
+
+    clip: dict[str, Any]
+    encode: EncodeSettings = ENCODE
+    output: str = "out.mp4"
+
+
+HEVC_OPEN_GOP = "log-level=error:keyint=6:min-keyint=6:bframes=3"  # x265 GOPs are open: CRA
+CASES = {
+    "b-frames": Case(clip={"encoder_options": B_FRAMES}),
+    "open-gop": Case(clip={"encoder_options": OPEN_GOP}),
+    "vfr": Case(clip={"encoder_options": B_FRAMES, "vfr": True}),
+    "matroska": Case(clip={"encoder_options": B_FRAMES}, output="out.mkv"),
+}
+SLOW_CASES = {
+    "hevc": Case(
+        clip={"codec": "libx265", "encoder_options": {"x265-params": HEVC_OPEN_GOP}},
+        encode=EncodeSettings(codec="h265", preset="ultrafast"),
+    ),
+    "av1": Case(
+        clip={"encoder_options": B_FRAMES}, encode=EncodeSettings(codec="av1", preset="12")
+    ),
 }
 
 
-@pytest.mark.parametrize("kind", list(CLIPS))
+@pytest.mark.parametrize(
+    "kind",
+    [*CASES, *(pytest.param(kind, marks=pytest.mark.slow) for kind in SLOW_CASES)],
+)
 def test_chunked_output_is_the_whole_video_frame_for_frame(tmp_path: Path, kind: str) -> None:
-    source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, subtitles=SUBTITLES, **CLIPS[kind])
-    joined, spans = _chunked(source, tmp_path, _bicubic)
-    whole = _whole(source, tmp_path, _bicubic)
+    case = CASES.get(kind) or SLOW_CASES[kind]
+    source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, subtitles=SUBTITLES, **case.clip)
+    joined, spans = _chunked(source, tmp_path, _bicubic, name=case.output, encode=case.encode)
+    whole = _whole(source, tmp_path, _bicubic, name=f"whole-{case.output}", encode=case.encode)
     assert len(spans) >= 5
     chunked_facts, whole_facts, source_facts = _facts(joined), _facts(whole), _facts(source)
     assert chunked_facts == whole_facts
     assert len(chunked_facts.times) == 36
     assert chunked_facts.audio == source_facts.audio
-    assert chunked_facts.subtitles == source_facts.subtitles
+    if case.output.endswith(".mp4"):  # Matroska takes them as subrip: the same text
+        assert chunked_facts.subtitles == source_facts.subtitles
+    assert sum(len(cue) > 2 for cue in chunked_facts.subtitles) == len(SUBTITLES)  # not gaps
     # The same pictures in the same order (a lost open-GOP reference would show here).
+    ours, theirs = _pictures(joined), _pictures(whole)
+    assert min(psnr(a, b) for a, b in zip(ours, theirs, strict=True)) > 30
+
+
+@pytest.mark.parametrize("double_rate", [False, True])
+def test_an_interlaced_source_is_deinterlaced_alike(tmp_path: Path, double_rate: bool) -> None:
+    source = make_interlaced_clip(tmp_path / "in.mp4", frames=48, gop=8)
+    joined, spans = _chunked(source, tmp_path, _bicubic, double_rate=double_rate, seconds=0.3)
+    whole = _whole(source, tmp_path, _bicubic, double_rate=double_rate)
+    assert len(spans) >= 5
+    assert _facts(joined, audio=False) == _facts(whole, audio=False)
+    assert len(_facts(joined, audio=False).times) == 48 * (2 if double_rate else 1)
     ours, theirs = _pictures(joined), _pictures(whole)
     assert min(psnr(a, b) for a, b in zip(ours, theirs, strict=True)) > 35
 

@@ -105,14 +105,18 @@ def _remux(
         video_in = video_stream(src)
         out = stack.enter_context(open_output(target, container))
         template = stack.enter_context(open_input(parts[0]))
-        video = _add_video(out, video_in, _checked(video_stream(template), plan, parts[0]), plan)
+        # The muxer may change the stream's time base when it writes the header (Matroska:
+        # milliseconds); packets are given in this one, and rebased as they are muxed.
+        time_base = output_time_base(video_in, plan.rate)
+        part = _checked(video_stream(template), plan, parts[0])
+        video = _add_video(out, part, time_base=time_base, video_in=video_in, plan=plan)
         routes, dropped = add_side_streams(src, out, video_in)
         side = Interleaver(src, routes, out)
         extradata = video_stream(template).codec_context.extradata
         frames = 0
         last_dts: int | None = None
         for path in parts:
-            for packet in _packets(path, plan, extradata, video):
+            for packet in _packets(path, plan, extradata, video, time_base):
                 last_dts = _follow(packet, last_dts)
                 side.mux_until(packet_seconds(packet))
                 mux(out, packet)
@@ -122,13 +126,20 @@ def _remux(
 
 
 def _add_video(
-    out: OutputContainer, video_in: VideoStream, part: VideoStream, plan: OutputPlan
+    out: OutputContainer,
+    part: VideoStream,
+    *,
+    time_base: Fraction,
+    video_in: VideoStream,
+    plan: OutputPlan,
 ) -> VideoStream:
     try:
-        stream = out.add_stream_from_template(part)
+        # Opaque: the codec parameters as they are, with no encoder looked up by the
+        # name of the part's decoder (libdav1d has no encoder).
+        stream = out.add_stream_from_template(part, opaque=True)
     except (av.error.FFmpegError, ValueError) as exc:
         raise EncodeError("Cannot copy the chunks' video stream.") from exc
-    stream.time_base = output_time_base(video_in, plan.rate)
+    stream.time_base = time_base
     if plan.rotation:
         stream.set_display_rotation(plan.rotation)
     copy_stream_metadata(video_in, stream)
@@ -137,7 +148,7 @@ def _add_video(
 
 def _checked(part: VideoStream, plan: OutputPlan, path: Path) -> VideoStream:
     """``part``, when its size and codec are the plan's. Raises EncodeError."""
-    codec = part.codec_context.name
+    codec = part.codec_context.codec.canonical_name
     if (part.width, part.height, codec) != (plan.width, plan.height, _CODEC_NAMES[plan.codec]):
         raise EncodeError(
             f"The chunk {path.name} is {part.width}x{part.height} {codec}, not the "
@@ -147,14 +158,13 @@ def _checked(part: VideoStream, plan: OutputPlan, path: Path) -> VideoStream:
 
 
 def _packets(
-    path: Path, plan: OutputPlan, extradata: bytes | None, video: VideoStream
+    path: Path, plan: OutputPlan, extradata: bytes | None, video: VideoStream, target: Fraction
 ) -> Iterator[Packet[Stream]]:
-    """The video packets of one part, in ``video``'s time base, bound to it.
+    """The video packets of one part, in the ``target`` time base, bound to ``video``.
 
     Raises CorruptVideo when the part cannot be read, EncodeError when it was
     encoded with other parameter sets than the first part.
     """
-    target = Fraction(video.time_base or FALLBACK_TIME_BASE)
     with open_input(path) as container:
         stream = _checked(video_stream(container), plan, path)
         if stream.codec_context.extradata != extradata:
