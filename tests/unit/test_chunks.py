@@ -35,6 +35,7 @@ from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import DisFlow
 from upres.pipeline.temporal import StabilisedUpscaler, TemporalStabiliser
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.window import FrameWindow, window_packets
 
 ENCODE = EncodeSettings(preset="fast")
 LIMITS = MediaLimits()
@@ -313,3 +314,29 @@ def test_join_without_parts_is_an_error(tmp_path: Path) -> None:
         join_chunks(
             source=source, parts=[], destination=tmp_path / "o.mp4", encode=ENCODE, limits=LIMITS
         )
+
+
+def test_a_late_chunk_decodes_from_two_keyframes_before_it(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=72, fps=12, encoder_options=OPEN_GOP)
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        keyframes = sorted(int(p.pts) for p in container.demux(stream) if p.is_keyframe)
+    start = keyframes[-2]
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        first = next(iter(window_packets(container, stream, FrameWindow(start=start, end=None))))
+    # The keyframe a seek finds is the one at or before the start; one more back
+    # decodes its leading pictures' references.
+    assert first.is_keyframe
+    assert first.pts == keyframes[-4]
+
+
+def test_a_chunk_whose_pre_roll_reaches_before_the_first_frame_decodes_from_it(
+    tmp_path: Path,
+) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=24, fps=12, encoder_options=B_FRAMES)
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        window = FrameWindow(start=6 * 1024, end=None, preroll=100)
+        first = next(iter(window_packets(container, stream, window)))
+    assert (first.pts, first.is_keyframe) == (0, True)

@@ -57,20 +57,23 @@ def window_packets(
     """The video packets from the keyframe decoding ``window`` starts at, to the end.
 
     Falls back to the whole stream when the container cannot seek to a
-    keyframe early enough. Raises CorruptVideo (via ``media_error``) when
-    seeking fails outright.
+    keyframe early enough (or the window starts within the first GOP). Raises
+    CorruptVideo (via ``media_error``) when even seeking to the start fails.
     """
     if window.start is None:
         return container.demux(stream)
     target = window.start - _preroll_ticks(stream, window.preroll)
     try:
         found = _keyframe_before(container, stream, target)
-        if found is None:
-            container.seek(0, backward=True)
-            return container.demux(stream)
+    except av.error.FFmpegError:
+        found = None  # a target before the first keyframe, for one
+    if found is not None:
+        return chain([found], container.demux(stream))
+    try:
+        container.seek(0, backward=True)
     except av.error.FFmpegError as exc:
         raise media_error(exc, "seeking") from exc
-    return chain([found], container.demux(stream))
+    return container.demux(stream)
 
 
 def _keyframe_before(
@@ -82,9 +85,11 @@ def _keyframe_before(
     if not _usable(found, target):
         return None
     assert found is not None
-    if found.dts is not None:
+    # Matroska gives no decode time to a keyframe: its presentation time is as early.
+    decoded_at = found.dts if found.dts is not None else found.pts
+    if decoded_at is not None:
         try:
-            earlier = _seek_keyframe(container, stream, found.dts - 1)
+            earlier = _seek_keyframe(container, stream, decoded_at - 1)
         except av.error.FFmpegError:
             earlier = None  # nothing before the first keyframe
         if _usable(earlier, target):
