@@ -17,11 +17,11 @@ import av
 import numpy as np
 import pytest
 
-from tests.clips import make_clip
+from tests.clips import make_clip, write_faststart, write_truncated
 from tests.clips_media import make_interlaced_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.errors import EncodeError, InvalidRequest
+from upres.errors import EncodeError, InvalidRequest, TruncatedVideo
 from upres.pipeline.chunks import (
     DEFAULT_PRE_ROLL,
     ChunkSpan,
@@ -340,3 +340,10 @@ def test_a_chunk_whose_pre_roll_reaches_before_the_first_frame_decodes_from_it(
         window = FrameWindow(start=6 * 1024, end=None, preroll=100)
         first = next(iter(window_packets(container, stream, window)))
     assert (first.pts, first.is_keyframe) == (0, True)
+
+
+def test_planning_a_cut_file_fails_before_any_chunk(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, encoder_options=B_FRAMES)
+    cut = write_truncated(write_faststart(source, tmp_path / "fast.mp4"), tmp_path / "cut.mp4")
+    with pytest.raises(TruncatedVideo):
+        plan_chunks(cut, chunk_seconds=CHUNK_S)

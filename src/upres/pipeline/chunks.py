@@ -31,10 +31,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av.error
+import torch
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.errors import InvalidRequest
 from upres.inputs.probe import media_error, open_input, video_stream
+from upres.pipeline.completeness import check_complete
 from upres.pipeline.engine import CancelToken, Progress, prepare, run_job
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameUpscaler
 from upres.pipeline.join import JoinResult, join_chunks
@@ -104,14 +106,17 @@ def plan_chunks(source: Path, *, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
     A video shorter than one and a half chunks, or whose packets carry no
     usable timestamps, is one span. Cuts go at the keyframe nearest to each
     multiple of ``chunk_seconds``, never less than half a chunk before the end.
-    Raises InvalidRequest for a ``chunk_seconds`` that is not positive,
-    CorruptVideo (and the other MediaErrors of ``open_input``) when the file
-    cannot be read; reads the file and changes nothing.
+    The file is first checked whole (``check_complete``: the chunks do not
+    check it again). Raises InvalidRequest for a ``chunk_seconds`` that is not
+    positive, TruncatedVideo, CorruptVideo (and the other MediaErrors of
+    ``open_input``) when the file cannot be read; reads the file and changes
+    nothing.
     """
     if not chunk_seconds > 0:
         raise InvalidRequest(
             f"chunk seconds must be > 0, got {chunk_seconds}", param="chunk_seconds"
         )
+    check_complete(source)
     index = _read_index(source)
     if index is None:
         return (_whole(source),)
@@ -198,6 +203,7 @@ def upscale_chunk(
     hardware_decode: bool | None = None,
     double_rate: bool = False,
     pre_roll: int | None = None,
+    on_frame: Callable[[torch.Tensor], None] | None = None,
 ) -> ChunkResult:
     """Upscale the frames of ``span`` into the video-only part ``destination`` (.mp4).
 
@@ -205,9 +211,11 @@ def upscale_chunk(
     from ``pre_roll`` frames before the span; None: ``pre_roll_for(upscaler)``).
     ``encode``, ``double_rate`` and the upscaler's model and scale must be the
     same for every chunk of a source, or ``join_chunks`` refuses the parts.
-    Raises what ``upscale_video`` raises, and InvalidRequest for a
-    destination whose name is not .mp4; on any error no file exists under
-    ``destination`` and no temporary file is left.
+    ``on_frame`` is ``upscale_video``'s (pre-roll frames included). The source
+    is not checked whole again (``plan_chunks`` did). Raises what
+    ``upscale_video`` raises, and InvalidRequest for a destination whose name
+    is not .mp4; on any error no file exists under ``destination`` and no
+    temporary file is left.
     """
     started = time.monotonic()
     frames_before = pre_roll_for(upscaler) if pre_roll is None else pre_roll
@@ -220,6 +228,7 @@ def upscale_chunk(
         on_progress=on_progress,
         hardware_decode=hardware_decode,
         double_rate=double_rate,
+        on_frame=on_frame,
         window=_window(source, span, frames_before),
         part=True,
         window_frames=span.frame_count,

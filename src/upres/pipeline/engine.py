@@ -182,6 +182,8 @@ def prepare(
     """Check the destination, probe the source, check it is whole, and decide how to
     decode and encode it (``window_frames``: how many source frames ``window`` holds).
 
+    A ``part`` skips the completeness check, which reads the whole file:
+    ``plan_chunks`` made it once for all the chunks.
     Raises InvalidRequest (a ``part`` must be an .mp4 name) and what ``probe``,
     ``check_complete`` and ``plan_output`` raise; writes nothing.
     """
@@ -189,7 +191,8 @@ def prepare(
     if part and container != _PART_CONTAINER:
         raise InvalidRequest(f"A chunk's part must be an .mp4 file, not {destination.name}.")
     info = probe(source, limits=limits)
-    check_complete(source)
+    if not part:
+        check_complete(source)
     output = decide(source, info, scale=upscaler.scale, settings=settings, double_rate=double_rate)
     options = DecodeOptions.for_video(
         info,
