@@ -88,9 +88,11 @@ class Overhead:
 
 @dataclass(frozen=True, kw_only=True)
 class EndToEnd:
-    """``upres upscale`` of one clip with a number of workers."""
+    """``upres upscale`` of one clip with a number of workers (``threads``: torch's per
+    process, None: the default, every core for one process)."""
 
     workers: int
+    threads: int | None
     wall_s: float
     chunks: int
 
@@ -152,7 +154,14 @@ def _model_s_per_frame(model: str, width: int, height: int) -> float:
 
 
 def end_to_end(
-    folder: Path, *, size: str, seconds: float, chunk_seconds: float, model: str, workers: int
+    folder: Path,
+    *,
+    size: str,
+    seconds: float,
+    chunk_seconds: float,
+    model: str,
+    workers: int,
+    threads: int | None = None,
 ) -> EndToEnd:
     width, height = parse_size(size)
     spec = ClipSpec(width=width, height=height, frames=round(seconds * _FPS), gop=_E2E_GOP)
@@ -161,11 +170,15 @@ def end_to_end(
     command = [sys.executable, "-c", "from upres.cli import main; main()", "upscale"]
     command += [str(clip), str(output), "--model", model, "--device", "cpu"]
     command += ["--workers", str(workers), "--chunk-seconds", str(chunk_seconds)]
+    env = dict(os.environ)
+    if threads is not None:
+        env["UPRES_TORCH_THREADS"] = str(threads)
     started = time.perf_counter()
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     found = re.search(r" in (\d+) chunks", done.stdout)
-    return EndToEnd(workers=workers, wall_s=wall, chunks=int(found.group(1)) if found else 1)
+    chunks = int(found.group(1)) if found else 1
+    return EndToEnd(workers=workers, threads=threads, wall_s=wall, chunks=chunks)
 
 
 def report(cost: Overhead, runs: Sequence[EndToEnd], e2e: str) -> str:
@@ -200,14 +213,22 @@ def report(cost: Overhead, runs: Sequence[EndToEnd], e2e: str) -> str:
         f"End to end: `upres upscale` of {e2e} ({cost.model}, 2x, temporal stage on), "
         "wall time of the command.",
         "",
-        "| workers | chunks | wall | speed-up |",
-        "|---|---|---|---|",
+        "| workers | torch threads per process | chunks | wall | speed-up |",
+        "|---|---|---|---|---|",
     ]
     first = runs[0].wall_s
     lines += [
-        f"| {r.workers} | {r.chunks} | {r.wall_s:.1f} s | {first / r.wall_s:.2f}x |" for r in runs
+        f"| {r.workers} | {_threads(r)} | {r.chunks} | {r.wall_s:.1f} s | {first / r.wall_s:.2f}x |"
+        for r in runs
     ]
     return "\n".join(lines)
+
+
+def _threads(run: EndToEnd) -> str:
+    if run.threads is not None:
+        return f"{run.threads} (UPRES_TORCH_THREADS)"
+    cores = os.cpu_count() or 1
+    return f"{cores} (default)" if run.workers == 1 else f"{max(1, cores // run.workers)} (shared)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.model,
             repeats=args.repeats,
         )
+        counts = [int(n) for n in args.workers.split(",")]
+        # The peer of N workers sharing the cores: one process with as few threads as each.
+        peer = max(1, (os.cpu_count() or 1) // max(counts))
+        plans = [(n, None) for n in counts] + ([(1, peer)] if max(counts) > 1 else [])
         runs = [
             end_to_end(
                 folder,
@@ -242,9 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds=args.e2e_seconds,
                 chunk_seconds=args.e2e_chunk_seconds,
                 model=args.model,
-                workers=int(n),
+                workers=workers,
+                threads=threads,
             )
-            for n in args.workers.split(",")
+            for workers, threads in plans
         ]
     text = report(cost, runs, f"a {args.e2e_seconds:g} s {args.e2e_size} clip")
     print(text)

@@ -18,12 +18,12 @@ def test_overhead_is_measured_on_a_real_plan_and_join(tmp_path: Path) -> None:
     assert cost.join_s > 0
     assert cost.model_s_per_frame > 0
     runs = [
-        chunks.EndToEnd(workers=1, wall_s=2.0, chunks=1),
-        chunks.EndToEnd(workers=2, wall_s=1.0, chunks=4),
+        chunks.EndToEnd(workers=1, threads=None, wall_s=2.0, chunks=1),
+        chunks.EndToEnd(workers=2, threads=None, wall_s=1.0, chunks=4),
     ]
     text = chunks.report(cost, runs, "a tiny clip")
     assert "| plan + join |" in text
-    assert "| 2 | 4 | 1.0 s | 2.00x |" in text
+    assert "| 4 | 1.0 s | 2.00x |" in text
     doc = tmp_path / "BENCHMARKS.md"
     _report.write_section(doc, "chunks", text)
     assert "<!-- throughput:chunks begin -->" in doc.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -95,3 +96,39 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
 
 def test_a_cpu_runs_one_worker_by_default() -> None:
     assert default_workers("cpu") == 1
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The spawned worker processes of ``pid`` (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_fails_the_command_cleanly(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=240, fps=24, encoder_options=B_FRAMES)
+    child = subprocess.Popen(
+        _command(source, tmp_path / "out.mp4", "--workers", "2", "--chunk-seconds", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stderr is not None
+    first = child.stderr.readline()
+    assert first.startswith("frames "), first
+    os.kill(_workers_of(child.pid)[0], signal.SIGKILL)
+    _, rest = child.communicate(timeout=120)
+    assert child.returncode == 1, rest
+    assert "error: A worker process ended" in rest
+    assert "Traceback" not in rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

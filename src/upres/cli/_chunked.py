@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.queues import Queue
@@ -32,7 +33,7 @@ import torch
 from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
-from upres.errors import Cancelled
+from upres.errors import Cancelled, ModelError
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
 from upres.pipeline.frames import FrameUpscaler
@@ -194,7 +195,8 @@ def _watch(
     progress: Queue[tuple[int, int, int | None]],
     tally: _Tally,
 ) -> None:
-    """Until every chunk is done; raises Cancelled or the first chunk's error."""
+    """Until every chunk is done; raises Cancelled, the first chunk's error, or ModelError
+    when a worker process died."""
     pending: set[Future[ChunkResult]] = set(futures)
     while pending:
         done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
@@ -202,6 +204,10 @@ def _watch(
         cancel.raise_if_cancelled()
         for future in done:
             error = future.exception()
+            if isinstance(error, BrokenProcessPool):
+                raise ModelError(
+                    "A worker process ended without finishing its chunk (out of memory?)."
+                ) from error
             if error is not None:
                 raise error
 
