@@ -140,22 +140,30 @@ def plan_chunks(source: Path, *, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
 
 def _read_index(source: Path) -> _Index | None:
     """The packet index, or None when some frame has no timestamp or two share one."""
+    stamps: list[int | None] = []
+    keyframes: list[int] = []
+    durations: dict[int, int] = {}
     try:
         with open_input(source) as container:
             stream = video_stream(container)
             time_base = Fraction(stream.time_base or FALLBACK_TIME_BASE)
-            packets = [p for p in container.demux(stream) if p.size]
+            # Timestamps only: a long video's packets would not fit in memory.
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                stamps.append(packet.pts)
+                if packet.pts is not None:
+                    durations[packet.pts] = packet.duration or 0
+                    if packet.is_keyframe:
+                        keyframes.append(packet.pts)
     except av.error.FFmpegError as exc:
         raise media_error(exc, "reading") from exc
-    stamps = [p.pts for p in packets]
     pts = sorted(s for s in stamps if s is not None)
-    if not pts or len(pts) != len(stamps) or len(set(pts)) != len(pts):
+    if not pts or len(pts) != len(stamps) or len(durations) != len(pts):
         return None
-    keyframes = sorted(p.pts for p in packets if p.is_keyframe and p.pts is not None)
-    last = max(packets, key=lambda p: p.pts or 0)
     gap = pts[-1] - pts[-2] if len(pts) > 1 else 1
-    end = pts[-1] + (last.duration or gap or 1)
-    return _Index(time_base=time_base, pts=pts, keyframes=keyframes, end=end)
+    end = pts[-1] + (durations[pts[-1]] or gap or 1)
+    return _Index(time_base=time_base, pts=pts, keyframes=sorted(keyframes), end=end)
 
 
 def _cuts(index: _Index, ticks: Fraction | float) -> list[int]:
