@@ -59,23 +59,37 @@ def test_two_workers_write_the_video_one_pass_writes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_every_worker_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "group", "status"),
+    [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)],
+    ids=["TERM to the command", "Ctrl-C to the terminal's group"],
+)
+def test_a_stop_ends_every_worker_and_leaves_nothing(
+    tmp_path: Path, signum: int, group: bool, status: int
+) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=240, fps=24, encoder_options=B_FRAMES)
     child = subprocess.Popen(
         _command(source, tmp_path / "out.mp4", "--workers", "2", "--chunk-seconds", "1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
     )
     assert child.stderr is not None
     first = child.stderr.readline()
     assert first.startswith("frames "), first
-    child.send_signal(signal.SIGTERM)
+    workers = _workers_of(child.pid)
+    assert len(workers) == 2
+    if group:
+        os.killpg(child.pid, signum)
+    else:
+        child.send_signal(signum)
     _, rest = child.communicate(timeout=120)
-    assert child.returncode == 143, rest
+    assert child.returncode == status, rest
     assert "cancelled" in rest
     assert "Traceback" not in rest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
 def test_a_video_of_one_chunk_takes_the_one_pass_path(tmp_path: Path) -> None:

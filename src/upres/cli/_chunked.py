@@ -4,14 +4,18 @@ The parent plans the chunks (``upres.pipeline.chunks``), starts N spawned
 processes that each load the model once (on a many-GPU host, worker ``i``
 sees only GPU ``i``), hands them the chunks longest first, adds up their
 progress, and joins the parts. The parts live in a hidden folder beside the
-output, removed whatever happens. Workers ignore the terminal's signals: the
-parent alone decides, and a stop (Ctrl-C, SIGTERM, a failed chunk) reaches
-every worker through one shared event, which cancels its chunk within a
-batch.
+output, removed whatever happens. Workers ignore the terminal's Ctrl-C and
+hang-up (sent to the whole process group): the parent alone decides, and a
+stop (a signal, a failed chunk) reaches every worker through one shared flag,
+which cancels its chunk within a batch. The flag is a plain shared byte, not
+a multiprocessing Event: setting an Event waits for every waiter to wake, and
+a worker killed while waiting would hang the parent. SIGTERM keeps its
+default in workers, so the pool can end them when one of them died.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import shutil
@@ -25,7 +29,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import torch
@@ -40,7 +43,9 @@ from upres.pipeline.frames import FrameUpscaler
 from upres.wiring import apply_torch_threads, upscalers
 
 _POLL_S = 0.2
-_WORKER_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
+# The stop flag shared with the workers (a byte in shared memory, no lock).
+Flag = ctypes.c_byte
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,7 +171,7 @@ def _run_all(
 ) -> list[ChunkResult]:
     context = get_context("spawn")
     progress: Queue[tuple[int, int, int | None]] = context.Queue()
-    stop = context.Event()
+    stop: Flag = context.Value("b", 0, lock=False)
     slots: Queue[int] = context.Queue()
     for slot in range(workers):
         slots.put(slot)
@@ -179,9 +184,9 @@ def _run_all(
         ordered = sorted(jobs, key=lambda j: j.span.frame_count, reverse=True)
         futures = [pool.submit(_upscale, job) for job in ordered]
         try:
-            _watch(futures, cancel, stop, progress, tally)
+            _watch(futures, cancel, progress, tally)
         finally:
-            stop.set()
+            stop.value = 1
             for future in futures:
                 future.cancel()
     _drain(progress, tally)
@@ -191,7 +196,6 @@ def _run_all(
 def _watch(
     futures: list[Future[ChunkResult]],
     cancel: CancelToken,
-    stop: Event,
     progress: Queue[tuple[int, int, int | None]],
     tally: _Tally,
 ) -> None:
@@ -238,11 +242,11 @@ def _start_worker(
     setup: WorkerSetup,
     slots: Queue[int],
     progress: Queue[tuple[int, int, int | None]],
-    stop: Event,
+    stop: Flag,
 ) -> None:
     """Runs first in each worker process: signals, its GPU, threads, the model."""
     global _worker  # noqa: PLW0603 - one per process, set once by the pool's initializer
-    for signum in _WORKER_SIGNALS:
+    for signum in _TERMINAL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     slot = slots.get()
     if setup.gpus:
@@ -258,8 +262,9 @@ def _start_worker(
     )
 
 
-def _cancel_on(stop: Event, cancel: CancelToken) -> None:
-    stop.wait()
+def _cancel_on(stop: Flag, cancel: CancelToken) -> None:
+    while not stop.value:
+        time.sleep(_POLL_S)
     cancel.cancel()
 
 
