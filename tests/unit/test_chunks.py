@@ -17,11 +17,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.clips import make_clip, write_faststart, write_truncated
+from tests.clips import make_clip, make_tagged_clip, write_faststart, write_truncated
 from tests.clips_media import make_interlaced_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import EncodeError, InvalidRequest, TruncatedVideo
+from upres.inputs.probe import probe
 from upres.pipeline.chunks import (
     DEFAULT_PRE_ROLL,
     ChunkSpan,
@@ -347,3 +348,37 @@ def test_planning_a_cut_file_fails_before_any_chunk(tmp_path: Path) -> None:
     cut = write_truncated(write_faststart(source, tmp_path / "fast.mp4"), tmp_path / "cut.mp4")
     with pytest.raises(TruncatedVideo):
         plan_chunks(cut, chunk_seconds=CHUNK_S)
+
+
+def _described(path: Path) -> tuple[object, ...]:
+    """Everything a container says about itself and its streams, and every side packet."""
+    with av.open(str(path)) as container:
+        streams = [
+            (s.type, dict(s.metadata), int(s.disposition), s.codec_context and s.codec_context.name)
+            for s in container.streams
+        ]
+        facts = (dict(container.metadata), streams, container.chapters())
+    with av.open(str(path)) as container:
+        sides = [s for s in container.streams if s.type != "video"]
+        packets = [(p.stream.index, p.pts, bytes(p)) for p in container.demux(*sides) if p.size]
+    return (*facts, probe(path, limits=LIMITS).rotation, packets)
+
+
+@pytest.mark.parametrize("container", ["mp4", "matroska"])
+def test_tracks_tags_chapters_and_rotation_come_once_from_the_source(
+    tmp_path: Path, container: str
+) -> None:
+    suffix = ".mp4" if container == "mp4" else ".mkv"
+    source = make_tagged_clip(
+        tmp_path / f"in{suffix}", container=container, encoder_options=B_FRAMES
+    )
+    joined, spans = _chunked(source, tmp_path, _bicubic, name=f"joined{suffix}")
+    whole = _whole(source, tmp_path, _bicubic, name=f"whole{suffix}")
+    assert len(spans) >= 3
+    assert _described(joined) == _described(whole)
+    rotated = make_clip(
+        tmp_path / "turned.mp4", frames=24, fps=12, rotation=90, encoder_options=B_FRAMES
+    )
+    joined, _ = _chunked(rotated, tmp_path, _bicubic, name="turned-joined.mp4")
+    whole = _whole(rotated, tmp_path, _bicubic, name="turned-whole.mp4")
+    assert _described(joined) == _described(whole)
