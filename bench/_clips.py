@@ -39,7 +39,8 @@ _AUDIO_RATE = 48_000
 
 @dataclass(frozen=True, kw_only=True)
 class ClipSpec:
-    """One benchmark clip: size, length, frame rate, noise (sigma, 8-bit levels) and x264 CRF."""
+    """One benchmark clip: size, length, frame rate, noise (sigma, 8-bit levels), x264 CRF
+    and keyframe interval (None: x264's default, 250 frames)."""
 
     width: int
     height: int
@@ -48,12 +49,14 @@ class ClipSpec:
     noise: float = 3.0
     crf: int = 26
     seed: int = 0
+    gop: int | None = None
 
     @property
     def name(self) -> str:
+        gop = f"-g{self.gop}" if self.gop is not None else ""
         return (
             f"pan-{self.width}x{self.height}-{self.frames}f-{self.fps}fps"
-            f"-n{self.noise:g}-crf{self.crf}-s{self.seed}.mp4"
+            f"-n{self.noise:g}-crf{self.crf}-s{self.seed}{gop}.mp4"
         )
 
 
@@ -136,6 +139,8 @@ def _write(spec: ClipSpec, path: Path) -> None:
         video = out.add_stream("libx264", rate=spec.fps)
         video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
         video.options = {"crf": str(spec.crf), "preset": "veryfast"}
+        if spec.gop is not None:
+            video.options |= {"g": str(spec.gop)}
         audio = out.add_stream("aac", rate=_AUDIO_RATE, layout="stereo")
         for index in range(spec.frames):
             frame = av.VideoFrame.from_ndarray(render(strip, index, spec), format="rgb24")

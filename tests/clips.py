@@ -79,6 +79,7 @@ def make_clip(
     seed: int = 0,
     sar: Fraction | None = None,
     subtitles: tuple[str, ...] = (),
+    encoder_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a real clip to ``path`` and return it.
 
@@ -89,9 +90,11 @@ def make_clip(
     ``yuv420p10le`` with an encoder that supports it (libx265, libsvtav1).
     ``sar`` sets a pixel aspect ratio; ``subtitles`` adds a mov_text stream
     with one cue per text (cue ``i`` from 0.5*i s, 0.4 s long).
+    ``encoder_options`` are added to the video encoder's (GOP size, B-frames, ...).
     """
     with av.open(str(path), mode="w", format=container) as out:
         video = _add_video(out, codec, width, height, fps, pix_fmt, vfr=vfr, color=color)
+        video.options = {**video.options, **(encoder_options or {})}
         if rotation:
             video.set_display_rotation(rotation)
         if sar is not None:
@@ -196,17 +199,24 @@ TAGGED_CHAPTERS = (("Opening", 0, 1000), ("Ending", 1000, 2000))
 FONT = b"\x00\x01\x00\x00 not really a font, but bytes to keep"
 
 
-def make_tagged_clip(path: Path, *, container: str = "mp4", fps: int = 12) -> Path:
+def make_tagged_clip(
+    path: Path,
+    *,
+    container: str = "mp4",
+    fps: int = 12,
+    encoder_options: dict[str, str] | None = None,
+) -> Path:
     """A 2 s clip with everything a container can say about its streams.
 
     Two AAC tracks and two subtitle tracks (mov_text in mp4, subrip in
     Matroska) with languages, titles and dispositions (``TAGGED_*``), a
     titled video stream, container tags, two chapters, and in Matroska a font
-    attachment.
+    attachment. ``encoder_options`` as ``make_clip``'s.
     """
     subtitle_codec = "mov_text" if container == "mp4" else "subrip"
     with av.open(str(path), mode="w", format=container) as out:
         video = _add_video(out, "libx264", 64, 48, fps, "yuv420p", vfr=False, color=None)
+        video.options = {**video.options, **(encoder_options or {})}
         video.metadata["title"] = "Picture"
         sounds = [_tagged(_add_audio(out), track) for track in TAGGED_AUDIO]
         cues = [_tagged(out.add_mux_stream(subtitle_codec), track) for track in TAGGED_SUBTITLES]

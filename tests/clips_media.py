@@ -120,14 +120,16 @@ def make_interlaced_clip(
     height: int = 64,
     frames: int = 16,
     fps: int = 25,
+    gop: int | None = None,
 ) -> Path:
-    """Interlaced H.264 (``flagged``: coded as fields in ``order``; else flagged progressive)."""
+    """Interlaced H.264 (``flagged``: coded as fields in ``order``; else flagged progressive),
+    with a keyframe every ``gop`` frames when given."""
     return write_h264(
         path,
         [woven(i, order, width, height) for i in range(frames)],
         fps=fps,
         order=order if flagged else None,
-        options=_H264,
+        options=_H264 if gop is None else {**_H264, "g": str(gop)},
         container=container,
     )
 

@@ -8,42 +8,36 @@ prints one line on stderr and exits with 1.
 
 from __future__ import annotations
 
+import os
 import signal
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
+import torch
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as ProgressBar
 
+from upres.cli._chunked import WorkerSetup, default_workers, upscale_chunked
+from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import settings_or_exit
 from upres.cli._signals import exit_code, handling_stop_signals
 from upres.config import Settings
-from upres.domain.media import EncodeSettings
+from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
+from upres.inputs.probe import probe
 from upres.models.registry import model_for
+from upres.pipeline.chunks import ChunkSpan, plan_chunks
 from upres.pipeline.destination import check_destination
-from upres.pipeline.engine import CancelToken, Progress, UpscaleResult, upscale_video
+from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
 from upres.wiring import apply_torch_threads, temporal_stage
 
-_PLAIN_INTERVAL_S = 2.0
+__all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
 
 class DeviceChoice(StrEnum):
@@ -114,6 +108,21 @@ def upscale(
             "instead of one per frame (default: UPRES_DEINTERLACE_DOUBLE_RATE).",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes for this video: more than 1 cuts it into chunks on "
+            "keyframes that run at once and are joined without re-encoding "
+            "(default: one per CUDA GPU, else 1).",
+        ),
+    ] = None,
+    chunk_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1e-3, help="About how much of the video a chunk covers with --workers > 1."
+        ),
+    ] = DEFAULT_CHUNK_SECONDS,
 ) -> None:
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
@@ -122,20 +131,25 @@ def upscale(
     with handling_stop_signals(stop):
         settings = settings_or_exit()
         apply_torch_threads(settings)
+        chosen_device = (device or DeviceChoice(settings.device)).value
         try:
             result = _run(
                 input_path,
                 output_path,
-                factor=Factor(factor),
-                model=model or settings.model,
-                device=(device or DeviceChoice(settings.device)).value,
-                encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
-                settings=settings,
-                double_rate=(
-                    settings.deinterlace_double_rate if double_rate is None else double_rate
+                _Choices(
+                    factor=Factor(factor),
+                    model=model or settings.model,
+                    device=chosen_device,
+                    encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
+                    double_rate=(
+                        settings.deinterlace_double_rate if double_rate is None else double_rate
+                    ),
+                    temporal=settings.temporal if temporal is None else temporal,
+                    workers=workers or default_workers(chosen_device),
+                    chunk_seconds=chunk_seconds,
                 ),
+                settings=settings,
                 cancel=stop.cancel,
-                temporal=temporal,
             )
         except (Cancelled, KeyboardInterrupt) as exc:
             typer.echo("cancelled: no output was written", err=True)
@@ -177,33 +191,70 @@ def _encode_settings(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Choices:
+    """What the command's options and the settings chose for this run."""
+
+    factor: Factor
+    model: str | None
+    device: str
+    encode: EncodeSettings
+    double_rate: bool
+    temporal: bool
+    workers: int
+    chunk_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Summary:
+    """What the command reports once the output is written."""
+
+    path: Path
+    width: int
+    height: int
+    frames: int
+    duration_s: float
+    elapsed_s: float
+    skipped_packets: int
+    concealed_frames: int
+    notes: tuple[str, ...]
+    dropped_streams: tuple[str, ...]
+    chunks: int = 1
+
+
 def _run(
-    source: Path,
-    destination: Path,
-    *,
-    factor: Factor,
-    model: str | None,
-    device: str,
-    encode: EncodeSettings,
-    settings: Settings,
-    double_rate: bool,
-    cancel: CancelToken,
-    temporal: bool | None,
-) -> UpscaleResult:
-    """Raises UpresError (Cancelled once ``cancel`` fires)."""
+    source: Path, destination: Path, choices: _Choices, *, settings: Settings, cancel: CancelToken
+) -> _Summary:
+    """One pass, or with ``choices.workers`` > 1 and a video of several chunks, the
+    chunks on that many processes. Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
-    spec = model_for(factor, model)
-    target = resolve_device(device, vulkan=settings.vulkan_device)
+    spec = model_for(choices.factor, choices.model)
+    target = resolve_device(choices.device, vulkan=settings.vulkan_device)
     where = place(spec, target)
-    network = build_upscaler(spec, factor, where)
-    stage = temporal_stage(settings, where.torch_device, enabled=temporal)
+    encode = encoding_for(choices.encode, [spec], target)
+    if choices.workers > 1:
+        probe(source, limits=settings.media_limits)
+        spans = plan_chunks(source, chunk_seconds=choices.chunk_seconds)
+        if len(spans) > 1:
+            cancel.raise_if_cancelled()
+            return _run_chunked(
+                source,
+                destination,
+                choices=choices,
+                spans=spans,
+                model=spec.id,
+                settings=settings,
+                encode=encode,
+                cancel=cancel,
+            )
+    network = build_upscaler(spec, choices.factor, where)
+    stage = temporal_stage(settings, where.torch_device, enabled=choices.temporal)
     upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
     cancel.raise_if_cancelled()
-    encode = encoding_for(encode, [spec], target)
     with progress_reporter() as report:
-        return upscale_video(
+        result = upscale_video(
             source=source,
             destination=destination,
             upscaler=upscaler,
@@ -211,79 +262,76 @@ def _run(
             limits=settings.media_limits,
             on_progress=report,
             cancel=cancel,
-            double_rate=double_rate,
+            double_rate=choices.double_rate,
         )
-
-
-@contextmanager
-def progress_reporter() -> Iterator[Callable[[Progress], None]]:
-    """A rich bar on a terminal, else a plain line every few seconds (on stderr)."""
-    if not sys.stderr.isatty():
-        yield _plain_reporter()
-        return
-    columns = (
-        TextColumn("upscaling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames {task.fields[fps]:.1f} fps"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with ProgressBar(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("upscale", total=None, fps=0.0)
-
-        def report(progress: Progress) -> None:
-            bar.update(
-                task,
-                completed=progress.frames_done,
-                total=_total(progress),
-                fps=progress.fps,
-            )
-
-        yield report
-
-
-def _plain_reporter() -> Callable[[Progress], None]:
-    last = 0.0
-
-    def report(progress: Progress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        finished = progress.frames_done == progress.frames_total
-        if now - last < _PLAIN_INTERVAL_S and not finished:
-            return
-        last = now
-        typer.echo(plain_line(progress), err=True)
-
-    return report
-
-
-def plain_line(progress: Progress) -> str:
-    """One progress line for logs: ``frames 12/48 (25%) 3.1 fps ETA 12s``."""
-    total = _total(progress)
-    if total is None:
-        return f"frames {progress.frames_done} {progress.fps:.1f} fps"
-    percent = 100 * progress.frames_done / total
-    eta = (total - progress.frames_done) / progress.fps if progress.fps > 0 else 0.0
-    return (
-        f"frames {progress.frames_done}/{total} ({percent:.0f}%) "
-        f"{progress.fps:.1f} fps ETA {eta:.0f}s"
+    return _Summary(
+        path=result.path,
+        width=result.width,
+        height=result.height,
+        frames=result.frames,
+        duration_s=result.info.duration_s,
+        elapsed_s=result.elapsed_s,
+        skipped_packets=result.skipped_packets,
+        concealed_frames=result.concealed_frames,
+        notes=result.notes,
+        dropped_streams=result.dropped_streams,
     )
 
 
-def _total(progress: Progress) -> int | None:
-    """The estimate, never below what is already done."""
-    if progress.frames_total is None:
-        return None
-    return max(progress.frames_total, progress.frames_done)
+def _run_chunked(
+    source: Path,
+    destination: Path,
+    *,
+    choices: _Choices,
+    spans: Sequence[ChunkSpan],
+    model: str,
+    settings: Settings,
+    encode: EncodeSettings,
+    cancel: CancelToken,
+) -> _Summary:
+    chosen = {"model": model, "device": choices.device, "temporal": choices.temporal}
+    cuda = choices.device in ("auto", "cuda") and torch.cuda.is_available()
+    setup = WorkerSetup(
+        settings=settings.model_copy(update=chosen),
+        factor=choices.factor,
+        gpus=torch.cuda.device_count() if cuda else 0,
+        # On the CPU the workers share its cores instead of each taking all of them.
+        torch_threads=None if cuda else max(1, (os.cpu_count() or 1) // choices.workers),
+    )
+    with progress_reporter() as report:
+        result = upscale_chunked(
+            source=source,
+            destination=destination,
+            spans=spans,
+            setup=setup,
+            workers=min(choices.workers, len(spans)),
+            encode=encode,
+            double_rate=choices.double_rate,
+            cancel=cancel,
+            on_progress=report,
+        )
+    joined = result.joined
+    return _Summary(
+        path=joined.path,
+        width=joined.width,
+        height=joined.height,
+        frames=joined.frames,
+        duration_s=joined.info.duration_s,
+        elapsed_s=result.elapsed_s,
+        skipped_packets=result.skipped_packets,
+        concealed_frames=result.concealed_frames,
+        notes=joined.notes,
+        dropped_streams=joined.dropped_streams,
+        chunks=len(spans),
+    )
 
 
-def _print_summary(result: UpscaleResult) -> None:
+def _print_summary(result: _Summary) -> None:
     fps = result.frames / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
     typer.echo(
         f"wrote {result.path}: {result.width}x{result.height}, {result.frames} frames, "
-        f"{result.info.duration_s:.2f} s of video in {result.elapsed_s:.1f} s ({fps:.1f} fps)"
+        f"{result.duration_s:.2f} s of video in {result.elapsed_s:.1f} s ({fps:.1f} fps){chunks}"
     )
     if result.skipped_packets or result.concealed_frames:
         typer.echo(

@@ -144,6 +144,13 @@ class EncodeSettings:
             raise InvalidRequest(f"threads must be >= 0, got {self.threads}", param="threads")
 
 
+# How much source a chunk of a chunked upscale covers, about (boundaries fall on
+# keyframes; a shorter video is one chunk). ``UPRES_CHUNK_SECONDS`` and
+# ``upres upscale --chunk-seconds`` default to it; docs/BENCHMARKS.md ("Chunks")
+# has the overheads that chose it.
+DEFAULT_CHUNK_SECONDS = 60.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class MediaLimits:
     """Inputs over these are refused before any work starts."""

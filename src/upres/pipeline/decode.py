@@ -14,7 +14,7 @@ stream simply holds no frame).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from upres.pipeline.colorimetry import (
 )
 from upres.pipeline.fields import Deinterlace, deinterlaced
 from upres.pipeline.frames import FrameBatch
+from upres.pipeline.window import WHOLE, FrameWindow, Timed, window_packets, windowed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +77,14 @@ class DecodeOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class TimedBatch:
-    """A batch of frames plus each frame's duration (stream time base)."""
+    """A batch of frames plus each frame's duration (stream time base).
+
+    A ``preroll`` batch only primes the upscaler's state: its output is not written.
+    """
 
     frames: FrameBatch
     durations: tuple[int, ...]
+    preroll: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,21 +111,27 @@ class _Tally:
     frames: int = 0
 
 
-def decode(source: Path, *, options: DecodeOptions) -> Generator[DecodeItem]:
+def decode(
+    source: Path, *, options: DecodeOptions, window: FrameWindow = WHOLE
+) -> Generator[DecodeItem]:
     """Yield TimedBatches in presentation order, then one DecodeSummary.
+
+    With a ``window``, only its frames (see ``upres.pipeline.window``), after its
+    pre-roll batches; the summary counts the window's frames.
 
     With ``options.hardware`` CUDA decoding is tried first and software
     decoding takes over when it fails before the first batch.
     Raises CorruptVideo, EmptyVideo or UnsupportedCodec (see the module policy).
     """
     if options.hardware and "cuda" in hwdevices_available():
-        items = _decode(source, options, HWAccel(device_type="cuda", allow_software_fallback=True))
+        hwaccel = HWAccel(device_type="cuda", allow_software_fallback=True)
+        items = _decode(source, options, window, hwaccel)
         first = _first_or_none(items)
         if first is not None:
             yield first
             yield from items
             return
-    yield from _decode(source, options, None)
+    yield from _decode(source, options, window, None)
 
 
 def _first_or_none(items: Generator[DecodeItem]) -> DecodeItem | None:
@@ -132,23 +143,29 @@ def _first_or_none(items: Generator[DecodeItem]) -> DecodeItem | None:
         return None
 
 
-def _decode(source: Path, options: DecodeOptions, hwaccel: HWAccel | None) -> Generator[DecodeItem]:
+def _decode(
+    source: Path, options: DecodeOptions, window: FrameWindow, hwaccel: HWAccel | None
+) -> Generator[DecodeItem]:
     tally = _Tally()
     with open_input(source, hwaccel=hwaccel) as container:
         stream = video_stream(container)
         stream.codec_context.thread_type = "AUTO"
-        frames = _frames(container, stream, tally)
-        if options.deinterlace is not None:
-            frames = deinterlaced(_stamped(frames), stream, options.deinterlace)
-        yield from _batches(_timed(frames), options, tally)
+        frames = _frames(lambda: window_packets(container, stream, window), stream, tally)
+        how = options.deinterlace
+        if how is not None:
+            frames = deinterlaced(_stamped(frames), stream, how)
+        chosen = windowed(_timed(frames), window, how.rate if how is not None else 1)
+        yield from _batches(chosen, options, tally)
     yield _summary(tally, options, hardware=hwaccel is not None)
 
 
 def _frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, tally: _Tally
+    packets: Callable[[], Iterator[av.Packet[av.video.stream.VideoStream]]],
+    stream: av.video.stream.VideoStream,
+    tally: _Tally,
 ) -> Iterator[VideoFrame]:
     try:
-        for packet in container.demux(stream):
+        for packet in packets():
             tally.packets += packet.size > 0
             try:
                 decoded = stream.decode(packet)
@@ -161,7 +178,7 @@ def _frames(
         raise media_error(exc, "decoding") from exc
 
 
-def _timed(frames: Iterator[VideoFrame]) -> Iterator[tuple[VideoFrame, int, int]]:
+def _timed(frames: Iterator[VideoFrame]) -> Iterator[Timed]:
     """(frame, pts, duration) with strictly increasing pts; a frame's duration reaches the next."""
     previous: tuple[VideoFrame, int] | None = None
     gap = 1
@@ -189,30 +206,43 @@ def _stamped(frames: Iterator[VideoFrame]) -> Iterator[VideoFrame]:
 
 
 def _batches(
-    timed: Iterator[tuple[VideoFrame, int, int]], options: DecodeOptions, tally: _Tally
+    timed: Iterator[tuple[Timed, bool]], options: DecodeOptions, tally: _Tally
 ) -> Iterator[TimedBatch]:
+    """Batches of ``options.batch_size`` frames; pre-roll frames never share a batch
+    with the others."""
     pixels: list[np.ndarray] = []
     pts: list[int] = []
     durations: list[int] = []
-    for frame, frame_pts, duration in timed:
+    preroll = False
+    for (frame, frame_pts, duration), is_preroll in timed:
+        if pts and is_preroll != preroll:
+            yield _batch(pixels, pts, durations, tally, preroll=preroll)
+            pixels, pts, durations = [], [], []
+        preroll = is_preroll
         pixels.append(to_rgb(frame, options))
         pts.append(frame_pts)
         durations.append(duration)
         if len(pts) == options.batch_size:
-            yield _batch(pixels, pts, durations, tally)
+            yield _batch(pixels, pts, durations, tally, preroll=preroll)
             pixels, pts, durations = [], [], []
     if pts:
-        yield _batch(pixels, pts, durations, tally)
+        yield _batch(pixels, pts, durations, tally, preroll=preroll)
 
 
 def _batch(
-    pixels: list[np.ndarray], pts: list[int], durations: list[int], tally: _Tally
+    pixels: list[np.ndarray],
+    pts: list[int],
+    durations: list[int],
+    tally: _Tally,
+    *,
+    preroll: bool,
 ) -> TimedBatch:
     batch = FrameBatch(
         pixels=torch.from_numpy(np.stack(pixels)), pts=tuple(pts), first_index=tally.frames
     )
-    tally.frames += len(pts)
-    return TimedBatch(frames=batch, durations=tuple(durations))
+    if not preroll:
+        tally.frames += len(pts)
+    return TimedBatch(frames=batch, durations=tuple(durations), preroll=preroll)
 
 
 def to_rgb(frame: VideoFrame, options: DecodeOptions) -> np.ndarray:

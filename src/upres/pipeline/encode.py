@@ -61,6 +61,7 @@ _SVT_LOG, _SVT_ERRORS_ONLY = "SVT_LOG", "1"
 # video after its audio) in 90 kHz ticks, not the default milliseconds, so a
 # start is kept to the tick instead of moving by up to half a millisecond.
 _ISO_OPTIONS = {"movflags": "+faststart", "movie_timescale": "90000"}
+_MIN_TIMESCALE = 10_000
 
 
 def keeping_up(settings: EncodeSettings, *, fast_source: bool) -> EncodeSettings:
@@ -164,28 +165,61 @@ def encode(
     plan: OutputPlan,
     on_batch: Callable[[int], None],
     container: str = "mp4",
+    part: bool = False,
 ) -> tuple[str, ...]:
     """Write ``batches`` and the source's copyable streams to ``target``.
 
     ``container`` is the muxer (``upres.pipeline.destination``); mp4 and mov get
-    their index at the front (+faststart).
+    their index at the front (+faststart). A ``part`` (one chunk of a chunked
+    upscale, see ``upres.pipeline.chunks``) is the video alone, in an mp4 that
+    keeps every timestamp exactly (``part_muxer_options``), with parameter
+    sets repeated in the stream where the encoder can.
 
     Calls ``on_batch(frames)`` after each batch is written. Returns a description
     of each source stream that was dropped. Raises EncodeError when writing fails;
     errors raised by ``batches`` or ``on_batch`` propagate unchanged.
     """
-    with open_input(source) as src, _open_output(target, container) as out:
+    with open_input(source) as src:
         video_in = video_stream(src)
-        video = _add_video(out, video_in, plan)
-        _open_encoder(video)
-        routes, dropped = add_side_streams(src, out, video_in)
-        writer = _VideoWriter(out, video, Interleaver(src, routes, out))
-        for timed in batches:
-            for frame, duration in _video_frames(timed, plan, video):
-                writer.write(frame, duration)
-            on_batch(timed.frames.count)
-        writer.finish()
+        options = part_muxer_options(output_time_base(video_in, plan.rate)) if part else None
+        with open_output(target, container, options) as out:
+            video = _add_video(out, video_in, plan, part=part)
+            _open_encoder(video)
+            routes, dropped = ({}, ()) if part else add_side_streams(src, out, video_in)
+            side = Interleaver(src, routes, out)
+            _write(out, video, side=side, batches=batches, plan=plan, on_batch=on_batch)
     return dropped
+
+
+def _write(
+    out: OutputContainer,
+    video: VideoStream,
+    *,
+    side: Interleaver,
+    batches: Iterable[TimedBatch],
+    plan: OutputPlan,
+    on_batch: Callable[[int], None],
+) -> None:
+    writer = _VideoWriter(out, video, side)
+    for timed in batches:
+        for frame, duration in _video_frames(timed, plan, video):
+            writer.write(frame, duration)
+        on_batch(timed.frames.count)
+    writer.finish()
+
+
+def part_muxer_options(time_base: Fraction) -> dict[str, str]:
+    """mp4 muxer options that keep every timestamp in ``time_base`` exact.
+
+    The track's timescale is the time base's denominator (doubled up to at
+    least 10000, as the muxer does by itself), and the edit list that carries
+    a late start is written in that same timescale instead of the movie's
+    default milliseconds, so a part starting anywhere reads back to the tick.
+    """
+    scale = Fraction(time_base).denominator
+    while scale < _MIN_TIMESCALE:
+        scale *= 2
+    return {"video_track_timescale": str(scale), "movie_timescale": str(scale)}
 
 
 def _open_encoder(video: VideoStream) -> None:
@@ -229,9 +263,13 @@ def demote_realtime_threads() -> int:
 
 
 @contextmanager
-def _open_output(target: Path, muxer: str) -> Iterator[OutputContainer]:
-    """A ``muxer`` whose av errors become EncodeError."""
-    options = _ISO_OPTIONS if muxer in _ISO_MUXERS else {}
+def open_output(
+    target: Path, muxer: str, options: dict[str, str] | None = None
+) -> Iterator[OutputContainer]:
+    """A ``muxer`` whose av errors become EncodeError (mp4 and mov: ``_ISO_OPTIONS``
+    unless ``options`` are given)."""
+    if options is None:
+        options = _ISO_OPTIONS if muxer in _ISO_MUXERS else {}
     try:
         container = av.open(str(target), mode="w", format=muxer, options=options)
     except av.error.FFmpegError as exc:
@@ -248,7 +286,9 @@ def _open_output(target: Path, muxer: str) -> Iterator[OutputContainer]:
         raise EncodeError(f"Cannot finish the output file: {exc.strerror}") from exc
 
 
-def _add_video(out: OutputContainer, video_in: VideoStream, plan: OutputPlan) -> VideoStream:
+def _add_video(
+    out: OutputContainer, video_in: VideoStream, plan: OutputPlan, *, part: bool
+) -> VideoStream:
     try:
         stream = out.add_stream(plan.encoder, rate=plan.frame_rate)
     except av.error.FFmpegError as exc:
@@ -257,7 +297,7 @@ def _add_video(out: OutputContainer, video_in: VideoStream, plan: OutputPlan) ->
         raise EncodeError(f"{plan.encoder} is not a video encoder.")
     stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, plan.pix_fmt
     stream.time_base = output_time_base(video_in, plan.rate)
-    _configure(stream.codec_context, video_in, plan)
+    _configure(stream.codec_context, video_in, plan, part=part)
     if plan.rotation:
         stream.set_display_rotation(plan.rotation)
     copy_stream_metadata(video_in, stream)
@@ -269,7 +309,9 @@ def output_time_base(video_in: VideoStream, rate: int) -> Fraction:
     return Fraction(video_in.time_base or FALLBACK_TIME_BASE) / rate
 
 
-def _configure(ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan) -> None:
+def _configure(
+    ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan, *, part: bool
+) -> None:
     ctx.time_base = output_time_base(video_in, plan.rate)
     ctx.field_order = _PROGRESSIVE
     ctx.thread_count = plan.settings.threads
@@ -283,7 +325,7 @@ def _configure(ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan) 
         # With B-frames, mp4 sample durations follow the reordered decode times, which
         # stretches a VFR stream's end; without them every frame keeps its exact span.
         ctx.max_b_frames = 0
-    ctx.options = _encoder_options(plan, vfr=vfr)
+    ctx.options = _encoder_options(plan, vfr=vfr, part=part)
 
 
 def _is_vfr(video_in: VideoStream) -> bool:
@@ -291,13 +333,19 @@ def _is_vfr(video_in: VideoStream) -> bool:
     return bool(average and base and average != base)
 
 
-def _encoder_options(plan: OutputPlan, *, vfr: bool) -> dict[str, str]:
+def _encoder_options(plan: OutputPlan, *, vfr: bool, part: bool) -> dict[str, str]:
     codec, settings = plan.codec, plan.settings
     crf = settings.crf if settings.crf is not None else _DEFAULT_CRF[codec]
     options = {"crf": str(crf), "preset": settings.preset or _DEFAULT_PRESET[codec]}
     deep = plan.pix_fmt == _TEN_BIT
     if codec == "h265":
-        params = ["log-level=error", *(["bframes=0"] if vfr else [])]
+        # Parts repeat VPS/SPS/PPS before each keyframe: a joined stream decodes from any
+        # part's start.
+        params = [
+            "log-level=error",
+            *(["bframes=0"] if vfr else []),
+            *(["repeat-headers=1"] if part else []),
+        ]
         options["x265-params"] = ":".join(params + (x265_params(plan.hdr) if deep else []))
     if codec == "av1" and deep and svtav1_params(plan.hdr):
         options["svtav1-params"] = ":".join(svtav1_params(plan.hdr))

@@ -2,18 +2,17 @@
 
     probe -> decode (thread) -> [queue] -> upscale (thread) -> [queue] -> encode (caller's thread)
 
-The queues are bounded, so memory stays flat however long the video is, and
-decode, inference and encode overlap. The first error in any stage stops the
-others (each waits on its queue with a timeout and checks a shared stop
-flag), and is raised once every thread has ended. The output is written to a
-hidden temporary name beside ``destination`` and renamed only on success.
+The stages run as ``upres.pipeline.stages`` describes (bounded queues, the
+first error stops all of them). The output is written to a hidden temporary
+name beside ``destination`` and renamed only on success. ``prepare`` and
+``run_job`` are shared with the chunked mode (``upres.pipeline.chunks``),
+which runs the same stages over a window of the frames into a part.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,17 +23,25 @@ from pathlib import Path
 import torch
 
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
-from upres.errors import Cancelled, EncodeError, ModelError
+from upres.errors import EncodeError, InvalidRequest, ModelError
 from upres.inputs.probe import probe
+from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.pipeline.destination import check_destination
 from upres.pipeline.encode import OutputPlan, encode, plan_output
-from upres.pipeline.fields import FieldScan, deinterlace_for, field_notes, scan_fields
+from upres.pipeline.fields import (
+    Deinterlace,
+    FieldScan,
+    deinterlace_for,
+    field_notes,
+    scan_fields,
+)
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.stages import END, QUEUE_BATCHES, CancelToken, Run, StoppedError
+from upres.pipeline.window import WHOLE, FrameWindow
 
-_QUEUE_BATCHES = 2
-_POLL_S = 0.1
+_PART_CONTAINER = "mp4"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,25 +80,6 @@ class UpscaleResult:
     hardware_decoded: bool
 
 
-class CancelToken:
-    """A thread-safe cancel flag; the pipeline checks it between batches."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        """Raises Cancelled when ``cancel()`` has been called."""
-        if self._event.is_set():
-            raise Cancelled("The upscale was cancelled.")
-
-
 def upscale_video(
     *,
     source: Path,
@@ -118,7 +106,7 @@ def upscale_video(
     file exists under ``destination`` and no temporary file is left.
     """
     started = time.monotonic()
-    job = _prepare(
+    job = prepare(
         source=source,
         destination=destination,
         upscaler=upscaler,
@@ -129,12 +117,7 @@ def upscale_video(
         double_rate=double_rate,
         on_frame=on_frame,
     )
-    run = _Run(cancel=cancel or CancelToken(), started=started)
-    try:
-        dropped, summary = _run_stages(run, job)
-        _publish(job.temp, destination)
-    finally:
-        job.temp.unlink(missing_ok=True)
+    dropped, summary = run_job(job, cancel=cancel, started=started)
     return UpscaleResult(
         info=job.info,
         path=destination,
@@ -143,7 +126,7 @@ def upscale_video(
         height=job.plan.height,
         codec=job.plan.codec,
         fields=job.fields,
-        notes=job.plan.notes + field_notes(job.fields, job.options.deinterlace),
+        notes=job.notes,
         output_bytes=destination.stat().st_size,
         elapsed_s=time.monotonic() - started,
         skipped_packets=summary.skipped_packets,
@@ -154,10 +137,14 @@ def upscale_video(
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Job:
-    """The inputs of the stages of one call."""
+class Job:
+    """The inputs of the stages of one run: the whole video, or a window of it into a part.
+
+    ``frames_total`` is the progress estimate (None when unknown).
+    """
 
     source: Path
+    destination: Path
     temp: Path
     upscaler: FrameUpscaler
     options: DecodeOptions
@@ -165,54 +152,129 @@ class _Job:
     container: str
     info: VideoInfo
     fields: FieldScan
+    window: FrameWindow
+    part: bool
+    frames_total: int | None
     on_progress: Callable[[Progress], None] | None
     on_frame: Callable[[torch.Tensor], None] | None
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What upres decided for the user: the plan's notes, then deinterlacing's."""
+        return self.plan.notes + field_notes(self.fields, self.options.deinterlace)
 
-def _prepare(
+
+def prepare(
     *,
     source: Path,
     destination: Path,
     upscaler: FrameUpscaler,
     settings: EncodeSettings,
     limits: MediaLimits,
-    on_progress: Callable[[Progress], None] | None,
-    hardware_decode: bool | None,
-    double_rate: bool,
-    on_frame: Callable[[torch.Tensor], None] | None,
-) -> _Job:
+    on_progress: Callable[[Progress], None] | None = None,
+    hardware_decode: bool | None = None,
+    double_rate: bool = False,
+    on_frame: Callable[[torch.Tensor], None] | None = None,
+    window: FrameWindow = WHOLE,
+    part: bool = False,
+    window_frames: int | None = None,
+) -> Job:
     """Check the destination, probe the source, check it is whole, and decide how to
-    decode and encode it."""
+    decode and encode it (``window_frames``: how many source frames ``window`` holds).
+
+    A ``part`` skips the completeness check, which reads the whole file:
+    ``plan_chunks`` made it once for all the chunks.
+    Raises InvalidRequest (a ``part`` must be an .mp4 name) and what ``probe``,
+    ``check_complete`` and ``plan_output`` raise; writes nothing.
+    """
     container = check_destination(destination)
+    if part and container != _PART_CONTAINER:
+        raise InvalidRequest(f"A chunk's part must be an .mp4 file, not {destination.name}.")
     info = probe(source, limits=limits)
-    check_complete(source)
-    fields = scan_fields(source)
-    deinterlace = deinterlace_for(fields, double_rate=double_rate)
+    if not part:
+        check_complete(source)
+    output = decide(source, info, scale=upscaler.scale, settings=settings, double_rate=double_rate)
     options = DecodeOptions.for_video(
         info,
         batch_size=max(1, upscaler.batch_size),
         hardware=torch.cuda.is_available() if hardware_decode is None else hardware_decode,
-        deinterlace=deinterlace,
+        deinterlace=output.deinterlace,
     )
-    conversion = options.conversion
-    rate = deinterlace.rate if deinterlace is not None else 1
-    return _Job(
+    frames = (
+        window_frames
+        if window_frames is not None
+        else frame_total(info.frame_count, info.duration_s, info.average_fps)
+    )
+    return Job(
         source=source,
-        temp=destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part"),
+        destination=destination,
+        temp=temp_beside(destination),
         upscaler=upscaler,
         options=options,
-        plan=plan_output(
-            info, scale=upscaler.scale, conversion=conversion, settings=settings, rate=rate
-        ),
+        plan=output.plan,
         container=container,
         info=info,
-        fields=fields,
+        fields=output.fields,
+        window=window,
+        part=part,
+        frames_total=frames * output.plan.rate if frames is not None else None,
         on_progress=on_progress,
         on_frame=on_frame,
     )
 
 
-def _publish(temp: Path, destination: Path) -> None:
+@dataclass(frozen=True, kw_only=True)
+class OutputDecision:
+    """How a source is deinterlaced and written (``notes`` for the user)."""
+
+    fields: FieldScan
+    deinterlace: Deinterlace | None
+    plan: OutputPlan
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.plan.notes + field_notes(self.fields, self.deinterlace)
+
+
+def decide(
+    source: Path, info: VideoInfo, *, scale: int, settings: EncodeSettings, double_rate: bool
+) -> OutputDecision:
+    """Scan ``source``'s fields and plan its output ``scale`` times larger.
+
+    Raises CorruptVideo from the field scan and EncodeError from ``plan_output``.
+    """
+    fields = scan_fields(source)
+    deinterlace = deinterlace_for(fields, double_rate=double_rate)
+    conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
+    rate = deinterlace.rate if deinterlace is not None else 1
+    plan = plan_output(info, scale=scale, conversion=conversion, settings=settings, rate=rate)
+    return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
+
+
+def temp_beside(destination: Path) -> Path:
+    """A hidden, unique name beside ``destination`` to write it under until it is whole."""
+    return destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+
+
+def run_job(
+    job: Job, *, cancel: CancelToken | None, started: float
+) -> tuple[tuple[str, ...], DecodeSummary]:
+    """Run the stages of ``job`` and publish its output under ``job.destination``.
+
+    Returns the dropped side streams and the decode's summary. Raises what the
+    stages raise (Cancelled once ``cancel`` fires); on any error no file
+    exists under the destination and no temporary file is left.
+    """
+    run = Run(cancel=cancel or CancelToken(), started=started)
+    try:
+        result = _run_stages(run, job)
+        publish(job.temp, job.destination)
+    finally:
+        job.temp.unlink(missing_ok=True)
+    return result
+
+
+def publish(temp: Path, destination: Path) -> None:
     """Atomically put the finished file under its final name. Raises EncodeError."""
     try:
         os.replace(temp, destination)
@@ -220,82 +282,18 @@ def _publish(temp: Path, destination: Path) -> None:
         raise EncodeError(f"Cannot move the output to {destination}: {exc.strerror}") from exc
 
 
-class _StoppedError(Exception):
-    """Another stage failed; this one leaves quietly."""
-
-
-class _End:
-    """Marks the end of a queue."""
-
-
-_END = _End()
-
-
-class _Run:
-    """The shared state of one ``upscale_video`` call: stop flag, first error, cancel token."""
-
-    def __init__(self, *, cancel: CancelToken, started: float) -> None:
-        self.cancel = cancel
-        self.started = started
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-        self.lock = threading.Lock()
-
-    def fail(self, exc: BaseException) -> None:
-        with self.lock:
-            self.errors.append(exc)
-        self.stop.set()
-
-    def put(self, box: queue.Queue[object], item: object) -> None:
-        """Put, waiting for room; raises _StoppedError when another stage failed."""
-        while not self.stop.is_set():
-            try:
-                box.put(item, timeout=_POLL_S)
-            except queue.Full:
-                continue
-            return
-        raise _StoppedError
-
-    def items(self, box: queue.Queue[object]) -> Iterator[object]:
-        """Items until the end marker; raises Cancelled or _StoppedError."""
-        while True:
-            self.cancel.raise_if_cancelled()
-            if self.stop.is_set():
-                raise _StoppedError
-            try:
-                item = box.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            yield item
-
-    def thread(self, name: str, work: Callable[[], None]) -> threading.Thread:
-        def body() -> None:
-            try:
-                work()
-            except _StoppedError:
-                pass
-            except BaseException as exc:
-                self.fail(exc)
-
-        thread = threading.Thread(target=body, name=f"upres-{name}", daemon=True)
-        thread.start()
-        return thread
-
-
-def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
-    decoded: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_BATCHES)
-    upscaled: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_BATCHES)
+def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
+    decoded: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BATCHES)
+    upscaled: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BATCHES)
     threads = [
-        run.thread("decode", lambda: _decode_stage(run, job.source, job.options, decoded)),
+        run.thread("decode", lambda: _decode_stage(run, job, decoded)),
         run.thread("upscale", lambda: _upscale_stage(run, job, decoded, upscaled)),
     ]
     summaries: list[DecodeSummary] = []
     dropped: tuple[str, ...] = ()
     try:
         batches = _encoder_input(run, upscaled, summaries)
-        report = _reporter(run, job.info, job.plan.rate, job.on_progress)
+        report = _reporter(run, job.frames_total, job.on_progress)
         dropped = encode(
             job.source,
             job.temp,
@@ -303,8 +301,9 @@ def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
             plan=job.plan,
             container=job.container,
             on_batch=report,
+            part=job.part,
         )
-    except _StoppedError:
+    except StoppedError:
         pass
     except BaseException as exc:
         run.fail(exc)
@@ -317,26 +316,24 @@ def _run_stages(run: _Run, job: _Job) -> tuple[tuple[str, ...], DecodeSummary]:
     return dropped, summaries[0]
 
 
-def _decode_stage(
-    run: _Run, source: Path, options: DecodeOptions, outbox: queue.Queue[object]
-) -> None:
+def _decode_stage(run: Run, job: Job, outbox: queue.Queue[object]) -> None:
     # closing(): when this stage stops early, the input file is closed right away.
-    with closing(decode(source, options=options)) as items:
+    with closing(decode(job.source, options=job.options, window=job.window)) as items:
         for item in items:
             run.cancel.raise_if_cancelled()
             run.put(outbox, item)
-    run.put(outbox, _END)
+    run.put(outbox, END)
 
 
 def _upscale_stage(
-    run: _Run, job: _Job, inbox: queue.Queue[object], outbox: queue.Queue[object]
+    run: Run, job: Job, inbox: queue.Queue[object], outbox: queue.Queue[object]
 ) -> None:
     for item in run.items(inbox):
         run.put(outbox, _upscaled(item, job) if isinstance(item, TimedBatch) else item)
-    run.put(outbox, _END)
+    run.put(outbox, END)
 
 
-def _upscaled(timed: TimedBatch, job: _Job) -> TimedBatch:
+def _upscaled(timed: TimedBatch, job: Job) -> TimedBatch:
     upscaler = job.upscaler
     pixels = timed.frames.pixels
     n, h, w, c = pixels.shape
@@ -350,24 +347,23 @@ def _upscaled(timed: TimedBatch, job: _Job) -> TimedBatch:
     if job.on_frame is not None:
         job.on_frame(out[-1])
     batch = FrameBatch(pixels=out, pts=timed.frames.pts, first_index=timed.frames.first_index)
-    return TimedBatch(frames=batch, durations=timed.durations)
+    return TimedBatch(frames=batch, durations=timed.durations, preroll=timed.preroll)
 
 
 def _encoder_input(
-    run: _Run, inbox: queue.Queue[object], summaries: list[DecodeSummary]
+    run: Run, inbox: queue.Queue[object], summaries: list[DecodeSummary]
 ) -> Iterator[TimedBatch]:
+    """The batches to write: pre-roll batches only primed the upscaler."""
     for item in run.items(inbox):
         if isinstance(item, DecodeSummary):
             summaries.append(item)
-        elif isinstance(item, TimedBatch):
+        elif isinstance(item, TimedBatch) and not item.preroll:
             yield item
 
 
 def _reporter(
-    run: _Run, info: VideoInfo, rate: int, on_progress: Callable[[Progress], None] | None
+    run: Run, total: int | None, on_progress: Callable[[Progress], None] | None
 ) -> Callable[[int], None]:
-    frames = frame_total(info.frame_count, info.duration_s, info.average_fps)
-    total = frames * rate if frames is not None else None
     done = 0
 
     def report(frames: int) -> None:
@@ -381,4 +377,16 @@ def _reporter(
     return report
 
 
-__all__ = ["CancelToken", "Progress", "UpscaleResult", "upscale_video"]
+__all__ = [
+    "CancelToken",
+    "Job",
+    "OutputDecision",
+    "Progress",
+    "UpscaleResult",
+    "decide",
+    "prepare",
+    "publish",
+    "run_job",
+    "temp_beside",
+    "upscale_video",
+]

@@ -1,0 +1,291 @@
+"""``upres upscale --workers N``: one video's chunks on N worker processes, then the join.
+
+The parent plans the chunks (``upres.pipeline.chunks``), starts N spawned
+processes that each load the model once (on a many-GPU host, worker ``i``
+sees only GPU ``i``), hands them the chunks longest first, adds up their
+progress, and joins the parts. The parts live in a hidden folder beside the
+output, removed whatever happens. Workers ignore the terminal's Ctrl-C and
+hang-up (sent to the whole process group): the parent alone decides, and a
+stop (a signal, a failed chunk) reaches every worker through one shared flag,
+which cancels its chunk within a batch. The flag is a plain shared byte, not
+a multiprocessing Event: setting an Event waits for every waiter to wake, and
+a worker killed while waiting would hang the parent. SIGTERM keeps its
+default in workers, so the pool can end them when one of them died.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+import torch
+
+from upres.config import Settings
+from upres.domain.media import EncodeSettings
+from upres.domain.tasks import Factor
+from upres.errors import Cancelled, ModelError
+from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
+from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.frames import FrameUpscaler
+from upres.wiring import apply_torch_threads, upscalers
+
+_POLL_S = 0.2
+_TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
+# The stop flag shared with the workers (a byte in shared memory, no lock).
+Flag = ctypes.c_byte
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSetup:
+    """What every worker process needs to build its upscaler (picklable).
+
+    ``settings`` carry the model, device and temporal choice; ``gpus`` is how
+    many CUDA devices the workers share (0: none).
+    """
+
+    settings: Settings
+    factor: Factor
+    gpus: int
+    torch_threads: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ChunkJob:
+    source: Path
+    span: ChunkSpan
+    destination: Path
+    encode: EncodeSettings
+    double_rate: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkedResult:
+    """The joined file and what the chunks' decodes found."""
+
+    joined: JoinResult
+    chunks: tuple[ChunkResult, ...]
+    elapsed_s: float
+
+    @property
+    def skipped_packets(self) -> int:
+        return sum(c.skipped_packets for c in self.chunks)
+
+    @property
+    def concealed_frames(self) -> int:
+        return sum(c.concealed_frames for c in self.chunks)
+
+
+def default_workers(device: str) -> int:
+    """One worker per CUDA GPU when the model runs on CUDA, else one."""
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def upscale_chunked(
+    *,
+    source: Path,
+    destination: Path,
+    spans: Sequence[ChunkSpan],
+    setup: WorkerSetup,
+    workers: int,
+    encode: EncodeSettings,
+    double_rate: bool,
+    cancel: CancelToken,
+    on_progress: Callable[[Progress], None],
+) -> ChunkedResult:
+    """Upscale ``spans`` of ``source`` on ``workers`` processes and join them into
+    ``destination``.
+
+    Raises the first chunk's error (UpresError), Cancelled once ``cancel``
+    fires; either way every worker has stopped and no part is left.
+    """
+    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.chunks-", dir=destination.parent))
+    try:
+        jobs = [
+            _ChunkJob(
+                source=source,
+                span=span,
+                destination=folder / f"chunk-{span.index:05d}.mp4",
+                encode=encode,
+                double_rate=double_rate,
+            )
+            for span in spans
+        ]
+        results = _run_all(jobs, setup, workers, cancel, _Tally(spans, started, on_progress))
+        joined = join_chunks(
+            source=source,
+            parts=[r.path for r in sorted(results, key=lambda r: r.span.index)],
+            destination=destination,
+            encode=encode,
+            limits=setup.settings.media_limits,
+            double_rate=double_rate,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ChunkedResult(joined=joined, chunks=tuple(results), elapsed_s=time.monotonic() - started)
+
+
+class _Tally:
+    """The chunks' progress messages added up into one ``Progress``."""
+
+    def __init__(
+        self, spans: Sequence[ChunkSpan], started: float, report: Callable[[Progress], None]
+    ) -> None:
+        self._done = dict.fromkeys((s.index for s in spans), 0)
+        self._totals = {s.index: s.frame_count for s in spans}
+        self._started, self._report = started, report
+
+    def add(self, index: int, done: int, total: int | None) -> None:
+        self._done[index] = done
+        if total is not None:
+            self._totals[index] = total
+        elapsed = time.monotonic() - self._started
+        frames = sum(self._done.values())
+        self._report(
+            Progress(
+                frames_done=frames,
+                frames_total=sum(self._totals.values()),
+                elapsed_s=elapsed,
+                fps=frames / elapsed if elapsed > 0 else 0.0,
+            )
+        )
+
+
+def _run_all(
+    jobs: list[_ChunkJob], setup: WorkerSetup, workers: int, cancel: CancelToken, tally: _Tally
+) -> list[ChunkResult]:
+    context = get_context("spawn")
+    progress: Queue[tuple[int, int, int | None]] = context.Queue()
+    stop: Flag = context.Value("b", 0, lock=False)
+    slots: Queue[int] = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(setup, slots, progress, stop),
+    ) as pool:
+        ordered = sorted(jobs, key=lambda j: j.span.frame_count, reverse=True)
+        futures = [pool.submit(_upscale, job) for job in ordered]
+        try:
+            _watch(futures, cancel, progress, tally)
+        finally:
+            stop.value = 1
+            for future in futures:
+                future.cancel()
+    _drain(progress, tally)
+    return [f.result() for f in futures]
+
+
+def _watch(
+    futures: list[Future[ChunkResult]],
+    cancel: CancelToken,
+    progress: Queue[tuple[int, int, int | None]],
+    tally: _Tally,
+) -> None:
+    """Until every chunk is done; raises Cancelled, the first chunk's error, or ModelError
+    when a worker process died."""
+    pending: set[Future[ChunkResult]] = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
+        _drain(progress, tally)
+        cancel.raise_if_cancelled()
+        for future in done:
+            error = future.exception()
+            if isinstance(error, BrokenProcessPool):
+                raise ModelError(
+                    "A worker process ended without finishing its chunk (out of memory?)."
+                ) from error
+            if error is not None:
+                raise error
+
+
+def _drain(progress: Queue[tuple[int, int, int | None]], tally: _Tally) -> None:
+    while True:
+        try:
+            index, done, total = progress.get_nowait()
+        except queue.Empty:
+            return
+        tally.add(index, done, total)
+
+
+@dataclass
+class _Worker:
+    """One worker process's state, set up once by ``_start_worker``."""
+
+    upscaler_for: Callable[[Factor], FrameUpscaler]
+    setup: WorkerSetup
+    progress: Queue[tuple[int, int, int | None]]
+    cancel: CancelToken
+
+
+_worker: _Worker | None = None
+
+
+def _start_worker(
+    setup: WorkerSetup,
+    slots: Queue[int],
+    progress: Queue[tuple[int, int, int | None]],
+    stop: Flag,
+) -> None:
+    """Runs first in each worker process: signals, its GPU, threads, the model."""
+    global _worker  # noqa: PLW0603 - one per process, set once by the pool's initializer
+    for signum in _TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    slot = slots.get()
+    if setup.gpus:
+        # Before CUDA starts in this process: it then sees only its own GPU.
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % setup.gpus)
+    apply_torch_threads(setup.settings)
+    if setup.torch_threads is not None and setup.settings.torch_threads is None:
+        torch.set_num_threads(setup.torch_threads)
+    cancel = CancelToken()
+    threading.Thread(target=_cancel_on, args=(stop, cancel), daemon=True).start()
+    _worker = _Worker(
+        upscaler_for=upscalers(setup.settings), setup=setup, progress=progress, cancel=cancel
+    )
+
+
+def _cancel_on(stop: Flag, cancel: CancelToken) -> None:
+    while not stop.value:
+        time.sleep(_POLL_S)
+    cancel.cancel()
+
+
+def _upscale(job: _ChunkJob) -> ChunkResult:
+    """One chunk, in a worker process. Raises UpresError (Cancelled once stopped)."""
+    worker = _worker
+    if worker is None:
+        raise Cancelled("The worker was not started.")
+    index = job.span.index
+
+    def report(progress: Progress) -> None:
+        worker.progress.put((index, progress.frames_done, progress.frames_total))
+
+    return upscale_chunk(
+        source=job.source,
+        span=job.span,
+        destination=job.destination,
+        upscaler=worker.upscaler_for(worker.setup.factor),
+        encode=job.encode,
+        limits=worker.setup.settings.media_limits,
+        on_progress=report,
+        cancel=worker.cancel,
+        double_rate=job.double_rate,
+    )
