@@ -108,8 +108,8 @@ class UploadService:
         """
         self.check_size(declared_bytes)
         with self.scratch_file() as spool:
-            size = await self._spool(chunks, spool)
-            accept = partial(self._accept, key=key, path=spool, size=size, filename=filename)
+            await self._spool(chunks, spool)
+            accept = partial(self._accept, key=key, path=spool, filename=filename)
             return await on_thread(accept)
 
     @contextmanager
@@ -129,22 +129,13 @@ class UploadService:
         """
         if not path.exists():
             return None
-        now = self._clock()
-        upload = Upload(
-            id=kept_input_id(task.id),
+        return self._store_new(
+            upload_id=kept_input_id(task.id),
             account_id=task.account_id,
             filename=None,
-            size_bytes=path.stat().st_size,
-            duration_s=info.duration_s,
-            width=info.width,
-            height=info.height,
-            frame_count=info.frame_count,
-            average_fps=info.average_fps,
-            created_at=now,
-            expires_at=now + self._ttl,
+            path=path,
+            info=info,
         )
-        self._store(upload, path)
-        return upload
 
     def discard(self, upload: Upload) -> None:
         """Remove an upload that no task will read (its task was never created)."""
@@ -181,24 +172,41 @@ class UploadService:
         """A download link to the upload's bytes, valid while it lives."""
         return self._storage.url(upload.storage_key, expires_at=upload.expires_at)
 
-    async def _spool(self, chunks: AsyncIterable[bytes], path: Path) -> int:
+    async def _spool(self, chunks: AsyncIterable[bytes], path: Path) -> None:
         size = 0
         with path.open("wb") as out:
             async for chunk in chunks:
                 size += len(chunk)
                 self.check_size(size)
                 out.write(chunk)
-        return size
 
-    def _accept(self, *, key: ApiKey, path: Path, size: int, filename: str | None) -> Upload:
+    def _accept(self, *, key: ApiKey, path: Path, filename: str | None) -> Upload:
         info = self._probe(path)
         check_duration(info)
-        now = self._clock()
-        upload = Upload(
-            id=new_upload_id(),
+        return self._store_new(
+            upload_id=new_upload_id(),
             account_id=key.account_id,
             filename=_clean_filename(filename),
-            size_bytes=size,
+            path=path,
+            info=info,
+        )
+
+    def _store_new(
+        self,
+        *,
+        upload_id: str,
+        account_id: str,
+        filename: str | None,
+        path: Path,
+        info: ProbedVideo,
+    ) -> Upload:
+        """Record the probed file at ``path`` as a new upload living ``ttl`` from now."""
+        now = self._clock()
+        upload = Upload(
+            id=upload_id,
+            account_id=account_id,
+            filename=filename,
+            size_bytes=path.stat().st_size,
             duration_s=info.duration_s,
             width=info.width,
             height=info.height,
