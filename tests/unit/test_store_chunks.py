@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 
 from tests.stores import ledger_sums, new_task, render_body
-from upres.domain.chunks import ChunkStatus
+from upres.domain.chunks import ChunkStatus, chunk_part_key
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
+from upres.storage import Janitor, MemoryStorage
 
 BAD = TaskError(code="video_decode_failed", message="broken chunk")
 
@@ -279,3 +280,36 @@ def test_chunks_of_ended_tasks_are_leftovers_until_forgotten(store, clock, accou
     store.forget_chunks(cancelled.id)
     assert store.chunk_leftovers() == []
     assert len(store.task_chunks(running.id)) == 2
+
+
+def test_a_done_chunk_names_the_worker_that_ran_it(store, clock, account):
+    task = planned(store, clock, account, 10, 10)
+    _finish(store, store.claim_chunk(worker_id="w1", lease_s=30))
+    store.claim_chunk(worker_id="w2", lease_s=30)
+
+    assert [(c.status, c.worker_id) for c in store.task_chunks(task.id)] == [
+        (ChunkStatus.DONE, "w1"),
+        (ChunkStatus.PROCESSING, "w2"),
+    ]
+
+
+def test_the_janitor_deletes_the_parts_of_ended_tasks(store, clock, account, tmp_path):
+    storage = MemoryStorage()
+    part = tmp_path / "part.mp4"
+    part.write_bytes(b"part")
+    task = planned(store, clock, account, 10, 10)
+    kept = planned(store, clock, account, 10)
+    done = store.claim_chunk(worker_id="w1", lease_s=30)
+    storage.put(part, chunk_part_key(task.id, done.chunk.index, 1))
+    _finish(store, done)
+    dead = store.claim_chunk(worker_id="w2", lease_s=30)  # stores its part, dies unrecorded
+    storage.put(part, chunk_part_key(dead.task.id, dead.chunk.index, 1))
+    storage.put(part, chunk_part_key(kept.id, 0, 1))
+    store.cancel_task(task.id, account_id=account.id, callback_body=render_body)
+
+    Janitor(store, storage, clock, chunks=store).run_once()
+
+    assert not storage.exists(chunk_part_key(task.id, 0, 1))
+    assert not storage.exists(chunk_part_key(task.id, 1, 1))
+    assert storage.exists(chunk_part_key(kept.id, 0, 1))  # its task still runs
+    assert store.task_chunks(task.id) == []

@@ -44,7 +44,8 @@ class Span(Protocol):
 @dataclass(frozen=True, kw_only=True)
 class Chunk:
     """One chunk as the system of record holds it. ``part_key`` is where its
-    finished part lies in result storage (None until it is done)."""
+    finished part lies in result storage (None until it is done);
+    ``worker_id`` holds it while it runs and names who ran it once done."""
 
     task_id: str
     index: int
@@ -56,6 +57,7 @@ class Chunk:
     attempts: int
     frames_done: int
     part_key: str | None
+    worker_id: str | None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -58,6 +58,7 @@ def chunk(row: ChunkRow) -> Chunk:
         attempts=row.attempts,
         frames_done=row.frames_done,
         part_key=row.part_key,
+        worker_id=row.lease_owner,
     )
 
 
@@ -136,11 +137,14 @@ def beat(
 
 
 def finish(row: ChunkRow, *, part_key: str, now: datetime) -> None:
-    """A fenced chunk is done: its part lies under ``part_key``."""
+    """A fenced chunk is done: its part lies under ``part_key``. The lease
+    ends; its owner stays, to say who ran it."""
     row.status = ChunkStatus.DONE
     row.part_key = part_key
     row.frames_done = row.frame_count
+    owner = row.lease_owner
     _release(row, now)
+    row.lease_owner = owner
 
 
 def requeue(row: ChunkRow, now: datetime) -> None:
