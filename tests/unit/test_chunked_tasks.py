@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,8 @@ import av
 import pytest
 
 from tests.clips import make_clip
-from tests.stores import ledger_sums, new_task
+from tests.integration.serve_harness import wait_for
+from tests.stores import ledger_sums, new_task, render_body
 from upres.config import Settings
 from upres.domain.chunks import ChunkStatus
 from upres.domain.tasks import Task, TaskStatus
@@ -146,3 +148,35 @@ def test_a_chunk_that_cannot_be_decoded_fails_the_task_and_refunds(
     assert done.status is TaskStatus.FAILED
     assert done.credits_charged == 0
     assert ChunkStatus.FAILED in {c.status for c in store.task_chunks(task.id)}
+
+
+def test_cancel_stops_the_running_chunk_and_the_rest_never_start(store, settings, tmp_path, clock):
+    big = make_clip(
+        tmp_path / "big.mp4",
+        width=192,
+        height=144,
+        frames=FRAMES,
+        fps=FPS,
+        encoder_options=KEYFRAME_EVERY_HALF_SECOND,
+    )
+    task = submit(store, settings, big, clock)
+    with worker_from_settings(settings, worker_id="w1") as loop:
+        loop.run_once()  # plans
+        running = threading.Thread(target=loop.run_once)
+        running.start()
+        wait_for(
+            lambda: any(c.frames_done for c in store.task_chunks(task.id)),
+            timeout_s=60,
+            what="a chunk to report frames",
+        )
+        store.cancel_task(task.id, account_id=task.account_id, callback_body=render_body)
+        cancelled_at = time.monotonic()
+        running.join(timeout=30)
+        stopped_after = time.monotonic() - cancelled_at
+        assert not loop.run_once()  # no chunk of a cancelled task is claimed
+
+    assert stopped_after < 5
+    ended = store.get_task(task.id)
+    assert ended.status is TaskStatus.CANCELLED
+    assert ended.result_key is None
+    assert ledger_sums(store, task.account_id)["capture"] == 0

@@ -160,16 +160,18 @@ class TaskRunner:
         task = claim.task
         progress = _Progress(scratch / "preview.jpg")
         cancel = CancelToken()
-        with self._task_heartbeat(claim, progress, cancel):
-            source = self._inputs.get(task)
-            cancel.raise_if_cancelled()
-            spans = plan_chunks(source, chunk_seconds=self._chunk_seconds)
-            if len(spans) > 1:
-                self._store.plan_chunks(claim, spans)
-                log.info("task %s planned into %d chunks", task.id, len(spans))
-                return None
-            output = scratch / "output.mp4"
-            try:
+        planned = False
+        try:
+            with self._task_heartbeat(claim, progress, cancel):
+                source = self._inputs.get(task)
+                cancel.raise_if_cancelled()
+                spans = plan_chunks(source, chunk_seconds=self._chunk_seconds)
+                if len(spans) > 1:
+                    self._store.plan_chunks(claim, spans)
+                    planned = True
+                    log.info("task %s planned into %d chunks", task.id, len(spans))
+                    return None
+                output = scratch / "output.mp4"
                 result = upscale_video(
                     source=source,
                     destination=output,
@@ -181,7 +183,8 @@ class TaskRunner:
                     double_rate=self._double_rate,
                     on_frame=progress.preview.offer,
                 )
-            finally:
+        finally:
+            if not planned:  # a planned task's chunks run here next, most likely
                 self._inputs.drop(task.id)
         for note in result.notes:
             log.info("task %s: %s", task.id, note)
