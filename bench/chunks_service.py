@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import httpx
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +44,7 @@ class Case:
     chunk_seconds: float
     chunks: int
     wall_s: float
+    cpu_s: float
 
 
 def make_source(path: Path, *, size: tuple[int, int], fps: int, seconds: float) -> Path:
@@ -77,8 +79,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def service(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """``upres serve`` on a fresh data directory: its base URL and an API key."""
+def service(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, str, psutil.Process]]:
+    """``upres serve`` on a fresh data directory: its base URL, an API key and its process."""
     made = subprocess.run(
         [*UPRES, "keys", "create", "--data-dir", str(data_dir), "--credits", "1000000"],
         capture_output=True,
@@ -97,7 +99,7 @@ def service(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
     base = f"http://127.0.0.1:{port}"
     try:
         until(lambda: _healthy(base), timeout_s=300)
-        yield base, key
+        yield base, key, psutil.Process(process.pid)
     finally:
         process.terminate()
         process.wait(60)
@@ -110,9 +112,9 @@ def _healthy(base: str) -> bool:
         return False
 
 
-def until(condition: object, *, timeout_s: float) -> None:
+def until(condition: Callable[[], bool], *, timeout_s: float) -> None:
     end = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > end:
             raise TimeoutError("timed out")
         time.sleep(0.25)
@@ -143,7 +145,9 @@ def wait(http: httpx.Client, task_ids: list[str]) -> None:
     until(ended, timeout_s=3600)
 
 
-def run_case(label: str, source: Path, warm: Path, *, workers: int, chunk_s: float, args) -> Case:
+def run_case(
+    label: str, source: Path, warm: Path, *, workers: int, chunk_s: float, args: argparse.Namespace
+) -> Case:
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -157,20 +161,35 @@ def run_case(label: str, source: Path, warm: Path, *, workers: int, chunk_s: flo
             "UPRES_ACCESS_LOG": "false",
             "UPRES_RATE_LIMIT_PER_MINUTE": "100000",
         }
-        with service(Path(tmp), env) as (base, key):
+        with service(Path(tmp), env) as (base, key, serve):
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
                 # One short task per worker at once: every worker loads its model.
                 wait(http, [submit(http, warm) for _ in range(workers)])
-                started = time.monotonic()
+                started, cpu_before = time.monotonic(), cpu_seconds(serve)
                 wait(http, [submit(http, source)])
                 wall = time.monotonic() - started
+                cpu = cpu_seconds(serve) - cpu_before
     chunks = len(plan_chunks(source, chunk_seconds=chunk_s))
-    print(f"{label}: {wall:.1f} s ({chunks} chunks)", flush=True)
-    return Case(label=label, workers=workers, chunk_seconds=chunk_s, chunks=chunks, wall_s=wall)
+    print(f"{label}: {wall:.1f} s, {cpu:.1f} CPU s ({chunks} chunks)", flush=True)
+    return Case(
+        label=label, workers=workers, chunk_seconds=chunk_s, chunks=chunks, wall_s=wall, cpu_s=cpu
+    )
 
 
-def report(cases: list[Case], args, load: tuple[float, float, float]) -> str:
+def cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU time of ``process`` and its living descendants."""
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def report(cases: list[Case], args: argparse.Namespace, load: tuple[float, float, float]) -> str:
     base = cases[0].wall_s
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -180,13 +199,13 @@ def report(cases: list[Case], args, load: tuple[float, float, float]) -> str:
         f"temporal stage off, {args.threads} torch thread(s) per worker process.",
         "",
         "| case | worker processes | chunk seconds | chunks | wall s (submit -> completed) "
-        "| against the single pass |",
-        "|---|---|---|---|---|---|",
+        "| against the single pass | CPU s of the service |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         lines.append(
             f"| {case.label} | {case.workers} | {case.chunk_seconds:g} | {case.chunks} "
-            f"| {case.wall_s:.1f} | {base / case.wall_s:.2f}x |"
+            f"| {case.wall_s:.1f} | {base / case.wall_s:.2f}x | {case.cpu_s:.1f} |"
         )
     return "\n".join(lines)
 
