@@ -19,7 +19,7 @@ from tests.integration.serve_harness import wait_for
 from tests.stores import ledger_sums, new_task, render_body
 from upres.config import Settings
 from upres.domain.chunks import ChunkStatus
-from upres.domain.tasks import Task, TaskStatus
+from upres.domain.tasks import Task, TaskStatus, preview_key
 from upres.domain.uploads import new_upload_id, upload_storage_key
 from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.sql import SqlTaskStore
@@ -150,7 +150,9 @@ def test_a_chunk_that_cannot_be_decoded_fails_the_task_and_refunds(
     assert ChunkStatus.FAILED in {c.status for c in store.task_chunks(task.id)}
 
 
-def test_cancel_stops_the_running_chunk_and_the_rest_never_start(store, settings, tmp_path, clock):
+def test_a_running_chunk_shows_a_preview_and_a_cancel_stops_it_and_the_rest(
+    store, settings, tmp_path, clock
+):
     big = make_clip(
         tmp_path / "big.mp4",
         width=192,
@@ -164,10 +166,11 @@ def test_cancel_stops_the_running_chunk_and_the_rest_never_start(store, settings
         loop.run_once()  # plans
         running = threading.Thread(target=loop.run_once)
         running.start()
+        storage = build_storage(settings)
         wait_for(
-            lambda: any(c.frames_done for c in store.task_chunks(task.id)),
+            lambda: storage.exists(preview_key(task.id)),
             timeout_s=60,
-            what="a chunk to report frames",
+            what="a running chunk to store a preview",
         )
         store.cancel_task(task.id, account_id=task.account_id, callback_body=render_body)
         cancelled_at = time.monotonic()

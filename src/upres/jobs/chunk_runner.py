@@ -25,19 +25,23 @@ from upres.errors import LeaseLost
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
+from upres.jobs.publish import store_preview
 from upres.jobs.queue import ClaimedChunks
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
 from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.preview import FramePreview
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
 
 
 class _ChunkProgress:
-    """The latest frames done and speed of a chunk, shared with its heartbeat."""
+    """The latest frames done, speed and preview of a chunk, shared with its heartbeat."""
 
-    def __init__(self) -> None:
+    def __init__(self, preview_file: Path) -> None:
+        self.preview = FramePreview()
+        self.preview_file = preview_file
         self._lock = threading.Lock()
         self._frames = 0
         self._fps: float | None = None
@@ -106,7 +110,7 @@ class ChunkRunner:
         return fail
 
     def _execute(self, claim: ChunkClaim, scratch: Path) -> Task | None:
-        progress = _ChunkProgress()
+        progress = _ChunkProgress(scratch / "preview.jpg")
         cancel = CancelToken()
         part = scratch / "part.mp4"
         with self._heartbeat(claim, progress, cancel):
@@ -122,6 +126,7 @@ class ChunkRunner:
                 on_progress=progress.update,
                 cancel=cancel,
                 double_rate=self._double_rate,
+                on_frame=progress.preview.offer,
             )
             key = chunk_part_key(claim.task.id, claim.chunk.index, claim.attempt)
             self._storage.put(part, key)
@@ -150,8 +155,13 @@ class ChunkRunner:
             frames, fps = progress.read()
             return self._store.heartbeat_chunk(claim, frames_done=frames, fps=fps)
 
+        def preview() -> None:
+            store_preview(self._storage, progress.preview, progress.preview_file, claim.task.id)
+
         name = f"chunk {claim.chunk.index} of task {claim.task.id}"
-        return heartbeats(beat, every_s=self._heartbeat_s, cancel=cancel, name=name)
+        return heartbeats(
+            beat, every_s=self._heartbeat_s, cancel=cancel, name=name, after_beat=preview
+        )
 
 
 def _span(claim: ChunkClaim) -> ChunkSpan:

@@ -14,10 +14,11 @@ from upres.clock import Clock, utc_now
 from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings
 from upres.domain.pricing import Pricing
 from upres.domain.records import CallbackBody, Claim
-from upres.domain.tasks import Task, playable_key
+from upres.domain.tasks import Task, playable_key, preview_key
 from upres.errors import LeaseLost, UpresError
 from upres.jobs.queue import ClaimedTasks
 from upres.pipeline.playable import playable_copy
+from upres.pipeline.preview import FramePreview
 from upres.storage.base import ResultStorage, result_key
 
 log = logging.getLogger(__name__)
@@ -93,3 +94,16 @@ class Publisher:
             self._storage.put(copy, playable_key(key))
         except UpresError as exc:
             log.warning("no playable copy of %s: %s", key, exc.message)
+
+
+def store_preview(storage: ResultStorage, preview: FramePreview, file: Path, task_id: str) -> None:
+    """Store the newest preview JPEG of a running task (through ``file``), if
+    there is one; a preview never fails a task or a chunk."""
+    jpeg = preview.take_jpeg()
+    if jpeg is None:
+        return
+    try:
+        file.write_bytes(jpeg)
+        storage.put(file, preview_key(task_id))
+    except Exception:
+        log.exception("preview of task %s not stored", task_id)

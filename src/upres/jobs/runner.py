@@ -32,7 +32,7 @@ from upres.jobs.chunk_runner import ChunkRunner
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
-from upres.jobs.publish import Publisher
+from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
 from upres.pipeline.chunks import join_chunks, plan_chunks
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
@@ -249,19 +249,10 @@ class TaskRunner:
             every_s=self._heartbeat_s,
             cancel=cancel,
             name=f"task {claim.task.id}",
-            after_beat=lambda: self._send_preview(claim, progress),
+            after_beat=lambda: store_preview(
+                self._storage, progress.preview, progress.preview_file, claim.task.id
+            ),
         )
-
-    def _send_preview(self, claim: Claim, progress: _Progress) -> None:
-        """Store the newest preview JPEG, if any; a preview never fails a task."""
-        jpeg = progress.preview.take_jpeg()
-        if jpeg is None:
-            return
-        try:
-            progress.preview_file.write_bytes(jpeg)
-            self._storage.put(progress.preview_file, preview_key(claim.task.id))
-        except Exception:
-            log.exception("preview of task %s not stored", claim.task.id)
 
     def _forget_preview(self, task_id: str) -> None:
         try:

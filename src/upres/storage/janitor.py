@@ -10,7 +10,7 @@ from typing import Protocol
 
 from upres.clock import Clock, utc_now
 from upres.domain.chunks import Chunk, part_keys_ever_written
-from upres.domain.tasks import Task, playable_key
+from upres.domain.tasks import Task, playable_key, preview_key
 from upres.domain.uploads import Upload
 from upres.storage.base import ResultStorage
 
@@ -93,8 +93,9 @@ class Janitor:
         return len(expired)
 
     def _remove_parts(self) -> int:
-        """Delete the parts of chunked tasks that ended (failed, cancelled, or
-        completed by a finaliser that died before deleting them)."""
+        """Delete the parts (and last preview) of chunked tasks that ended
+        (failed, cancelled, or completed by a finaliser that died before
+        deleting them)."""
         if self._chunks is None:
             return 0
         leftovers = self._chunks.chunk_leftovers()
@@ -102,6 +103,7 @@ class Janitor:
             for key in part_keys_ever_written(chunk):
                 self._storage.delete(key)
         for task_id in {chunk.task_id for chunk in leftovers}:
+            self._storage.delete(preview_key(task_id))
             self._chunks.forget_chunks(task_id)
         return len(leftovers)
 
