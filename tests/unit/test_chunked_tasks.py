@@ -18,7 +18,7 @@ from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
 from tests.stores import ledger_sums, new_task, render_body
 from upres.config import Settings
-from upres.domain.chunks import ChunkStatus
+from upres.domain.chunks import ChunkStatus, chunk_source_key
 from upres.domain.tasks import Task, TaskStatus, preview_key
 from upres.domain.uploads import new_upload_id, upload_storage_key
 from upres.jobs.claim_loop import ClaimLoop
@@ -103,6 +103,7 @@ def test_a_long_task_runs_in_chunks_joined_once_and_billed_once(
     assert frame_times(result) == pytest.approx(frame_times(source), abs=1e-3)
     assert ledger_sums(store, done.account_id)["capture"] == done.credits_charged
     assert store.task_chunks(task.id) == []  # parts deleted, rows forgotten
+    assert not storage.exists(chunk_source_key(task.id))
     assert not (settings.data_dir / "results" / task.id / "chunks").exists() or not any(
         (settings.data_dir / "results" / task.id / "chunks").iterdir()
     )

@@ -78,6 +78,13 @@ def chunk_part_key(task_id: str, index: int, attempt: int) -> str:
     return f"{task_id}/chunks/{index:05d}-attempt-{attempt}.mp4"
 
 
+def chunk_source_key(task_id: str) -> str:
+    """Where a chunked task's input lies in result storage: stored once by the
+    planner, so that every chunk and the join read the very same bytes (an
+    input URL may change or expire meanwhile) without asking its server again."""
+    return f"{task_id}/chunks/source"
+
+
 def part_keys_ever_written(chunk: Chunk) -> tuple[str, ...]:
     """Every key an attempt of ``chunk`` may have stored a part under (one that
     died between storing and recording its part left it behind)."""

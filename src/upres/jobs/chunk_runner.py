@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from upres.domain.chunks import ChunkClaim, chunk_part_key
+from upres.domain.chunks import ChunkClaim, chunk_part_key, chunk_source_key
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.tasks import Factor, Task, TaskError
@@ -114,7 +114,7 @@ class ChunkRunner:
         cancel = CancelToken()
         part = scratch / "part.mp4"
         with self._heartbeat(claim, progress, cancel):
-            source = self._inputs.get(claim.task)
+            source = self._inputs.get(claim.task, stored=chunk_source_key(claim.task.id))
             cancel.raise_if_cancelled()
             result = upscale_chunk(
                 source=source,

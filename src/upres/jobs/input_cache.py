@@ -45,11 +45,12 @@ class InputCache:
         self._keep = keep
         self._held: OrderedDict[str, Path] = OrderedDict()
 
-    def get(self, task: Task) -> Path:
-        """The task's input as a local file: an upload is read from storage,
-        anything else downloaded, each once while it stays cached.
+    def get(self, task: Task, *, stored: str | None = None) -> Path:
+        """The task's input as a local file, fetched once while it stays
+        cached: from the storage key ``stored`` when given, else an upload
+        from storage and anything else from its URL.
 
-        Raises as ``fetch``; InputRefused when the upload has expired.
+        Raises as ``fetch``; InputRefused when the upload or ``stored`` is gone.
         """
         held = self._held.get(task.id)
         if held is not None and held.exists():
@@ -57,7 +58,10 @@ class InputCache:
             return held
         folder = self._directory / task.id
         folder.mkdir(parents=True, exist_ok=True)
-        path = self._fetch(task, folder / "input")
+        if stored is None:
+            path = self._fetch(task, folder / "input")
+        else:
+            path = self._copy(stored, folder / "input", gone="The task's stored input is gone")
         self._held[task.id] = path
         while len(self._held) > self._keep:
             self.drop(next(iter(self._held)))
@@ -83,10 +87,15 @@ class InputCache:
                 max_bytes=self._limits.max_bytes,
                 timeout_s=self._limits.timeout_s,
             ).path
+        return self._copy(
+            upload_storage_key(upload_id), dest, gone="The uploaded video has expired"
+        )
+
+    def _copy(self, key: str, dest: Path, *, gone: str) -> Path:
         partial = dest.with_name(dest.name + ".part")
         try:
-            self._storage.copy_to(upload_storage_key(upload_id), partial)
+            self._storage.copy_to(key, partial)
         except NotFound as exc:
-            raise InputRefused("The uploaded video has expired") from exc
+            raise InputRefused(gone) from exc
         partial.replace(dest)
         return dest

@@ -18,23 +18,29 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from upres.domain.chunks import Chunk, ChunkClaim, ChunkStatus, part_keys_ever_written
+from upres.domain.chunks import (
+    Chunk,
+    ChunkClaim,
+    ChunkStatus,
+    chunk_source_key,
+    part_keys_ever_written,
+)
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.tasks import Factor, Task, TaskError, preview_key
-from upres.errors import NotFound
+from upres.errors import LeaseLost, NotFound
 from upres.jobs.chunk_runner import ChunkRunner
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
 from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
-from upres.pipeline.chunks import join_chunks, plan_chunks
+from upres.pipeline.chunks import ChunkSpan, join_chunks, plan_chunks
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.preview import FramePreview
@@ -167,9 +173,8 @@ class TaskRunner:
                 cancel.raise_if_cancelled()
                 spans = plan_chunks(source, chunk_seconds=self._chunk_seconds)
                 if len(spans) > 1:
-                    self._store.plan_chunks(claim, spans)
+                    self._plan(claim, source, spans)
                     planned = True
-                    log.info("task %s planned into %d chunks", task.id, len(spans))
                     return None
                 output = scratch / "output.mp4"
                 result = upscale_video(
@@ -197,12 +202,23 @@ class TaskRunner:
             mpix_per_s=megapixels / max(result.elapsed_s, 1e-3),
         )
 
+    def _plan(self, claim: Claim, source: Path, spans: Sequence[ChunkSpan]) -> None:
+        """Store the input for the chunks, then record them (fenced)."""
+        key = chunk_source_key(claim.task.id)
+        self._storage.put(source, key)
+        try:
+            self._store.plan_chunks(claim, spans)
+        except LeaseLost:
+            self._storage.delete(key)
+            raise
+        log.info("task %s planned into %d chunks", claim.task.id, len(spans))
+
     def _join(self, claim: Claim, chunks: list[Chunk], scratch: Path) -> Task:
         """Join the finished parts into the result, publish it, then delete the parts."""
         task = claim.task
         cancel = CancelToken()
         with self._task_heartbeat(claim, _Progress(scratch / "preview.jpg"), cancel):
-            source = self._inputs.get(task)
+            source = self._inputs.get(task, stored=chunk_source_key(task.id))
             parts = []
             for chunk in chunks:
                 if chunk.part_key is None:
@@ -233,6 +249,7 @@ class TaskRunner:
             for chunk in chunks:
                 for key in part_keys_ever_written(chunk):
                     self._storage.delete(key)
+            self._storage.delete(chunk_source_key(task_id))
             self._store.forget_chunks(task_id)
         except Exception:
             log.exception("parts of task %s not deleted; the janitor will", task_id)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from upres.clock import Clock, utc_now
-from upres.domain.chunks import Chunk, part_keys_ever_written
+from upres.domain.chunks import Chunk, chunk_source_key, part_keys_ever_written
 from upres.domain.tasks import Task, playable_key, preview_key
 from upres.domain.uploads import Upload
 from upres.storage.base import ResultStorage
@@ -93,7 +93,7 @@ class Janitor:
         return len(expired)
 
     def _remove_parts(self) -> int:
-        """Delete the parts (and last preview) of chunked tasks that ended
+        """Delete the parts (and stored input and last preview) of chunked tasks that ended
         (failed, cancelled, or completed by a finaliser that died before
         deleting them)."""
         if self._chunks is None:
@@ -104,6 +104,7 @@ class Janitor:
                 self._storage.delete(key)
         for task_id in {chunk.task_id for chunk in leftovers}:
             self._storage.delete(preview_key(task_id))
+            self._storage.delete(chunk_source_key(task_id))
             self._chunks.forget_chunks(task_id)
         return len(leftovers)
 
