@@ -261,7 +261,7 @@ def test_one_tasks_chunks_run_on_two_actors(
         reaper_interval_s=0.5,
     )
     with services_from_settings(settings) as services:
-        pool = RayPool(settings=settings)
+        pool = RayPool(settings=settings, entry=run_worker)
         pool.start()
         try:
             created = services.keys.create(credits=CREDITS)
