@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import write_section
+from testkit.net import free_port
 
 from upres.pipeline.chunks import plan_chunks
 
@@ -70,12 +70,6 @@ def make_source(path: Path, *, size: tuple[int, int], fps: int, seconds: float) 
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

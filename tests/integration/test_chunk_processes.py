@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from testkit.net import free_port
 
 from tests.clips import make_clip
 from tests.integration.serve_harness import (
@@ -20,7 +21,6 @@ from tests.integration.serve_harness import (
     Serve,
     WorkerProcess,
     create_key,
-    free_port,
     wait_for,
 )
 from tests.stores import new_task, reset_postgres
