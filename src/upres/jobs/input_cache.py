@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upres.domain.tasks import Task
-from upres.domain.uploads import upload_id_of, upload_storage_key
+from upres.domain.uploads import kept_input_id, upload_id_of, upload_storage_key
 from upres.errors import InputRefused, NotFound
 from upres.inputs.fetch import fetch
 from upres.inputs.netpolicy import AddressPolicy
@@ -78,8 +78,13 @@ class InputCache:
         shutil.rmtree(self._directory, ignore_errors=True)
 
     def _fetch(self, task: Task, dest: Path) -> Path:
+        """An upload is read from storage, and so is an input the API's probe
+        already downloaded whole (kept under ``kept_input_id``); anything else
+        is downloaded."""
         upload_id = upload_id_of(task.input_url)
         if upload_id is None:
+            if self._read_kept_input(task, dest):
+                return dest
             return fetch(
                 task.input_url,
                 dest,
@@ -90,6 +95,14 @@ class InputCache:
         return self._copy(
             upload_storage_key(upload_id), dest, gone="The uploaded video has expired"
         )
+
+    def _read_kept_input(self, task: Task, dest: Path) -> bool:
+        """Copies the input the API kept for ``task`` to ``dest``; False when it kept none."""
+        try:
+            self._copy(upload_storage_key(kept_input_id(task.id)), dest, gone="not kept")
+        except InputRefused:
+            return False
+        return True
 
     def _copy(self, key: str, dest: Path, *, gone: str) -> Path:
         partial = dest.with_name(dest.name + ".part")
