@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
+from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.pricing import Pricing
 from upres.errors import ConfigError, InvalidRequest
 
@@ -101,7 +101,15 @@ class Settings(BaseSettings):
         description="CUDA devices for worker processes, comma-separated (0,1); "
         "default every GPU torch sees",
     )
-    lease_s: float = 30.0
+    lease_s: float = Field(
+        default=30.0, gt=0, description="Lease of a running task or chunk, renewed by heartbeats"
+    )
+    chunk_seconds: float = Field(
+        default=DEFAULT_CHUNK_SECONDS,
+        gt=0,
+        description="Seconds of source per chunk of a long task (chunks run on any worker "
+        "at once); a shorter video runs in one pass",
+    )
     heartbeat_s: float = 3.0
     max_attempts: int = 3
     reaper_interval_s: float = 5.0

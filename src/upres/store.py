@@ -18,13 +18,13 @@ from typing import Protocol
 
 from upres.api.deps import StoreView
 from upres.callbacks.webhooks import CallbackStore
-from upres.jobs.queue import ClaimedTasks, TaskQueue
+from upres.jobs.queue import ChunkQueue, ClaimedChunks, ClaimedTasks, TaskQueue
 from upres.jobs.reaper import ExpiredLeases
 from upres.services.credits import CreditRecords
 from upres.services.keys import KeyRecords
 from upres.services.tasks import TaskRecords
 from upres.services.uploads import UploadRecords
-from upres.storage.janitor import ExpiringResults, ExpiringUploads
+from upres.storage.janitor import ChunkLeftovers, ExpiringResults, ExpiringUploads
 
 
 class TaskStore(
@@ -35,6 +35,9 @@ class TaskStore(
     StoreView,
     TaskQueue,
     ClaimedTasks,
+    ChunkQueue,
+    ClaimedChunks,
+    ChunkLeftovers,
     ExpiredLeases,
     CallbackStore,
     ExpiringResults,
@@ -42,7 +45,8 @@ class TaskStore(
     Protocol,
 ):
     """System of record: accounts, keys and ledger; tasks and their queue; the
-    callback outbox; uploads; throughput; result expiry; stats and health."""
+    chunks of long tasks; the callback outbox; uploads; throughput; result
+    expiry; stats and health."""
 
     def close(self) -> None:
         """Release the database connections."""

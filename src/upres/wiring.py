@@ -32,9 +32,10 @@ from upres.inputs.probe import probe
 from upres.inputs.remote import PROBE_MAX_BYTES, RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.claim_loop import ClaimLoop
-from upres.jobs.queue import ClaimedTasks
+from upres.jobs.input_cache import FetchLimits, InputCache
+from upres.jobs.publish import Publisher
 from upres.jobs.reaper import Reaper
-from upres.jobs.runner import FetchLimits, TaskRunner
+from upres.jobs.runner import RunnerStore, TaskRunner
 from upres.jobs.sql import SqlTaskStore
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
@@ -142,24 +143,40 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     return encoding_for(settings.encode_settings, specs, target)
 
 
-def task_runner(settings: Settings, store: ClaimedTasks) -> TaskRunner:
+def task_runner(settings: Settings, store: RunnerStore, inputs: InputCache) -> TaskRunner:
     storage = build_storage(settings)
+    render = TaskRenderer(storage.url)
+    encode = output_encoding(settings)
     return TaskRunner(
         store=store,
         storage=storage,
-        policy=address_policy(settings),
+        inputs=inputs,
         upscaler_for=upscalers(settings),
-        render=TaskRenderer(storage.url),
-        work_dir=settings.data_dir / "work",
-        pricing=settings.pricing,
-        limits=settings.media_limits,
-        encode=output_encoding(settings),
-        double_rate=settings.deinterlace_double_rate,
-        fetch_limits=FetchLimits(
-            max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s
+        render=render,
+        publisher=Publisher(
+            store=store,
+            storage=storage,
+            render=render,
+            pricing=settings.pricing,
+            encode=encode,
+            result_ttl_s=settings.result_ttl_s,
         ),
+        work_dir=settings.data_dir / "work",
+        limits=settings.media_limits,
+        encode=encode,
+        double_rate=settings.deinterlace_double_rate,
         heartbeat_s=settings.heartbeat_s,
-        result_ttl_s=settings.result_ttl_s,
+        chunk_seconds=settings.chunk_seconds,
+    )
+
+
+def input_cache(settings: Settings, *, worker_id: str) -> InputCache:
+    """A worker's own cache of task inputs under the data directory."""
+    return InputCache(
+        storage=build_storage(settings),
+        policy=address_policy(settings),
+        limits=FetchLimits(max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s),
+        directory=settings.data_dir / "work" / "inputs" / worker_id,
     )
 
 
@@ -250,17 +267,20 @@ def app_from_settings(
 
 @contextmanager
 def worker_from_settings(settings: Settings, *, worker_id: str) -> Iterator[ClaimLoop]:
-    """A worker with its own store connection, closed when the block ends."""
+    """A worker with its own store connection and input cache, both closed
+    when the block ends."""
     apply_torch_threads(settings)
     store = open_store(settings)
+    inputs = input_cache(settings, worker_id=worker_id)
     try:
         yield ClaimLoop(
             store=store,
-            runner=task_runner(settings, store),
+            runner=task_runner(settings, store, inputs),
             worker_id=worker_id,
             lease_s=settings.lease_s,
         )
     finally:
+        inputs.clear()
         store.close()
 
 
@@ -275,7 +295,7 @@ class Housekeeping:
         self._reaper = Reaper(
             store, callback_body=TaskRenderer(storage.url), max_attempts=settings.max_attempts
         )
-        self._janitor = Janitor(store, storage, uploads=store)
+        self._janitor = Janitor(store, storage, uploads=store, chunks=store)
         self._callbacks = CallbackDispatcher(
             CallbackSender(
                 store,

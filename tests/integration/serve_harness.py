@@ -120,6 +120,41 @@ class Serve:
             return False
 
 
+class WorkerProcess:
+    """``upres worker`` (workers and housekeeping, no API) in its own process
+    group, its log kept in ``output``."""
+
+    def __init__(self, data_dir: Path, *, env: dict[str, str]) -> None:
+        self.output: list[str] = []
+        self._process = subprocess.Popen(
+            [*UPRES, "worker", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def kill(self) -> None:
+        """SIGKILL it and its worker processes: a crash, not a shutdown."""
+        os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait(30)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def _drain(self) -> None:
+        assert self._process.stdout is not None
+        with self._process.stdout as lines:
+            self.output.extend(lines)
+
+
 class Client:
     """A client of the task API, as a user of the hosted API would write it."""
 

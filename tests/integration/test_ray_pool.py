@@ -56,6 +56,13 @@ def clip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHttpS
     with LocalHttpServer() as server:
         clip = make_clip(tmp_path_factory.mktemp("clips") / "short.mp4")
         server.routes["/short.mp4"] = Route(body=clip.read_bytes())
+        longer = make_clip(
+            tmp_path_factory.mktemp("clips") / "4s.mp4",
+            frames=48,
+            fps=12,
+            encoder_options={"g": "6"},  # chunks are cut on keyframes
+        )
+        server.routes["/4s.mp4"] = Route(body=longer.read_bytes())
         yield server
 
 
@@ -82,7 +89,9 @@ def local_ray() -> Iterator[ModuleType]:
     and the workers run on the CPU. A cluster that does not start fails the
     tests: only a missing Ray skips them."""
     ray = import_ray()
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    # Each actor takes one of these CPUs to be placed (none to run): up to
+    # four actors at once.
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     yield ray
     ray.shutdown()
 
@@ -231,3 +240,52 @@ def test_a_broken_ray_install_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "meta_path", [BrokenFinder(), *sys.meta_path])
     with pytest.raises(ModuleNotFoundError, match="grpc"):
         import_ray()
+
+
+def test_one_tasks_chunks_run_on_two_actors(
+    tmp_path: Path, local_ray: None, clip_server: LocalHttpServer
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path,
+        ray_address="local",
+        worker_concurrency=2,
+        ray_gpus_per_worker=0,
+        allow_private_networks=True,
+        model="realesr-animevideov3",
+        device="cpu",
+        temporal=False,
+        torch_threads=1,
+        chunk_seconds=0.5,
+        lease_s=6.0,
+        heartbeat_s=0.5,
+        reaper_interval_s=0.5,
+    )
+    with services_from_settings(settings) as services:
+        pool = RayPool(settings=settings, entry=run_worker)
+        pool.start()
+        try:
+            created = services.keys.create(credits=CREDITS)
+            submission = Submission(
+                model=API_MODEL,
+                video_urls=[clip_server.url("/4s.mp4")],
+                factor=Factor(2),
+                callback_url=None,
+            )
+            task = services.tasks.submit(key=created.key, submission=submission)
+            owners: dict[int, str] = {}
+
+            def ended() -> bool:
+                for chunk in services.store.task_chunks(task.id):
+                    if chunk.worker_id is not None:
+                        owners[chunk.index] = chunk.worker_id
+                return services.store.get_task(task.id).status.is_terminal
+
+            wait_for(ended, timeout_s=240, what=f"task {task.id} to end")
+        finally:
+            pool.stop(grace_s=10)
+
+        done = services.store.get_task(task.id)
+        assert done.status is TaskStatus.COMPLETED, done.error
+        assert len(set(owners.values())) == 2
+        entries = [e.kind.value for e in services.store.ledger(created.key.account_id)]
+        assert entries.count("capture") == 1

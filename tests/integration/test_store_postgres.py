@@ -21,6 +21,7 @@ from sqlalchemy import text
 from tests.stores import FakeClock, new_task, postgres_store, render_body
 from tests.unit import (
     test_store_callbacks,
+    test_store_chunks,
     test_store_ledger,
     test_store_queue,
     test_store_support,
@@ -41,7 +42,13 @@ SQLITE_ONLY = {
 
 # The backend-neutral store tests, collected here again so they use this module's
 # fixtures (a PostgreSQL store) instead of their own (a SQLite file).
-for _module in (test_store_queue, test_store_ledger, test_store_support, test_store_callbacks):
+for _module in (
+    test_store_queue,
+    test_store_ledger,
+    test_store_support,
+    test_store_callbacks,
+    test_store_chunks,
+):
     for _name, _test in vars(_module).items():
         if _name.startswith("test_") and _name not in SQLITE_ONLY:
             globals()[_name] = _test
@@ -127,3 +134,33 @@ def test_migrations_on_postgres_match_the_tables(store):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
 
     assert diff == []
+
+
+def test_chunk_claim_skips_chunks_locked_by_another_claimer(store, clock, account):
+    task = test_store_chunks.planned(store, clock, account, 30, 10)
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.engine.connect() as conn, conn.begin():
+            conn.execute(
+                text("SELECT 1 FROM chunks WHERE task_id = :id AND chunk_index = 0 FOR UPDATE"),
+                {"id": task.id},
+            )
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        claim = store.claim_chunk(worker_id="w1", lease_s=30)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+
+    assert claim is not None
+    assert claim.chunk.index == 1
+    assert waited < 2

@@ -14,7 +14,9 @@ from upres.domain.pricing import Pricing
 from upres.domain.tasks import TaskStatus
 from upres.domain.uploads import new_upload_id, upload_storage_key, upload_url
 from upres.inputs.netpolicy import AddressPolicy
-from upres.jobs.runner import FetchLimits, TaskRunner
+from upres.jobs.input_cache import FetchLimits, InputCache
+from upres.jobs.publish import Publisher
+from upres.jobs.runner import TaskRunner
 from upres.jobs.sql import SqlTaskStore
 from upres.pipeline.upscale import InterpolationUpscaler
 from upres.storage import MemoryStorage
@@ -32,20 +34,33 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
     store.create_task(task)
     claim = store.claim(worker_id="w1", lease_s=30)
     assert claim is not None
+    render = render_body
+    encode = EncodeSettings(preset="ultrafast")
     runner = TaskRunner(
         store=store,
         storage=storage,
-        policy=AddressPolicy(False),
+        inputs=InputCache(
+            storage=storage,
+            policy=AddressPolicy(False),
+            limits=FetchLimits(max_bytes=1 << 20, timeout_s=5),
+            directory=tmp_path / "work" / "inputs",
+        ),
         upscaler_for=InterpolationUpscaler,
-        render=render_body,
+        render=render,
+        publisher=Publisher(
+            store=store,
+            storage=storage,
+            render=render,
+            pricing=Pricing(),
+            encode=encode,
+            result_ttl_s=3600,
+            clock=clock,
+        ),
         work_dir=tmp_path / "work",
-        pricing=Pricing(),
         limits=MediaLimits(),
-        encode=EncodeSettings(preset="ultrafast"),
-        fetch_limits=FetchLimits(max_bytes=1 << 20, timeout_s=5),
+        encode=encode,
         heartbeat_s=60,
-        result_ttl_s=3600,
-        clock=clock,
+        chunk_seconds=60,
     )
 
     done = runner.run(claim)

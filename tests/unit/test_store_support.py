@@ -129,6 +129,7 @@ def test_migrations_apply_from_empty_and_match_the_tables(tmp_path):
         "ledger",
         "callback_outbox",
         "uploads",
+        "chunks",
         "alembic_version",
     }
 

@@ -211,3 +211,33 @@ class UploadRow(Base):
     average_fps: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class ChunkRow(Base):
+    """One frame range of a chunked task (``upres.domain.chunks``), leased like a task.
+
+    ``frames_done`` and ``fps`` are the latest heartbeat's; ``part_key`` is
+    set once the chunk is done and its part stored.
+    """
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        Index("ix_chunks_status_not_before", "status", "not_before"),
+        Index("ix_chunks_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    index: Mapped[int] = mapped_column("chunk_index", Integer, primary_key=True)
+    first_frame: Mapped[int] = mapped_column(Integer)
+    frame_count: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float]
+    end_s: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    frames_done: Mapped[int] = mapped_column(Integer)
+    fps: Mapped[float | None]
+    part_key: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

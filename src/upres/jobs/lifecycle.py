@@ -143,13 +143,30 @@ def beat(
     if row.status == TaskStatus.CANCELLED:
         return Heartbeat(cancelled=True, lease_expires_at=now)
     expires = now + timedelta(seconds=claim.lease_s)
+    record_progress(row, progress=progress, estimated_time_s=estimated_time_s, now=now, fps=fps)
+    row.lease_expires_at = expires
+    return Heartbeat(cancelled=False, lease_expires_at=expires)
+
+
+def record_progress(
+    row: TaskRow, *, progress: int, estimated_time_s: int | None, now: datetime, fps: float | None
+) -> None:
+    """Record a running row's progress (kept below 100, never going back),
+    time left (kept when None) and speed (kept when None or not a speed)."""
     row.progress = max(row.progress, min(99, max(0, progress)))
-    row.estimated_time_s = max(0, estimated_time_s)
+    if estimated_time_s is not None:
+        row.estimated_time_s = max(0, estimated_time_s)
     if fps is not None and math.isfinite(fps) and fps >= 0:
         row.fps = fps
-    row.lease_expires_at = expires
     row.updated_at = now
-    return Heartbeat(cancelled=False, lease_expires_at=expires)
+
+
+def hand_to_chunks(row: TaskRow, now: datetime) -> None:
+    """Release a fenced row's lease once it is planned into chunks: the chunks
+    carry leases from now on, and the task waits, processing, for the last."""
+    row.lease_owner = None
+    row.lease_expires_at = None
+    row.updated_at = now
 
 
 def cancel(row: TaskRow, now: datetime) -> None:
@@ -196,20 +213,28 @@ def end(row: TaskRow, status: TaskStatus, now: datetime, *, error: TaskError | N
     row.error_message = None if error is None else error.message
 
 
-def requeue(row: TaskRow, now: datetime) -> None:
+def requeue(row: TaskRow, now: datetime, *, keep_progress: bool = False) -> None:
     """Put a row back in the queue, claimable at once (its worker is gone: its lease
-    ran out); the lease owner is cleared, the attempt count kept."""
+    ran out); the lease owner is cleared, the attempt count kept. Progress
+    starts again from 0 unless ``keep_progress`` (a chunked task: its finished
+    chunks stay finished)."""
     row.status = TaskStatus.PENDING
-    row.progress = 0
+    if not keep_progress:
+        row.progress = 0
     row.lease_owner = None
     row.lease_expires_at = None
     row.not_before = None
     row.updated_at = now
 
 
-def back_off(row: TaskRow, now: datetime) -> None:
+def back_off(row: TaskRow, now: datetime, *, keep_progress: bool = False) -> None:
     """Requeue a row after a transient failure of its attempt, claimable only
-    after that attempt's retry delay (``RETRY_DELAYS_S``)."""
-    requeue(row, now)
-    delay = RETRY_DELAYS_S[min(row.attempts, len(RETRY_DELAYS_S)) - 1]
-    row.not_before = now + timedelta(seconds=delay)
+    after that attempt's retry delay."""
+    requeue(row, now, keep_progress=keep_progress)
+    row.not_before = now + retry_delay(row.attempts)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long a task or chunk waits after the transient failure of its
+    ``attempts``-th attempt (``RETRY_DELAYS_S``)."""
+    return timedelta(seconds=RETRY_DELAYS_S[min(attempts, len(RETRY_DELAYS_S)) - 1])

@@ -3,15 +3,18 @@
 The task table is the queue. A worker claims a task under a lease
 (``TaskQueue``), then writes only through fenced calls that name its
 ``Claim`` (``ClaimedTasks``): a worker whose lease was taken over gets
-``LeaseLost`` and changes nothing. ``SqlTaskStore`` implements every role;
-``upres.store.TaskStore`` is their union.
+``LeaseLost`` and changes nothing. A long task's chunks are a second queue
+with the same rules (``ChunkQueue``, ``ClaimedChunks``; ``upres.jobs.chunk_store``).
+``SqlTaskStore`` implements every role; ``upres.store.TaskStore`` is their union.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from upres.domain.chunks import Chunk, ChunkClaim, Span
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.tasks import Factor, Task, TaskError
 
@@ -64,6 +67,64 @@ class ClaimedTasks(Protocol):
 
         Raises LeaseLost (and changes nothing) when the lease was taken over.
         """
+        ...
+
+    def record_throughput(self, factor: Factor, mpix_per_s: float) -> None:
+        """Fold one measurement (output megapixels per second) into the moving average."""
+        ...
+
+
+class ChunkQueue(Protocol):
+    """Where the claim loop takes its next chunk when no task is pending."""
+
+    def claim_chunk(self, *, worker_id: str, lease_s: float) -> ChunkClaim | None:
+        """Lease the next pending chunk of a processing task, fairly between
+        tasks (fewest chunks in flight, then oldest), longest first within one."""
+        ...
+
+
+class ClaimedChunks(Protocol):
+    """What the runner writes for chunks: the plan of a claimed task, then
+    fenced progress and outcome of each claimed chunk."""
+
+    def plan_chunks(self, claim: Claim, spans: Sequence[Span]) -> None:
+        """Split the claimed task into pending chunks and release its lease.
+
+        Raises LeaseLost (and changes nothing) when the claim was taken over.
+        """
+        ...
+
+    def heartbeat_chunk(
+        self, claim: ChunkClaim, *, frames_done: int, fps: float | None = None
+    ) -> Heartbeat:
+        """Renew the chunk's lease and record its frames; ``cancelled`` once the task ended.
+
+        Raises LeaseLost when the chunk's lease was taken over.
+        """
+        ...
+
+    def finish_chunk(self, claim: ChunkClaim, *, part_key: str) -> Claim | None:
+        """Record the chunk done; the task's claim, to join it, when it was the last.
+
+        Raises LeaseLost (and changes nothing) when fenced out or the task ended.
+        """
+        ...
+
+    def fail_chunk(
+        self, claim: ChunkClaim, *, error: TaskError, retry: bool, callback_body: CallbackBody
+    ) -> Task:
+        """Retry the chunk while its attempts remain, else fail its task (refunded).
+
+        Raises LeaseLost (and changes nothing) when fenced out or the task ended.
+        """
+        ...
+
+    def task_chunks(self, task_id: str) -> list[Chunk]:
+        """The task's chunks in order; empty when it was never planned into several."""
+        ...
+
+    def forget_chunks(self, task_id: str) -> None:
+        """Drop an ended task's chunk rows (their parts are deleted)."""
         ...
 
     def record_throughput(self, factor: Factor, mpix_per_s: float) -> None:

@@ -39,12 +39,14 @@ from upres.domain.records import (
 from upres.domain.tasks import Task, TaskError, TaskStatus
 from upres.errors import ServiceUnavailable
 from upres.jobs import lifecycle
+from upres.jobs.chunk_store import SqlChunks, has_chunks
+from upres.jobs.settle import fail_task
 
 # A poll's read: one indexed lookup, without a session or Core execution around it.
 _TASK_BY_ID = select(TaskRow.__table__).where(TaskRow.__table__.c.id == bindparam("id"))
 
 
-class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
+class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, SqlChunks):
     """The system of record on one SQL database (see ``upres.store.TaskStore``).
 
     ``engine`` is an Engine or a URL; the schema must already be migrated
@@ -220,9 +222,9 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
             row = _fenced(session, claim)
             now = self._clock()
             if retry and lifecycle.may_run_again(row, self._max_attempts):
-                lifecycle.back_off(row, now)
+                lifecycle.back_off(row, now, keep_progress=has_chunks(session, row.id))
             else:
-                self._fail(session, row, error, now, callback_body)
+                fail_task(session, row, error, now=now, callback_body=callback_body)
             return convert.task(row)
 
     def reap(self, *, callback_body: CallbackBody, max_attempts: int | None = None) -> list[Task]:
@@ -239,23 +241,17 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads):
             touched = []
             for row in session.scalars(query).all():
                 if lifecycle.may_run_again(row, limit):
-                    lifecycle.requeue(row, now)
+                    lifecycle.requeue(row, now, keep_progress=has_chunks(session, row.id))
                 else:
-                    self._fail(session, row, lifecycle.ABANDONED_ERROR, now, callback_body)
+                    fail_task(
+                        session,
+                        row,
+                        lifecycle.ABANDONED_ERROR,
+                        now=now,
+                        callback_body=callback_body,
+                    )
                 touched.append(convert.task(row))
-            return touched
-
-    def _fail(
-        self,
-        session: Session,
-        row: TaskRow,
-        error: TaskError,
-        now: datetime,
-        callback_body: CallbackBody,
-    ) -> None:
-        lifecycle.end(row, TaskStatus.FAILED, now, error=error)
-        ledger.settle(session, row, charged=0, at=now)
-        outbox.enqueue(session, row, callback_body=callback_body, at=now)
+        return touched + self.reap_chunks(callback_body=callback_body, max_attempts=limit)
 
     # results and metrics
 

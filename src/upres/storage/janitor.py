@@ -1,4 +1,5 @@
-"""Deletes result files once their links have expired."""
+"""Deletes result files once their links have expired, and the parts of
+chunked tasks once their tasks ended."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from datetime import datetime
 from typing import Protocol
 
 from upres.clock import Clock, utc_now
-from upres.domain.tasks import Task, playable_key
+from upres.domain.chunks import Chunk, chunk_source_key, part_keys_ever_written
+from upres.domain.tasks import Task, playable_key, preview_key
 from upres.domain.uploads import Upload
 from upres.storage.base import ResultStorage
 
@@ -27,6 +29,13 @@ class ExpiringResults(Protocol):
         ...
 
 
+class ChunkLeftovers(Protocol):
+    """The chunks of ended tasks (``SqlChunks``)."""
+
+    def chunk_leftovers(self, *, limit: int = 500) -> list[Chunk]: ...
+    def forget_chunks(self, task_id: str) -> None: ...
+
+
 class ExpiringUploads(Protocol):
     """The part of the store the janitor needs for uploads."""
 
@@ -41,7 +50,8 @@ class ExpiringUploads(Protocol):
 
 
 class Janitor:
-    """Removes expired results and uploads: the file first, then the record of it."""
+    """Removes expired results and uploads, and the parts of ended chunked
+    tasks: the file first, then the record of it."""
 
     def __init__(
         self,
@@ -50,11 +60,13 @@ class Janitor:
         clock: Clock = utc_now,
         *,
         uploads: ExpiringUploads | None = None,
+        chunks: ChunkLeftovers | None = None,
     ) -> None:
         self._store = store
         self._storage = storage
         self._clock = clock
         self._uploads = uploads
+        self._chunks = chunks
 
     def run_once(self) -> int:
         """Delete every result and upload past its expiry; return how many were removed."""
@@ -66,8 +78,9 @@ class Janitor:
             self._store.forget_result(task.id)
             removed += 1
         removed += self._remove_uploads()
+        removed += self._remove_parts()
         if removed:
-            log.info("janitor removed %d expired results and uploads", removed)
+            log.info("janitor removed %d expired results, uploads and chunk parts", removed)
         return removed
 
     def _remove_uploads(self) -> int:
@@ -78,6 +91,22 @@ class Janitor:
             self._storage.delete(upload.storage_key)
             self._uploads.forget_upload(upload.id)
         return len(expired)
+
+    def _remove_parts(self) -> int:
+        """Delete the parts (and stored input and last preview) of chunked tasks that ended
+        (failed, cancelled, or completed by a finaliser that died before
+        deleting them)."""
+        if self._chunks is None:
+            return 0
+        leftovers = self._chunks.chunk_leftovers()
+        for chunk in leftovers:
+            for key in part_keys_ever_written(chunk):
+                self._storage.delete(key)
+        for task_id in {chunk.task_id for chunk in leftovers}:
+            self._storage.delete(preview_key(task_id))
+            self._storage.delete(chunk_source_key(task_id))
+            self._chunks.forget_chunks(task_id)
+        return len(leftovers)
 
     def run_forever(self, stop: threading.Event, *, interval_s: float) -> None:
         """Call ``run_once`` every ``interval_s`` until ``stop`` is set (errors are logged)."""

@@ -1,0 +1,175 @@
+"""Run one claimed chunk: upscale its frame range, store the part, record it done.
+
+Like a task run, the chunk's heartbeat renews its lease and reports its
+frames (the store turns them into the task's progress); a cancelled or
+failed task stops every chunk at its next heartbeat. Errors map to outcomes
+as ``upres.jobs.outcomes`` says, applied to the chunk: a transient failure
+retries the chunk alone, a lasting one fails the task. The worker that
+records the task's last chunk done runs the join (``finalise``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from upres.domain.chunks import ChunkClaim, chunk_part_key, chunk_source_key
+from upres.domain.media import EncodeSettings, MediaLimits
+from upres.domain.records import CallbackBody, Claim, Heartbeat
+from upres.domain.tasks import Factor, Task, TaskError
+from upres.errors import LeaseLost
+from upres.jobs.heartbeat import heartbeats
+from upres.jobs.input_cache import InputCache
+from upres.jobs.outcomes import settled
+from upres.jobs.publish import store_preview
+from upres.jobs.queue import ClaimedChunks
+from upres.pipeline.chunks import ChunkResult, ChunkSpan, upscale_chunk
+from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.preview import FramePreview
+from upres.storage.base import ResultStorage
+
+log = logging.getLogger(__name__)
+
+
+class _ChunkProgress:
+    """The latest frames done, speed and preview of a chunk, shared with its heartbeat."""
+
+    def __init__(self, preview_file: Path) -> None:
+        self.preview = FramePreview()
+        self.preview_file = preview_file
+        self._lock = threading.Lock()
+        self._frames = 0
+        self._fps: float | None = None
+
+    def update(self, progress: Progress) -> None:
+        with self._lock:
+            self._frames = progress.frames_done
+            self._fps = progress.fps if progress.fps > 0 else self._fps
+
+    def read(self) -> tuple[int, float | None]:
+        with self._lock:
+            return self._frames, self._fps
+
+
+class ChunkRunner:
+    """Runs claimed chunks; the constructor is its whole configuration."""
+
+    def __init__(
+        self,
+        *,
+        store: ClaimedChunks,
+        storage: ResultStorage,
+        inputs: InputCache,
+        upscaler_for: Callable[[Factor], FrameUpscaler],
+        render: CallbackBody,
+        work_dir: Path,
+        limits: MediaLimits,
+        encode: EncodeSettings,
+        heartbeat_s: float,
+        finalise: Callable[[Claim], Task | None],
+        double_rate: bool = False,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._inputs = inputs
+        self._upscaler_for = upscaler_for
+        self._render = render
+        self._work_dir = work_dir
+        self._limits = limits
+        self._encode = encode
+        self._heartbeat_s = heartbeat_s
+        self._finalise = finalise
+        self._double_rate = double_rate
+
+    def run(self, claim: ChunkClaim) -> Task | None:
+        """Run ``claim`` to an outcome. Returns the task once this chunk's worker
+        joined and settled it, else None (more chunks to go, cancelled, lease
+        lost, or the chunk failed and retries)."""
+        name = f"{claim.task.id}-chunk{claim.chunk.index}-{claim.attempt}"
+        scratch = self._work_dir / name
+        scratch.mkdir(parents=True, exist_ok=True)
+        what = f"chunk {claim.chunk.index} of task {claim.task.id} attempt {claim.attempt}"
+        try:
+            final = settled(lambda: self._execute(claim, scratch), self._failer(claim), what=what)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return final
+
+    def _failer(self, claim: ChunkClaim) -> Callable[[TaskError, bool], Task | None]:
+        def fail(error: TaskError, retry: bool) -> Task | None:
+            task = self._store.fail_chunk(
+                claim, error=error, retry=retry, callback_body=self._render
+            )
+            return task if task.status.is_terminal else None
+
+        return fail
+
+    def _execute(self, claim: ChunkClaim, scratch: Path) -> Task | None:
+        progress = _ChunkProgress(scratch / "preview.jpg")
+        cancel = CancelToken()
+        part = scratch / "part.mp4"
+        with self._heartbeat(claim, progress, cancel):
+            source = self._inputs.get(claim.task, stored=chunk_source_key(claim.task.id))
+            cancel.raise_if_cancelled()
+            result = upscale_chunk(
+                source=source,
+                span=_span(claim),
+                destination=part,
+                upscaler=self._upscaler_for(claim.task.factor),
+                encode=self._encode,
+                limits=self._limits,
+                on_progress=progress.update,
+                cancel=cancel,
+                double_rate=self._double_rate,
+                on_frame=progress.preview.offer,
+            )
+            key = chunk_part_key(claim.task.id, claim.chunk.index, claim.attempt)
+            self._storage.put(part, key)
+        self._record_speed(claim, result)
+        try:
+            final = self._store.finish_chunk(claim, part_key=key)
+        except LeaseLost:
+            self._storage.delete(key)
+            raise
+        return None if final is None else self._finalise(final)
+
+    def _record_speed(self, claim: ChunkClaim, result: ChunkResult) -> None:
+        """Fold this worker's speed into the estimates; it never fails a chunk."""
+        megapixels = result.frames * result.width * result.height / 1e6
+        try:
+            self._store.record_throughput(
+                claim.task.factor, megapixels / max(result.elapsed_s, 1e-3)
+            )
+        except Exception:
+            log.exception("speed of chunk %d not recorded", claim.chunk.index)
+
+    def _heartbeat(
+        self, claim: ChunkClaim, progress: _ChunkProgress, cancel: CancelToken
+    ) -> AbstractContextManager[None]:
+        def beat() -> Heartbeat:
+            frames, fps = progress.read()
+            return self._store.heartbeat_chunk(claim, frames_done=frames, fps=fps)
+
+        def preview() -> None:
+            store_preview(self._storage, progress.preview, progress.preview_file, claim.task.id)
+
+        name = f"chunk {claim.chunk.index} of task {claim.task.id}"
+        return heartbeats(
+            beat, every_s=self._heartbeat_s, cancel=cancel, name=name, after_beat=preview
+        )
+
+
+def _span(claim: ChunkClaim) -> ChunkSpan:
+    chunk = claim.chunk
+    return ChunkSpan(
+        index=chunk.index,
+        first_frame=chunk.first_frame,
+        frame_count=chunk.frame_count,
+        start_s=chunk.start_s,
+        end_s=chunk.end_s,
+    )

@@ -1,0 +1,109 @@
+"""Publishing a finished result: store it, settle the task (fenced), once.
+
+The single-pass run and the join of a chunked task end here alike, so a
+result is stored, copied for browsers and billed by the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from upres.clock import Clock, utc_now
+from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings
+from upres.domain.pricing import Pricing
+from upres.domain.records import CallbackBody, Claim
+from upres.domain.tasks import Task, playable_key, preview_key
+from upres.errors import LeaseLost, UpresError
+from upres.jobs.queue import ClaimedTasks
+from upres.pipeline.playable import playable_copy
+from upres.pipeline.preview import FramePreview
+from upres.storage.base import ResultStorage, result_key
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Stores results and settles their tasks; the constructor is its whole configuration."""
+
+    def __init__(
+        self,
+        *,
+        store: ClaimedTasks,
+        storage: ResultStorage,
+        render: CallbackBody,
+        pricing: Pricing,
+        encode: EncodeSettings,
+        result_ttl_s: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._render = render
+        self._pricing = pricing
+        self._encode = encode
+        self._result_ttl_s = result_ttl_s
+        self._clock = clock
+
+    def publish(
+        self,
+        claim: Claim,
+        output: Path,
+        duration_s: float,
+        *,
+        notes: tuple[str, ...],
+        mpix_per_s: float | None,
+    ) -> Task:
+        """Store ``output`` under a name carrying the attempt, then settle
+        (fenced) with ``notes``, charging ``duration_s`` of input; record the
+        speed when given.
+
+        Raises LeaseLost (and leaves nothing stored, charges nothing) when fenced out.
+        """
+        key = result_key(claim.task.id, claim.attempt)
+        self._storage.put(output, key)
+        if self._encode.codec not in BROWSER_PLAYABLE:
+            self._store_playable(output, key)
+        try:
+            task = self._store.complete(
+                claim,
+                result_key=key,
+                result_expires_at=self._clock() + timedelta(seconds=self._result_ttl_s),
+                actual_duration_s=duration_s,
+                # The price of what was made; the store caps it at the reservation.
+                credits_charged=self._pricing.credits(
+                    duration_s=duration_s, factor=claim.task.factor
+                ),
+                callback_body=self._render,
+                notes=notes,
+            )
+        except LeaseLost:
+            self._storage.delete(key)
+            self._storage.delete(playable_key(key))
+            raise
+        if mpix_per_s is not None:
+            self._store.record_throughput(claim.task.factor, mpix_per_s)
+        return task
+
+    def _store_playable(self, output: Path, key: str) -> None:
+        """Store a small H.264 copy of ``output`` for browsers; it never fails a task."""
+        copy = output.with_name("playable.mp4")
+        try:
+            playable_copy(output, copy)
+            self._storage.put(copy, playable_key(key))
+        except UpresError as exc:
+            log.warning("no playable copy of %s: %s", key, exc.message)
+
+
+def store_preview(storage: ResultStorage, preview: FramePreview, file: Path, task_id: str) -> None:
+    """Store the newest preview JPEG of a running task (through ``file``), if
+    there is one; a preview never fails a task or a chunk."""
+    jpeg = preview.take_jpeg()
+    if jpeg is None:
+        return
+    try:
+        file.write_bytes(jpeg)
+        storage.put(file, preview_key(task_id))
+    except Exception:
+        log.exception("preview of task %s not stored", task_id)
