@@ -164,6 +164,7 @@ def task_runner(settings: Settings, store: RunnerStore, inputs: InputCache) -> T
         work_dir=settings.data_dir / "work",
         limits=settings.media_limits,
         encode=encode,
+        chunk_encode=settings.encode_settings,
         double_rate=settings.deinterlace_double_rate,
         heartbeat_s=settings.heartbeat_s,
         chunk_seconds=settings.chunk_seconds,

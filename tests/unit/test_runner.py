@@ -59,6 +59,7 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
         work_dir=tmp_path / "work",
         limits=MediaLimits(),
         encode=encode,
+        chunk_encode=encode,
         heartbeat_s=60,
         chunk_seconds=60,
     )

@@ -84,7 +84,13 @@ class _Progress:
 
 
 class TaskRunner:
-    """Everything needed to run tasks and chunks; the constructor is its whole configuration."""
+    """Everything needed to run tasks and chunks; the constructor is its whole configuration.
+
+    ``encode`` is for a task run in one pass (it may be kept up with this
+    machine's model, ``encoding_for``); ``chunk_encode`` for chunk parts and
+    their join, which must be the same on every machine that may run a chunk of
+    the task, so it is the configured encoding as is.
+    """
 
     def __init__(
         self,
@@ -98,6 +104,7 @@ class TaskRunner:
         work_dir: Path,
         limits: MediaLimits,
         encode: EncodeSettings,
+        chunk_encode: EncodeSettings,
         heartbeat_s: float,
         chunk_seconds: float,
         double_rate: bool = False,
@@ -111,6 +118,7 @@ class TaskRunner:
         self._work_dir = work_dir
         self._limits = limits
         self._encode = encode
+        self._chunk_encode = chunk_encode
         self._heartbeat_s = heartbeat_s
         self._chunk_seconds = chunk_seconds
         self._double_rate = double_rate
@@ -122,7 +130,7 @@ class TaskRunner:
             render=render,
             work_dir=work_dir,
             limits=limits,
-            encode=encode,
+            encode=chunk_encode,
             heartbeat_s=heartbeat_s,
             double_rate=double_rate,
             finalise=self.run,
@@ -230,7 +238,7 @@ class TaskRunner:
                 source=source,
                 parts=parts,
                 destination=output,
-                encode=self._encode,
+                encode=self._chunk_encode,
                 limits=self._limits,
                 double_rate=self._double_rate,
             )
