@@ -23,7 +23,8 @@ def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
     work until ``stop``."""
     # Imported here, not at the top: a pool's own process never needs the engine,
     # and a worker process must be able to set its environment before torch loads.
-    from upres.wiring import configure_logging, worker_from_settings  # noqa: PLC0415
+    from upres.wiring import configure_logging  # noqa: PLC0415
+    from upres.worker_wiring import worker_from_settings  # noqa: PLC0415
 
     settings = Settings.model_validate_json(settings_json)
     configure_logging()

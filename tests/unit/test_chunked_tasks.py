@@ -24,7 +24,8 @@ from upres.domain.uploads import new_upload_id, upload_storage_key
 from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.sql import SqlTaskStore
 from upres.storage import build_storage
-from upres.wiring import open_store, worker_from_settings
+from upres.wiring import open_store
+from upres.worker_wiring import worker_from_settings
 
 FPS = 12
 # A keyframe every 0.5 s: chunks are cut on keyframes.

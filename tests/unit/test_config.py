@@ -13,7 +13,7 @@ import torch
 from upres.config import load_settings
 from upres.domain.media import EncodeSettings
 from upres.errors import ConfigError, InvalidRequest
-from upres.wiring import output_encoding
+from upres.worker_wiring import output_encoding
 
 
 @pytest.mark.parametrize(

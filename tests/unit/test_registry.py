@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from upres.cli import build_app
 from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel
-from upres.models.ncnn import Architecture
 from upres.models.registry import (
     MODELS,
+    Architecture,
     default_factors,
     default_model_for,
     get_model,

@@ -16,7 +16,7 @@ from upres.config import Settings
 from upres.domain.tasks import Factor
 from upres.pipeline.recurrent import RecurrentUpscaler
 from upres.pipeline.temporal import StabilisedUpscaler
-from upres.wiring import upscalers
+from upres.worker_wiring import upscalers
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 

@@ -40,7 +40,7 @@ from upres.errors import Cancelled, ModelError
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
 from upres.pipeline.frames import FrameUpscaler
-from upres.wiring import apply_torch_threads, upscalers
+from upres.worker_wiring import apply_torch_threads, upscalers
 
 _POLL_S = 0.2
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)

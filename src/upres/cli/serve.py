@@ -30,14 +30,9 @@ from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.models.ncnn_runtime import vulkan_devices
 from upres.services.keys import KeyRecords, KeyService
 from upres.store import TaskStore
-from upres.wiring import (
-    Housekeeping,
-    api_services,
-    configure_logging,
-    device,
-    open_store,
-)
+from upres.wiring import Housekeeping, api_services, configure_logging, open_store
 from upres.worker_entry import run_worker
+from upres.worker_wiring import device
 
 DataDir = Annotated[
     Path | None,

@@ -35,7 +35,7 @@ from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
-from upres.wiring import apply_torch_threads, temporal_stage
+from upres.worker_wiring import apply_torch_threads, temporal_stage
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 

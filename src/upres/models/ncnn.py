@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import torch
 
 from upres.errors import ModelError
+from upres.models.registry import Architecture
 
 _MAGIC = "7767517"
 _FP16_TAG = 0x01306B47
@@ -36,15 +36,6 @@ _WEIGHTLESS = frozenset(
 _RRDB_HEAD = ("conv_first",)
 _RRDB_TAIL = ("conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last")
 _CONVS_PER_RRDB = 15
-
-
-class Architecture(StrEnum):
-    """Network layouts the converter can name."""
-
-    RRDBNET = "RRDBNet"
-    SRVGG_COMPACT = "SRVGGNetCompact"
-    # Not an ncnn layout: a PyTorch checkpoint run by upres.models.animesr.
-    ANIMESR = "AnimeSR"
 
 
 @dataclass(frozen=True, kw_only=True)

