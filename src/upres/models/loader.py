@@ -7,14 +7,13 @@ the CLI's other commands and most tests never load a model.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
 from upres.errors import ModelError
 from upres.models.ncnn import convert
-from upres.models.registry import ModelSpec
+from upres.models.registry import ModelSpec, model_files
 
 if TYPE_CHECKING:
     from spandrel import ImageModelDescriptor
@@ -27,12 +26,9 @@ def read_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
 
     Raises ModelError when the package or its files are missing or malformed.
     """
-    try:
-        folder = resources.files(spec.package) / "models"
-        param_text = (folder / f"{spec.stem}.param").read_text(encoding="ascii")
-        bin_data = (folder / f"{spec.stem}.bin").read_bytes()
-    except (ModuleNotFoundError, OSError) as exc:
-        raise ModelError(f"weights of model {spec.id} are not installed: {exc}") from exc
+    with model_files(spec) as (param, weights):
+        param_text = param.read_text(encoding="ascii")
+        bin_data = weights.read_bytes()
     return convert(param_text, bin_data, spec.architecture)
 
 

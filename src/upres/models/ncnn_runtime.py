@@ -21,15 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
-from importlib import resources
-from pathlib import Path
 
 import ncnn
 import numpy as np
 import torch
 
 from upres.errors import ModelError
-from upres.models.registry import ModelSpec, Runtime, runtimes
+from upres.models.registry import ModelSpec, Runtime, model_files, runtimes
 
 log = logging.getLogger(__name__)
 
@@ -202,26 +200,10 @@ def _load(spec: ModelSpec, options: NcnnOptions) -> ncnn.Net:
     net.opt.use_vulkan_compute = options.vulkan is not None
     if options.vulkan is not None:
         net.set_vulkan_device(options.vulkan)
-    with _files(spec) as (param, weights):
+    with model_files(spec) as (param, weights):
         if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
             raise ModelError(f"ncnn could not load model {spec.id}")
     return net
-
-
-@contextmanager
-def _files(spec: ModelSpec) -> Iterator[tuple[Path, Path]]:
-    """The model's ``.param`` and ``.bin`` as paths. Raises ModelError when they are missing."""
-    try:
-        folder = resources.files(spec.package) / "models"
-        with (
-            resources.as_file(folder / f"{spec.stem}.param") as param,
-            resources.as_file(folder / f"{spec.stem}.bin") as weights,
-        ):
-            if not (param.is_file() and weights.is_file()):
-                raise FileNotFoundError(f"{spec.stem}.param/.bin in {spec.package}")
-            yield param, weights
-    except (ModuleNotFoundError, OSError) as exc:
-        raise ModelError(f"weights of model {spec.id} are not installed: {exc}") from exc
 
 
 class NcnnCache:

@@ -23,9 +23,12 @@ downscaling tie within 0.05 dB).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from importlib import resources
+from pathlib import Path
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel
@@ -244,3 +247,21 @@ def cpu_runtime(spec: ModelSpec) -> Runtime:
     """The runtime that runs ``spec`` on the CPU: the faster one measured (``CPU_RUNTIMES``)."""
     chosen = CPU_RUNTIMES.get(spec.id, Runtime.PYTORCH)
     return chosen if chosen in runtimes(spec) else Runtime.PYTORCH
+
+
+@contextmanager
+def model_files(spec: ModelSpec) -> Iterator[tuple[Path, Path]]:
+    """The ``.param`` and ``.bin`` of ``spec``'s wheel as paths; an error while the
+    block reads them is reported the same way. Raises ModelError when they are
+    missing or unreadable."""
+    try:
+        folder = resources.files(spec.package) / "models"
+        with (
+            resources.as_file(folder / f"{spec.stem}.param") as param,
+            resources.as_file(folder / f"{spec.stem}.bin") as weights,
+        ):
+            if not (param.is_file() and weights.is_file()):
+                raise FileNotFoundError(f"{spec.stem}.param/.bin in {spec.package}")
+            yield param, weights
+    except (ModuleNotFoundError, OSError) as exc:
+        raise ModelError(f"weights of model {spec.id} are not installed: {exc}") from exc
