@@ -37,6 +37,7 @@ from upres.config import Settings
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, ModelError
+from upres.jobs.supervisor import CUDA_VISIBLE_DEVICES, visible_devices
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
 from upres.pipeline.frames import FrameUpscaler
@@ -251,7 +252,9 @@ def _start_worker(
     slot = slots.get()
     if setup.gpus:
         # Before CUDA starts in this process: it then sees only its own GPU.
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % setup.gpus)
+        os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(
+            slot % setup.gpus, os.environ.get(CUDA_VISIBLE_DEVICES)
+        )
     apply_torch_threads(setup.settings)
     if setup.torch_threads is not None and setup.settings.torch_threads is None:
         torch.set_num_threads(setup.torch_threads)
