@@ -156,6 +156,7 @@ def test_metrics_count_requests_and_read_the_store(api: Api) -> None:
     assert samples[requests, frozenset(task.items())] == 1.0
     assert samples["upres_tasks", frozenset({"status": "pending"}.items())] == 1.0
     assert samples["upres_queue_depth", frozenset()] == 1.0
+    assert samples["upres_chunks", frozenset({"status": "pending"}.items())] == 0.0
     assert samples["upres_tasks_submitted_total", frozenset({"factor": "2"}.items())] == 1.0
     assert samples["upres_credits_reserved_total", frozenset()] == 144.0
     assert samples["upres_credits_captured_total", frozenset()] == 0.0

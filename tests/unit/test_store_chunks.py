@@ -315,3 +315,20 @@ def test_the_janitor_deletes_the_parts_of_ended_tasks(store, clock, account, tmp
     assert not storage.exists(chunk_source_key(task.id))
     assert storage.exists(chunk_part_key(kept.id, 0, 1))  # its task still runs
     assert store.task_chunks(task.id) == []
+
+
+def test_chunk_counts_by_status_are_of_running_tasks_only(store, clock, account):
+    running = planned(store, clock, account, 10, 20, 30)
+    running_claim = store.claim_chunk(worker_id="w1", lease_s=30)
+    assert running_claim.task.id == running.id
+    ended = planned(store, clock, account, 5, 5)
+    store.cancel_task(ended.id, account_id=account.id, callback_body=render_body)
+
+    counts = store.count_chunks_by_status()
+
+    assert counts == {
+        ChunkStatus.PENDING: 2,
+        ChunkStatus.PROCESSING: 1,
+        ChunkStatus.DONE: 0,
+        ChunkStatus.FAILED: 0,
+    }

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
+from upres.domain.chunks import ChunkStatus
 from upres.domain.tasks import Factor, TaskStatus
 from upres.services.tasks import ThroughputSource
 
@@ -22,6 +23,9 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 _THROUGHPUT = "upres_throughput_megapixels_per_second"
+# A long task's work waits as chunks (pending), not as a pending task: scale on both.
+_CHUNKS = "upres_chunks"
+_CHUNKS_HELP = "Chunks of running tasks by status"
 
 
 class StatusCounts(Protocol):
@@ -32,6 +36,10 @@ class StatusCounts(Protocol):
 
 class StoreStats(StatusCounts, ThroughputSource, Protocol):
     """What the metrics read from the system of record at scrape time."""
+
+    def count_chunks_by_status(self) -> Mapping[ChunkStatus, int]:
+        """How many chunks of running tasks are in each status."""
+        ...
 
     def credits_captured_total(self) -> float:
         """Credits captured by completed tasks, all accounts together."""
@@ -47,6 +55,7 @@ class _StoreCollector(Collector):
         return [
             GaugeMetricFamily("upres_tasks", "Tasks by status", labels=["status"]),
             GaugeMetricFamily("upres_queue_depth", "Tasks waiting for a worker"),
+            GaugeMetricFamily(_CHUNKS, _CHUNKS_HELP, labels=["status"]),
             GaugeMetricFamily(_THROUGHPUT, "Upscaling speed", labels=["factor"]),
             CounterMetricFamily("upres_credits_captured", "Credits captured"),
         ]
@@ -62,6 +71,10 @@ class _StoreCollector(Collector):
             "Tasks waiting for a worker",
             value=counts.get(TaskStatus.PENDING, 0),
         )
+        chunks = GaugeMetricFamily(_CHUNKS, _CHUNKS_HELP, labels=["status"])
+        for chunk_status, count in self._stats.count_chunks_by_status().items():
+            chunks.add_metric([chunk_status.value], count)
+        yield chunks
         yield self._throughput()
         yield CounterMetricFamily(
             "upres_credits_captured",

@@ -12,10 +12,10 @@ see each other's, so exactly one of them becomes the finaliser).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from upres.clock import Clock
@@ -165,6 +165,21 @@ class SqlChunks:
                 )
                 failed.append(convert.task(task))
         return failed
+
+    def count_chunks_by_status(self) -> Mapping[ChunkStatus, int]:
+        """How many chunks are in each status, of tasks still running (every
+        status present, 0 when none): the work a deployment has in hand."""
+        query = (
+            select(ChunkRow.status, func.count())
+            .join(TaskRow, TaskRow.id == ChunkRow.task_id)
+            .where(TaskRow.status == TaskStatus.PROCESSING)
+            .group_by(ChunkRow.status)
+        )
+        counts = dict.fromkeys(ChunkStatus, 0)
+        with self._db.read() as session:
+            for status, count in session.execute(query):
+                counts[ChunkStatus(status)] = count
+        return counts
 
     def task_chunks(self, task_id: str) -> list[Chunk]:
         """The task's chunks in order; empty when it was never planned into several."""
