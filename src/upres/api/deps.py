@@ -16,6 +16,7 @@ from typing import Annotated, ParamSpec, Protocol, TypeVar
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from upres.api.admission import SubmissionGate
 from upres.api.keycache import KeyCache
@@ -138,6 +139,13 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 SubmissionsDep = Annotated[SubmissionGate, Depends(get_submissions)]
 
 
+def failures_address(scope: Scope) -> str:
+    """The client address that failed authentications count against (as the
+    server saw it: behind a trusted proxy, the forwarded one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 @asynccontextmanager
 async def counted_failures(request: Request) -> AsyncIterator[None]:
     """An authentication attempt of the client's address: refused at once when the
@@ -146,7 +154,7 @@ async def counted_failures(request: Request) -> AsyncIterator[None]:
     Raises RateLimited past the budget; lets the Unauthorized of a failure through.
     """
     failures: RateLimiter = request.app.state.auth_limiter
-    address = request.client.host if request.client else "unknown"
+    address = failures_address(request.scope)
     spent = await failures.exhausted(address)
     if spent is not None:
         raise failures.refusal(spent, AUTH_FAILURES_MESSAGE)

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from upres.api.deps import Services, store_read
+from upres.api.deps import Services, failures_address, store_read
 from upres.api.errors import upres_error_response
 from upres.api.keycache import KeyCache
 from upres.api.ratelimit import RateLimiter
@@ -117,8 +117,7 @@ class ReadPath:
         scheme, secret = get_authorization_scheme_param(headers.get("authorization"))
         if scheme.lower() != "bearer" or not secret:
             return None
-        client = scope.get("client")
-        if await self._failures.exhausted(client[0] if client else "unknown") is not None:
+        if await self._failures.exhausted(failures_address(scope)) is not None:
             return None
         key = self._keys.get(secret)
         if key is None:
