@@ -109,9 +109,7 @@ class SqlChunks:
         over or the task ended.
         """
         with self._db.write() as session:
-            task, row = _locked(session, claim)
-            if task.status != TaskStatus.PROCESSING:
-                raise LeaseLost(f"Task {task.id} ended while chunk {row.index} ran")
+            task, row = _locked_running(session, claim)
             now = self._clock()
             chunk_rows.finish(row, part_key=part_key, now=now)
             _record_progress(session, task, now)
@@ -129,9 +127,7 @@ class SqlChunks:
         over or the task ended.
         """
         with self._db.write() as session:
-            task, row = _locked(session, claim)
-            if task.status != TaskStatus.PROCESSING:
-                raise LeaseLost(f"Task {task.id} ended while chunk {row.index} ran")
+            task, row = _locked_running(session, claim)
             now = self._clock()
             if retry and row.attempts < self._max_attempts:
                 chunk_rows.back_off(row, now)
@@ -225,6 +221,17 @@ def _locked(session: Session, claim: ChunkClaim) -> tuple[TaskRow, ChunkRow]:
     row = chunk_rows.fenced(row, claim)
     if task is None:
         raise LeaseLost(f"Task {claim.task.id} is gone")
+    return task, row
+
+
+def _locked_running(session: Session, claim: ChunkClaim) -> tuple[TaskRow, ChunkRow]:
+    """``_locked``, for a write that needs the task still running.
+
+    Raises LeaseLost as ``_locked``, and when the task ended while the chunk ran.
+    """
+    task, row = _locked(session, claim)
+    if task.status != TaskStatus.PROCESSING:
+        raise LeaseLost(f"Task {task.id} ended while chunk {row.index} ran")
     return task, row
 
 
