@@ -89,11 +89,16 @@ class ChunkedResult:
         return sum(c.concealed_frames for c in self.chunks)
 
 
+def cuda_gpus(device: str) -> int:
+    """The CUDA GPUs the workers share when the model runs on CUDA (0 when it does not)."""
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return 0
+
+
 def default_workers(device: str) -> int:
     """One worker per CUDA GPU when the model runs on CUDA, else one."""
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        return max(1, torch.cuda.device_count())
-    return 1
+    return max(1, cuda_gpus(device))
 
 
 def upscale_chunked(

@@ -17,10 +17,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
-import torch
 import typer
 
-from upres.cli._chunked import WorkerSetup, default_workers, upscale_chunked
+from upres.cli._chunked import WorkerSetup, cuda_gpus, default_workers, upscale_chunked
 from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import settings_or_exit
 from upres.cli._signals import exit_code, handling_stop_signals
@@ -290,13 +289,13 @@ def _run_chunked(
     cancel: CancelToken,
 ) -> _Summary:
     chosen = {"model": model, "device": choices.device, "temporal": choices.temporal}
-    cuda = choices.device in ("auto", "cuda") and torch.cuda.is_available()
+    gpus = cuda_gpus(choices.device)
     setup = WorkerSetup(
         settings=settings.model_copy(update=chosen),
         factor=choices.factor,
-        gpus=torch.cuda.device_count() if cuda else 0,
+        gpus=gpus,
         # On the CPU the workers share its cores instead of each taking all of them.
-        torch_threads=None if cuda else max(1, (os.cpu_count() or 1) // choices.workers),
+        torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),
     )
     with progress_reporter() as report:
         result = upscale_chunked(
