@@ -10,10 +10,10 @@ from sqlalchemy import Engine, text
 
 from upres.db import create_db_engine, migrate
 from upres.db.tables import Base
+from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
 from upres.domain.records import NewTask
 from upres.domain.tasks import API_MODEL, Factor, Task, new_task_id
-from upres.jobs.sql import SqlTaskStore
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -23,12 +23,12 @@ from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.db.session import is_sqlite_url
+from upres.db.task_store import SqlTaskStore
 from upres.inputs.netpolicy import AddressPolicy
 from upres.inputs.probe import probe
 from upres.inputs.remote import PROBE_MAX_BYTES, RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.reaper import Reaper
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskRecords, TaskService
 from upres.services.uploads import UploadRecords, UploadService

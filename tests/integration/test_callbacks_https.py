@@ -18,9 +18,9 @@ from upres.callbacks import CallbackDispatcher, CallbackSender, verify_signature
 from upres.clock import utc_now
 from upres.config import Settings
 from upres.db import create_db_engine, migrate
+from upres.db.task_store import SqlTaskStore
 from upres.domain.records import CallbackAttempt, OutboxItem
 from upres.inputs.netpolicy import AddressPolicy
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import new_webhook_secret
 from upres.wiring import Housekeeping, open_store
 

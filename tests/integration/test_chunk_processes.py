@@ -27,10 +27,10 @@ from tests.stores import new_task, reset_postgres
 from upres.clock import utc_now
 from upres.config import Settings
 from upres.db import create_db_engine
+from upres.db.task_store import SqlTaskStore
 from upres.domain.chunks import ChunkStatus
 from upres.domain.tasks import Task
 from upres.domain.uploads import new_upload_id, upload_storage_key
-from upres.jobs.sql import SqlTaskStore
 from upres.storage import build_storage
 from upres.wiring import open_store
 

@@ -23,9 +23,9 @@ from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
 from tests.servers import LocalHttpServer, Route
 from upres.config import Settings, load_settings
+from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import API_MODEL, Factor, Task, TaskStatus
 from upres.jobs.ray_pool import RayPool
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import Submission, TaskService
 from upres.storage import build_storage

@@ -28,10 +28,10 @@ from tests.integration.serve_harness import (
 )
 from tests.servers import LocalHttpServer, Route, WebhookReceiver
 from upres.callbacks import verify_signature
+from upres.db.task_store import SqlTaskStore
 from upres.domain.media import HdrInfo
 from upres.domain.uploads import kept_input_id
 from upres.inputs.hdr_metadata import hdr_info
-from upres.jobs.sql import SqlTaskStore
 
 pytestmark = pytest.mark.slow
 

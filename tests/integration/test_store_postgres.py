@@ -27,8 +27,8 @@ from tests.unit import (
     test_store_support,
 )
 from upres.db.tables import Base
+from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
-from upres.jobs.sql import SqlTaskStore
 
 URL = os.environ.get("UPRES_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="UPRES_TEST_POSTGRES_URL is not set")

@@ -25,13 +25,13 @@ from upres.api.schemas import TaskRenderer
 from upres.clock import Clock, utc_now
 from upres.config import Settings
 from upres.db.migrate import migrate
+from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import CreatedKey
 from upres.domain.media import VideoInfo
 from upres.errors import PROBE_FAILED_MESSAGE, FetchError
 from upres.inputs.netpolicy import AddressPolicy, IPAddress
 from upres.inputs.probe import probe
 from upres.inputs.urlpolicy import UrlPolicy
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import TaskService
 from upres.services.uploads import UploadService

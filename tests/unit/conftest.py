@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.stores import FakeClock, sqlite_store
+from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
-from upres.jobs.sql import SqlTaskStore
 
 
 @pytest.fixture

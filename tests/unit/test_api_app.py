@@ -11,8 +11,8 @@ from tests.clips import make_clip
 from tests.unit.api_harness import live_server
 from upres.api.liveness import QueueWatch
 from upres.config import Settings
+from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import API_MODEL, TaskStatus
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.storage import build_storage
 from upres.wiring import api_services, app_from_settings, open_store

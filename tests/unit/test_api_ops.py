@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.api_harness import Api, running_api
 from upres.api.deps import Services
+from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import API_MODEL
 from upres.errors import ServiceUnavailable
-from upres.jobs.sql import SqlTaskStore
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
 from tests.stores import ledger_sums, new_task, render_body
 from upres.config import Settings
+from upres.db.task_store import SqlTaskStore
 from upres.domain.chunks import ChunkStatus, chunk_source_key
 from upres.domain.tasks import Task, TaskStatus, preview_key
 from upres.domain.uploads import new_upload_id, upload_storage_key
 from upres.jobs.claim_loop import ClaimLoop
-from upres.jobs.sql import SqlTaskStore
 from upres.storage import build_storage
 from upres.wiring import open_store
 from upres.worker_wiring import worker_from_settings

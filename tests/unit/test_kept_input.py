@@ -20,6 +20,7 @@ from tests.servers import LocalHttpServer, Route
 from tests.stores import FakeClock, render_body, sqlite_store
 from tests.unit.api_harness import upload_service
 from upres.config import Settings
+from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import ApiKey
 from upres.domain.media import MediaLimits
 from upres.domain.pricing import Pricing
@@ -29,7 +30,6 @@ from upres.errors import InsufficientQuota
 from upres.inputs.netpolicy import AddressPolicy
 from upres.inputs.remote import RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import KeyService
 from upres.services.tasks import Submission, TaskService
 from upres.storage.janitor import Janitor

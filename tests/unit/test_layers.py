@@ -24,11 +24,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("api",),
     # use cases: submit, estimate, cancel, uploads, keys, credits
     ("services",),
-    # the task table as a queue: claim loop, runner, pools, reaper; the SQL store
+    # the worker runtime: claim loop, runners, heartbeat, publish, reaper; the process pools
     ("jobs",),
     # the video engine: decode -> upscale -> encode of one local file
     ("pipeline",),
-    # where results go and who is told; the tables, ledger and outbox in SQL
+    # where results go and who is told; persistence: the SQL store, its tables, leases, ledger and outbox
     ("storage", "callbacks", "db"),
     # fetch, probe, URL and address policy (used by both sides); the networks
     ("inputs", "models"),
@@ -42,13 +42,13 @@ RANK = {name: len(LAYERS) - depth for depth, names in enumerate(LAYERS) for name
 
 
 def module_name(path: Path, root: Path) -> str:
-    """``<root>/jobs/sql.py`` -> ``upres.jobs.sql``; a package is named by its ``__init__``."""
+    """``<root>/jobs/sql.py`` -> ``upres.db.task_store``; a package is named by its ``__init__``."""
     parts = (root.name, *path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def layer_of(module: str) -> str | None:
-    """``upres.jobs.sql`` -> ``jobs``; None for the package root ``upres``."""
+    """``upres.db.task_store`` -> ``jobs``; None for the package root ``upres``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else None
 
@@ -104,10 +104,10 @@ def test_an_upward_import_is_seen_inside_a_function_and_relative(tmp_path: Path)
     root = tmp_path / "upres"
     (root / "db").mkdir(parents=True)
     (root / "jobs").mkdir()
-    (root / "db" / "ledger.py").write_text("def f():\n    from ..jobs import sql\n")
+    (root / "db" / "ledger.py").write_text("def f():\n    from ..jobs import runner\n")
     (root / "jobs" / "runner.py").write_text("import upres.db.ledger\nfrom upres import errors\n")
 
-    assert upward_imports(root) == ["db/ledger.py:2 (db) imports upres.jobs.sql (jobs)"]
+    assert upward_imports(root) == ["db/ledger.py:2 (db) imports upres.jobs.runner (jobs)"]
 
 
 def test_the_api_side_of_the_composition_root_loads_no_torch():

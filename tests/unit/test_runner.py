@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.clips import make_clip
 from tests.stores import FakeClock, new_task, render_body
+from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
@@ -17,7 +18,6 @@ from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
 from upres.jobs.runner import TaskRunner
-from upres.jobs.sql import SqlTaskStore
 from upres.pipeline.upscale import InterpolationUpscaler
 from upres.storage import MemoryStorage
 

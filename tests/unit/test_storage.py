@@ -17,8 +17,8 @@ import pytest
 
 from tests.stores import START, FakeClock, new_task, render_body, sqlite_store
 from upres.config import Settings
+from upres.db.task_store import SqlTaskStore
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import new_webhook_secret
 from upres.storage import (
     Janitor,

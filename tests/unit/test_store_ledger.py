@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.stores import ledger_sums, new_task, render_body
+from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import InsufficientQuota, NotFound, TaskNotCancellable, TaskNotFound
-from upres.jobs.sql import SqlTaskStore
 
 
 def assert_consistent(store: SqlTaskStore, account_id: str) -> None:

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from tests.stores import ledger_sums, new_task, render_body
+from upres.db.lease import RETRY_DELAYS_S
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
-from upres.jobs.lifecycle import RETRY_DELAYS_S
 from upres.jobs.reaper import Reaper
 
 BOOM = TaskError(code="service_error", message="boom")

@@ -17,10 +17,10 @@ from tests.stores import new_task, render_body, sqlite_store
 from upres.db import create_db_engine, migrate
 from upres.db.migrate import alembic_config
 from upres.db.tables import Base, UtcDateTime
+from upres.db.task_store import SqlTaskStore
 from upres.domain.records import IdempotencyRecord
 from upres.domain.tasks import Factor, TaskError, TaskStatus
 from upres.errors import IdempotencyConflict, NotFound, ServiceUnavailable, TaskNotFound
-from upres.jobs.sql import SqlTaskStore
 
 
 def _finish(store, clock, account, *, ttl_s=3600):

@@ -20,9 +20,9 @@ from tests.servers import WebhookReceiver
 from tests.stores import FakeClock, new_task, render_body, sqlite_store
 from upres.callbacks import CallbackSender, sign, verify_signature
 from upres.callbacks.webhooks import signing_key
+from upres.db.task_store import SqlTaskStore
 from upres.domain.records import OutboxItem
 from upres.inputs.netpolicy import AddressPolicy
-from upres.jobs.sql import SqlTaskStore
 from upres.services.keys import new_webhook_secret
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

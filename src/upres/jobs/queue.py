@@ -4,7 +4,7 @@ The task table is the queue. A worker claims a task under a lease
 (``TaskQueue``), then writes only through fenced calls that name its
 ``Claim`` (``ClaimedTasks``): a worker whose lease was taken over gets
 ``LeaseLost`` and changes nothing. A long task's chunks are a second queue
-with the same rules (``ChunkQueue``, ``ClaimedChunks``; ``upres.jobs.chunk_store``).
+with the same rules (``ChunkQueue``, ``ClaimedChunks``; ``upres.db.chunk_store``).
 ``SqlTaskStore`` implements every role; ``upres.store.TaskStore`` is their union.
 """
 

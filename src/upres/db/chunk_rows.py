@@ -1,6 +1,6 @@
 """A chunk row's life, and what a task's chunks say about the task.
 
-The chunk counterpart of ``upres.jobs.lifecycle``: pure functions of rows
+The chunk counterpart of ``upres.db.task_rows``: pure functions of rows
 that ``SqlChunks`` loaded in a transaction (no session, no I/O). A chunk
 moves from pending through processing to done (or failed, with its task)
 by these rules alone, leased, fenced and retried as a task is.
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, ScalarSelect, func, or_, select
 from sqlalchemy.orm import aliased
 
+from upres.db import lease
 from upres.db.tables import ChunkRow
 from upres.domain.chunks import Chunk, ChunkClaim, ChunkStatus, Span
 from upres.domain.tasks import Task
 from upres.errors import LeaseLost
-from upres.jobs.lifecycle import retry_delay
 
 
 def new_rows(task_id: str, spans: Sequence[Span], now: datetime) -> list[ChunkRow]:
@@ -85,14 +85,10 @@ def start(
     row: ChunkRow, task: Task, *, worker_id: str, lease_s: float, now: datetime
 ) -> ChunkClaim:
     """Move a pending chunk to processing, leased to ``worker_id``: its next attempt."""
-    expires = now + timedelta(seconds=lease_s)
     row.status = ChunkStatus.PROCESSING
-    row.attempts += 1
-    row.lease_owner = worker_id
-    row.lease_expires_at = expires
     row.frames_done = 0
     row.fps = None
-    row.updated_at = now
+    expires = lease.start(row, worker_id=worker_id, lease_s=lease_s, now=now)
     return ChunkClaim(
         chunk=chunk(row),
         task=task,
@@ -111,8 +107,7 @@ def fenced(row: ChunkRow | None, claim: ChunkClaim) -> ChunkRow:
     """
     if (
         row is None
-        or row.lease_owner != claim.worker_id
-        or row.attempts != claim.attempt
+        or not lease.holds(row, worker_id=claim.worker_id, attempt=claim.attempt)
         or row.status != ChunkStatus.PROCESSING
     ):
         raise LeaseLost(
@@ -127,13 +122,10 @@ def beat(
 ) -> datetime:
     """Renew a fenced chunk's lease and record its frames (within the chunk,
     never going back) and speed; returns the new expiry."""
-    expires = now + timedelta(seconds=claim.lease_s)
     row.frames_done = max(row.frames_done, min(row.frame_count, max(0, frames_done)))
     if fps is not None and math.isfinite(fps) and fps >= 0:
         row.fps = fps
-    row.lease_expires_at = expires
-    row.updated_at = now
-    return expires
+    return lease.renew(row, lease_s=claim.lease_s, now=now)
 
 
 def finish(row: ChunkRow, *, part_key: str, now: datetime) -> None:
@@ -149,16 +141,20 @@ def finish(row: ChunkRow, *, part_key: str, now: datetime) -> None:
 
 def requeue(row: ChunkRow, now: datetime) -> None:
     """Put a chunk back to pending, claimable at once; its attempts are kept."""
-    row.status = ChunkStatus.PENDING
-    row.frames_done = 0
-    row.not_before = None
-    _release(row, now)
+    _to_pending(row)
+    lease.requeue(row, now)
 
 
 def back_off(row: ChunkRow, now: datetime) -> None:
     """Requeue a chunk after a transient failure, claimable after the retry delay."""
-    requeue(row, now)
-    row.not_before = now + retry_delay(row.attempts)
+    _to_pending(row)
+    lease.back_off(row, now)
+
+
+def _to_pending(row: ChunkRow) -> None:
+    row.status = ChunkStatus.PENDING
+    row.frames_done = 0
+    row.fps = None
 
 
 def give_up(row: ChunkRow, now: datetime) -> None:
@@ -168,10 +164,8 @@ def give_up(row: ChunkRow, now: datetime) -> None:
 
 
 def _release(row: ChunkRow, now: datetime) -> None:
-    row.lease_owner = None
-    row.lease_expires_at = None
     row.fps = None
-    row.updated_at = now
+    lease.release(row, now)
 
 
 def all_done(rows: Sequence[ChunkRow]) -> bool:

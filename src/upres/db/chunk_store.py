@@ -19,15 +19,14 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from upres.clock import Clock
-from upres.db import convert
+from upres.db import chunk_rows, convert, task_rows
+from upres.db.settle import fail_task
 from upres.db.tables import ChunkRow, TaskRow
 from upres.db.unit import Database
 from upres.domain.chunks import Chunk, ChunkClaim, ChunkStatus, Span
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.tasks import Task, TaskError, TaskStatus
 from upres.errors import LeaseLost
-from upres.jobs import chunk_rows, lifecycle
-from upres.jobs.settle import fail_task
 
 _ENDED = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
@@ -48,11 +47,11 @@ class SqlChunks:
         """
         with self._db.write() as session:
             row = session.get(TaskRow, claim.task.id, with_for_update=True)
-            row = lifecycle.fenced(row, claim)
+            row = task_rows.fenced(row, claim)
             now = self._clock()
             if not has_chunks(session, row.id):
                 session.add_all(chunk_rows.new_rows(row.id, spans, now))
-            lifecycle.hand_to_chunks(row, now)
+            task_rows.hand_to_chunks(row, now)
 
     def claim_chunk(self, *, worker_id: str, lease_s: float) -> ChunkClaim | None:
         """Lease the next pending chunk of a processing task (attempt + 1), or None."""
@@ -115,7 +114,7 @@ class SqlChunks:
             _record_progress(session, task, now)
             if not chunk_rows.all_done(_rows_of(session, task.id)):
                 return None
-            return lifecycle.start(task, worker_id=claim.worker_id, lease_s=claim.lease_s, now=now)
+            return task_rows.start(task, worker_id=claim.worker_id, lease_s=claim.lease_s, now=now)
 
     def fail_chunk(
         self, claim: ChunkClaim, *, error: TaskError, retry: bool, callback_body: CallbackBody
@@ -157,7 +156,7 @@ class SqlChunks:
                     continue
                 chunk_rows.give_up(row, now)
                 fail_task(
-                    session, task, lifecycle.ABANDONED_ERROR, now=now, callback_body=callback_body
+                    session, task, task_rows.ABANDONED_ERROR, now=now, callback_body=callback_body
                 )
                 failed.append(convert.task(task))
         return failed
@@ -245,7 +244,7 @@ def _expired(row: ChunkRow, now: datetime) -> bool:
 
 def _record_progress(session: Session, task: TaskRow, now: datetime) -> None:
     rows = _rows_of(session, task.id)
-    lifecycle.record_progress(
+    task_rows.record_progress(
         task,
         progress=chunk_rows.progress_percent(rows),
         estimated_time_s=chunk_rows.seconds_left(rows),

@@ -19,9 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from upres.clock import Clock, utc_now
-from upres.db import convert, ledger, outbox
+from upres.db import convert, ledger, outbox, task_rows
 from upres.db.accounts import SqlAccounts
+from upres.db.chunk_store import SqlChunks, has_chunks
 from upres.db.rowread import RowRead
+from upres.db.settle import fail_task
 from upres.db.tables import IdempotencyRow, TaskRow
 from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
@@ -38,9 +40,6 @@ from upres.domain.records import (
 )
 from upres.domain.tasks import Task, TaskError, TaskStatus
 from upres.errors import ServiceUnavailable
-from upres.jobs import lifecycle
-from upres.jobs.chunk_store import SqlChunks, has_chunks
-from upres.jobs.settle import fail_task
 
 # A poll's read: one indexed lookup, without a session or Core execution around it.
 _TASK_BY_ID = select(TaskRow.__table__).where(TaskRow.__table__.c.id == bindparam("id"))
@@ -77,7 +76,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
                 return self._insert_task(session, new, idempotency)
         except ServiceUnavailable as exc:
             if idempotency is not None and isinstance(exc.__cause__, IntegrityError):
-                raise lifecycle.key_in_use() from exc
+                raise task_rows.key_in_use() from exc
             raise
 
     def _insert_task(
@@ -85,7 +84,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
     ) -> Task:
         amount = convert.to_micro(new.credits_reserved)
         ledger.reserve(session, account_id=new.account_id, amount=amount)
-        row = lifecycle.new_row(new, amount)
+        row = task_rows.new_row(new, amount)
         session.add(row)
         session.flush()
         ledger.record(
@@ -110,7 +109,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
                 IdempotencyRow.created_at < new.created_at - IDEMPOTENCY_WINDOW,
             )
         )
-        session.add(lifecycle.new_idempotency_row(new, record))
+        session.add(task_rows.new_idempotency_row(new, record))
         session.flush()
 
     def find_idempotent(
@@ -131,7 +130,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
 
     def get_task(self, task_id: str, *, account_id: str | None = None) -> Task:
         """Raises TaskNotFound when absent or owned by another account."""
-        return convert.task(lifecycle.owned(self._task_by_id(id=task_id), task_id, account_id))
+        return convert.task(task_rows.owned(self._task_by_id(id=task_id), task_id, account_id))
 
     def list_tasks(self, *, account_id: str, limit: int) -> list[Task]:
         """The account's ``limit`` newest tasks, newest first."""
@@ -149,7 +148,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         with self._db.write() as session:
             row = _owned(session, task_id, account_id)
             now = self._clock()
-            lifecycle.cancel(row, now)
+            task_rows.cancel(row, now)
             ledger.settle(session, row, charged=0, at=now)
             outbox.enqueue(session, row, callback_body=callback_body, at=now)
             return convert.task(row)
@@ -159,7 +158,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
     def claim(self, *, worker_id: str, lease_s: float) -> Claim | None:
         query = (
             select(TaskRow)
-            .where(lifecycle.claimable(self._clock()))
+            .where(task_rows.claimable(self._clock()))
             .order_by(TaskRow.created_at, TaskRow.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -168,7 +167,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
             row = session.scalars(query).first()
             if row is None:
                 return None
-            claim = lifecycle.start(row, worker_id=worker_id, lease_s=lease_s, now=self._clock())
+            claim = task_rows.start(row, worker_id=worker_id, lease_s=lease_s, now=self._clock())
             session.flush()
             return claim
 
@@ -178,7 +177,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
         with self._db.write() as session:
             row = _fenced(session, claim, allow_cancelled=True)
-            return lifecycle.beat(
+            return task_rows.beat(
                 row,
                 claim,
                 progress=progress,
@@ -202,7 +201,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         with self._db.write() as session:
             row = _fenced(session, claim)
             now = self._clock()
-            lifecycle.finish(
+            task_rows.finish(
                 row,
                 result_key=result_key,
                 result_expires_at=result_expires_at,
@@ -221,8 +220,8 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         with self._db.write() as session:
             row = _fenced(session, claim)
             now = self._clock()
-            if retry and lifecycle.may_run_again(row, self._max_attempts):
-                lifecycle.back_off(row, now, keep_progress=has_chunks(session, row.id))
+            if retry and task_rows.may_run_again(row, self._max_attempts):
+                task_rows.back_off(row, now, keep_progress=has_chunks(session, row.id))
             else:
                 fail_task(session, row, error, now=now, callback_body=callback_body)
             return convert.task(row)
@@ -240,13 +239,13 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         with self._db.write() as session:
             touched = []
             for row in session.scalars(query).all():
-                if lifecycle.may_run_again(row, limit):
-                    lifecycle.requeue(row, now, keep_progress=has_chunks(session, row.id))
+                if task_rows.may_run_again(row, limit):
+                    task_rows.requeue(row, now, keep_progress=has_chunks(session, row.id))
                 else:
                     fail_task(
                         session,
                         row,
-                        lifecycle.ABANDONED_ERROR,
+                        task_rows.ABANDONED_ERROR,
                         now=now,
                         callback_body=callback_body,
                     )
@@ -289,12 +288,12 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
 
 
 def _owned(session: Session, task_id: str, account_id: str | None) -> TaskRow:
-    """The task's row, locked for the write that follows (see ``lifecycle.owned``)."""
+    """The task's row, locked for the write that follows (see ``task_rows.owned``)."""
     row = session.get(TaskRow, task_id, with_for_update=True)
-    return lifecycle.owned(row, task_id, account_id)
+    return task_rows.owned(row, task_id, account_id)
 
 
 def _fenced(session: Session, claim: Claim, *, allow_cancelled: bool = False) -> TaskRow:
-    """The claimed row, locked; raises LeaseLost as ``lifecycle.fenced``."""
+    """The claimed row, locked; raises LeaseLost as ``task_rows.fenced``."""
     row = session.get(TaskRow, claim.task.id, with_for_update=True)
-    return lifecycle.fenced(row, claim, allow_cancelled=allow_cancelled)
+    return task_rows.fenced(row, claim, allow_cancelled=allow_cancelled)

@@ -8,11 +8,11 @@ rules alone. Pure functions of the row: no session, no I/O.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, or_
 
-from upres.db import convert
+from upres.db import convert, lease
 from upres.db.tables import IdempotencyRow, TaskRow
 from upres.domain.records import Claim, Heartbeat, IdempotencyRecord, NewTask
 from upres.domain.tasks import TaskError, TaskStatus
@@ -22,10 +22,6 @@ CANCELLED_ERROR = TaskError(code="request_cancelled", message="The task was canc
 ABANDONED_ERROR = TaskError(
     code="service_error", message="The task's worker stopped responding too many times"
 )
-# After a transient failure (the input server down, a stage crashed) the n-th
-# retry waits the n-th of these (the last repeats): soon enough for a blip,
-# not back to back against a struggling server.
-RETRY_DELAYS_S = (10.0, 30.0)
 
 
 def new_row(new: NewTask, reserved: int) -> TaskRow:
@@ -97,8 +93,7 @@ def fenced(row: TaskRow | None, claim: Claim, *, allow_cancelled: bool = False) 
     allowed = {TaskStatus.PROCESSING} | ({TaskStatus.CANCELLED} if allow_cancelled else set())
     if (
         row is None
-        or row.lease_owner != claim.worker_id
-        or row.attempts != claim.attempt
+        or not lease.holds(row, worker_id=claim.worker_id, attempt=claim.attempt)
         or TaskStatus(row.status) not in allowed
     ):
         raise LeaseLost(f"Lease on task {claim.task.id} (attempt {claim.attempt}) was lost")
@@ -114,12 +109,8 @@ def claimable(now: datetime) -> ColumnElement[bool]:
 
 def start(row: TaskRow, *, worker_id: str, lease_s: float, now: datetime) -> Claim:
     """Move a pending row to processing, leased to ``worker_id``: its next attempt."""
-    expires = now + timedelta(seconds=lease_s)
     row.status = TaskStatus.PROCESSING
-    row.attempts += 1
-    row.lease_owner = worker_id
-    row.lease_expires_at = expires
-    row.updated_at = now
+    expires = lease.start(row, worker_id=worker_id, lease_s=lease_s, now=now)
     return Claim(
         task=convert.task(row),
         worker_id=worker_id,
@@ -142,9 +133,8 @@ def beat(
     back) and speed; a cancelled row is left as it is and reported."""
     if row.status == TaskStatus.CANCELLED:
         return Heartbeat(cancelled=True, lease_expires_at=now)
-    expires = now + timedelta(seconds=claim.lease_s)
     record_progress(row, progress=progress, estimated_time_s=estimated_time_s, now=now, fps=fps)
-    row.lease_expires_at = expires
+    expires = lease.renew(row, lease_s=claim.lease_s, now=now)
     return Heartbeat(cancelled=False, lease_expires_at=expires)
 
 
@@ -164,9 +154,7 @@ def record_progress(
 def hand_to_chunks(row: TaskRow, now: datetime) -> None:
     """Release a fenced row's lease once it is planned into chunks: the chunks
     carry leases from now on, and the task waits, processing, for the last."""
-    row.lease_owner = None
-    row.lease_expires_at = None
-    row.updated_at = now
+    lease.release(row, now)
 
 
 def cancel(row: TaskRow, now: datetime) -> None:
@@ -218,23 +206,18 @@ def requeue(row: TaskRow, now: datetime, *, keep_progress: bool = False) -> None
     ran out); the lease owner is cleared, the attempt count kept. Progress
     starts again from 0 unless ``keep_progress`` (a chunked task: its finished
     chunks stay finished)."""
-    row.status = TaskStatus.PENDING
-    if not keep_progress:
-        row.progress = 0
-    row.lease_owner = None
-    row.lease_expires_at = None
-    row.not_before = None
-    row.updated_at = now
+    _to_pending(row, keep_progress=keep_progress)
+    lease.requeue(row, now)
 
 
 def back_off(row: TaskRow, now: datetime, *, keep_progress: bool = False) -> None:
     """Requeue a row after a transient failure of its attempt, claimable only
     after that attempt's retry delay."""
-    requeue(row, now, keep_progress=keep_progress)
-    row.not_before = now + retry_delay(row.attempts)
+    _to_pending(row, keep_progress=keep_progress)
+    lease.back_off(row, now)
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """How long a task or chunk waits after the transient failure of its
-    ``attempts``-th attempt (``RETRY_DELAYS_S``)."""
-    return timedelta(seconds=RETRY_DELAYS_S[min(attempts, len(RETRY_DELAYS_S)) - 1])
+def _to_pending(row: TaskRow, *, keep_progress: bool) -> None:
+    row.status = TaskStatus.PENDING
+    if not keep_progress:
+        row.progress = 0

@@ -7,11 +7,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from upres.db import ledger, outbox
+from upres.db import ledger, outbox, task_rows
 from upres.db.tables import TaskRow
 from upres.domain.records import CallbackBody
 from upres.domain.tasks import TaskError, TaskStatus
-from upres.jobs import lifecycle
 
 
 def fail_task(
@@ -23,6 +22,6 @@ def fail_task(
     callback_body: CallbackBody,
 ) -> None:
     """End ``row`` failed with ``error``, refund it whole and queue its callback."""
-    lifecycle.end(row, TaskStatus.FAILED, now, error=error)
+    task_rows.end(row, TaskStatus.FAILED, now, error=error)
     ledger.settle(session, row, charged=0, at=now)
     outbox.enqueue(session, row, callback_body=callback_body, at=now)
