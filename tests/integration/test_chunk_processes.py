@@ -29,8 +29,9 @@ from upres.config import Settings
 from upres.db import create_db_engine
 from upres.db.task_store import SqlTaskStore
 from upres.domain.chunks import ChunkStatus
+from upres.domain.storage_keys import upload_key
 from upres.domain.tasks import Task
-from upres.domain.uploads import new_upload_id, upload_storage_key
+from upres.domain.uploads import new_upload_id
 from upres.storage import build_storage
 from upres.wiring import open_store
 
@@ -83,7 +84,7 @@ def settings_of(env: dict[str, str]) -> Settings:
 def submit(env: dict[str, str], store: SqlTaskStore, clip: Path) -> Task:
     """A task for a new account whose input is an upload of ``clip``."""
     upload_id = new_upload_id()
-    build_storage(settings_of(env)).put(clip, upload_storage_key(upload_id))
+    build_storage(settings_of(env)).put(clip, upload_key(upload_id))
     account = store.create_account(user_group="default", credits=1000, webhook_secret="whsec_t")
     new = replace(new_task(account, utc_now), input_url=f"upres-upload://{upload_id}")
     return store.create_task(new)

@@ -11,8 +11,8 @@ import pytest
 
 from tests.clips import make_clip
 from tests.unit.api_harness import RESULTS_BASE, Api, running_api
+from upres.domain.storage_keys import result_key
 from upres.domain.tasks import API_MODEL
-from upres.storage.base import result_key
 
 VIDEO = "https://videos.example.com/clip.mp4"
 

@@ -18,7 +18,7 @@ from tests.clips import make_clip, write_text_file
 from tests.stores import FakeClock
 from tests.unit.api_harness import Api, running_api
 from upres.config import Settings
-from upres.domain.uploads import upload_storage_key
+from upres.domain.storage_keys import upload_key
 from upres.storage.janitor import Janitor
 
 GENERATE = "/v1/videos/generations"
@@ -177,7 +177,7 @@ def test_uploads_expire_and_the_janitor_deletes_them(tmp_path: Path, clip: Path)
             submit = http.post(GENERATE, json=_body(upload["url"]))
         removed = Janitor(api.store, api.storage, clock, uploads=api.store).run_once()
 
-        assert not api.storage.exists(upload_storage_key(upload["id"]))
+        assert not api.storage.exists(upload_key(upload["id"]))
         assert api.store.expired_uploads(now=clock()) == []
     assert read.status_code == 404
     assert submit.status_code == 400

@@ -19,9 +19,10 @@ from tests.integration.serve_harness import wait_for
 from tests.stores import ledger_sums, new_task, render_body
 from upres.config import Settings
 from upres.db.task_store import SqlTaskStore
-from upres.domain.chunks import ChunkStatus, chunk_source_key
-from upres.domain.tasks import Task, TaskStatus, preview_key
-from upres.domain.uploads import new_upload_id, upload_storage_key
+from upres.domain.chunks import ChunkStatus
+from upres.domain.storage_keys import chunk_source_key, preview_key, upload_key
+from upres.domain.tasks import Task, TaskStatus
+from upres.domain.uploads import new_upload_id
 from upres.jobs.claim_loop import ClaimLoop
 from upres.storage import build_storage
 from upres.wiring import open_store
@@ -64,7 +65,7 @@ def source(tmp_path: Path) -> Path:
 def submit(store: SqlTaskStore, settings: Settings, source: Path, clock) -> Task:
     """A task whose input is an upload of ``source``."""
     upload_id = new_upload_id()
-    build_storage(settings).put(source, upload_storage_key(upload_id))
+    build_storage(settings).put(source, upload_key(upload_id))
     account = store.create_account(user_group="default", credits=1000, webhook_secret="whsec_t")
     new = replace(new_task(account, clock), input_url=f"upres-upload://{upload_id}")
     return store.create_task(new)

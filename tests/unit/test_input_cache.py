@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.stores import new_task
-from upres.domain.chunks import chunk_source_key
-from upres.domain.uploads import kept_input_id, upload_storage_key
+from upres.domain.storage_keys import chunk_source_key, upload_key
+from upres.domain.uploads import kept_input_id
 from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.storage import MemoryStorage
@@ -31,7 +31,7 @@ def _file(tmp_path: Path, body: bytes) -> Path:
 def test_an_input_the_api_kept_is_read_from_storage_not_downloaded(store, clock, account, tmp_path):
     storage = MemoryStorage()
     task = store.create_task(new_task(account, clock))  # its URL is never reachable here
-    storage.put(_file(tmp_path, b"kept video"), upload_storage_key(kept_input_id(task.id)))
+    storage.put(_file(tmp_path, b"kept video"), upload_key(kept_input_id(task.id)))
 
     assert _cache(storage, tmp_path).get(task).read_bytes() == b"kept video"
 

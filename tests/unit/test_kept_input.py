@@ -24,8 +24,9 @@ from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import ApiKey
 from upres.domain.media import MediaLimits
 from upres.domain.pricing import Pricing
+from upres.domain.storage_keys import upload_key
 from upres.domain.tasks import API_MODEL, Factor
-from upres.domain.uploads import kept_input_id, upload_storage_key
+from upres.domain.uploads import kept_input_id
 from upres.errors import InsufficientQuota
 from upres.inputs.netpolicy import AddressPolicy
 from upres.inputs.remote import RemoteProber
@@ -107,7 +108,7 @@ def test_a_whole_download_is_kept_once_and_expires_with_the_uploads(
     assert kept.size_bytes == len(body)
     assert kept.expires_at == clock() + timedelta(seconds=TTL_S)
     copy = storage.root.parent / "copy.mp4"
-    storage.copy_to(upload_storage_key(kept.id), copy)
+    storage.copy_to(upload_key(kept.id), copy)
     assert copy.read_bytes() == body
     assert task.input_url == http_server.url("/v.mp4")  # the client's URL, as it sent it
 

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("jobs",),
     # the video engine: decode -> upscale -> encode of one local file
     ("pipeline",),
-    # where results go and who is told; persistence: the SQL store, its tables, leases, ledger and outbox
+    # where results go and who is told; persistence (SQL store, tables, leases, ledger, outbox)
     ("storage", "callbacks", "db"),
     # fetch, probe, URL and address policy (used by both sides); the networks
     ("inputs", "models"),

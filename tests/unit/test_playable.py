@@ -8,7 +8,7 @@ import pytest
 
 from tests.clips import make_clip, write_text_file
 from upres.domain.media import MediaLimits
-from upres.domain.tasks import playable_key
+from upres.domain.storage_keys import playable_key
 from upres.errors import EncodeError
 from upres.inputs.probe import probe
 from upres.pipeline.playable import playable_copy

@@ -12,8 +12,9 @@ from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
+from upres.domain.storage_keys import upload_key
 from upres.domain.tasks import TaskStatus
-from upres.domain.uploads import new_upload_id, upload_storage_key, upload_url
+from upres.domain.uploads import new_upload_id, upload_url
 from upres.inputs.netpolicy import AddressPolicy
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
@@ -28,7 +29,7 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
     storage = MemoryStorage()
     upload_id = new_upload_id()
     clip = make_clip(tmp_path / "in.mp4", frames=6, audio=False)
-    storage.put(clip, upload_storage_key(upload_id))
+    storage.put(clip, upload_key(upload_id))
     # Reserved below the price of what the video turns out to be (16 credits a second).
     task = replace(new_task(account, clock, reserved=1.0), input_url=upload_url(upload_id))
     store.create_task(task)

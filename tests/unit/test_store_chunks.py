@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from tests.stores import ledger_sums, new_task, render_body
-from upres.domain.chunks import ChunkStatus, chunk_part_key, chunk_source_key
+from upres.domain.chunks import ChunkStatus
+from upres.domain.storage_keys import chunk_output_key, chunk_source_key
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import LeaseLost
 from upres.storage import Janitor, MemoryStorage
@@ -300,20 +301,20 @@ def test_the_janitor_deletes_the_parts_of_ended_tasks(store, clock, account, tmp
     task = planned(store, clock, account, 10, 10)
     kept = planned(store, clock, account, 10)
     done = store.claim_chunk(worker_id="w1", lease_s=30)
-    storage.put(part, chunk_part_key(task.id, done.chunk.index, 1))
+    storage.put(part, chunk_output_key(task.id, done.chunk.index, 1))
     _finish(store, done)
     dead = store.claim_chunk(worker_id="w2", lease_s=30)  # stores its part, dies unrecorded
-    storage.put(part, chunk_part_key(dead.task.id, dead.chunk.index, 1))
-    storage.put(part, chunk_part_key(kept.id, 0, 1))
+    storage.put(part, chunk_output_key(dead.task.id, dead.chunk.index, 1))
+    storage.put(part, chunk_output_key(kept.id, 0, 1))
     storage.put(part, chunk_source_key(task.id))
     store.cancel_task(task.id, account_id=account.id, callback_body=render_body)
 
     Janitor(store, storage, clock, chunks=store).run_once()
 
-    assert not storage.exists(chunk_part_key(task.id, 0, 1))
-    assert not storage.exists(chunk_part_key(task.id, 1, 1))
+    assert not storage.exists(chunk_output_key(task.id, 0, 1))
+    assert not storage.exists(chunk_output_key(task.id, 1, 1))
     assert not storage.exists(chunk_source_key(task.id))
-    assert storage.exists(chunk_part_key(kept.id, 0, 1))  # its task still runs
+    assert storage.exists(chunk_output_key(kept.id, 0, 1))  # its task still runs
     assert store.task_chunks(task.id) == []
 
 

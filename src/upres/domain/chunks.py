@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from upres.domain.storage_keys import chunk_output_key
 from upres.domain.tasks import Task
 
 
@@ -72,22 +73,9 @@ class ChunkClaim:
     lease_s: float
 
 
-def chunk_part_key(task_id: str, index: int, attempt: int) -> str:
-    """Where an attempt of a chunk stores its part: named by the attempt, so a
-    late attempt whose lease was lost never overwrites the part that counted."""
-    return f"{task_id}/chunks/{index:05d}-attempt-{attempt}.mp4"
-
-
-def chunk_source_key(task_id: str) -> str:
-    """Where a chunked task's input lies in result storage: stored once by the
-    planner, so that every chunk and the join read the very same bytes (an
-    input URL may change or expire meanwhile) without asking its server again."""
-    return f"{task_id}/chunks/source"
-
-
 def part_keys_ever_written(chunk: Chunk) -> tuple[str, ...]:
     """Every key an attempt of ``chunk`` may have stored a part under (one that
     died between storing and recording its part left it behind)."""
     return tuple(
-        chunk_part_key(chunk.task_id, chunk.index, a) for a in range(1, chunk.attempts + 1)
+        chunk_output_key(chunk.task_id, chunk.index, a) for a in range(1, chunk.attempts + 1)
     )

@@ -76,17 +76,6 @@ def check_task_id(task_id: str) -> str:
     return task_id
 
 
-def preview_key(task_id: str) -> str:
-    """Where a running task's preview JPEG lives in result storage."""
-    return f"{task_id}/preview.jpg"
-
-
-def playable_key(result_key: str) -> str:
-    """Where the small H.264 copy of a result browsers cannot play lives, beside it."""
-    stem = result_key.removesuffix(".mp4")
-    return f"{stem}.h264-preview.mp4"
-
-
 def is_well_formed_task_id(task_id: str) -> bool:
     """True when ``task_id`` matches the full id pattern upres generates."""
     return _ID_PATTERN.fullmatch(task_id) is not None

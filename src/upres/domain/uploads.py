@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
+from upres.domain.storage_keys import upload_key
+
 UPLOAD_SCHEME = "upres-upload"
 _PREFIX = f"{UPLOAD_SCHEME}://"
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -43,7 +45,7 @@ class Upload:
 
     @property
     def storage_key(self) -> str:
-        return upload_storage_key(self.id)
+        return upload_key(self.id)
 
 
 def new_upload_id() -> str:
@@ -65,11 +67,6 @@ def is_upload_id(upload_id: str) -> bool:
 
 def upload_url(upload_id: str) -> str:
     return _PREFIX + upload_id
-
-
-def upload_storage_key(upload_id: str) -> str:
-    """Where an upload's bytes live in result storage (apart from task results)."""
-    return f"uploads/{upload_id}.mp4"
 
 
 def is_upload_url(url: str) -> bool:

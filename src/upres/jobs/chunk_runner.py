@@ -17,9 +17,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from upres.domain.chunks import ChunkClaim, chunk_part_key, chunk_source_key
+from upres.domain.chunks import ChunkClaim
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
+from upres.domain.storage_keys import chunk_output_key, chunk_source_key
 from upres.domain.tasks import Factor, Task, TaskError
 from upres.errors import LeaseLost
 from upres.jobs.heartbeat import heartbeats
@@ -128,7 +129,7 @@ class ChunkRunner:
                 double_rate=self._double_rate,
                 on_frame=progress.preview.offer,
             )
-            key = chunk_part_key(claim.task.id, claim.chunk.index, claim.attempt)
+            key = chunk_output_key(claim.task.id, claim.chunk.index, claim.attempt)
             self._storage.put(part, key)
         self._record_speed(claim, result)
         try:

@@ -8,8 +8,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from upres.domain.storage_keys import upload_key
 from upres.domain.tasks import Task
-from upres.domain.uploads import kept_input_id, upload_id_of, upload_storage_key
+from upres.domain.uploads import kept_input_id, upload_id_of
 from upres.errors import InputRefused, NotFound
 from upres.inputs.fetch import fetch
 from upres.inputs.netpolicy import AddressPolicy
@@ -92,14 +93,12 @@ class InputCache:
                 max_bytes=self._limits.max_bytes,
                 timeout_s=self._limits.timeout_s,
             ).path
-        return self._copy(
-            upload_storage_key(upload_id), dest, gone="The uploaded video has expired"
-        )
+        return self._copy(upload_key(upload_id), dest, gone="The uploaded video has expired")
 
     def _read_kept_input(self, task: Task, dest: Path) -> bool:
         """Copies the input the API kept for ``task`` to ``dest``; False when it kept none."""
         try:
-            self._copy(upload_storage_key(kept_input_id(task.id)), dest, gone="not kept")
+            self._copy(upload_key(kept_input_id(task.id)), dest, gone="not kept")
         except InputRefused:
             return False
         return True

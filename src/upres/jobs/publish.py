@@ -14,12 +14,13 @@ from upres.clock import Clock, utc_now
 from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings
 from upres.domain.pricing import Pricing
 from upres.domain.records import CallbackBody, Claim
-from upres.domain.tasks import Task, playable_key, preview_key
+from upres.domain.storage_keys import playable_key, preview_key, result_key
+from upres.domain.tasks import Task
 from upres.errors import LeaseLost, UpresError
 from upres.jobs.queue import ClaimedTasks
 from upres.pipeline.playable import playable_copy
 from upres.pipeline.preview import FramePreview
-from upres.storage.base import ResultStorage, result_key
+from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
 

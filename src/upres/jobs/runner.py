@@ -23,16 +23,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from upres.domain.chunks import (
-    Chunk,
-    ChunkClaim,
-    ChunkStatus,
-    chunk_source_key,
-    part_keys_ever_written,
-)
+from upres.domain.chunks import Chunk, ChunkClaim, ChunkStatus, part_keys_ever_written
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
-from upres.domain.tasks import Factor, Task, TaskError, preview_key
+from upres.domain.storage_keys import chunk_source_key, preview_key
+from upres.domain.tasks import Factor, Task, TaskError
 from upres.errors import LeaseLost, NotFound
 from upres.jobs.chunk_runner import ChunkRunner
 from upres.jobs.heartbeat import heartbeats

@@ -22,13 +22,7 @@ from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import VideoInfo
 from upres.domain.records import NewTask
-from upres.domain.uploads import (
-    Upload,
-    is_upload_id,
-    kept_input_id,
-    new_upload_id,
-    upload_id_of,
-)
+from upres.domain.uploads import Upload, is_upload_id, kept_input_id, new_upload_id, upload_id_of
 from upres.errors import FetchError, NotFound, RequestTooLarge
 from upres.services.tasks import ProbedVideo, check_duration
 

@@ -17,17 +17,6 @@ MAX_KEY_LENGTH = 512
 NO_SUCH_RESULT = "No such result file"
 
 
-def result_key(task_id: str, attempt: int) -> str:
-    """Where an attempt's result is stored: named by the attempt, so a late
-    attempt whose lease was lost never overwrites the result that settled."""
-    return f"{task_id}/attempt-{attempt}.mp4"
-
-
-def download_name(key: str) -> str:
-    """The file name a client saves the result under ``key`` as: ``<task id>.mp4``."""
-    return f"{key.split('/', 1)[0]}.mp4"
-
-
 @dataclass(frozen=True, kw_only=True)
 class StoredFile:
     """A result on local disk: where it lies and the name a client saves it as."""

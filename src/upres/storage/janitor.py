@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Protocol
 
 from upres.clock import Clock, utc_now
-from upres.domain.chunks import Chunk, chunk_source_key, part_keys_ever_written
-from upres.domain.tasks import Task, playable_key, preview_key
+from upres.domain.chunks import Chunk, part_keys_ever_written
+from upres.domain.storage_keys import chunk_source_key, playable_key, preview_key
+from upres.domain.tasks import Task
 from upres.domain.uploads import Upload
 from upres.storage.base import ResultStorage
 

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from upres.clock import Clock, utc_now
+from upres.domain.storage_keys import download_name
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
-from upres.storage.base import NO_SUCH_RESULT, StoredFile, check_key, download_name
+from upres.storage.base import NO_SUCH_RESULT, StoredFile, check_key
 
 SECRET_FILE = "file-signing.key"
 _DOMAIN = b"upres-file-link-v1\n"

@@ -19,8 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from upres.clock import Clock, utc_now
+from upres.domain.storage_keys import download_name
 from upres.errors import NotFound, ServiceUnavailable
-from upres.storage.base import check_key, download_name
+from upres.storage.base import check_key
 
 MAX_PRESIGN_S = 7 * 24 * 3600
 

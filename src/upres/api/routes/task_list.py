@@ -13,7 +13,8 @@ from upres.api.openapi import error_responses
 from upres.clock import utc_now
 from upres.domain.accounts import ApiKey
 from upres.domain.media import BROWSER_PLAYABLE
-from upres.domain.tasks import Task, TaskStatus, playable_key, preview_key
+from upres.domain.storage_keys import playable_key, preview_key
+from upres.domain.tasks import Task, TaskStatus
 from upres.domain.uploads import is_upload_url
 from upres.errors import FetchError
 
