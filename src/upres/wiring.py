@@ -21,6 +21,7 @@ from upres.api.liveness import QueueWatch
 from upres.api.schemas import TaskRenderer
 from upres.callbacks.webhooks import CallbackDispatcher, CallbackSender
 from upres.config import Settings
+from upres.database import TaskStore
 from upres.db.migrate import migrate
 from upres.db.session import is_sqlite_url
 from upres.db.task_store import SqlTaskStore
@@ -34,7 +35,6 @@ from upres.services.tasks import TaskRecords, TaskService
 from upres.services.uploads import UploadRecords, UploadService
 from upres.storage import LocalStorage, ResultStorage, build_storage
 from upres.storage.janitor import Janitor
-from upres.store import TaskStore
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -19,7 +19,7 @@ SRC = Path(upres.__file__).parent
 # Top to bottom. A module may import from its own layer and from any layer below.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # the composition root: builds everything from Settings; the entry points
-    ("wiring", "worker_wiring", "store", "worker_entry", "cli"),
+    ("wiring", "worker_wiring", "database", "worker_entry", "cli"),
     # the HTTP edge
     ("api",),
     # use cases: submit, estimate, cancel, uploads, keys, credits

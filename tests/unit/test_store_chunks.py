@@ -49,7 +49,7 @@ def planned(store, clock, account, *counts):
     task = store.create_task(new_task(account, clock))
     claim = store.claim(worker_id="planner", lease_s=30)
     assert claim.task.id == task.id
-    store.plan_chunks(claim, spans(*counts))
+    store.insert_chunks(claim, spans(*counts))
     return task
 
 
@@ -88,7 +88,7 @@ def test_planning_makes_pending_chunks_and_releases_the_task_lease(store, clock,
 def test_the_planners_claim_is_fenced_out_once_planned(store, clock, account):
     store.create_task(new_task(account, clock))
     claim = store.claim(worker_id="planner", lease_s=30)
-    store.plan_chunks(claim, spans(5, 5))
+    store.insert_chunks(claim, spans(5, 5))
 
     with pytest.raises(LeaseLost):
         store.heartbeat(claim, progress=50, estimated_time_s=1)
@@ -267,7 +267,7 @@ def test_a_dead_finaliser_hands_the_join_on_with_progress_kept(store, clock, acc
     claim = store.claim(worker_id="w3", lease_s=30)
     assert (claim.task.id, claim.attempt) == (task.id, final.attempt + 1)
     assert all(c.status is ChunkStatus.DONE for c in store.task_chunks(task.id))
-    store.plan_chunks(claim, spans(20))  # planned before: its chunks stay
+    store.insert_chunks(claim, spans(20))  # planned before: its chunks stay
     assert len(store.task_chunks(task.id)) == 2
 
 

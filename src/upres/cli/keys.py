@@ -14,10 +14,10 @@ from typing import Annotated
 import typer
 
 from upres.cli._settings import settings_or_exit
+from upres.database import TaskStore
 from upres.errors import UpresError
 from upres.services.credits import CreditService
 from upres.services.keys import DEFAULT_MODELS, KeyService
-from upres.store import TaskStore
 from upres.wiring import open_store
 
 DataDir = Annotated[

@@ -23,13 +23,13 @@ import uvicorn
 from upres.api.app import create_app
 from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
 from upres.config import Settings
+from upres.database import TaskStore
 from upres.errors import ConfigError, UpresError
 from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
 from upres.jobs.supervisor import Supervisor, worker_gpus
 from upres.models.ncnn_runtime import vulkan_devices
 from upres.services.keys import KeyRecords, KeyService
-from upres.store import TaskStore
 from upres.wiring import Housekeeping, api_services, configure_logging, open_store
 from upres.worker_entry import run_worker
 from upres.worker_wiring import device

@@ -38,7 +38,7 @@ class SqlChunks:
     _clock: Clock
     _max_attempts: int
 
-    def plan_chunks(self, claim: Claim, spans: Sequence[Span]) -> None:
+    def insert_chunks(self, claim: Claim, spans: Sequence[Span]) -> None:
         """Split the claimed task into ``spans`` (pending chunks) and release its
         lease: from now on its chunks carry leases. A task planned before (a
         finaliser's claim that found chunks still to run) keeps its chunks.

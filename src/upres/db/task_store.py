@@ -46,7 +46,7 @@ _TASK_BY_ID = select(TaskRow.__table__).where(TaskRow.__table__.c.id == bindpara
 
 
 class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, SqlChunks):
-    """The system of record on one SQL database (see ``upres.store.TaskStore``).
+    """The system of record on one SQL database (see ``upres.database.TaskStore``).
 
     ``engine`` is an Engine or a URL; the schema must already be migrated
     (``upres.db.migrate``). ``max_attempts`` bounds how often a task is run.

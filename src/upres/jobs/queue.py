@@ -5,7 +5,7 @@ The task table is the queue. A worker claims a task under a lease
 ``Claim`` (``ClaimedTasks``): a worker whose lease was taken over gets
 ``LeaseLost`` and changes nothing. A long task's chunks are a second queue
 with the same rules (``ChunkQueue``, ``ClaimedChunks``; ``upres.db.chunk_store``).
-``SqlTaskStore`` implements every role; ``upres.store.TaskStore`` is their union.
+``SqlTaskStore`` implements every role; ``upres.database.TaskStore`` is their union.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class ClaimedChunks(Protocol):
     """What the runner writes for chunks: the plan of a claimed task, then
     fenced progress and outcome of each claimed chunk."""
 
-    def plan_chunks(self, claim: Claim, spans: Sequence[Span]) -> None:
+    def insert_chunks(self, claim: Claim, spans: Sequence[Span]) -> None:
         """Split the claimed task into pending chunks and release its lease.
 
         Raises LeaseLost (and changes nothing) when the claim was taken over.

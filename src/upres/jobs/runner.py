@@ -161,7 +161,7 @@ class TaskRunner:
         if chunks:
             # Chunks still to run (cannot happen while chunk leases are the
             # only ones on a planned task, but is harmless): hand it back.
-            self._store.plan_chunks(claim, chunks)
+            self._store.insert_chunks(claim, chunks)
             return None
         return self._plan_or_run(claim, scratch)
 
@@ -210,7 +210,7 @@ class TaskRunner:
         key = chunk_source_key(claim.task.id)
         self._storage.put(source, key)
         try:
-            self._store.plan_chunks(claim, spans)
+            self._store.insert_chunks(claim, spans)
         except LeaseLost:
             self._storage.delete(key)
             raise

@@ -1,4 +1,5 @@
-"""The store: the union of the roles its callers need, which ``SqlTaskStore`` implements.
+"""The database as the composition root sees it: ``TaskStore``, the union of the
+roles its callers need, which ``SqlTaskStore`` implements.
 
 Each caller types its dependency as the narrowest role, defined beside it in
 the layer that consumes it; this union is for the composition root, which
