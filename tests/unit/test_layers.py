@@ -8,6 +8,7 @@ package or module fails here until it is given a layer in ``LAYERS``.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,28 +17,26 @@ import upres
 
 SRC = Path(upres.__file__).parent
 
-# Top to bottom. A module may import from its own layer and from any layer below.
-LAYERS: tuple[tuple[str, ...], ...] = (
-    # the composition root: builds everything from Settings; the entry points
-    ("wiring", "worker_wiring", "database", "worker_entry", "cli"),
-    # the HTTP edge
-    ("api",),
-    # use cases: submit, estimate, cancel, uploads, keys, credits
-    ("services",),
-    # the worker runtime: claim loop, runners, heartbeat, publish, reaper; the process pools
-    ("jobs",),
-    # the video engine: decode -> upscale -> encode of one local file
-    ("pipeline",),
-    # where results go and who is told; persistence (SQL store, tables, leases, ledger, outbox)
-    ("storage", "callbacks", "db"),
-    # fetch, probe, URL and address policy (used by both sides); the networks
-    ("inputs", "models"),
-    ("config",),
-    # pure types; time and lease ids
-    ("domain", "clock"),
-    # the one exception tree (re-exported by the package root, which has no layer)
-    ("errors",),
-)
+# The one table of the layers is docs/ARCHITECTURE.md's "Layers" section: its
+# second column, top to bottom; a module may import from its own layer and
+# from any layer below.
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
+
+
+def documented_layers(text: str) -> tuple[tuple[str, ...], ...]:
+    """The packages column of the first table under "## Layers", top to bottom:
+    `` `wiring.py`, `cli/` `` -> ``("wiring", "cli")``."""
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
+    return tuple(
+        tuple(
+            re.sub(r"(\.py|/)$", "", name) for name in re.findall(r"`([^`]+)`", row.split("|")[2])
+        )
+        for row in rows
+    )
+
+
+LAYERS = documented_layers(ARCHITECTURE.read_text())
 RANK = {name: len(LAYERS) - depth for depth, names in enumerate(LAYERS) for name in names}
 
 
@@ -121,3 +120,9 @@ def test_the_api_side_of_the_composition_root_loads_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_documented_table_is_read_whole():
+    assert LAYERS[0] == ("wiring", "worker_wiring", "database", "worker_entry", "cli")
+    assert LAYERS[-1] == ("errors",)
+    assert ("domain", "clock") in LAYERS
