@@ -49,9 +49,9 @@ class StoppableS3:
         wait_ready(self.server, self._process)
 
     def stop(self) -> None:
-        assert self._process is not None
-        self._process.kill()
-        self._process.wait()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
 
 @pytest.fixture
@@ -62,8 +62,7 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoppableS3]
         if name.startswith("AWS_"):
             monkeypatch.setenv(name, value)
     yield running
-    if running._process is not None and running._process.poll() is None:
-        running.stop()
+    running.stop()
 
 
 def settings_for(tmp_path: Path, s3: StoppableS3, *, max_attempts: int) -> Settings:
