@@ -12,6 +12,7 @@ from upres.api.admission import SubmissionGate
 from upres.api.deps import Services
 from upres.api.errors import install_error_handlers
 from upres.api.keycache import KeyCache
+from upres.api.keyslots import key_slots
 from upres.api.metrics import ApiMetrics
 from upres.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from upres.api.openapi import install_openapi
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, services: Services | ServicesSource) -> Fa
         threads=settings.submit_threads,
         max_pending=settings.submit_max_pending,
         max_per_key=settings.submit_max_per_key,
+        slots=key_slots(settings.redis_url),
     )
     install_error_handlers(app)
     for router in ROUTERS:
