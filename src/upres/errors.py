@@ -274,6 +274,14 @@ class ServiceUnavailable(UpresError):
     code = "service_unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database did not answer, or failed a statement."""
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The result storage (the local disk or the object store) refused or failed."""
+
+
 class ServerBusy(ServiceUnavailable):
     """The server is at a capacity bound; the same request may succeed later."""
 

@@ -13,9 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.api_harness import Api, running_api
 from upres.api.deps import Services
+from upres.api.metrics import gpu_memory
 from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import API_MODEL
-from upres.errors import ServiceUnavailable
+from upres.errors import DatabaseUnavailable, ServiceUnavailable
 
 
 @pytest.fixture
@@ -160,7 +161,38 @@ def test_metrics_count_requests_and_read_the_store(api: Api) -> None:
     assert samples["upres_tasks_submitted_total", frozenset({"factor": "2"}.items())] == 1.0
     assert samples["upres_credits_reserved_total", frozenset()] == 144.0
     assert samples["upres_credits_captured_total", frozenset()] == 0.0
+    assert samples["upres_oldest_pending_seconds", frozenset({"queue": "tasks"}.items())] >= 0.0
+    assert samples["upres_oldest_pending_seconds", frozenset({"queue": "chunks"}.items())] == 0.0
     assert any(name == "upres_http_request_duration_seconds_bucket" for name, _ in samples)
+
+
+class NoAccounts(SqlTaskStore):
+    """A store whose database fails every account read."""
+
+    def get_account(self, account_id: str) -> Any:
+        raise DatabaseUnavailable("database error: OperationalError")
+
+
+def test_metrics_count_requests_a_failing_dependency_answered_503(tmp_path: Path) -> None:
+    def breaking(services: Services) -> Services:
+        store = services.store
+        assert isinstance(store, SqlTaskStore)
+        return replace(services, store=NoAccounts(store.engine))
+
+    with running_api(tmp_path, adjust=breaking) as api, api.client() as client:
+        assert client.get("/v1/credits").status_code == 503
+        assert client.get("/v1/credits").status_code == 503  # the read path's answer too
+        samples = parsed(client.get("/metrics").text)
+    database = frozenset({"dependency": "database"}.items())
+    assert samples["upres_dependency_errors_total", database] == 2.0
+
+
+def test_gpu_memory_is_read_from_nvidia_smi_lines() -> None:
+    family = gpu_memory("0, 1024, 81559\n1, 0, 81559\nnot a gpu\n")
+    values = {tuple(sample.labels.values()): sample.value for sample in family.samples}
+    assert values[("0", "used")] == 1024 * 1024 * 1024
+    assert values[("1", "total")] == 81559 * 1024 * 1024
+    assert len(values) == 4
 
 
 def parsed(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

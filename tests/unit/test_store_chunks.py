@@ -333,3 +333,24 @@ def test_chunk_counts_by_status_are_of_running_tasks_only(store, clock, account)
         ChunkStatus.DONE: 0,
         ChunkStatus.FAILED: 0,
     }
+
+
+def test_backlog_names_the_oldest_pending_work_and_each_busy_workers_speed(store, clock, account):
+    assert store.backlog().oldest_pending_task is None
+    assert store.backlog().oldest_pending_chunk is None
+    waiting_since = clock()
+    planned(store, clock, account, 10, 20)
+    clock.advance(5)
+    store.create_task(new_task(account, clock))  # a short task, pending
+    chunk = store.claim_chunk(worker_id="w1", lease_s=30)
+    store.heartbeat_chunk(chunk, frames_done=4, fps=2.5)
+
+    backlog = store.backlog()
+
+    assert backlog.oldest_pending_task == clock()
+    assert backlog.oldest_pending_chunk == waiting_since
+    assert backlog.worker_fps == {"w1": 2.5}
+    task_claim = store.claim(worker_id="w2", lease_s=30)
+    store.heartbeat(task_claim, progress=10, estimated_time_s=5, fps=7.0)
+    assert store.backlog().worker_fps == {"w1": 2.5, "w2": 7.0}
+    assert store.backlog().oldest_pending_task is None

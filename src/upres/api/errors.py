@@ -162,6 +162,7 @@ def upres_error_response(exc: UpresError, *, request_id: str) -> JSONResponse:
 async def handle_upres_error(request: Request, exc: Exception) -> JSONResponse:
     """Maps the upres exception tree to statuses (see ``_STATUS``)."""
     assert isinstance(exc, UpresError)
+    request.app.state.metrics.observe_error(exc)
     return upres_error_response(exc, request_id=request_id_of(request))
 
 

@@ -7,6 +7,8 @@ so every API process reports the same system-wide numbers.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
@@ -15,8 +17,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
+from upres.clock import Clock, utc_now
 from upres.domain.chunks import ChunkStatus
+from upres.domain.records import Backlog
 from upres.domain.tasks import Factor, TaskStatus
+from upres.errors import DatabaseUnavailable, StorageUnavailable, UpresError
 from upres.services.tasks import ThroughputSource
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -26,6 +31,13 @@ _THROUGHPUT = "upres_throughput_megapixels_per_second"
 # A long task's work waits as chunks (pending), not as a pending task: scale on both.
 _CHUNKS = "upres_chunks"
 _CHUNKS_HELP = "Chunks of running tasks by status"
+_WAITING = "upres_oldest_pending_seconds"
+_WAITING_HELP = "How long the oldest pending task or chunk has waited for a worker"
+_WORKER_FPS = "upres_worker_frames_per_second"
+_WORKER_FPS_HELP = "Frames per second of each worker running a task or a chunk now"
+_GPU_MEMORY = "upres_gpu_memory_bytes"
+_GPU_MEMORY_HELP = "Memory of each GPU of this machine (nvidia-smi), used and total"
+_NVIDIA_SMI_TIMEOUT_S = 2.0
 
 
 class StatusCounts(Protocol):
@@ -45,10 +57,15 @@ class StoreStats(StatusCounts, ThroughputSource, Protocol):
         """Credits captured by completed tasks, all accounts together."""
         ...
 
+    def backlog(self) -> Backlog:
+        """The oldest pending work, and each busy worker's speed."""
+        ...
+
 
 class _StoreCollector(Collector):
-    def __init__(self, stats: StoreStats) -> None:
+    def __init__(self, stats: StoreStats, clock: Clock) -> None:
         self._stats = stats
+        self._clock = clock
 
     def describe(self) -> list[Metric]:
         """The families without values, so registering does not query the store."""
@@ -58,6 +75,9 @@ class _StoreCollector(Collector):
             GaugeMetricFamily(_CHUNKS, _CHUNKS_HELP, labels=["status"]),
             GaugeMetricFamily(_THROUGHPUT, "Upscaling speed", labels=["factor"]),
             CounterMetricFamily("upres_credits_captured", "Credits captured"),
+            GaugeMetricFamily(_WAITING, _WAITING_HELP, labels=["queue"]),
+            GaugeMetricFamily(_WORKER_FPS, _WORKER_FPS_HELP, labels=["worker"]),
+            GaugeMetricFamily(_GPU_MEMORY, _GPU_MEMORY_HELP, labels=["gpu", "kind"]),
         ]
 
     def collect(self) -> Iterator[Metric]:
@@ -81,6 +101,22 @@ class _StoreCollector(Collector):
             "Credits captured from completed tasks, all processes",
             value=self._stats.credits_captured_total(),
         )
+        yield from self._backlog()
+        yield gpu_memory(nvidia_smi_memory())
+
+    def _backlog(self) -> Iterator[Metric]:
+        backlog, now = self._stats.backlog(), self._clock()
+        waiting = GaugeMetricFamily(_WAITING, _WAITING_HELP, labels=["queue"])
+        for queue, since in (
+            ("tasks", backlog.oldest_pending_task),
+            ("chunks", backlog.oldest_pending_chunk),
+        ):
+            waiting.add_metric([queue], 0.0 if since is None else (now - since).total_seconds())
+        yield waiting
+        speeds = GaugeMetricFamily(_WORKER_FPS, _WORKER_FPS_HELP, labels=["worker"])
+        for worker, fps in sorted(backlog.worker_fps.items()):
+            speeds.add_metric([worker], fps)
+        yield speeds
 
     def _throughput(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
@@ -93,6 +129,48 @@ class _StoreCollector(Collector):
             if speed is not None:
                 family.add_metric([str(int(factor))], speed)
         return family
+
+
+def nvidia_smi_memory() -> str:
+    """nvidia-smi's CSV of each GPU's index and used and total memory (MiB);
+    empty on a machine without it, or when it does not answer in time."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return ""
+    query = ["--query-gpu=index,memory.used,memory.total", "--format=csv,noheader,nounits"]
+    try:
+        done = subprocess.run(
+            [binary, *query],
+            capture_output=True,
+            text=True,
+            timeout=_NVIDIA_SMI_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def gpu_memory(csv: str) -> GaugeMetricFamily:
+    """``nvidia_smi_memory``'s lines as bytes by GPU and kind; unreadable lines are skipped."""
+    family = GaugeMetricFamily(_GPU_MEMORY, _GPU_MEMORY_HELP, labels=["gpu", "kind"])
+    for line in csv.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 3 or not all(field.isdigit() for field in fields):
+            continue
+        gpu, used, total = fields
+        family.add_metric([gpu, "used"], int(used) * 1024 * 1024)
+        family.add_metric([gpu, "total"], int(total) * 1024 * 1024)
+    return family
+
+
+def dependency_of(exc: UpresError) -> str | None:
+    """Which dependency an error says failed: ``database``, ``storage``, or None."""
+    if isinstance(exc, DatabaseUnavailable):
+        return "database"
+    if isinstance(exc, StorageUnavailable):
+        return "storage"
+    return None
 
 
 class ApiMetrics:
@@ -123,11 +201,17 @@ class ApiMetrics:
             "Credits reserved by tasks this process accepted",
             registry=self.registry,
         )
+        self._dependency_errors = Counter(
+            "upres_dependency_errors",
+            "Requests this process answered 503 because the database or the storage failed",
+            ["dependency"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    def watch_store(self, stats: StoreStats) -> Collector:
+    def watch_store(self, stats: StoreStats, clock: Clock = utc_now) -> Collector:
         """Report ``stats`` at every scrape, until ``unwatch``."""
-        collector = _StoreCollector(stats)
+        collector = _StoreCollector(stats, clock)
         self.registry.register(collector)
         return collector
 
@@ -144,6 +228,12 @@ class ApiMetrics:
             )
         children[0].inc()
         children[1].observe(duration_s)
+
+    def observe_error(self, exc: UpresError) -> None:
+        """Count an error answered to a client when a dependency caused it."""
+        dependency = dependency_of(exc)
+        if dependency is not None:
+            self._dependency_errors.labels(dependency=dependency).inc()
 
     def observe_submission(self, *, factor: int, credits_reserved: float) -> None:
         self._submitted.labels(factor=str(factor)).inc()

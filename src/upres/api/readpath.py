@@ -87,6 +87,7 @@ class ReadPath:
             try:
                 response = await self._answer(scope, read)
             except UpresError as error:
+                scope["app"].state.metrics.observe_error(error)
                 response = upres_error_response(error, request_id=scope["state"]["request_id"])
         if response is None:
             await self.app(scope, receive, send)

@@ -199,6 +199,30 @@ class SqlChunks:
             session.execute(delete(ChunkRow).where(ChunkRow.task_id == task_id, exists(ended)))
 
 
+def oldest_pending_chunk(session: Session) -> datetime | None:
+    """Since when the longest-waiting pending chunk of a running task has waited."""
+    query = (
+        select(func.min(ChunkRow.updated_at))
+        .join(TaskRow, TaskRow.id == ChunkRow.task_id)
+        .where(ChunkRow.status == ChunkStatus.PENDING, TaskRow.status == TaskStatus.PROCESSING)
+    )
+    return session.scalar(query)
+
+
+def chunk_speeds(session: Session) -> list[tuple[str, float]]:
+    """(worker, frames per second) of every chunk running now that reported a speed."""
+    query = select(ChunkRow.lease_owner, ChunkRow.fps).where(
+        ChunkRow.status == ChunkStatus.PROCESSING,
+        ChunkRow.lease_owner.is_not(None),
+        ChunkRow.fps.is_not(None),
+    )
+    return [
+        (owner, fps)
+        for owner, fps in session.execute(query)
+        if owner is not None and fps is not None
+    ]
+
+
 def has_chunks(session: Session, task_id: str) -> bool:
     """Whether the task was planned into chunks."""
     query = select(ChunkRow.task_id).where(ChunkRow.task_id == task_id).limit(1)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from upres.clock import Clock, utc_now
 from upres.db import convert, ledger, outbox, task_rows
 from upres.db.accounts import SqlAccounts
-from upres.db.chunk_store import SqlChunks, has_chunks
+from upres.db.chunk_store import SqlChunks, chunk_speeds, has_chunks, oldest_pending_chunk
 from upres.db.rowread import RowRead
 from upres.db.settle import fail_task
 from upres.db.tables import IdempotencyRow, TaskRow
@@ -31,6 +31,7 @@ from upres.db.uploads import SqlUploads
 from upres.domain.accounts import LedgerKind
 from upres.domain.records import (
     IDEMPOTENCY_WINDOW,
+    Backlog,
     CallbackBody,
     Claim,
     Heartbeat,
@@ -277,6 +278,18 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
                 counts[TaskStatus(status)] = count
         return counts
 
+    def backlog(self) -> Backlog:
+        """The oldest pending task and chunk (of a running task), and the speed
+        of every worker running a task or a chunk now."""
+        with self._db.read() as session:
+            return Backlog(
+                oldest_pending_task=session.scalar(
+                    select(func.min(TaskRow.created_at)).where(TaskRow.status == TaskStatus.PENDING)
+                ),
+                oldest_pending_chunk=oldest_pending_chunk(session),
+                worker_fps=_worker_fps(session),
+            )
+
     def queue_depth(self) -> int:
         query = select(func.count()).where(TaskRow.status == TaskStatus.PENDING)
         with self._db.read() as session:
@@ -285,6 +298,20 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
     def ping(self) -> None:
         """Raises ServiceUnavailable when the database does not answer."""
         self._db.ping()
+
+
+def _worker_fps(session: Session) -> dict[str, float]:
+    """Frames per second by worker: its running task's, or its chunk's."""
+    tasks = select(TaskRow.lease_owner, TaskRow.fps).where(
+        TaskRow.status == TaskStatus.PROCESSING,
+        TaskRow.lease_owner.is_not(None),
+        TaskRow.fps.is_not(None),
+    )
+    running = [(owner, fps) for owner, fps in session.execute(tasks) if owner and fps is not None]
+    speeds: dict[str, float] = {}
+    for owner, fps in [*running, *chunk_speeds(session)]:
+        speeds[owner] = speeds.get(owner, 0.0) + fps
+    return speeds
 
 
 def _owned(session: Session, task_id: str, account_id: str | None) -> TaskRow:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from upres.db.session import SINGLE_READ_OPTION, WRITE_OPTION, create_db_engine
-from upres.errors import ServiceUnavailable
+from upres.errors import DatabaseUnavailable
 
 
 class Database:
@@ -64,6 +64,6 @@ class Database:
             raise unavailable(exc) from exc
 
 
-def unavailable(exc: Exception) -> ServiceUnavailable:
+def unavailable(exc: Exception) -> DatabaseUnavailable:
     """A database failure as clients see it: the service is unavailable."""
-    return ServiceUnavailable(f"database error: {exc.__class__.__name__}")
+    return DatabaseUnavailable(f"database error: {exc.__class__.__name__}")

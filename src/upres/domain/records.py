@@ -110,3 +110,13 @@ class CallbackBody(Protocol):
     """Renders the JSON body a callback carries (the task query response)."""
 
     def __call__(self, task: Task) -> str: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backlog:
+    """Since when the oldest work has waited for a worker (None: nothing waits),
+    and how fast each worker runs now (frames per second, by worker id)."""
+
+    oldest_pending_task: datetime | None
+    oldest_pending_chunk: datetime | None
+    worker_fps: dict[str, float]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from upres.clock import Clock, utc_now
 from upres.domain.storage_keys import download_name
-from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
+from upres.errors import InvalidRequest, NotFound, ResultExpired, StorageUnavailable
 from upres.storage.base import NO_SUCH_RESULT, StoredFile, check_key
 
 SECRET_FILE = "file-signing.key"
@@ -31,7 +31,7 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     """The link-signing secret kept in ``data_dir``, created (32 random bytes) on first use.
 
     Safe when several processes start at once: the file appears whole, once.
-    Raises ServiceUnavailable when it cannot be read or written, or is empty.
+    Raises StorageUnavailable when it cannot be read or written, or is empty.
     """
     path = data_dir / SECRET_FILE
     try:
@@ -39,9 +39,9 @@ def load_or_create_secret(data_dir: Path) -> bytes:
             _create_secret(path)
         secret = bytes.fromhex(path.read_text().strip())
     except (OSError, ValueError) as exc:
-        raise ServiceUnavailable(f"Cannot load the file signing key {path}: {exc}") from exc
+        raise StorageUnavailable(f"Cannot load the file signing key {path}: {exc}") from exc
     if not secret:
-        raise ServiceUnavailable(f"The file signing key {path} is empty")
+        raise StorageUnavailable(f"The file signing key {path} is empty")
     return secret
 
 
@@ -83,7 +83,7 @@ class LocalStorage:
     def put(self, src: Path, key: str) -> None:
         """Copy ``src`` next to its destination, flush it, then rename it into place.
 
-        Raises InvalidRequest for an unsafe key, ServiceUnavailable when the
+        Raises InvalidRequest for an unsafe key, StorageUnavailable when the
         disk refuses.
         """
         dest = self.path(key)
@@ -96,7 +96,7 @@ class LocalStorage:
             staging.replace(dest)
         except OSError as exc:
             staging.unlink(missing_ok=True)
-            raise ServiceUnavailable(f"Cannot store result {key!r}: {exc}") from exc
+            raise StorageUnavailable(f"Cannot store result {key!r}: {exc}") from exc
 
     def copy_to(self, key: str, dest: Path) -> None:
         src = self.path(key)
@@ -105,7 +105,7 @@ class LocalStorage:
         try:
             shutil.copyfile(src, dest)
         except OSError as exc:
-            raise ServiceUnavailable(f"Cannot read stored file {key!r}: {exc}") from exc
+            raise StorageUnavailable(f"Cannot read stored file {key!r}: {exc}") from exc
 
     def url(self, key: str, *, expires_at: datetime) -> str:
         return f"{self._base_url}/v1/files/{self.token(key, expires_at=expires_at)}"

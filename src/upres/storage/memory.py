@@ -10,7 +10,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from upres.errors import NotFound, ServiceUnavailable
+from upres.errors import NotFound, StorageUnavailable
 from upres.storage.base import NO_SUCH_RESULT, check_key
 
 LINK_PREFIX = "memory://results/"
@@ -30,13 +30,13 @@ class MemoryStorage:
         """Store the bytes of ``src``, read whole before anything changes, so a
         failed read leaves the earlier file under ``key`` in place.
 
-        Raises ServiceUnavailable when ``src`` cannot be read.
+        Raises StorageUnavailable when ``src`` cannot be read.
         """
         check_key(key)
         try:
             data = src.read_bytes()
         except OSError as exc:
-            raise ServiceUnavailable(f"Cannot store result {key!r}: {exc}") from exc
+            raise StorageUnavailable(f"Cannot store result {key!r}: {exc}") from exc
         with self._lock:
             self._files[key] = data
 

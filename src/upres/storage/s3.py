@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from upres.clock import Clock, utc_now
 from upres.domain.storage_keys import download_name
-from upres.errors import NotFound, ServiceUnavailable
+from upres.errors import NotFound, StorageUnavailable
 from upres.storage.base import check_key
 
 MAX_PRESIGN_S = 7 * 24 * 3600
@@ -53,7 +53,7 @@ def s3_client(*, endpoint_url: str | None, region: str | None) -> S3Client:
 class S3Storage:
     """Result files as objects ``<prefix><key>`` in ``bucket``.
 
-    Every method raises ServiceUnavailable when the bucket cannot be reached
+    Every method raises StorageUnavailable when the bucket cannot be reached
     or refuses, and InvalidRequest for an unsafe key.
     """
 
@@ -71,7 +71,7 @@ class S3Storage:
         try:
             self._client.upload_file(str(src), self._bucket, name)
         except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
-            raise ServiceUnavailable(f"Cannot store result {key!r} in S3: {exc}") from exc
+            raise StorageUnavailable(f"Cannot store result {key!r} in S3: {exc}") from exc
 
     def copy_to(self, key: str, dest: Path) -> None:
         try:
@@ -79,9 +79,9 @@ class S3Storage:
         except ClientError as exc:
             if _missing(exc):
                 raise NotFound(f"No stored file {key!r}") from exc
-            raise ServiceUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
+            raise StorageUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
         except (Boto3Error, BotoCoreError, OSError) as exc:
-            raise ServiceUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
+            raise StorageUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
 
     def url(self, key: str, *, expires_at: datetime) -> str:
         """A presigned GET URL valid until ``expires_at`` (1 s to 7 days from now)."""
@@ -96,13 +96,13 @@ class S3Storage:
                 "get_object", Params=params, ExpiresIn=min(max(seconds, 1), MAX_PRESIGN_S)
             )
         except (BotoCoreError, ClientError) as exc:
-            raise ServiceUnavailable(f"Cannot sign a link for {key!r}: {exc}") from exc
+            raise StorageUnavailable(f"Cannot sign a link for {key!r}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         try:
             self._client.delete_object(Bucket=self._bucket, Key=self._name(key))
         except (BotoCoreError, ClientError) as exc:
-            raise ServiceUnavailable(f"Cannot delete result {key!r} from S3: {exc}") from exc
+            raise StorageUnavailable(f"Cannot delete result {key!r} from S3: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         try:
@@ -110,9 +110,9 @@ class S3Storage:
         except ClientError as exc:
             if _missing(exc):
                 return False
-            raise ServiceUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
+            raise StorageUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
         except BotoCoreError as exc:
-            raise ServiceUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
+            raise StorageUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
         return True
 
     def _name(self, key: str) -> str:
