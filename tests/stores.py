@@ -13,6 +13,7 @@ from upres.db.tables import Base
 from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
 from upres.domain.records import NewTask
+from upres.domain.storage_keys import result_key
 from upres.domain.tasks import API_MODEL, Factor, Task, new_task_id
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -85,3 +86,23 @@ def ledger_sums(store: SqlTaskStore, account_id: str) -> dict[str, float]:
     for entry in store.ledger(account_id):
         sums[str(entry.kind)] += entry.amount
     return sums
+
+
+def completed_task(
+    store: SqlTaskStore, clock: FakeClock, *, ttl_s: float, key: str | None = None
+) -> str:
+    """A new account's task, claimed and completed with its result under ``key``
+    (by default its first attempt's key), expiring ``ttl_s`` from now; its id."""
+    account = store.create_account(user_group="default", credits=1000, webhook_secret="whsec_t")
+    task = store.create_task(new_task(account, clock, callback_url=None))
+    claim = store.claim(worker_id="w", lease_s=60)
+    assert claim is not None
+    store.complete(
+        claim,
+        result_key=key or result_key(task.id, 1),
+        result_expires_at=clock() + timedelta(seconds=ttl_s),
+        actual_duration_s=2.0,
+        credits_charged=32.0,
+        callback_body=render_body,
+    )
+    return task.id

@@ -17,6 +17,7 @@ from testkit.net import free_port
 from testkit.seaweedfs import S3Server, mini_command, wait_ready, weed_binary
 
 from tests.clips import make_clip
+from tests.integration.test_s3_seaweedfs import worker_settings
 from tests.stores import FakeClock, ledger_sums
 from tests.unit.test_chunked_tasks import frame_times, submit
 from upres.config import Settings
@@ -71,20 +72,7 @@ def settings_for(tmp_path: Path, s3: StoppableS3, *, max_attempts: int) -> Setti
     boto3.client("s3", endpoint_url=server.endpoint_url, region_name=server.region).create_bucket(
         Bucket=bucket
     )
-    return Settings(
-        data_dir=tmp_path / "data",
-        device="cpu",
-        model="realesr-animevideov3",
-        temporal=False,
-        torch_threads=1,
-        heartbeat_s=0.2,
-        lease_s=30,
-        max_attempts=max_attempts,
-        storage_backend="s3",
-        s3_bucket=bucket,
-        s3_endpoint_url=server.endpoint_url,
-        s3_region=server.region,
-    )
+    return worker_settings(tmp_path, server, bucket, max_attempts=max_attempts)
 
 
 def run_with_the_store_stopped_midway(

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -18,14 +19,12 @@ import pytest
 from testkit.seaweedfs import S3Server, seaweedfs
 
 from tests.clips import make_clip
-from tests.stores import FakeClock, new_task, render_body, sqlite_store
+from tests.stores import FakeClock, completed_task, sqlite_store
 from upres.clock import utc_now
 from upres.config import Settings
-from upres.db.task_store import SqlTaskStore
 from upres.domain.storage_keys import chunk_source_key, result_key, upload_key
 from upres.domain.tasks import TaskStatus
 from upres.errors import NotFound, ServiceUnavailable
-from upres.services.keys import new_webhook_secret
 from upres.storage import Janitor, build_storage
 from upres.storage.s3 import S3Storage, s3_client
 
@@ -146,8 +145,8 @@ def test_the_janitor_deletes_expired_results_from_the_bucket(
     clock = FakeClock()
     store = sqlite_store(tmp_path / "db.sqlite", clock)
     try:
-        old = _completed(store, clock, ttl_s=60)
-        new = _completed(store, clock, ttl_s=3600)
+        old = completed_task(store, clock, ttl_s=60)
+        new = completed_task(store, clock, ttl_s=3600)
         for task_id in (old, new):
             storage.put(src, result_key(task_id, 1))
         janitor = Janitor(store, storage, clock)
@@ -159,24 +158,6 @@ def test_the_janitor_deletes_expired_results_from_the_bucket(
         assert store.get_task(old).result_key is None
     finally:
         store.close()
-
-
-def _completed(store: SqlTaskStore, clock: FakeClock, ttl_s: float) -> str:
-    account = store.create_account(
-        user_group="default", credits=1000, webhook_secret=new_webhook_secret()
-    )
-    task = store.create_task(new_task(account, clock, callback_url=None))
-    claim = store.claim(worker_id="w", lease_s=60)
-    assert claim is not None
-    store.complete(
-        claim,
-        result_key=result_key(task.id, 1),
-        result_expires_at=clock() + timedelta(seconds=ttl_s),
-        actual_duration_s=2.0,
-        credits_charged=32.0,
-        callback_body=render_body,
-    )
-    return task.id
 
 
 def test_a_chunked_task_keeps_every_object_in_the_bucket(
@@ -194,20 +175,7 @@ def test_a_chunked_task_keeps_every_object_in_the_bucket(
     from upres.wiring import open_store  # noqa: PLC0415
     from upres.worker_wiring import worker_from_settings  # noqa: PLC0415
 
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        device="cpu",
-        model="realesr-animevideov3",
-        temporal=False,
-        torch_threads=1,
-        chunk_seconds=0.5,
-        heartbeat_s=0.2,
-        lease_s=30,
-        storage_backend="s3",
-        s3_bucket=bucket,
-        s3_endpoint_url=server.endpoint_url,
-        s3_region=server.region,
-    )
+    settings = worker_settings(tmp_path, server, bucket, chunk_seconds=0.5)
     source = make_clip(
         tmp_path / "in.mp4", frames=24, fps=FPS, encoder_options=KEYFRAME_EVERY_HALF_SECOND
     )
@@ -231,6 +199,24 @@ def test_a_chunked_task_keeps_every_object_in_the_bucket(
     assert done.result_key in names
     assert not [name for name in names if "/chunks/" in name]
     assert upload_key(task.input_url.removeprefix("upres-upload://")) in names
+
+
+def worker_settings(tmp_path: Path, server: S3Server, bucket: str, **changes: Any) -> Settings:
+    """A CPU worker with the fastest network, storing in ``bucket`` on ``server``."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        device="cpu",
+        model="realesr-animevideov3",
+        temporal=False,
+        torch_threads=1,
+        heartbeat_s=0.2,
+        lease_s=30,
+        storage_backend="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=server.endpoint_url,
+        s3_region=server.region,
+        **changes,
+    )
 
 
 def _object_names(server: S3Server, bucket: str) -> set[str]:

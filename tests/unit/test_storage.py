@@ -15,11 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from tests.stores import START, FakeClock, new_task, render_body, sqlite_store
+from tests.stores import START, FakeClock, completed_task, sqlite_store
 from upres.config import Settings
 from upres.db.task_store import SqlTaskStore
 from upres.errors import InvalidRequest, NotFound, ResultExpired, ServiceUnavailable
-from upres.services.keys import new_webhook_secret
 from upres.storage import (
     Janitor,
     LocalStorage,
@@ -237,29 +236,11 @@ def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlTaskStore]:
     db.close()
 
 
-def _completed(store: SqlTaskStore, clock: FakeClock, key: str, ttl_s: float) -> str:
-    account = store.create_account(
-        user_group="default", credits=1000, webhook_secret=new_webhook_secret()
-    )
-    task = store.create_task(new_task(account, clock, callback_url=None))
-    claim = store.claim(worker_id="w", lease_s=60)
-    assert claim is not None
-    store.complete(
-        claim,
-        result_key=key,
-        result_expires_at=clock() + timedelta(seconds=ttl_s),
-        actual_duration_s=2.0,
-        credits_charged=32.0,
-        callback_body=render_body,
-    )
-    return task.id
-
-
 def test_janitor_deletes_only_expired_results(
     store: SqlTaskStore, storage: LocalStorage, clock: FakeClock, src: Path
 ) -> None:
-    old = _completed(store, clock, "old/attempt-1.mp4", ttl_s=60)
-    new = _completed(store, clock, "new/attempt-1.mp4", ttl_s=3600)
+    old = completed_task(store, clock, key="old/attempt-1.mp4", ttl_s=60)
+    new = completed_task(store, clock, key="new/attempt-1.mp4", ttl_s=3600)
     storage.put(src, "old/attempt-1.mp4")
     storage.put(src, "new/attempt-1.mp4")
     janitor = Janitor(store, storage, clock)
@@ -276,7 +257,7 @@ def test_janitor_deletes_only_expired_results(
 def test_janitor_loop_runs_until_stopped(
     store: SqlTaskStore, storage: LocalStorage, clock: FakeClock, src: Path
 ) -> None:
-    _completed(store, clock, "t/attempt-1.mp4", ttl_s=0)
+    completed_task(store, clock, key="t/attempt-1.mp4", ttl_s=0)
     storage.put(src, "t/attempt-1.mp4")
     stop = threading.Event()
     loop = threading.Thread(
