@@ -14,11 +14,13 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import httpx
 
 from testkit.net import LOOPBACK, free_port
@@ -38,6 +40,19 @@ class S3Server:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     region: str = REGION
+
+    def new_bucket(self) -> str:
+        """A bucket of a new, unique name (``upres-<hex>``), created with this server's key."""
+        name = f"upres-{uuid.uuid4().hex[:12]}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+        client.create_bucket(Bucket=name)
+        return name
 
     def environ(self, bucket: str) -> dict[str, str]:
         """The settings that point upres (and boto3) at ``bucket`` on this server."""

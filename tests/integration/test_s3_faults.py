@@ -7,11 +7,9 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from testkit.net import free_port
 from testkit.seaweedfs import S3Server, mini_command, wait_ready, weed_binary
@@ -67,12 +65,7 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoppableS3]
 
 
 def settings_for(tmp_path: Path, s3: StoppableS3, *, max_attempts: int) -> Settings:
-    bucket = f"upres-{uuid.uuid4().hex[:10]}"
-    server = s3.server
-    boto3.client("s3", endpoint_url=server.endpoint_url, region_name=server.region).create_bucket(
-        Bucket=bucket
-    )
-    return worker_settings(tmp_path, server, bucket, max_attempts=max_attempts)
+    return worker_settings(tmp_path, s3.server, s3.server.new_bucket(), max_attempts=max_attempts)
 
 
 def run_with_the_store_stopped_midway(

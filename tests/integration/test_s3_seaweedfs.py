@@ -7,7 +7,6 @@ a chunked task's stored input and chunk outputs, expiry and the janitor.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -45,10 +44,7 @@ def credentials(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def bucket(server: S3Server, credentials: None) -> str:
-    name = f"upres-{uuid.uuid4().hex[:12]}"
-    admin = boto3.client("s3", endpoint_url=server.endpoint_url, region_name=server.region)
-    admin.create_bucket(Bucket=name)
-    return name
+    return server.new_bucket()
 
 
 @pytest.fixture
