@@ -21,12 +21,18 @@ from upres.store import TaskStore
 from upres.wiring import open_store
 
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="Where upres keeps its database and results.")
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The folder holding the database of the server to manage "
+        "(default: UPRES_DATA_DIR, else ./data; UPRES_DATABASE_URL, when set, names the "
+        "database instead).",
+    ),
 ]
 
 
 @contextmanager
-def _store(data_dir: Path) -> Iterator[TaskStore]:
+def _store(data_dir: Path | None) -> Iterator[TaskStore]:
     """A migrated store for ``data_dir``; any UpresError ends the command with status 1."""
     settings = settings_or_exit(data_dir=data_dir)
     store: TaskStore | None = None
@@ -42,7 +48,7 @@ def _store(data_dir: Path) -> Iterator[TaskStore]:
 
 
 def create(
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = None,
     credits: Annotated[float, typer.Option(help="Credits for the new account.")] = 0.0,
     models: Annotated[str, typer.Option(help="Comma-separated models the key may use.")] = ",".join(
         DEFAULT_MODELS
@@ -64,7 +70,7 @@ def create(
         typer.echo(created.secret)
 
 
-def list_keys(data_dir: DataDir = Path("data")) -> None:
+def list_keys(data_dir: DataDir = None) -> None:
     """List API keys (ids and display prefixes, never secrets)."""
     with _store(data_dir) as store:
         for key in KeyService(store).list():
@@ -76,21 +82,21 @@ def list_keys(data_dir: DataDir = Path("data")) -> None:
             )
 
 
-def revoke(key_id: str, data_dir: DataDir = Path("data")) -> None:
+def revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke an API key; it stops working at once."""
     with _store(data_dir) as store:
         key = KeyService(store).revoke(key_id)
         typer.echo(f"revoked {key.id}")
 
 
-def grant(account_id: str, amount: float, data_dir: DataDir = Path("data")) -> None:
+def grant(account_id: str, amount: float, data_dir: DataDir = None) -> None:
     """Add credits to an account."""
     with _store(data_dir) as store:
         account = CreditService(store).grant(account_id, amount)
         typer.echo(f"{account.id} balance {account.balance:g}")
 
 
-def balance(account_id: str, data_dir: DataDir = Path("data")) -> None:
+def balance(account_id: str, data_dir: DataDir = None) -> None:
     """Show an account's balance."""
     with _store(data_dir) as store:
         typer.echo(f"{CreditService(store).balance(account_id):g}")

@@ -117,11 +117,13 @@ def upscale(
         ),
     ] = None,
     chunk_seconds: Annotated[
-        float,
+        float | None,
         typer.Option(
-            min=1e-3, help="About how much of the video a chunk covers with --workers > 1."
+            min=1e-3,
+            help="About how many seconds of video each chunk covers with --workers > 1 "
+            f"(default: UPRES_CHUNK_SECONDS, else {DEFAULT_CHUNK_SECONDS:g}).",
         ),
-    ] = DEFAULT_CHUNK_SECONDS,
+    ] = None,
 ) -> None:
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
@@ -145,7 +147,9 @@ def upscale(
                     ),
                     temporal=settings.temporal if temporal is None else temporal,
                     workers=workers or default_workers(chosen_device),
-                    chunk_seconds=chunk_seconds,
+                    chunk_seconds=(
+                        settings.chunk_seconds if chunk_seconds is None else chunk_seconds
+                    ),
                 ),
                 settings=settings,
                 cancel=stop.cancel,
