@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
+from upres.cli._exits import errors_end_the_command
 from upres.cli._settings import settings_or_exit
-from upres.errors import UpresError
 from upres.services.credits import CreditService
 from upres.services.keys import DEFAULT_MODELS, KeyService
 from upres.store import TaskStore
@@ -33,15 +33,13 @@ DataDir = Annotated[
 
 @contextmanager
 def _store(data_dir: Path | None) -> Iterator[TaskStore]:
-    """A migrated store for ``data_dir``; any UpresError ends the command with status 1."""
+    """A migrated store for ``data_dir``; an UpresError ends the command (``_exits``)."""
     settings = settings_or_exit(data_dir=data_dir)
     store: TaskStore | None = None
     try:
-        store = open_store(settings)
-        yield store
-    except UpresError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        with errors_end_the_command():
+            store = open_store(settings)
+            yield store
     finally:
         if store is not None:
             store.close()

@@ -21,9 +21,9 @@ import typer
 import uvicorn
 
 from upres.api.app import create_app
-from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
+from upres.cli._exits import errors_end_the_command
+from upres.cli._settings import settings_or_exit
 from upres.config import Settings
-from upres.errors import ConfigError, UpresError
 from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
 from upres.jobs.supervisor import Supervisor, worker_gpus
@@ -115,17 +115,6 @@ def _workers(settings: Settings) -> Iterator[tuple[TaskStore, WorkerPool]]:
         store.close()
 
 
-@contextmanager
-def _errors_exit() -> Iterator[None]:
-    """An UpresError becomes ``error: ...`` and exit 1 (2 for bad settings)."""
-    try:
-        yield
-    except UpresError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        code = EXIT_BAD_SETTINGS if isinstance(exc, ConfigError) else 1
-        raise typer.Exit(code) from exc
-
-
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (UPRES_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (UPRES_PORT).")] = None,
@@ -142,7 +131,7 @@ def serve(
         ray_address=ray_address,
     )
     configure_logging()
-    with _errors_exit(), _workers(settings) as (store, pool):
+    with errors_end_the_command(), _workers(settings) as (store, pool):
         secret = _first_key(store, settings)
         if settings.api_workers > 1:
             _announce(settings, secret)
@@ -192,7 +181,7 @@ def worker(
     )
     configure_logging()
     stop = threading.Event()
-    with _errors_exit(), _workers(settings):
+    with errors_end_the_command(), _workers(settings):
         # Only now: connecting to Ray replaces this process's SIGTERM handler.
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

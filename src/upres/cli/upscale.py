@@ -3,7 +3,8 @@
 Progress is a bar on a terminal and plain lines otherwise (logs, pipes).
 Ctrl-C, SIGTERM and SIGHUP cancel cleanly: the half-written output is removed
 and the exit status is 128 + the signal (130, 143, 129). Any upres error
-prints one line on stderr and exits with 1.
+prints one line on stderr and exits as ``upres.cli._exits`` says (1, or 2 for
+a configuration error).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Annotated
 import typer
 
 from upres.cli._chunked import WorkerSetup, cuda_gpus, default_workers, upscale_chunked
+from upres.cli._exits import fail, stopped_by
 from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import settings_or_exit
-from upres.cli._signals import exit_code, handling_stop_signals
+from upres.cli._signals import handling_stop_signals
 from upres.config import Settings
 from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.domain.tasks import Factor
@@ -156,10 +158,9 @@ def upscale(
             )
         except (Cancelled, KeyboardInterrupt) as exc:
             typer.echo("cancelled: no output was written", err=True)
-            raise typer.Exit(exit_code(stop.signum)) from exc
+            raise typer.Exit(stopped_by(stop.signum)) from exc
         except UpresError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            fail(exc)
     _print_summary(result)
 
 
