@@ -29,6 +29,10 @@ DataDir = Annotated[
         "database instead).",
     ),
 ]
+_API_MODELS_HELP = (
+    "Comma-separated API model names the key may ask for in a request's 'model' field "
+    f"(default: {','.join(DEFAULT_MODELS)}). These are not the networks of upres models list."
+)
 
 
 @contextmanager
@@ -46,18 +50,35 @@ def _store(data_dir: Path | None) -> Iterator[TaskStore]:
 
 
 def create(
+    *,
     data_dir: DataDir = None,
-    credits: Annotated[float, typer.Option(help="Credits for the new account.")] = 0.0,
-    models: Annotated[str, typer.Option(help="Comma-separated models the key may use.")] = ",".join(
-        DEFAULT_MODELS
-    ),
-    group: Annotated[str, typer.Option(help="User group of a new account.")] = "default",
+    credits: Annotated[
+        float, typer.Option(help="Credits to put on the new account (or add to --account).")
+    ] = 0.0,
+    api_models: Annotated[
+        str | None,
+        typer.Option(
+            "--api-models",
+            help=_API_MODELS_HELP,
+        ),
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option("--models", hidden=True, help="Old name of --api-models.")
+    ] = None,
+    group: Annotated[
+        str,
+        typer.Option(help="User group of the new account; tasks report it as usage.user_group."),
+    ] = "default",
     account: Annotated[
-        str | None, typer.Option(help="Add the key to this existing account instead.")
+        str | None,
+        typer.Option(help="Give the key to this existing account instead of a new one."),
     ] = None,
 ) -> None:
-    """Create an API key (and its account). The key is the last line printed."""
-    allowed = tuple(m.strip() for m in models.split(",") if m.strip())
+    """Create an API key, and an account for it unless --account names one.
+
+    The secret key is the last line printed, so a script can take it with tail -n 1.
+    """
+    allowed = _api_models(api_models, deprecated=models)
     with _store(data_dir) as store:
         created = KeyService(store).create(
             credits=credits, models=allowed, group=group, account_id=account
@@ -66,6 +87,20 @@ def create(
         typer.echo(f"key id: {created.key.id}")
         typer.echo(f"webhook secret: {store.get_account(created.key.account_id).webhook_secret}")
         typer.echo(created.secret)
+
+
+def _api_models(given: str | None, *, deprecated: str | None) -> tuple[str, ...]:
+    """The API models of ``--api-models``, or of its old name ``--models`` (with a warning).
+
+    Raises typer.BadParameter when both are given.
+    """
+    if deprecated is not None:
+        if given is not None:
+            raise typer.BadParameter("give --api-models only", param_hint="--models")
+        typer.echo("warning: --models is deprecated; use --api-models", err=True)
+        given = deprecated
+    chosen = ",".join(DEFAULT_MODELS) if given is None else given
+    return tuple(name.strip() for name in chosen.split(",") if name.strip())
 
 
 def list_keys(data_dir: DataDir = None) -> None:
