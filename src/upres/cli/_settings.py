@@ -13,3 +13,10 @@ def settings_or_exit(**overrides: object) -> Settings:
         return load_settings(**overrides)
     except ConfigError as exc:
         fail(exc)
+
+
+def setting_default(name: str, otherwise: object = None) -> str:
+    """How an option's help names its default: ``default: UPRES_<NAME>, else <value>``,
+    the value being ``otherwise`` or else the setting's own default."""
+    value = Settings.model_fields[name].default if otherwise is None else otherwise
+    return f"default: UPRES_{name.upper()}, else {value}"

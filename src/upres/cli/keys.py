@@ -29,6 +29,12 @@ DataDir = Annotated[
         "database instead).",
     ),
 ]
+AccountId = Annotated[
+    str,
+    typer.Argument(
+        metavar="ACCOUNT_ID", help="The account's id, as upres keys create and keys list show it."
+    ),
+]
 _API_MODELS_HELP = (
     "Comma-separated API model names the key may ask for in a request's 'model' field "
     f"(default: {','.join(DEFAULT_MODELS)}). These are not the networks of upres models list."
@@ -74,10 +80,7 @@ def create(
         typer.Option(help="Give the key to this existing account instead of a new one."),
     ] = None,
 ) -> None:
-    """Create an API key, and an account for it unless --account names one.
-
-    The secret key is the last line printed, so a script can take it with tail -n 1.
-    """
+    """Create an API key (and its account). The key is the last line printed (``_CREATE_HELP``)."""
     allowed = _api_models(api_models, deprecated=models)
     with _store(data_dir) as store:
         created = KeyService(store).create(
@@ -104,7 +107,8 @@ def _api_models(given: str | None, *, deprecated: str | None) -> tuple[str, ...]
 
 
 def list_keys(data_dir: DataDir = None) -> None:
-    """List API keys (ids and display prefixes, never secrets)."""
+    """List the API keys: id, first characters, state, account, group, balance and
+    API models. The secrets themselves are never stored, so never shown."""
     with _store(data_dir) as store:
         for key in KeyService(store).list():
             state = "revoked" if key.revoked else "active"
@@ -115,33 +119,57 @@ def list_keys(data_dir: DataDir = None) -> None:
             )
 
 
-def revoke(key_id: str, data_dir: DataDir = None) -> None:
-    """Revoke an API key; it stops working at once."""
+def revoke(
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key's id, as upres keys list shows it.")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API key. A running server stops accepting it within
+    UPRES_KEY_CACHE_TTL_S seconds."""
     with _store(data_dir) as store:
         key = KeyService(store).revoke(key_id)
         typer.echo(f"revoked {key.id}")
 
 
-def grant(account_id: str, amount: float, data_dir: DataDir = None) -> None:
-    """Add credits to an account."""
+def grant(
+    account_id: AccountId,
+    amount: Annotated[
+        float, typer.Argument(metavar="AMOUNT", help="Credits to add (more than 0).")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Add credits to an account and print its new balance."""
     with _store(data_dir) as store:
         account = CreditService(store).grant(account_id, amount)
         typer.echo(f"{account.id} balance {account.balance:g}")
 
 
-def balance(account_id: str, data_dir: DataDir = None) -> None:
-    """Show an account's balance."""
+def balance(account_id: AccountId, data_dir: DataDir = None) -> None:
+    """Print an account's balance in credits."""
     with _store(data_dir) as store:
         typer.echo(f"{CreditService(store).balance(account_id):g}")
 
 
+_CREATE_HELP = (
+    "Create an API key, and an account for it unless --account names one.\n\n"
+    "It prints the account, the key id, the account's webhook secret and, on the last "
+    "line, the key itself (KEY=$(upres keys create | tail -n 1)). The key is shown only "
+    "this once."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``keys`` and ``credits`` command groups to ``app``."""
-    keys = typer.Typer(no_args_is_help=True, help="Manage API keys.")
-    keys.command("create")(create)
+    keys = typer.Typer(
+        no_args_is_help=True, help="Create, list and revoke the API keys of a server's database."
+    )
+    keys.command("create", help=_CREATE_HELP)(create)
     keys.command("list")(list_keys)
     keys.command("revoke")(revoke)
-    credits = typer.Typer(no_args_is_help=True, help="Manage account credits.")
+    credits = typer.Typer(
+        no_args_is_help=True, help="Add credits to an account, or show its balance."
+    )
     credits.command("grant")(grant)
     credits.command("balance")(balance)
     app.add_typer(keys, name="keys")
