@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from upres.cli._exits import errors_end_the_command
-from upres.cli._settings import settings_or_exit
+from upres.cli._settings import setting_default, settings_or_exit
 from upres.services.credits import CreditService
 from upres.services.keys import DEFAULT_MODELS, KeyService
 from upres.store import TaskStore
@@ -25,8 +25,8 @@ DataDir = Annotated[
     typer.Option(
         "--data-dir",
         help="The folder holding the database of the server to manage "
-        "(default: UPRES_DATA_DIR, else ./data; UPRES_DATABASE_URL, when set, names the "
-        "database instead).",
+        f"({setting_default('data_dir')}); UPRES_DATABASE_URL, when set, names the "
+        "database instead.",
     ),
 ]
 AccountId = Annotated[
