@@ -121,7 +121,6 @@ def task_runner(settings: Settings, store: RunnerStore, inputs: InputCache) -> T
             storage=storage,
             render=render,
             pricing=settings.pricing,
-            encode=encode,
             result_ttl_s=settings.result_ttl_s,
         ),
         work_dir=settings.data_dir / "work",

@@ -86,6 +86,28 @@ def test_openapi_create_operation_matches_the_spec(openapi: dict[str, Any]) -> N
     assert factor["default"] == "2"
 
 
+def test_openapi_says_the_optional_request_fields_may_be_null_as_the_service_takes_them(
+    api: Api, openapi: dict[str, Any]
+) -> None:
+    fields = openapi["components"]["schemas"]["VideoGenerationRequest"]["properties"]
+    assert fields["callback_url"]["type"] == ["string", "null"]
+    assert fields["callback_url"]["format"] == "uri"
+    assert fields["model_params"]["anyOf"] == [
+        {"$ref": "#/components/schemas/ModelParams"},
+        {"type": "null"},
+    ]
+    body = {
+        "model": API_MODEL,
+        "video_urls": ["https://videos.example.com/clip.mp4"],
+        "model_params": None,
+        "callback_url": None,
+    }
+    with api.client() as client:
+        response = client.post("/v1/videos/generations", json=body)
+    assert response.status_code == 200, response.text
+    assert api.store.get_task(response.json()["id"]).callback_url is None
+
+
 def test_openapi_security_and_task_schema(openapi: dict[str, Any]) -> None:
     schemes = openapi["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {

@@ -12,7 +12,7 @@ from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.pricing import Pricing
-from upres.domain.storage_keys import upload_key
+from upres.domain.storage_keys import playable_key, upload_key
 from upres.domain.tasks import TaskStatus
 from upres.domain.uploads import new_upload_id, upload_url
 from upres.inputs.netpolicy import AddressPolicy
@@ -53,7 +53,6 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
             storage=storage,
             render=render,
             pricing=Pricing(),
-            encode=encode,
             result_ttl_s=3600,
             clock=clock,
         ),
@@ -74,3 +73,6 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
     assert store.get_account(account.id).balance == 999.0
     assert done.result_key is not None
     assert storage.exists(done.result_key)
+    # No codec chosen and an 8-bit source: an H.264 result, which browsers play as it is.
+    assert done.result_codec == "h264"
+    assert not storage.exists(playable_key(done.result_key))

@@ -41,13 +41,19 @@ class ModelParams(BaseModel):
     )
 
 
-def _drop_null_branches(schema: dict[str, Any]) -> None:
-    """Optional fields are documented as the spec has them: present or absent, never null."""
+def _null_as_omitted(schema: dict[str, Any]) -> None:
+    """Optional fields are documented as the service takes them: their value, or
+    null, which it takes as omitted. OpenAPI 3.1 (the spec's version too) spells
+    that as a "null" type beside the value's: ``type: [string, "null"]``, or a
+    ``{"type": "null"}`` branch beside a referenced object."""
     for prop in schema.get("properties", {}).values():
         branches = prop.pop("anyOf", None)
         if branches is not None:
             (kept,) = [b for b in branches if b.get("type") != "null"]
-            prop.update(kept)
+            if "type" in kept:
+                prop.update(kept, type=[kept["type"], "null"])
+            else:
+                prop["anyOf"] = [kept, {"type": "null"}]
         if "default" in prop and prop["default"] is None:
             del prop["default"]
 
@@ -57,7 +63,7 @@ class VideoGenerationRequest(BaseModel):
     sent as null is taken as omitted (generated clients send null for what they
     omit, as the spec itself is lenient with an invalid factor)."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra=_drop_null_branches)
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_null_as_omitted)
 
     model: str = Field(
         description="Video upscale model name",
@@ -78,7 +84,8 @@ class VideoGenerationRequest(BaseModel):
     callback_url: str | None = Field(
         default=None,
         description=(
-            f"HTTPS callback URL for task completion (at most {MAX_CALLBACK_URL_LENGTH} characters)"
+            f"HTTPS callback URL for task completion (at most {MAX_CALLBACK_URL_LENGTH} "
+            "characters); null is taken as omitted: no callback"
         ),
         json_schema_extra={
             "format": "uri",

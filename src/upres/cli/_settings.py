@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import typer
-
+from upres.cli._exits import fail
 from upres.config import Settings, load_settings
 from upres.errors import ConfigError
-
-EXIT_BAD_SETTINGS = 2
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -15,5 +12,11 @@ def settings_or_exit(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_SETTINGS) from exc
+        fail(exc)
+
+
+def setting_default(name: str, otherwise: object = None) -> str:
+    """How an option's help names its default: ``default: UPRES_<NAME>, else <value>``,
+    the value being ``otherwise`` or else the setting's own default."""
+    value = Settings.model_fields[name].default if otherwise is None else otherwise
+    return f"default: UPRES_{name.upper()}, else {value}"

@@ -11,14 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from upres.cli._exits import stopped_by
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 Handler = Callable[[int, FrameType | None], None]
-
-
-def exit_code(signum: int) -> int:
-    """The exit status of a command that ``signum`` stopped."""
-    return 128 + signum
 
 
 @contextmanager
@@ -47,7 +44,7 @@ class _Deferred:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
-            os._exit(exit_code(signum))
+            os._exit(stopped_by(signum))
         self.signum = signum
 
 
@@ -60,4 +57,4 @@ def quiet_start() -> Iterator[None]:
     with handling_stop_signals(deferred):
         yield
     if deferred.signum is not None:
-        sys.exit(exit_code(deferred.signum))
+        sys.exit(stopped_by(deferred.signum))

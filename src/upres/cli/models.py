@@ -44,11 +44,20 @@ def _runtimes(spec: ModelSpec) -> str:
     return f"{names} (CPU: {cpu_runtime(spec).value})"
 
 
+_LIST_HELP = (
+    "Print a table of the models: their scales, the input sizes they take, license, speed, "
+    "the runtimes that run them and the factors each is the default for.\n\n"
+    "An id from the table is what upres upscale --model and UPRES_MODEL take."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``models`` command group to ``app``."""
-    group = typer.Typer(no_args_is_help=True, help=__doc__)
+    group = typer.Typer(
+        no_args_is_help=True, help="The AI models (networks) this installation can run."
+    )
 
-    @group.command("list")
+    @group.command("list", help=_LIST_HELP)
     def list_models() -> None:
         """Print the registered models as a table."""
         # Piped or logged, rich would wrap the table at 80 columns: give it room.

@@ -21,10 +21,10 @@ import typer
 import uvicorn
 
 from upres.api.app import create_app
-from upres.cli._settings import EXIT_BAD_SETTINGS, settings_or_exit
+from upres.cli._exits import errors_end_the_command
+from upres.cli._settings import setting_default, settings_or_exit
 from upres.config import Settings
 from upres.database import TaskStore
-from upres.errors import ConfigError, UpresError
 from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
 from upres.jobs.supervisor import Supervisor, worker_gpus
@@ -36,16 +36,26 @@ from upres.worker_wiring import device
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Database, results and scratch files (UPRES_DATA_DIR)."),
+    typer.Option(
+        "--data-dir",
+        help="Folder for the database, the results and scratch files "
+        f"({setting_default('data_dir')}).",
+    ),
 ]
 Workers = Annotated[
     int | None,
-    typer.Option("--workers", help="Tasks run at a time (UPRES_WORKER_CONCURRENCY)."),
+    typer.Option(
+        "--workers",
+        help="How many tasks run at once, one worker process each; 0 runs none here "
+        f"({setting_default('worker_concurrency')}).",
+    ),
 ]
 RayAddress = Annotated[
     str | None,
     typer.Option(
-        "--ray-address", help="Run workers as actors on this Ray cluster (UPRES_RAY_ADDRESS)."
+        "--ray-address",
+        help="Run the workers as actors on this Ray cluster: auto, or ray://host:port "
+        f"({setting_default('ray_address', 'workers on this machine')}).",
     ),
 ]
 
@@ -115,25 +125,21 @@ def _workers(settings: Settings) -> Iterator[tuple[TaskStore, WorkerPool]]:
         store.close()
 
 
-@contextmanager
-def _errors_exit() -> Iterator[None]:
-    """An UpresError becomes ``error: ...`` and exit 1 (2 for bad settings)."""
-    try:
-        yield
-    except UpresError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        code = EXIT_BAD_SETTINGS if isinstance(exc, ConfigError) else 1
-        raise typer.Exit(code) from exc
-
-
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (UPRES_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (UPRES_PORT).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Address to listen on; 0.0.0.0 for every network ({setting_default('host')})."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=f"Port to listen on ({setting_default('port')}).")
+    ] = None,
     data_dir: DataDir = None,
     workers: Workers = None,
     ray_address: RayAddress = None,
 ) -> None:
-    """Start the API, the workers and the housekeeping on this machine."""
+    """Start the API, the workers and the housekeeping on this machine (``_SERVE_HELP``)."""
     settings = settings_or_exit(
         host=host,
         port=port,
@@ -142,7 +148,7 @@ def serve(
         ray_address=ray_address,
     )
     configure_logging()
-    with _errors_exit(), _workers(settings) as (store, pool):
+    with errors_end_the_command(), _workers(settings) as (store, pool):
         secret = _first_key(store, settings)
         if settings.api_workers > 1:
             _announce(settings, secret)
@@ -186,13 +192,13 @@ def _serve_processes(settings: Settings) -> None:
 def worker(
     data_dir: DataDir = None, workers: Workers = None, ray_address: RayAddress = None
 ) -> None:
-    """Run workers and housekeeping only, against UPRES_DATABASE_URL (no API)."""
+    """Run workers and housekeeping only, against UPRES_DATABASE_URL (``_WORKER_HELP``)."""
     settings = settings_or_exit(
         data_dir=data_dir, worker_concurrency=workers, ray_address=ray_address
     )
     configure_logging()
     stop = threading.Event()
-    with _errors_exit(), _workers(settings):
+    with errors_end_the_command(), _workers(settings):
         # Only now: connecting to Ray replaces this process's SIGTERM handler.
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -215,6 +221,20 @@ def _announce(settings: Settings, secret: str | None) -> None:
         typer.echo(secret)
 
 
+_SERVE_HELP = (
+    "Run the HTTP API, its web page, the workers and the housekeeping on this machine.\n\n"
+    "On the first start (no API key yet) it prints a key holding UPRES_INITIAL_CREDITS "
+    "credits. With --workers 0 it runs the API only, in front of upres worker machines "
+    "that share its database. Ctrl-C stops it."
+)
+_WORKER_HELP = (
+    "Run workers and housekeeping only, without the API, to add a machine to a server.\n\n"
+    "The workers take their tasks from the database UPRES_DATABASE_URL names, the one the "
+    "server uses. Ctrl-C stops them."
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
-    app.command("worker")(worker)
+    """Add the ``serve`` and ``worker`` commands to ``app``."""
+    app.command("serve", help=_SERVE_HELP)(serve)
+    app.command("worker", help=_WORKER_HELP)(worker)

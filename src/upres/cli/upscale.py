@@ -3,7 +3,8 @@
 Progress is a bar on a terminal and plain lines otherwise (logs, pipes).
 Ctrl-C, SIGTERM and SIGHUP cancel cleanly: the half-written output is removed
 and the exit status is 128 + the signal (130, 143, 129). Any upres error
-prints one line on stderr and exits with 1.
+prints one line on stderr and exits as ``upres.cli._exits`` says (1, or 2 for
+a configuration error).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Annotated
 import typer
 
 from upres.cli._chunked import WorkerSetup, cuda_gpus, default_workers, upscale_chunked
+from upres.cli._exits import fail, stopped_by
 from upres.cli._progress import plain_line, progress_reporter
-from upres.cli._settings import settings_or_exit
-from upres.cli._signals import exit_code, handling_stop_signals
+from upres.cli._settings import setting_default, settings_or_exit
+from upres.cli._signals import handling_stop_signals
 from upres.config import Settings
 from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.domain.tasks import Factor
@@ -53,58 +55,77 @@ class CodecChoice(StrEnum):
 
 
 def upscale(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The video to upscale.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The video file to upscale.")],
     output_path: Annotated[
         Path,
         typer.Argument(
-            metavar="OUTPUT", help="Where to write the result: .mp4, .m4v, .mov or .mkv."
+            metavar="OUTPUT",
+            help="The file to write: .mp4, .m4v, .mov or .mkv (.mkv also keeps text "
+            "subtitles and fonts). A file already there is replaced once the new one is whole.",
         ),
     ],
     *,
-    factor: Annotated[int, typer.Option(help="Output size multiplier: 1, 2 or 4.")] = 2,
+    factor: Annotated[
+        int,
+        typer.Option(
+            help="How many times wider and taller the output is: 2 or 4, or 1 to keep "
+            "the size and only restore detail."
+        ),
+    ] = 2,
     model: Annotated[
         str | None,
-        typer.Option(help="Model id (see `upres models list`); default UPRES_MODEL or per factor."),
+        typer.Option(
+            help="The model to run, an id from upres models list "
+            f"({setting_default('model', 'the best model for --factor')})."
+        ),
     ] = None,
     device: Annotated[
         DeviceChoice | None,
         typer.Option(
-            help="Where the model runs: auto (CUDA, else a Vulkan GPU, else the CPU), cpu, "
-            "cuda, vulkan (default: UPRES_DEVICE)."
+            help="Where the model runs: auto (a CUDA GPU, else a Vulkan GPU, else the CPU), "
+            f"cpu, cuda or vulkan ({setting_default('device')})."
         ),
     ] = None,
     codec: Annotated[
         CodecChoice | None,
         typer.Option(
-            help="Output video codec (default: UPRES_ENCODE_CODEC, else h264, or h265 10-bit "
-            "for an HDR or deeper than 8-bit source)."
+            help="Video codec of the output (default: UPRES_ENCODE_CODEC, else h264, or "
+            "10-bit h265 for an HDR or deeper than 8-bit source)."
         ),
     ] = None,
     crf: Annotated[
         int | None,
-        typer.Option(min=0, max=63, help="Quality (lower is better); default per codec."),
+        typer.Option(
+            min=0,
+            max=63,
+            help="Output quality: lower is better and larger, up to 51 for h264 and h265 "
+            "(default: UPRES_ENCODE_CRF, else 18 for h264, 20 for h265, 28 for av1).",
+        ),
     ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Encoder speed: x264/x265 ultrafast..placebo, AV1 0-13; default per codec "
-            "(x264: medium, veryfast for a fast model on a GPU)."
+            help="Encoder speed against file size: ultrafast ... placebo for h264 and h265, "
+            "13 (fastest) ... 0 for av1 (default: UPRES_ENCODE_PRESET, else medium for h264, "
+            "veryfast when a fast model runs on a GPU, fast for h265, 8 for av1)."
         ),
     ] = None,
     temporal: Annotated[
         bool | None,
         typer.Option(
             "--temporal/--no-temporal",
-            help="Motion-compensated temporal stabilisation (default: UPRES_TEMPORAL, on); "
-            "--no-temporal gives the raw per-frame output.",
+            help="Steady the model's output from frame to frame so fine detail does not "
+            "flicker; --no-temporal keeps each frame as the model made it "
+            "(default: UPRES_TEMPORAL, else on).",
         ),
     ] = None,
     double_rate: Annotated[
         bool | None,
         typer.Option(
             "--double-rate/--single-rate",
-            help="Deinterlace an interlaced input to one frame per field (50i -> 50p) "
-            "instead of one per frame (default: UPRES_DEINTERLACE_DOUBLE_RATE).",
+            help="For an interlaced input: one output frame per field (50i becomes 50p), "
+            "or with --single-rate one per frame (default: UPRES_DEINTERLACE_DOUBLE_RATE, "
+            "else --single-rate).",
         ),
     ] = None,
     workers: Annotated[
@@ -117,13 +138,15 @@ def upscale(
         ),
     ] = None,
     chunk_seconds: Annotated[
-        float,
+        float | None,
         typer.Option(
-            min=1e-3, help="About how much of the video a chunk covers with --workers > 1."
+            min=1e-3,
+            help="About how many seconds of video each chunk covers with --workers > 1 "
+            f"(default: UPRES_CHUNK_SECONDS, else {DEFAULT_CHUNK_SECONDS:g}).",
         ),
-    ] = DEFAULT_CHUNK_SECONDS,
+    ] = None,
 ) -> None:
-    """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
+    """Upscale the video INPUT into OUTPUT, keeping its audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
         raise typer.BadParameter("must be 1, 2 or 4", param_hint="--factor")
     stop = _StopOnSignal()
@@ -145,17 +168,18 @@ def upscale(
                     ),
                     temporal=settings.temporal if temporal is None else temporal,
                     workers=workers or default_workers(chosen_device),
-                    chunk_seconds=chunk_seconds,
+                    chunk_seconds=(
+                        settings.chunk_seconds if chunk_seconds is None else chunk_seconds
+                    ),
                 ),
                 settings=settings,
                 cancel=stop.cancel,
             )
         except (Cancelled, KeyboardInterrupt) as exc:
             typer.echo("cancelled: no output was written", err=True)
-            raise typer.Exit(exit_code(stop.signum)) from exc
+            raise typer.Exit(stopped_by(stop.signum)) from exc
         except UpresError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            fail(exc)
     _print_summary(result)
 
 

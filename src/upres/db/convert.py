@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from upres.db.tables import (
     MICRO,
     AccountRow,
@@ -12,6 +14,7 @@ from upres.db.tables import (
     TaskRow,
 )
 from upres.domain.accounts import Account, ApiKey, LedgerEntry, LedgerKind
+from upres.domain.media import VideoCodec
 from upres.domain.records import CallbackAttempt, OutboxItem
 from upres.domain.tasks import Factor, Task, TaskError, TaskStatus
 
@@ -76,7 +79,13 @@ def task(row: TaskRow) -> Task:
         cancel_requested=row.cancel_requested,
         notes=tuple(row.notes.split("\n")) if row.notes else (),
         fps=row.fps,
+        result_codec=_video_codec(row.result_codec),
     )
+
+
+def _video_codec(name: str | None) -> VideoCodec | None:
+    """A stored codec name; None for none, or for a name this upres does not write."""
+    return next((codec for codec in get_args(VideoCodec) if codec == name), None)
 
 
 def notes_text(notes: tuple[str, ...]) -> str | None:

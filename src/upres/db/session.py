@@ -15,7 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from upres.errors import ConfigError
 
 WRITE_OPTION = "upres_write"
 # A connection carrying this option reads one statement and begins no transaction
@@ -32,11 +35,19 @@ def normalize_url(url: str) -> str:
 
 
 def create_db_engine(url: str, *, busy_timeout_ms: int = 15_000) -> Engine:
-    """An engine for ``url`` with upres's connection settings applied."""
+    """An engine for ``url`` with upres's connection settings applied; it connects later.
+
+    Raises ConfigError when ``url`` is not a URL or names a database whose
+    driver is not installed (the message never repeats the URL: it may hold
+    a password).
+    """
     url = normalize_url(url)
-    if is_sqlite_url(url):
-        return _sqlite_engine(url, busy_timeout_ms)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    try:
+        if is_sqlite_url(url):
+            return _sqlite_engine(url, busy_timeout_ms)
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"UPRES_DATABASE_URL is not a database upres can use: {exc}") from exc
 
 
 def is_sqlite_url(url: str) -> bool:

@@ -117,6 +117,8 @@ class TaskRow(Base):
     # A completed task's notes (upres.domain.tasks.Task.notes), one per line.
     notes: Mapped[str | None] = mapped_column(Text)
     fps: Mapped[float | None]
+    # The video codec of a completed task's result (upres.domain.media.VideoCodec).
+    result_codec: Mapped[str | None] = mapped_column(String(8))
 
 
 class LedgerRow(Base):

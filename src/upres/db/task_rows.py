@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, or_
 
 from upres.db import convert, lease
 from upres.db.tables import IdempotencyRow, TaskRow
+from upres.domain.media import VideoCodec
 from upres.domain.records import Claim, Heartbeat, IdempotencyRecord, NewTask
 from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import IdempotencyConflict, LeaseLost, TaskNotCancellable, TaskNotFound
@@ -53,6 +54,7 @@ def new_row(new: NewTask, reserved: int) -> TaskRow:
         lease_expires_at=None,
         not_before=None,
         notes=None,
+        result_codec=None,
     )
 
 
@@ -176,10 +178,13 @@ def finish(
     actual_duration_s: float,
     now: datetime,
     notes: tuple[str, ...] = (),
+    result_codec: VideoCodec | None = None,
 ) -> None:
-    """End a fenced row completed with its result (settling it is the store's part)."""
+    """End a fenced row completed with its result, written in ``result_codec``
+    (settling it is the store's part)."""
     row.progress = 100
     row.notes = convert.notes_text(notes)
+    row.result_codec = result_codec
     row.result_key = result_key
     row.result_expires_at = result_expires_at
     row.video_duration_s = actual_duration_s

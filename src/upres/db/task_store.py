@@ -29,6 +29,7 @@ from upres.db.throughput import SqlThroughput
 from upres.db.unit import Database
 from upres.db.uploads import SqlUploads
 from upres.domain.accounts import LedgerKind
+from upres.domain.media import VideoCodec
 from upres.domain.records import (
     IDEMPOTENCY_WINDOW,
     Backlog,
@@ -197,6 +198,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         credits_charged: float,
         callback_body: CallbackBody,
         notes: tuple[str, ...] = (),
+        result_codec: VideoCodec | None = None,
     ) -> Task:
         """Raises LeaseLost (and changes nothing, charges nothing) when fenced out."""
         with self._db.write() as session:
@@ -209,6 +211,7 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
                 actual_duration_s=actual_duration_s,
                 now=now,
                 notes=notes,
+                result_codec=result_codec,
             )
             ledger.settle(session, row, charged=convert.to_micro(credits_charged), at=now)
             outbox.enqueue(session, row, callback_body=callback_body, at=now)

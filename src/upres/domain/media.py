@@ -110,6 +110,14 @@ PRESETS: dict[VideoCodec, tuple[str, ...]] = {
 # Codecs every mainstream browser plays in <video> (Chromium has no HEVC decoder).
 BROWSER_PLAYABLE: frozenset[VideoCodec] = frozenset({"h264", "av1"})
 
+
+def needs_playable_copy(codec: VideoCodec) -> bool:
+    """Whether a result written in ``codec`` (the codec it has, not the one a
+    setting asked for: an unset codec becomes h264 or h265 per source) gets a
+    small H.264 copy for watching in a browser."""
+    return codec not in BROWSER_PLAYABLE
+
+
 MAX_CRF: dict[VideoCodec, int] = {"h264": 51, "h265": 51, "av1": 63}
 
 

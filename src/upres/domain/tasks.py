@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from upres.domain.media import VideoCodec
 from upres.errors import InvalidTaskId
 
 API_MODEL = "topaz-video-upscale"
@@ -119,3 +120,6 @@ class Task:
     notes: tuple[str, ...] = ()
     fps: float | None = None
     """Frames upscaled per second, as the latest heartbeat measured them."""
+    result_codec: VideoCodec | None = None
+    """The video codec the completed result was written in (None before it completes,
+    and for tasks completed before upres recorded it)."""

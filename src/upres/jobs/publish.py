@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from upres.clock import Clock, utc_now
-from upres.domain.media import BROWSER_PLAYABLE, EncodeSettings
+from upres.domain.media import VideoCodec, needs_playable_copy
 from upres.domain.pricing import Pricing
 from upres.domain.records import CallbackBody, Claim
 from upres.domain.storage_keys import playable_key, preview_key, result_key
@@ -35,7 +35,6 @@ class Publisher:
         storage: ResultStorage,
         render: CallbackBody,
         pricing: Pricing,
-        encode: EncodeSettings,
         result_ttl_s: int,
         clock: Clock = utc_now,
     ) -> None:
@@ -43,7 +42,6 @@ class Publisher:
         self._storage = storage
         self._render = render
         self._pricing = pricing
-        self._encode = encode
         self._result_ttl_s = result_ttl_s
         self._clock = clock
 
@@ -53,10 +51,12 @@ class Publisher:
         output: Path,
         duration_s: float,
         *,
+        codec: VideoCodec,
         notes: tuple[str, ...],
         mpix_per_s: float | None,
     ) -> Task:
-        """Store ``output`` under a name carrying the attempt, then settle
+        """Store ``output`` (written in ``codec``) under a name carrying the
+        attempt, with a playable copy when ``codec`` needs one, then settle
         (fenced) with ``notes``, charging ``duration_s`` of input; record the
         speed when given.
 
@@ -64,7 +64,7 @@ class Publisher:
         """
         key = result_key(claim.task.id, claim.attempt)
         self._storage.put(output, key)
-        if self._encode.codec not in BROWSER_PLAYABLE:
+        if needs_playable_copy(codec):
             self._store_playable(output, key)
         try:
             task = self._store.complete(
@@ -78,6 +78,7 @@ class Publisher:
                 ),
                 callback_body=self._render,
                 notes=notes,
+                result_codec=codec,
             )
         except LeaseLost:
             self._storage.delete(key)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from upres.domain.chunks import Chunk, ChunkClaim, Span
+from upres.domain.media import VideoCodec
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.tasks import Factor, Task, TaskError
 
@@ -50,8 +51,10 @@ class ClaimedTasks(Protocol):
         credits_charged: float,
         callback_body: CallbackBody,
         notes: tuple[str, ...] = (),
+        result_codec: VideoCodec | None = None,
     ) -> Task:
-        """End the task completed with ``notes``; capture ``credits_charged`` (at
+        """End the task completed with ``notes``, its result written in
+        ``result_codec``; capture ``credits_charged`` (at
         most the reservation, the rest refunded) and queue its callback, in one
         transaction.
 

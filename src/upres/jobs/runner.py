@@ -201,6 +201,7 @@ class TaskRunner:
             claim,
             output,
             result.info.duration_s,
+            codec=result.codec,
             notes=result.notes,
             mpix_per_s=megapixels / max(result.elapsed_s, 1e-3),
         )
@@ -240,7 +241,12 @@ class TaskRunner:
         for note in result.notes:
             log.info("task %s: %s", task.id, note)
         published = self._publisher.publish(
-            claim, output, result.info.duration_s, notes=result.notes, mpix_per_s=None
+            claim,
+            output,
+            result.info.duration_s,
+            codec=result.codec,
+            notes=result.notes,
+            mpix_per_s=None,
         )
         self._inputs.drop(task.id)
         self._delete_parts(task.id, chunks)

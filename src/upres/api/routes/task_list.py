@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from upres.api.deps import AuthenticatedKey, ServicesDep, SettingsDep, TaskServiceDep
+from upres.api.deps import AuthenticatedKey, ServicesDep, TaskServiceDep
 from upres.api.extension_schemas import TaskList, TaskListItem
 from upres.api.openapi import error_responses
 from upres.clock import utc_now
 from upres.domain.accounts import ApiKey
-from upres.domain.media import BROWSER_PLAYABLE
+from upres.domain.media import needs_playable_copy
 from upres.domain.storage_keys import playable_key, preview_key
 from upres.domain.tasks import Task, TaskStatus
 from upres.domain.uploads import is_upload_url
@@ -29,10 +29,11 @@ def _preview_url(services: ServicesDep, task: Task) -> str | None:
     return services.file_links(preview_key(task.id), expires_at=utc_now() + PREVIEW_LINK_TTL)
 
 
-def _playable_url(services: ServicesDep, settings: SettingsDep, task: Task) -> str | None:
-    if settings.encode_codec in BROWSER_PLAYABLE or services.file_links is None:
+def _playable_url(services: ServicesDep, task: Task) -> str | None:
+    """A link to the playable copy of a completed result whose codec needs one."""
+    if task.result_codec is None or not needs_playable_copy(task.result_codec):
         return None
-    if task.result_key is None or task.result_expires_at is None:
+    if services.file_links is None or task.result_key is None or task.result_expires_at is None:
         return None
     return services.file_links(playable_key(task.result_key), expires_at=task.result_expires_at)
 
@@ -62,7 +63,6 @@ def list_tasks(
     key: AuthenticatedKey,
     tasks: TaskServiceDep,
     services: ServicesDep,
-    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100, description="How many tasks")] = 20,
 ) -> TaskList:
     items = [
@@ -75,7 +75,7 @@ def list_tasks(
             else None,
             source_url=_source_url(services, key, task),
             preview_url=_preview_url(services, task),
-            playable_url=_playable_url(services, settings, task),
+            playable_url=_playable_url(services, task),
         )
         for task in tasks.list(key=key, limit=limit)
     ]

@@ -1,0 +1,105 @@
+"""One table of exit statuses for every command (upres.cli._exits, README "Exit codes")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.clips import make_clip
+from upres.cli import build_app
+from upres.cli._exits import error_code, stopped_by
+from upres.errors import (
+    ConfigError,
+    EncodeError,
+    ModelError,
+    NotAVideo,
+    NotFound,
+    UpresError,
+)
+from upres.pipeline.stages import CancelToken
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConfigError("invalid settings: UPRES_DEVICE"), 2),
+        (NotAVideo("not a video"), 1),
+        (ModelError("cuda is not available"), 1),
+        (EncodeError("cannot write"), 1),
+        (NotFound("no such account"), 1),
+    ],
+)
+def test_configuration_errors_exit_2_and_failed_work_1(error: UpresError, code: int) -> None:
+    assert error_code(error) == code
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_a_stop_signal_exits_128_plus_its_number(signum: int, code: int) -> None:
+    assert stopped_by(signum) == code
+
+
+def test_a_configuration_error_found_mid_run_exits_2_from_upscale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_clip(tmp_path / "in.mp4", frames=2)
+    output = tmp_path / "out.mp4"
+
+    # A setting found wrong once the work started (as UPRES_GPUS naming a
+    # missing GPU is): the one thing here that needs a stand-in.
+    def late(self: CancelToken) -> None:
+        raise ConfigError("UPRES_GPUS names GPU 7, but torch sees 0 GPU(s)")
+
+    monkeypatch.setattr(CancelToken, "raise_if_cancelled", late)
+    args = ["upscale", str(source), str(output), "--model", "realesr-animevideov3"]
+    done = CliRunner().invoke(build_app(), [*args, "--device", "cpu"])
+
+    assert done.exit_code == 2
+    assert done.stderr == "error: UPRES_GPUS names GPU 7, but torch sees 0 GPU(s)\n"
+    assert not output.exists()
+
+
+@pytest.mark.slow
+def test_a_configuration_error_found_at_start_exits_2_from_serve(tmp_path: Path) -> None:
+    # More GPUs than any machine has: the same refusal wherever the test runs.
+    env = {**os.environ, "UPRES_DATA_DIR": str(tmp_path / "data"), "UPRES_GPUS": "4096"}
+    done = subprocess.run(
+        [sys.executable, "-m", "upres.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: UPRES_GPUS names GPU 4096, but ")
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["credits", "balance", "acct_x"]])
+def test_a_database_url_upres_cannot_use_exits_2_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("UPRES_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("UPRES_DATABASE_URL", "nosuchdb://user:secret@host/upres")
+
+    done = CliRunner().invoke(build_app(), command)
+
+    assert done.exit_code == 2, done.output
+    assert done.stderr.startswith("error: UPRES_DATABASE_URL ")
+    assert done.stderr.count("\n") == 1
+    assert "secret" not in done.stderr
+
+
+def test_a_missing_account_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPRES_DATA_DIR", str(tmp_path))
+    done = CliRunner().invoke(build_app(), ["credits", "balance", "acct_missing"])
+    assert done.exit_code == 1
+    assert done.stderr.startswith("error: ")
