@@ -1,4 +1,10 @@
-"""Shared fixtures for the whole suite."""
+"""Shared fixtures for the whole suite, and the skips of tests whose device is missing.
+
+``store``, ``clock`` and ``account``: a real SQLite store on a fake clock, for the
+store and service tests of every tier. tests/integration/test_store_postgres.py
+re-collects the store tests with its own fixtures of the same names, so they run
+again on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import pytest
 import trustme
 
 from tests.servers import LocalHttpServer
+from tests.stores import FakeClock, sqlite_store
+from upres.domain.accounts import Account
+from upres.jobs.sql import SqlTaskStore
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,3 +60,20 @@ def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     return context
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlTaskStore]:
+    store = sqlite_store(tmp_path / "upres.db", clock)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def account(store: SqlTaskStore) -> Account:
+    return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")
