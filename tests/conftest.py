@@ -22,17 +22,29 @@ from upres.jobs.sql import SqlTaskStore
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``gpu`` skip cleanly on machines without CUDA (CI has none)."""
-    gpu_items = [item for item in items if "gpu" in item.keywords]
-    if not gpu_items:
-        return  # nothing to decide: a selection without GPU tests need not import torch
+    """Tests marked ``gpu`` skip cleanly on machines without CUDA (CI has none), tests
+    marked ``vulkan`` on machines without any Vulkan device (CI has llvmpipe)."""
+    for marker, present, reason in (
+        ("gpu", _has_cuda, "needs a CUDA GPU"),
+        ("vulkan", _has_vulkan, "no Vulkan device at all"),
+    ):
+        marked = [item for item in items if marker in item.keywords]
+        # Asked only when a marked test is selected: the others need not import torch or ncnn.
+        if marked and not present():
+            for item in marked:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _has_cuda() -> bool:
     import torch  # noqa: PLC0415
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in gpu_items:
-        item.add_marker(skip)
+    return torch.cuda.is_available()
+
+
+def _has_vulkan() -> bool:
+    from upres.models.ncnn_runtime import vulkan_devices  # noqa: PLC0415
+
+    return bool(vulkan_devices())
 
 
 @pytest.fixture
