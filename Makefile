@@ -39,10 +39,11 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The unit tests not marked slow, on two processes: the check to run while
-# working (README, "Tests and benchmarks"). `make test` runs everything.
+# The pure tier (tests/unit: no real video, networks, processes or sleeps) on two
+# processes: the check to run while working (tests/README.md). `make test` runs
+# every tier.
 test-fast: install
-	$(BIN)/pytest tests/unit -m "not slow" -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit -n 2 -q $(PYTEST_ARGS)
 
 bench-quality: install
 	$(BIN)/python bench/quality.py

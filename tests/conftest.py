@@ -1,4 +1,10 @@
-"""Shared fixtures for the whole suite."""
+"""Shared fixtures for the whole suite, and the skips of tests whose device is missing.
+
+``store``, ``clock`` and ``account``: a real SQLite store on a fake clock, for the
+store and service tests of every tier. tests/integration/test_store_postgres.py
+re-collects the store tests with its own fixtures of the same names, so they run
+again on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,35 @@ import pytest
 import trustme
 
 from tests.servers import LocalHttpServer
+from tests.stores import FakeClock, sqlite_store
+from upres.db.task_store import SqlTaskStore
+from upres.domain.accounts import Account
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``gpu`` skip cleanly on machines without CUDA (CI has none)."""
-    gpu_items = [item for item in items if "gpu" in item.keywords]
-    if not gpu_items:
-        return  # nothing to decide: a selection without GPU tests need not import torch
+    """Tests marked ``gpu`` skip cleanly on machines without CUDA (CI has none), tests
+    marked ``vulkan`` on machines without any Vulkan device (CI has llvmpipe)."""
+    for marker, present, reason in (
+        ("gpu", _has_cuda, "needs a CUDA GPU"),
+        ("vulkan", _has_vulkan, "no Vulkan device at all"),
+    ):
+        marked = [item for item in items if marker in item.keywords]
+        # Asked only when a marked test is selected: the others need not import torch or ncnn.
+        if marked and not present():
+            for item in marked:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _has_cuda() -> bool:
     import torch  # noqa: PLC0415
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in gpu_items:
-        item.add_marker(skip)
+    return torch.cuda.is_available()
+
+
+def _has_vulkan() -> bool:
+    from upres.models.ncnn_runtime import vulkan_devices  # noqa: PLC0415
+
+    return bool(vulkan_devices())
 
 
 @pytest.fixture
@@ -51,3 +72,20 @@ def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     return context
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlTaskStore]:
+    store = sqlite_store(tmp_path / "upres.db", clock)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def account(store: SqlTaskStore) -> Account:
+    return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")

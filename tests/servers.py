@@ -7,6 +7,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,7 +51,8 @@ class _ServedThread:
 
 @dataclass(frozen=True, kw_only=True)
 class Route:
-    """What the local test server answers for one path."""
+    """What the local test server answers for one path; ``after_head`` runs once the
+    status line and headers are sent, before the body (a test moves its clock there)."""
 
     body: bytes = b""
     status: int = 200
@@ -58,6 +60,7 @@ class Route:
     headers: tuple[tuple[str, str], ...] = ()
     delay_s: float = 0.0
     send_length: bool = True
+    after_head: Callable[[], None] | None = None
 
 
 class LocalHttpServer(_ServedThread):
@@ -125,6 +128,8 @@ def _make_handler(owner: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
+            if route.after_head is not None:
+                route.after_head()
             owner.count(self.path, len(body))
             try:
                 self.wfile.write(body)

@@ -1,7 +1,8 @@
 """Time and lease identity: the clock every component is given, and lease holder ids.
 
 Components take a ``Clock`` in their constructor (tests pass a fake one);
-only the composition root and defaults use ``utc_now``.
+only the composition root and defaults use ``utc_now``. Deadlines and short
+lifetimes count ``Ticks`` instead (``time.monotonic`` by default, a fake in tests).
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ class Clock(Protocol):
     """The current time as an aware UTC datetime (a fake one in tests)."""
 
     def __call__(self) -> datetime: ...
+
+
+class Ticks(Protocol):
+    """Seconds as a float on a clock of the caller's choice: ``time.monotonic`` for
+    deadlines, ``time.time`` where a library stamps wall-clock seconds."""
+
+    def __call__(self) -> float: ...
 
 
 def utc_now() -> datetime:

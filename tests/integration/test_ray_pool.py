@@ -215,11 +215,15 @@ def test_stopping_the_pool_ends_its_actors(tmp_path: Path, local_ray: None) -> N
     wait_for(lambda: bool(actor_pids() - before), timeout_s=60, what="the pool's actor")
     assert pool.alive()
 
+    # The actor may still be loading torch and the model, which takes more than 10 s
+    # on a loaded machine; its loop sees the stop once it starts. The grace is far
+    # longer than that: only an actor that ignored the stop would use it all.
+    grace_s = 300
     started = time.monotonic()
-    pool.stop(grace_s=10)
+    pool.stop(grace_s=grace_s)
 
     assert not pool.alive()
-    assert time.monotonic() - started < 10  # the actor stopped when asked
+    assert time.monotonic() - started < grace_s  # the actor stopped when asked, unkilled
     wait_for(lambda: actor_pids() <= before, timeout_s=30, what="the actor process to end")
 
 

@@ -2,7 +2,7 @@
 Vulkan device and a task completes through the ncnn runtime there.
 
 On CI the only Vulkan device is Mesa's llvmpipe (asked for by name, it is used);
-the clip is tiny. Skipped only when the machine has no Vulkan device at all.
+the clip is tiny. Marked ``vulkan``: skipped only when the machine has no Vulkan device at all.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from testkit.net import free_port
 from tests.clips import make_clip
 from tests.integration.serve_harness import Client, Serve, create_key
 from tests.servers import LocalHttpServer, Route
-from upres.models.ncnn_runtime import vulkan_devices
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not vulkan_devices(), reason="no Vulkan device at all"),
+    pytest.mark.vulkan,
 ]
 
 

@@ -22,7 +22,7 @@ from tests.clips import probed_info
 from upres.api.app import create_app
 from upres.api.deps import Services
 from upres.api.schemas import TaskRenderer
-from upres.clock import Clock, utc_now
+from upres.clock import Clock, Ticks, utc_now
 from upres.config import Settings
 from upres.db.migrate import migrate
 from upres.db.task_store import SqlTaskStore
@@ -129,10 +129,12 @@ def running_api(
     adjust: Callable[[Services], Services] = lambda services: services,
     upload_settings: Settings | None = None,
     upload_clock: Clock = utc_now,
+    ticks: Ticks = time.monotonic,
     **overrides: Any,
 ) -> Iterator[Api]:
     """Migrated SQLite store, a funded key, and the app serving them; uploads
-    follow ``upload_settings`` (limits, lifetime) and ``upload_clock``;
+    follow ``upload_settings`` (limits, lifetime) and ``upload_clock``, cached keys
+    ``ticks``;
     ``overrides`` of the app settings (a rate limit of 1000 a minute unless given)."""
     url = f"sqlite:///{tmp_path / 'api.db'}"
     migrate(url)
@@ -143,7 +145,7 @@ def running_api(
     services = adjust(real_services(store, storage, uploads))
     settings = Settings(**{"data_dir": tmp_path, "rate_limit_per_minute": 1000, **overrides})
     try:
-        with live_server(create_app(settings, services=services)) as base_url:
+        with live_server(create_app(settings, services=services, ticks=ticks)) as base_url:
             yield Api(
                 base_url=base_url,
                 store=store,

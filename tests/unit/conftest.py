@@ -1,33 +1,28 @@
-"""Fixtures shared by the store and service tests: a real SQLite store on a fake clock.
+"""The pure tier: what runs here needs no real video, no network weights, no other
+process and no waiting.
 
-tests/integration/test_store_postgres.py re-collects the store tests with its
-own fixtures of the same names, so they run again on PostgreSQL.
+Tests here use real SQLite, real HTTP on 127.0.0.1 and threads, and move fake
+clocks (tests/ticks.py, tests/stores.py) instead of sleeping. A test that needs
+more belongs in tests/media (real media files, torch, ncnn, the bench) or
+tests/process (it starts processes); tests/unit/test_tiers.py reads the imports,
+and the fixture below catches a test that loads the networks while it runs.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.stores import FakeClock, sqlite_store
-from upres.db.task_store import SqlTaskStore
-from upres.domain.accounts import Account
+# What only the media tier loads: seconds of imports and the real networks.
+NETWORK_MODULES = ("torch", "ncnn", "spandrel")
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[SqlTaskStore]:
-    store = sqlite_store(tmp_path / "upres.db", clock)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def account(store: SqlTaskStore) -> Account:
-    return store.create_account(user_group="default", credits=1000, webhook_secret="whsec_test")
+@pytest.fixture(autouse=True)
+def _loads_no_networks(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = {name for name in NETWORK_MODULES if name in sys.modules}
+    yield
+    loaded = [name for name in NETWORK_MODULES if name in sys.modules and name not in before]
+    if loaded:
+        pytest.fail(f"{request.node.nodeid} loaded {', '.join(loaded)}: it belongs in tests/media")

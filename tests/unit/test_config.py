@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
 from upres.config import load_settings
 from upres.domain.media import EncodeSettings
 from upres.errors import ConfigError, InvalidRequest
-from upres.worker_wiring import output_encoding
 
 
 @pytest.mark.parametrize(
@@ -70,52 +63,3 @@ def test_encode_settings_refuse_what_the_codec_does_not_take(
     with pytest.raises(InvalidRequest) as caught:
         EncodeSettings(**kwargs)  # type: ignore[arg-type]
     assert caught.value.param == param
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["serve", "--port", "8123"],
-        ["worker"],
-        ["keys", "create", "--credits", "1"],
-        ["upscale", "in.mp4", "out.mp4"],
-    ],
-)
-def test_commands_print_one_line_and_exit_2(tmp_path: Path, command: list[str]) -> None:
-    env = {**os.environ, "UPRES_DEVICE": "tpu", "UPRES_DATA_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "upres.cli", *command],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert done.stderr == (
-        "error: invalid settings: UPRES_DEVICE: Input should be 'auto', 'cpu', 'cuda' or 'vulkan'\n"
-    )
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("cuda", "env", "preset"),
-    [
-        (True, {"UPRES_MODEL": "realesr-animevideov3"}, "veryfast"),
-        (True, {"UPRES_MODEL": "realesr-animevideov3", "UPRES_DEVICE": "cpu"}, None),
-        (True, {}, None),
-        (True, {"UPRES_MODEL": "realesr-animevideov3", "UPRES_ENCODE_PRESET": "fast"}, "fast"),
-        (False, {"UPRES_MODEL": "realesr-animevideov3"}, None),
-    ],
-    ids=["fast-model-on-gpu", "forced-cpu", "default-slow-model", "chosen", "no-gpu"],
-)
-def test_service_encoding_keeps_up_with_a_fast_model_on_a_gpu(
-    monkeypatch: pytest.MonkeyPatch, cuda: bool, env: dict[str, str], preset: str | None
-) -> None:
-    # Whether CUDA is present is the one thing this machine cannot vary for real.
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert output_encoding(load_settings()).preset == preset

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import upres
@@ -107,19 +105,6 @@ def test_an_upward_import_is_seen_inside_a_function_and_relative(tmp_path: Path)
     (root / "jobs" / "runner.py").write_text("import upres.db.ledger\nfrom upres import errors\n")
 
     assert upward_imports(root) == ["db/ledger.py:2 (db) imports upres.jobs.runner (jobs)"]
-
-
-def test_the_api_side_of_the_composition_root_loads_no_torch():
-    # API processes and `upres keys` import upres.wiring only; torch, the models and
-    # the engine are the worker half's (upres.worker_wiring), ~2 s of imports.
-    code = (
-        "import sys, upres.wiring, upres.cli.asgi, upres.cli.keys; "
-        "print(sorted(m for m in ('torch', 'upres.pipeline.engine') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.strip() == "[]"
 
 
 def test_the_documented_table_is_read_whole():

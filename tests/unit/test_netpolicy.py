@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.dns import hanging_dns
+from tests.dns import HANG_S, hanging_dns
 from tests.servers import LocalHttpServer, Route
+from tests.ticks import FakeTicks
 from upres.errors import AddressNotAllowed, ServiceUnavailable
 from upres.inputs.netpolicy import (
     AddressPolicy,
@@ -22,6 +22,8 @@ from upres.inputs.netpolicy import (
     total_deadline,
 )
 
+# The trickling peer's total time limit: far more than the test takes in real time.
+DEADLINE_S = 60.0
 FORBIDDEN_ALWAYS = [
     "169.254.169.254",  # cloud metadata
     "fd00:ec2::254",  # AWS metadata over IPv6 (a ULA)
@@ -149,53 +151,56 @@ def test_unreadable_ca_file_is_reported(tmp_path: Path) -> None:
             ssl_context(path)
 
 
-def _trickle(server: socket.socket, stop: threading.Event) -> None:
-    """Accept one connection and answer a response head one byte at a time."""
+def _trickle(server: socket.socket, ticks: FakeTicks, stop: threading.Event) -> None:
+    """Accept one connection, send part of a response head, move the clock past the
+    deadline, then one byte more: every read is quick, the whole is too late."""
     conn, _ = server.accept()
     with conn:
         conn.recv(65536)
-        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
-            if stop.wait(0.02):
-                return
-            try:
-                conn.sendall(bytes([byte]))
-            except OSError:
-                return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: a")
+        ticks.advance(DEADLINE_S + 1)
+        conn.sendall(b"a")
+        stop.wait(HANG_S)  # the connection stays open: only the deadline ends the request
 
 
 def test_total_deadline_stops_a_trickling_peer() -> None:
     """Each byte arrives well within the per-read timeout; the total limit still holds."""
+    ticks = FakeTicks()
     stop = threading.Event()
     with socket.create_server(("127.0.0.1", 0)) as server:
-        worker = threading.Thread(target=_trickle, args=(server, stop))
+        worker = threading.Thread(target=_trickle, args=(server, ticks, stop))
         worker.start()
         url = f"http://127.0.0.1:{server.getsockname()[1]}/"
-        started = time.monotonic()
-        with (
-            policy_client(AddressPolicy(True), timeout_s=5) as client,
-            total_deadline(0.5),
-            pytest.raises(httpx.ReadTimeout),
-        ):
-            client.get(url)
-        elapsed = time.monotonic() - started
-        stop.set()
-        worker.join()
-    assert 0.4 < elapsed < 1.5
+        try:
+            with (
+                policy_client(AddressPolicy(True), timeout_s=5) as client,
+                total_deadline(DEADLINE_S, ticks=ticks),
+                pytest.raises(httpx.ReadTimeout, match="total time limit"),
+            ):
+                client.get(url)
+        finally:
+            stop.set()
+            worker.join()
 
 
 def test_total_deadline_bounds_name_resolution() -> None:
-    """A lookup that hangs is given up when the block's time is up, with a timeout."""
+    """A lookup still hanging when the block's time is up is given up, with a timeout."""
+    ticks = FakeTicks(step=1.0)  # each reading a second later: past a 0.3 s limit at once
     with hanging_dns() as resolver:
         policy = AddressPolicy(False, resolver=resolver)
-        started = time.monotonic()
-        with total_deadline(0.3), pytest.raises(TimeoutError):
+        with total_deadline(0.3, ticks=ticks), pytest.raises(TimeoutError):
             policy.resolve("slow.example.com", 443)
         with (
             policy_client(policy, timeout_s=5) as client,
-            total_deadline(0.3),
+            total_deadline(0.3, ticks=ticks),
             pytest.raises(httpx.ConnectTimeout),
         ):
             client.get("http://slow.example.com/")
-        elapsed = time.monotonic() - started
     assert resolver.asked == ["slow.example.com", "slow.example.com"]
-    assert 0.5 < elapsed < 1.5
+
+
+def test_a_lookup_answered_within_the_deadline_is_used() -> None:
+    public = ipaddress.ip_address("93.184.216.34")
+    policy = AddressPolicy(False, resolver=lambda host, port: [public])
+    with total_deadline(0.3, ticks=FakeTicks()):
+        assert policy.resolve("fast.example.com", 443) == [public]

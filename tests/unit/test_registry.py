@@ -1,13 +1,11 @@
-"""The model registry and ``upres models list``."""
+"""The model registry (``upres models list``, which loads the runtimes: tests/media)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-from typer.testing import CliRunner
 
-from upres.cli import build_app
 from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel
 from upres.models.registry import (
@@ -67,13 +65,3 @@ def test_model_for_is_the_chosen_model_or_the_default() -> None:
 def test_specs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODELS[0].scale = 2  # type: ignore[misc]
-
-
-def test_models_list_shows_every_model_and_defaults() -> None:
-    result = CliRunner().invoke(build_app(), ["models", "list"], env={"COLUMNS": "240"})
-    assert result.exit_code == 0, result.output
-    for spec in MODELS:
-        assert spec.id in result.output
-    assert "1x, 2x, 4x" in result.output
-    assert "BSD-3-Clause" in result.output
-    assert "pytorch, ncnn (CPU: ncnn)" in result.output

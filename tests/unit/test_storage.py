@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -254,22 +253,30 @@ def test_janitor_deletes_only_expired_results(
     assert janitor.run_once() == 0
 
 
+class _StopAfterWaits(threading.Event):
+    """A stop event the loop sets itself on its ``waits``-th wait, which returns at
+    once: the loop makes that many passes without any time passing."""
+
+    def __init__(self, waits: int) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+        self._waits = waits
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        if len(self.timeouts) >= self._waits:
+            self.set()
+        return self.is_set()
+
+
 def test_janitor_loop_runs_until_stopped(
     store: SqlTaskStore, storage: LocalStorage, clock: FakeClock, src: Path
 ) -> None:
     completed_task(store, clock, key="t/attempt-1.mp4", ttl_s=0)
     storage.put(src, "t/attempt-1.mp4")
-    stop = threading.Event()
-    loop = threading.Thread(
-        target=Janitor(store, storage, clock).run_forever, args=(stop,), kwargs={"interval_s": 0.01}
-    )
-    loop.start()
-    deadline = time.monotonic() + 5
-    while storage.exists("t/attempt-1.mp4") and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop.set()
-    loop.join(timeout=5)
-    assert not loop.is_alive()
+    stop = _StopAfterWaits(2)
+    Janitor(store, storage, clock).run_forever(stop, interval_s=30)
+    assert stop.timeouts == [30, 30]  # a pass, a wait, a pass, a wait: then stopped
     assert not storage.exists("t/attempt-1.mp4")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
@@ -21,6 +22,7 @@ from upres.api.readpath import ReadPath
 from upres.api.routes import ROUTERS
 from upres.api.routes.page import mount_static
 from upres.api.routes.uploads import UPLOADS_PATH
+from upres.clock import Ticks
 from upres.config import Settings
 
 _DESCRIPTION = (
@@ -64,9 +66,11 @@ def _lifespan(services: Services | ServicesSource, metrics: ApiMetrics) -> Calla
     return lifespan
 
 
-def create_app(settings: Settings, *, services: Services | ServicesSource) -> FastAPI:
+def create_app(
+    settings: Settings, *, services: Services | ServicesSource, ticks: Ticks = time.monotonic
+) -> FastAPI:
     """The API app on ``services``: built ones, or a source that opens them when
-    the app starts and closes them when it stops."""
+    the app starts and closes them when it stops. Cached keys live on ``ticks``."""
     metrics = ApiMetrics()
     app = FastAPI(
         title="upres: topaz-video-upscale API",
@@ -80,7 +84,7 @@ def create_app(settings: Settings, *, services: Services | ServicesSource) -> Fa
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    key_cache = app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s)
+    key_cache = app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s, clock=ticks)
     limits = limit_storage(settings.redis_url)
     limiter = app.state.limiter = RateLimiter(
         limit=settings.rate_limit_per_minute, window_s=60, storage=limits, namespace="key"

@@ -23,6 +23,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
 from starlette.concurrency import run_in_threadpool
 
+from upres.clock import Ticks
 from upres.errors import RateLimited, ServiceUnavailable
 
 # Redis keys of upres, apart from anything else in the same database.
@@ -54,25 +55,37 @@ class SweptMemoryStorage(MemoryStorage):
     The stock storage starts a new timer thread 10 ms after each hit once the
     previous one ended: under steady load, a thread start every request or two,
     measured as most of a cached read's CPU (docs/BENCHMARKS.md). Here one
-    daemon thread sweeps every ``sweep_s``, and ends once the storage is gone.
+    daemon thread sweeps every ``sweep_s`` (waiting with ``sleep``), and ends once
+    the storage is gone. Both hooks are name-mangled privates of ``limits``:
+    tests/unit/test_api_ratelimit.py fails if an upgrade renames them.
     """
 
-    def __init__(self, *, sweep_s: float = 1.0) -> None:
+    def __init__(
+        self, *, sweep_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         super().__init__()
         reference = weakref.ref(self)
-        threading.Thread(target=_sweep_while_alive, args=(reference, sweep_s), daemon=True).start()
+        threading.Thread(
+            target=_sweep_while_alive, args=(reference, sweep_s, sleep), daemon=True
+        ).start()
 
     def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 (the base's private hook)
         return
 
+    def sweep(self) -> None:
+        """Drop every entry whose window has passed."""
+        self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
-def _sweep_while_alive(reference: weakref.ref[SweptMemoryStorage], sweep_s: float) -> None:
+
+def _sweep_while_alive(
+    reference: weakref.ref[SweptMemoryStorage], sweep_s: float, sleep: Callable[[float], None]
+) -> None:
     while True:
-        time.sleep(sweep_s)
+        sleep(sweep_s)
         storage = reference()
         if storage is None:
             return
-        storage._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        storage.sweep()
         del storage
 
 
@@ -94,10 +107,19 @@ class RateLimiter:
     The moving window of ``limits``' MovingWindowRateLimiter, on the storage's
     own moving-window operations: a name's storage key is built once and
     remembered (building it is most of a hit's cost), and a check reads the
-    window once.
+    window once. ``clock`` must be the one the storage stamps its hits with (the
+    wall clock, for ``limits``' storages).
     """
 
-    def __init__(self, *, limit: int, window_s: int, storage: Storage, namespace: str) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int,
+        window_s: int,
+        storage: Storage,
+        namespace: str,
+        clock: Ticks = time.time,
+    ) -> None:
         if limit < 1 or window_s < 1:
             raise ValueError("limit and window_s must be at least 1")
         if not isinstance(storage, MovingWindowSupport):
@@ -108,6 +130,7 @@ class RateLimiter:
         self._key_of = functools.lru_cache(maxsize=_REMEMBERED_NAMES)(item.key_for)
         # A remote storage is network I/O: it must not run on the event loop.
         self._remote = not isinstance(storage, MemoryStorage)
+        self._clock = clock
 
     async def hit(self, name: str) -> RateLimitStatus:
         """Spend one hit of ``name``'s budget.
@@ -147,7 +170,7 @@ class RateLimiter:
         return RateLimitStatus(
             limit=self._limit,
             remaining=max(0, self._limit - hits),
-            reset_after_s=max(0.0, window_start + self._expiry - time.time()),
+            reset_after_s=max(0.0, window_start + self._expiry - self._clock()),
         )
 
     @staticmethod

@@ -164,6 +164,7 @@ class CallbackSender:
         self._clock = clock
         self._batch = batch_size
         self._timeout_s = timeout_s
+        self._ticks = policy.ticks
         self._client = policy_client(policy, timeout_s=timeout_s, tls=ssl_context(ca_file))
 
     def claim(self, *, limit: int) -> list[OutboxItem]:
@@ -235,7 +236,7 @@ class CallbackSender:
         try:
             headers = self._headers(item, started)
             with (
-                total_deadline(self._timeout_s),
+                total_deadline(self._timeout_s, ticks=self._ticks),
                 self._client.stream("POST", url, content=item.body, headers=headers) as r,
             ):
                 return _Sent(status=r.status_code, error=_describe(r.status_code))

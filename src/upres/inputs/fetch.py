@@ -127,7 +127,7 @@ def fetch(
     try:
         with (
             mapped_errors("Could not download the input video"),
-            total_deadline(timeout_s),
+            total_deadline(timeout_s, ticks=policy.ticks),
             policy_client(policy, timeout_s=timeout_s, tls=tls) as client,
             open_stream(client, url) as response,
         ):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, wait
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import certifi
 import httpcore
 import httpx
 
+from upres.clock import Ticks
 from upres.errors import AddressNotAllowed, InvalidRequest, ServiceUnavailable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -113,6 +115,7 @@ class AddressPolicy:
     with ``allow_private`` (a self-hoster on a LAN). Link-local, multicast,
     reserved, unspecified and cloud metadata addresses are never allowed.
     ``extra_networks`` opens chosen networks without opening all private ones.
+    ``ticks`` is the clock the time limits of its clients count on.
     """
 
     def __init__(
@@ -122,9 +125,11 @@ class AddressPolicy:
         extra_networks: Iterable[IPNetwork] = (),
         resolver: Resolver = system_resolver,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        ticks: Ticks = time.monotonic,
     ) -> None:
         self.allow_private = allow_private
         self.extra_networks = tuple(extra_networks)
+        self.ticks = ticks
         self._resolver = resolver
         self._check_timeout_s = check_timeout_s
 
@@ -181,7 +186,11 @@ class AddressPolicy:
         Raises InvalidRequest (``param``) when the host does not resolve (in
         time), AddressNotAllowed for a forbidden address.
         """
-        limit = total_deadline(self._check_timeout_s) if _DEADLINE.get() is None else nullcontext()
+        limit = (
+            total_deadline(self._check_timeout_s, ticks=self.ticks)
+            if _DEADLINE.get() is None
+            else nullcontext()
+        )
         try:
             with limit:
                 self.resolve(host, port, param=param)
@@ -200,15 +209,24 @@ def _ip_literal(host: str) -> IPAddress | None:
         return None
 
 
-_DEADLINE: ContextVar[float | None] = ContextVar("upres_network_deadline", default=None)
+@dataclass(frozen=True, kw_only=True)
+class _Deadline:
+    end: float
+    ticks: Ticks
+
+    def left(self) -> float:
+        return self.end - self.ticks()
+
+
+_DEADLINE: ContextVar[_Deadline | None] = ContextVar("upres_network_deadline", default=None)
 
 
 @contextmanager
-def total_deadline(seconds: float) -> Iterator[None]:
+def total_deadline(seconds: float, *, ticks: Ticks = time.monotonic) -> Iterator[None]:
     """Bound every name lookup, connect, read and write of policy clients in this
-    block to ``seconds`` in total, so neither a peer trickling bytes nor a DNS
-    server that never answers can stretch a timeout."""
-    token = _DEADLINE.set(time.monotonic() + seconds)
+    block to ``seconds`` in total on ``ticks``, so neither a peer trickling bytes
+    nor a DNS server that never answers can stretch a timeout."""
+    token = _DEADLINE.set(_Deadline(end=ticks() + seconds, ticks=ticks))
     try:
         yield
     finally:
@@ -222,14 +240,14 @@ def _resolve_in_time(resolver: Resolver, host: str, port: int) -> list[IPAddress
     thread that is abandoned, to finish on its own, when the time is up.
     Raises TimeoutError then; the resolver's own errors pass through.
     """
-    end = _DEADLINE.get()
-    if end is None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
         return resolver(host, port)
     answer: Future[list[IPAddress]] = Future()
     threading.Thread(
         target=_settle, args=(answer, resolver, host, port), name="upres-resolve", daemon=True
     ).start()
-    done, _ = wait([answer], timeout=max(0.0, end - time.monotonic()))
+    done, _ = wait([answer], timeout=max(0.0, deadline.left()))
     if not done:
         raise TimeoutError(f"resolving {host!r} took longer than the time limit")
     return answer.result()
@@ -247,10 +265,10 @@ def _bounded(timeout: float | None) -> float | None:
 
     Raises httpcore.ReadTimeout once the deadline has passed.
     """
-    end = _DEADLINE.get()
-    if end is None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
         return timeout
-    left = end - time.monotonic()
+    left = deadline.left()
     if left <= 0:
         raise httpcore.ReadTimeout("the total time limit was reached")
     return left if timeout is None else min(timeout, left)

@@ -279,7 +279,7 @@ class RemoteProber:
         """
         try:
             with (
-                total_deadline(self._timeout_s),
+                total_deadline(self._timeout_s, ticks=self._policy.ticks),
                 policy_client(self._policy, timeout_s=self._timeout_s, tls=self._tls) as client,
                 self._opened(client, url, whole_body) as remote,
             ):

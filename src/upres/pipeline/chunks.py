@@ -47,7 +47,7 @@ from upres.pipeline.window import FrameWindow
 # Frames run through a stateful upscaler before a chunk's first frame. The
 # stabiliser's carried texture fades as carry ** n (0.9 ** 16 ~ 0.19 of what it
 # was), which keeps the seam frames within 0.5 dB PSNR of an unchunked run
-# (tests/unit/test_chunks.py).
+# (tests/media/test_chunks.py).
 DEFAULT_PRE_ROLL = 16
 # No cut closer than this share of a chunk to the end: the last chunk is never a sliver.
 _MIN_TAIL_SHARE = 0.5

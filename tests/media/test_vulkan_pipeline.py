@@ -1,7 +1,7 @@
 """``upres upscale --device vulkan``: the whole pipeline on the ncnn runtime's Vulkan device.
 
 On CI that device is Mesa's llvmpipe (Vulkan on the CPU), so the clip is tiny.
-Skipped only when the machine has no Vulkan device at all.
+Marked ``vulkan``: skipped only when the machine has no Vulkan device at all.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from tests.clips import make_clip
 from upres.cli import build_app
 from upres.domain.media import MediaLimits
 from upres.inputs.probe import probe
-from upres.models.ncnn_runtime import vulkan_devices
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not vulkan_devices(), reason="no Vulkan device at all"),
+    pytest.mark.vulkan,
 ]
 
 

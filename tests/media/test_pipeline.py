@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -20,16 +20,23 @@ from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 FAST = EncodeSettings(preset="ultrafast")
+# A stage that has not moved after this long is stuck, not slow.
+STUCK_S = 30.0
 
 
 class Nearest:
-    """A FrameUpscaler repeating pixels; ``fail_on``/``delay_s`` inject faults and slowness."""
+    """A FrameUpscaler repeating pixels; ``fail_on`` injects a fault, ``on_call`` sees
+    each call's number (1 first) on the upscale stage's thread before it is answered."""
 
     def __init__(
-        self, scale: int = 2, batch: int = 4, fail_on: int | None = None, delay_s: float = 0.0
+        self,
+        scale: int = 2,
+        batch: int = 4,
+        fail_on: int | None = None,
+        on_call: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._scale, self._batch = scale, batch
-        self.fail_on, self.delay_s = fail_on, delay_s
+        self.fail_on, self.on_call = fail_on, on_call
         self.calls = 0
 
     @property
@@ -44,7 +51,7 @@ class Nearest:
         self.calls += 1
         if self.calls == self.fail_on:
             raise ModelError("injected model failure")
-        time.sleep(self.delay_s)
+        self.on_call(self.calls)
         return pixels.repeat_interleave(self._scale, 1).repeat_interleave(self._scale, 2)
 
 
@@ -130,20 +137,32 @@ def test_cancel_between_batches_leaves_nothing(tmp_path: Path, clip: Path) -> No
 
 def test_cancel_from_another_thread_stops_a_slow_run(tmp_path: Path, clip: Path) -> None:
     token = CancelToken()
-    timer = threading.Timer(0.3, token.cancel)
-    timer.start()
-    started = time.monotonic()
+    second_batch, cancelled = threading.Event(), threading.Event()
+
+    def cancel_at_the_second_batch() -> None:
+        if second_batch.wait(STUCK_S):
+            token.cancel()
+        cancelled.set()
+
+    def pause_at_the_second(call: int) -> None:
+        if call == 2:
+            second_batch.set()
+            cancelled.wait(STUCK_S)
+
+    canceller = threading.Thread(target=cancel_at_the_second_batch)
+    canceller.start()
+    upscaler = Nearest(batch=1, on_call=pause_at_the_second)
     with pytest.raises(Cancelled):
         upscale_video(
             source=clip,
             destination=tmp_path / "out.mp4",
-            upscaler=Nearest(batch=1, delay_s=0.2),
+            upscaler=upscaler,
             encode=FAST,
             limits=MediaLimits(),
             cancel=token,
         )
-    timer.join()
-    assert time.monotonic() - started < 2.0
+    canceller.join()
+    assert upscaler.calls == 2  # not one batch after the cancel, of 12
     assert _leftovers(tmp_path) == []
     assert _stage_threads() == []
 
@@ -207,22 +226,28 @@ def test_an_unwritable_destination_is_refused_before_any_work(tmp_path: Path, cl
 
 
 def test_stages_overlap(tmp_path: Path) -> None:
-    """Inference and encoding run at the same time: the run takes about the slower of the two."""
+    """Inference and encoding run at the same time: while the encoding side is busy
+    with one batch, the model starts on the next."""
     source = make_clip(tmp_path / "in.mp4", frames=16)
-    upscaler = Nearest(batch=2, delay_s=0.3)
-    started = time.monotonic()
+    started = [threading.Event() for _ in range(9)]
+    upscaler = Nearest(batch=2, on_call=lambda call: started[call].set())
+    overlapped: list[bool] = []
+
+    def busy_encoding(progress: Progress) -> None:
+        if progress.frames_done < 16:
+            # Batch k was encoded; in a sequential pipeline batch k+1 would wait for this.
+            overlapped.append(started[progress.frames_done // 2 + 1].wait(STUCK_S))
+
     upscale_video(
         source=source,
         destination=tmp_path / "out.mp4",
         upscaler=upscaler,
         encode=FAST,
         limits=MediaLimits(),
-        on_progress=lambda _: time.sleep(0.3),
+        on_progress=busy_encoding,
     )
-    elapsed = time.monotonic() - started
-    # 8 batches x (0.3 s model + 0.3 s encode side): 4.8 s in sequence, ~2.7 s overlapped.
     assert upscaler.calls == 8
-    assert elapsed < 4.0
+    assert overlapped == [True] * 7
 
 
 @pytest.mark.slow

