@@ -16,8 +16,8 @@ from testkit.seaweedfs import S3Server, mini_command, wait_ready, weed_binary
 
 from tests.clips import make_clip
 from tests.integration.test_s3_seaweedfs import worker_settings
+from tests.media.test_chunked_tasks import frame_times, submit
 from tests.stores import FakeClock, ledger_sums
-from tests.unit.test_chunked_tasks import frame_times, submit
 from upres.config import Settings
 from upres.database import TaskStore
 from upres.domain.tasks import Task, TaskStatus

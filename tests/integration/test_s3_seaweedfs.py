@@ -161,7 +161,7 @@ def test_a_chunked_task_keeps_every_object_in_the_bucket(
 ) -> None:
     """Upload, stored input, chunk outputs, preview and result all go through
     the real server; once published, only the result is left."""
-    from tests.unit.test_chunked_tasks import (  # noqa: PLC0415
+    from tests.media.test_chunked_tasks import (  # noqa: PLC0415
         FPS,
         KEYFRAME_EVERY_HALF_SECOND,
         frame_times,
