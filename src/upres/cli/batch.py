@@ -150,8 +150,9 @@ def _one(
     if item.verdict is not Verdict.VIDEO:
         status = Status.SKIPPED if item.verdict is Verdict.NOT_A_VIDEO else Status.FAILED
         return Outcome(source=item.source, output=None, status=status, reason=item.reason)
-    if any(o.output == output for o in display.outcomes if o.status is not Status.SKIPPED):
-        return ended(Status.FAILED, "another source of this batch writes the same output")
+    # The first file to claim an output keeps it, this run and the next ones alike.
+    if any(o.output == output for o in display.outcomes):
+        return ended(Status.FAILED, f"an earlier file of this batch writes {output} too")
     try:
         cancel.raise_if_cancelled()
         job = batch.plan(item)

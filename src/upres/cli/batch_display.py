@@ -122,7 +122,9 @@ class BatchDisplay:
             # Its frames will not be done: the batch's total shrinks.
             self._frames.pop(outcome.source, None)
         if self._bar is not None:
-            self._bar.update(self._batch, total=sum(self._frames.values()) or None)
+            total = sum(self._frames.values()) or None
+            label = f"files {self._index + 1}/{self._count}"
+            self._bar.update(self._batch, total=total, label=label)
             self._bar.update(self._file, visible=False)
         if self._json:
             typer.echo(outcome.as_json())

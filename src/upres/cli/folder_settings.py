@@ -86,5 +86,8 @@ def _value(path: Path, key: str, value: Any) -> Any:
     if key == "factor" and value not in (1, 2, 4):
         raise InvalidRequest(f"{path}: factor must be 1, 2 or 4, got {value}", param="upres.toml")
     if key == "codec":
-        return video_codec(str(value))
+        try:
+            return video_codec(str(value))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{path}: {exc}", param="upres.toml") from exc
     return value
