@@ -185,6 +185,12 @@ def test_batch_options_need_an_output_folder(tmp_path: Path) -> None:
     assert code == 2
 
 
+def test_a_folder_into_a_file_name_says_to_name_a_folder(tmp_path: Path) -> None:
+    code, _, stderr = _invoke(str(tmp_path), str(tmp_path / "out.mp4"))
+    assert code == 2
+    assert "is a folder: give a folder to write into" in stderr
+
+
 @pytest.mark.slow
 def test_a_batch_killed_mid_file_carries_on_where_it_stopped(tmp_path: Path) -> None:
     source = tmp_path / "src"

@@ -61,7 +61,7 @@ def remote(
         int | None, typer.Option(help="Output size multiplier: 1, 2 or 4 (default 2).")
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace outputs that upres did not write.")
+        bool, typer.Option("--overwrite", help="Replace outputs that upres did not write.")
     ] = False,
     json_lines: Annotated[
         bool, typer.Option("--json", help="One JSON line per file on stdout.")

@@ -136,7 +136,9 @@ def upscale(
     ] = None,
     overwrite: Annotated[
         bool,
-        typer.Option(help="With OUTPUT_DIR: replace outputs that upres did not write."),
+        typer.Option(
+            "--overwrite", help="With OUTPUT_DIR: replace outputs that upres did not write."
+        ),
     ] = False,
     json_lines: Annotated[
         bool, typer.Option("--json", help="With OUTPUT_DIR: one JSON line per file on stdout.")
@@ -167,6 +169,11 @@ def upscale(
     if container is not None or overwrite or json_lines:
         raise typer.BadParameter("--container, --overwrite and --json need an OUTPUT_DIR")
     input_path, output_path = (Path(p) for p in paths)
+    if input_path.is_dir():
+        raise typer.BadParameter(
+            f"{input_path} is a folder: give a folder to write into (for example "
+            f"{output_path.with_suffix('')}/)"
+        )
     stop = StopOnSignal()
     with handling_stop_signals(stop):
         settings = settings_or_exit()
