@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 from tests.clips import make_clip
 from tests.integration.serve_harness import Client, CreatedKey, Serve, create_key, wait_for
 from upres.cli import build_app
-from upres.cli.manifest import MANIFEST_FILE, STATE_DIR
+from upres.cli.api_client import ApiClient
+from upres.cli.batch import identity_of
+from upres.cli.manifest import MANIFEST_FILE, STATE_DIR, opened
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +122,47 @@ def test_a_run_killed_after_submitting_polls_its_task_instead_of_submitting_agai
     assert "already submitted: resumed" in line["reason"]
     assert _task_count(serve, key) == before + 1
     assert sorted(p.name for p in out.iterdir()) == [STATE_DIR, "clip.mp4"]
+
+
+def _kept_upload(out: Path, clip: Path, serve: Serve, **kept: str) -> None:
+    """The manifest as a run leaves it when it stopped after uploading ``clip``."""
+    identity = identity_of(clip, {"server": serve.base_url, "factor": 2})
+    with opened(out) as manifest:
+        manifest.start(out / "clip.mp4", identity, **kept)
+
+
+def test_a_run_stopped_before_recording_its_task_gets_it_back_by_its_idempotency_key(
+    service: tuple[Serve, CreatedKey], tmp_path: Path
+) -> None:
+    serve, key = service
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, fps=6)
+    client = ApiClient(serve.base_url, key.secret)
+    try:
+        url = client.upload(clip)
+        first = client.submit(url, factor=2, idempotency_key="upres-remote-test-1")
+    finally:
+        client.close()
+    out = tmp_path / "out"
+    _kept_upload(out, clip, serve, upload_url=url, idempotency_key="upres-remote-test-1")
+    before = _task_count(serve, key)
+
+    code, stdout, stderr = _remote(serve, key, str(clip), str(out))
+    assert code == 0, stderr
+    line = json.loads(stdout)
+    assert line["reason"].endswith(f"from task {first.task['id']} (already submitted: resumed)")
+    assert _task_count(serve, key) == before
+
+
+def test_a_kept_upload_the_server_no_longer_has_is_uploaded_again(
+    service: tuple[Serve, CreatedKey], tmp_path: Path
+) -> None:
+    serve, key = service
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, fps=6)
+    out = tmp_path / "out"
+    gone = "upres-upload://upload-0000000000000000"
+    _kept_upload(out, clip, serve, upload_url=gone, idempotency_key="upres-remote-test-2")
+
+    code, stdout, stderr = _remote(serve, key, str(clip), str(out))
+    assert code == 0, stderr
+    assert "resumed" not in json.loads(stdout)["reason"]
+    assert gone not in (out / STATE_DIR / MANIFEST_FILE).read_text()

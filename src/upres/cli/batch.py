@@ -156,7 +156,7 @@ def _one(
     try:
         cancel.raise_if_cancelled()
         job = batch.plan(item)
-        identity = _identity(item.source, job.settings)
+        identity = identity_of(item.source, job.settings)
         if manifest.is_done(output, identity):
             return ended(Status.SKIPPED, "already done with these settings")
         if output.exists() and not batch.target.overwrite and not manifest.wrote(output):
@@ -190,7 +190,7 @@ def _write(
     return written
 
 
-def _identity(source: Path, settings: dict[str, Any]) -> dict[str, Any]:
+def identity_of(source: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """What makes an output the same: the source file as it is now and the settings."""
     stat = source.stat()
     return {

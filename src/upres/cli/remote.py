@@ -7,7 +7,8 @@ the source's size times the factor, and rename it into place. The upload's URL
 and the key are kept in the manifest before the submission, so a run that
 stopped anywhere after the upload submits again with the same key: the server
 answers with the task it already has (``Idempotent-Replayed``), which is then
-polled, not run twice. The factor comes from ``--factor``, else the nearest
+polled, not run twice; a kept upload the server no longer has (expired) is
+sent again. The factor comes from ``--factor``, else the nearest
 ``upres.toml``, else 2; the server decides the rest.
 """
 
@@ -39,6 +40,9 @@ _ANY_SIZE = MediaLimits(max_width=1 << 20, max_height=1 << 20, max_duration_s=fl
 _POLL_S = 1.0
 _ENDED = ("completed", "failed", "cancelled")
 _REMOTE_SUFFIX = ".mp4"
+# What a submission of a kept upload answers once the upload has expired (400, 404) or
+# its Idempotency-Key is refused (409).
+_STALE = (400, 404, 409)
 
 
 def remote(
@@ -127,21 +131,26 @@ class _RemoteJob:
         return Written(frames=self.frames, detail=f"{width}x{height} from {how}")
 
     def _submitted(self, resume: Resume) -> tuple[dict[str, Any], bool]:
-        """The task of this file: the one a stopped run submitted, or a new one."""
-        if "upload_url" not in resume.kept:
-            url = self.client.upload(self.source)
-            resume.keep(upload_url=url, idempotency_key=f"upres-remote-{uuid.uuid4().hex}")
-        try:
-            submitted = self.client.submit(
-                resume.kept["upload_url"],
-                factor=self.factor,
-                idempotency_key=resume.kept["idempotency_key"],
-            )
-        except RemoteError as exc:
-            # The upload expired (or the key was refused): the next run starts afresh.
-            if exc.status in (400, 404, 409):
+        """The task of this file: the one a stopped run submitted (the server replays
+        it for the same Idempotency-Key), else a new one from a new upload."""
+        if "upload_url" in resume.kept:
+            try:
+                return self._submit(resume)
+            except RemoteError as exc:
+                if exc.status not in _STALE:
+                    raise
+                # The upload expired, or the key's window passed: start this file afresh.
                 resume.forget()
-            raise
+        url = self.client.upload(self.source)
+        resume.keep(upload_url=url, idempotency_key=f"upres-remote-{uuid.uuid4().hex}")
+        return self._submit(resume)
+
+    def _submit(self, resume: Resume) -> tuple[dict[str, Any], bool]:
+        submitted = self.client.submit(
+            resume.kept["upload_url"],
+            factor=self.factor,
+            idempotency_key=resume.kept["idempotency_key"],
+        )
         resume.keep(task_id=submitted.task["id"])
         return submitted.task, submitted.replayed
 
