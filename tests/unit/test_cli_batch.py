@@ -180,6 +180,15 @@ def test_files_and_globs_as_sources(tmp_path: Path) -> None:
     assert "2 done, 0 skipped, 1 failed" in stdout
 
 
+def test_an_output_folder_inside_the_source_folder_is_not_searched(tmp_path: Path) -> None:
+    make_clip(tmp_path / "a.mp4", frames=2, fps=6)
+    out = tmp_path / "upscaled"
+    assert _invoke(str(tmp_path), str(out), *FAST)[0] == 0
+    code, stdout, _ = _invoke(str(tmp_path), str(out), *FAST, "--json")
+    assert code == 0
+    assert [json.loads(line)["source"] for line in stdout.splitlines()] == [str(tmp_path / "a.mp4")]
+
+
 def test_batch_options_need_an_output_folder(tmp_path: Path) -> None:
     code, _, _ = _invoke("in.mp4", str(tmp_path / "out.mp4"), "--json")
     assert code == 2
