@@ -121,11 +121,14 @@ class _RemoteJob:
         return {"server": self.server, "factor": self.factor}
 
     def run(self, staged: Path, report: Callable[[Progress], None], resume: Resume) -> Written:
-        """Raises RemoteError (the server's), MediaError (a result that is not the
-        expected video), Cancelled."""
-        task, resumed = self._submitted(resume)
-        done = self._followed(task, report, resume)
-        self.client.download(done["results"][0], staged)
+        """Raises RemoteError (the server's error, an answer this API would not give,
+        a result that is not the expected video), Cancelled."""
+        try:
+            task, resumed = self._submitted(resume)
+            done = self._followed(task, report, resume)
+            self.client.download(done["results"][0], staged)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise RemoteError(f"The server's answer is not this API's ({exc!r}).") from exc
         width, height = self._verified(staged)
         how = f"task {done['id']} (already submitted: resumed)" if resumed else f"task {done['id']}"
         return Written(frames=self.frames, detail=f"{width}x{height} from {how}")
