@@ -294,3 +294,14 @@ class ConfigError(UpresError):
     """A setting (``UPRES_*`` variable or command-line override) has an invalid value."""
 
     code = "config_error"
+
+
+class RemoteError(UpresError):
+    """A server that ``upres remote`` talks to could not be reached, answered an
+    error, or its task failed. ``status`` is the HTTP status (0: no answer)."""
+
+    code = "remote_error"
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

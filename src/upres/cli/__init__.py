@@ -1,4 +1,4 @@
-"""The ``upres`` command: serve | worker | upscale | models | keys | credits.
+"""The ``upres`` command: serve | worker | upscale | remote | models | keys | credits.
 
 Each sub-module adds its commands to the one Typer app through ``register``;
 what ``--help`` prints is written for users, in the commands' docstrings and
@@ -24,12 +24,13 @@ _HELP = (
 def build_app() -> typer.Typer:
     """The whole command tree."""
     # Imported here, under main()'s quiet_start: they bring in torch, which takes seconds.
-    from upres.cli import keys, models, serve, upscale  # noqa: PLC0415
+    from upres.cli import keys, models, remote, serve, upscale  # noqa: PLC0415
 
     app = typer.Typer(no_args_is_help=True, add_completion=False, help=_HELP)
     models.register(app)
     keys.register(app)
     upscale.register(app)
+    remote.register(app)
     serve.register(app)
     return app
 

@@ -27,6 +27,7 @@ _SIGNAL_BASE = 128
 
 
 class ExitCode(IntEnum):
+    OK = 0
     FAILED = 1
     # Click ends a command line it cannot parse with the same status.
     USAGE = 2

@@ -1,4 +1,5 @@
-"""``upres upscale INPUT OUTPUT``: upscale one local video file, no server needed.
+"""``upres upscale INPUT OUTPUT``: upscale one local video file, no server needed
+(``SOURCE... OUTPUT_DIR``, the batch, is ``upres.cli.local_batch``).
 
 Progress is a bar on a terminal and plain lines otherwise (logs, pipes).
 Ctrl-C, SIGTERM and SIGHUP cancel cleanly: the half-written output is removed
@@ -10,35 +11,39 @@ a configuration error).
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
-from upres.cli._chunked import WorkerSetup, cuda_gpus, default_workers, upscale_chunked
+from upres.cli._chunked import WorkerSetup, cuda_gpus, upscale_chunked
 from upres.cli._exits import fail, stopped_by
 from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import setting_default, settings_or_exit
 from upres.cli._signals import handling_stop_signals
+from upres.cli._stop import StopOnSignal
+from upres.cli.batch import BatchTarget, ContainerChoice, single_file_form
+from upres.cli.choices import Choices, Options, RunOptions, choose, video_codec
 from upres.config import Settings
 from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
-from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
 from upres.models.registry import model_for
 from upres.pipeline.chunks import ChunkSpan, plan_chunks
 from upres.pipeline.destination import check_destination
-from upres.pipeline.engine import CancelToken, upscale_video
+from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
 from upres.worker_wiring import apply_torch_threads, temporal_stage
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
+
+# How run_file shows a file's frames: a context that gives the callback.
+ProgressDisplay = Callable[[], AbstractContextManager[Callable[[Progress], None]]]
 
 
 class DeviceChoice(StrEnum):
@@ -55,23 +60,22 @@ class CodecChoice(StrEnum):
 
 
 def upscale(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="The video file to upscale.")],
-    output_path: Annotated[
-        Path,
+    paths: Annotated[
+        list[str],
         typer.Argument(
-            metavar="OUTPUT",
-            help="The file to write: .mp4, .m4v, .mov or .mkv (.mkv also keeps text "
-            "subtitles and fonts). A file already there is replaced once the new one is whole.",
+            metavar="INPUT OUTPUT | SOURCE... OUTPUT_DIR",
+            help="One video and the file to write (.mp4, .m4v, .mov or .mkv), or videos, "
+            "folders and globs and the folder to write into (see `upres upscale` in the README).",
         ),
     ],
     *,
     factor: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="How many times wider and taller the output is: 2 or 4, or 1 to keep "
-            "the size and only restore detail."
+            help="How many times wider and taller the output is: 2 (default) or 4, or 1 to "
+            "keep the size and only restore detail."
         ),
-    ] = 2,
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -145,33 +149,59 @@ def upscale(
             f"(default: UPRES_CHUNK_SECONDS, else {DEFAULT_CHUNK_SECONDS:g}).",
         ),
     ] = None,
+    container: Annotated[
+        ContainerChoice | None,
+        typer.Option(help="With OUTPUT_DIR: the outputs' container, mp4 (default) or mkv."),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="With OUTPUT_DIR: replace outputs that upres did not write."
+        ),
+    ] = False,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="With OUTPUT_DIR: one JSON line per file on stdout.")
+    ] = False,
 ) -> None:
-    """Upscale the video INPUT into OUTPUT, keeping its audio, timing, rotation and colours."""
-    if factor not in (1, 2, 4):
+    """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours; or every
+    video of the SOURCEs into OUTPUT_DIR."""
+    if factor not in (None, 1, 2, 4):
         raise typer.BadParameter("must be 1, 2 or 4", param_hint="--factor")
-    stop = _StopOnSignal()
+    options = Options(
+        factor=factor,
+        model=model,
+        codec=video_codec(codec.value) if codec is not None else None,
+        crf=crf,
+        preset=preset,
+        temporal=temporal,
+        double_rate=double_rate,
+    )
+    run = RunOptions(
+        device=device.value if device else None, workers=workers, chunk_seconds=chunk_seconds
+    )
+    if not single_file_form(paths):
+        # Imported here: the batch runs this module's run_file, file by file.
+        from upres.cli.local_batch import upscale_batch  # noqa: PLC0415
+
+        target = BatchTarget(container=container, overwrite=overwrite, json_lines=json_lines)
+        raise typer.Exit(upscale_batch(paths, options, run, target))
+    if container is not None or overwrite or json_lines:
+        raise typer.BadParameter("--container, --overwrite and --json need an OUTPUT_DIR")
+    input_path, output_path = (Path(p) for p in paths)
+    if input_path.is_dir():
+        raise typer.BadParameter(
+            f"{input_path} is a folder: give a folder to write into (for example "
+            f"{output_path.with_suffix('')}/)"
+        )
+    stop = StopOnSignal()
     with handling_stop_signals(stop):
         settings = settings_or_exit()
         apply_torch_threads(settings)
-        chosen_device = (device or DeviceChoice(settings.device)).value
         try:
-            result = _run(
+            result = run_file(
                 input_path,
                 output_path,
-                _Choices(
-                    factor=Factor(factor),
-                    model=model or settings.model,
-                    device=chosen_device,
-                    encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
-                    double_rate=(
-                        settings.deinterlace_double_rate if double_rate is None else double_rate
-                    ),
-                    temporal=settings.temporal if temporal is None else temporal,
-                    workers=workers or default_workers(chosen_device),
-                    chunk_seconds=(
-                        settings.chunk_seconds if chunk_seconds is None else chunk_seconds
-                    ),
-                ),
+                choose(options, run, settings),
                 settings=settings,
                 cancel=stop.cancel,
             )
@@ -183,53 +213,8 @@ def upscale(
     _print_summary(result)
 
 
-class _StopOnSignal:
-    """The first stop signal fires ``cancel``; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.cancel = CancelToken()
-        self.signum = int(signal.SIGINT)
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.cancel.is_cancelled:
-            raise KeyboardInterrupt
-        self.signum = signum
-        self.cancel.cancel()
-        typer.echo("\ncancelling...", err=True)
-
-
-def _encode_settings(
-    settings: Settings, *, codec: CodecChoice | None, crf: int | None, preset: str | None
-) -> EncodeSettings:
-    """The command's options over the ``UPRES_ENCODE_*`` settings.
-
-    Raises InvalidRequest when the preset or crf does not suit the codec.
-    """
-    base = settings.encode_settings
-    return replace(
-        base,
-        codec=codec.value if codec is not None else base.codec,
-        crf=crf if crf is not None else base.crf,
-        preset=preset if preset is not None else base.preset,
-    )
-
-
 @dataclass(frozen=True, kw_only=True)
-class _Choices:
-    """What the command's options and the settings chose for this run."""
-
-    factor: Factor
-    model: str | None
-    device: str
-    encode: EncodeSettings
-    double_rate: bool
-    temporal: bool
-    workers: int
-    chunk_seconds: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Summary:
+class Summary:
     """What the command reports once the output is written."""
 
     path: Path
@@ -245,11 +230,18 @@ class _Summary:
     chunks: int = 1
 
 
-def _run(
-    source: Path, destination: Path, choices: _Choices, *, settings: Settings, cancel: CancelToken
-) -> _Summary:
+def run_file(
+    source: Path,
+    destination: Path,
+    choices: Choices,
+    *,
+    settings: Settings,
+    cancel: CancelToken,
+    display: ProgressDisplay = progress_reporter,
+) -> Summary:
     """One pass, or with ``choices.workers`` > 1 and a video of several chunks, the
-    chunks on that many processes. Raises UpresError (Cancelled once ``cancel`` fires)."""
+    chunks on that many processes; ``display`` shows the frames. Raises UpresError
+    (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
@@ -271,12 +263,13 @@ def _run(
                 settings=settings,
                 encode=encode,
                 cancel=cancel,
+                display=display,
             )
     network = build_upscaler(spec, choices.factor, where)
     stage = temporal_stage(settings, where.torch_device, enabled=choices.temporal)
     upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
     cancel.raise_if_cancelled()
-    with progress_reporter() as report:
+    with display() as report:
         result = upscale_video(
             source=source,
             destination=destination,
@@ -287,7 +280,7 @@ def _run(
             cancel=cancel,
             double_rate=choices.double_rate,
         )
-    return _Summary(
+    return Summary(
         path=result.path,
         width=result.width,
         height=result.height,
@@ -305,13 +298,14 @@ def _run_chunked(
     source: Path,
     destination: Path,
     *,
-    choices: _Choices,
+    choices: Choices,
     spans: Sequence[ChunkSpan],
     model: str,
     settings: Settings,
     encode: EncodeSettings,
     cancel: CancelToken,
-) -> _Summary:
+    display: ProgressDisplay,
+) -> Summary:
     chosen = {"model": model, "device": choices.device, "temporal": choices.temporal}
     gpus = cuda_gpus(choices.device)
     setup = WorkerSetup(
@@ -321,7 +315,7 @@ def _run_chunked(
         # On the CPU the workers share its cores instead of each taking all of them.
         torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),
     )
-    with progress_reporter() as report:
+    with display() as report:
         result = upscale_chunked(
             source=source,
             destination=destination,
@@ -334,7 +328,7 @@ def _run_chunked(
             on_progress=report,
         )
     joined = result.joined
-    return _Summary(
+    return Summary(
         path=joined.path,
         width=joined.width,
         height=joined.height,
@@ -349,7 +343,7 @@ def _run_chunked(
     )
 
 
-def _print_summary(result: _Summary) -> None:
+def _print_summary(result: Summary) -> None:
     fps = result.frames / result.elapsed_s if result.elapsed_s > 0 else 0.0
     chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
     typer.echo(
