@@ -118,7 +118,7 @@ _REALCUGAN_LEVELS: Mapping[tuple[str, int], tuple[int, ...]] = {
 _REALCUGAN_WORK_BYTES: Mapping[int, int] = {2: 8_192, 3: 16_384, 4: 10_240}
 _REALCUGAN_LOOKS = {
     "se": "anime and illustration, sharp lines",
-    "pro": "anime and illustration, the retrained v2 (finer lines, less haloing)",
+    "pro": "anime and illustration, the later pro release",
 }
 
 
@@ -319,14 +319,14 @@ _NCNN_ARCHITECTURES = frozenset(
 
 # On the CPU, the runtime measured faster for each model, on the same frame in one
 # run, alternating (`make bench-throughput`, docs/BENCHMARKS.md "CPU runtimes"):
-# ncnn took 0.47-0.73x PyTorch's CPU time on every model. A model not listed runs
-# on PyTorch.
+# ncnn took 0.47-0.73x PyTorch's CPU time on every ESRGAN model and 0.75-0.91x on
+# Real-CUGAN. A model not listed runs on PyTorch.
 CPU_RUNTIMES: Mapping[str, Runtime] = {
     "realesrgan-x4plus": Runtime.NCNN,
     "realesrgan-x4plus-anime": Runtime.NCNN,
     "realsr-df2k-x4": Runtime.NCNN,
     "realesr-animevideov3": Runtime.NCNN,
-    # Real-CUGAN, per scale (the conservative and denoising files are the same network).
+    # Real-CUGAN, measured per scale (its conservative and denoise files are the same networks).
     **{spec.id: Runtime.NCNN for spec in MODELS if spec.architecture is Architecture.REALCUGAN},
 }
 
