@@ -20,7 +20,7 @@ from upres.models.loader import ModelCache
 from upres.models.ncnn import Architecture
 from upres.models.registry import ModelSpec
 
-_KERNEL = 9  # every convolution of both networks is 3x3
+_KERNEL = 9  # every convolution of the ESRGAN networks is 3x3; most of Real-CUGAN's
 
 
 def rrdbnet_macs(*, blocks: int = 23, feats: int = 64, growth: int = 32, scale: int = 4) -> int:
@@ -49,10 +49,45 @@ def compact_macs(*, convs: int = 16, feats: int = 64, scale: int = 4) -> int:
     return _KERNEL * (3 * feats + convs * feats * feats + feats * 3 * scale * scale)
 
 
+def realcugan_macs(*, scale: int) -> int:
+    """Multiply-accumulates per input pixel of Real-CUGAN, without its reflected border
+    (on a ``side``-pixel frame the border adds about ``(1 + 2 * 18 / side)²``).
+
+    The first U-Net works at the input size: two 3x3 convs (3->32->64), a 2x2
+    stride-2 conv to a quarter of the pixels, two 3x3 convs there (64->128->64)
+    and a 2x2 transposed conv back, a 3x3 conv (64->64), then a transposed conv
+    (4x4 stride 2; at 3x 5x5 stride 3) to ``ends`` channels at ``up``² the pixels:
+    3 channels at the output size (2x, 3x) or 64 at 2x (4x). The second U-Net
+    works there: 3x3 convs ends->32->64, down to a quarter (64->64->128), down
+    to a sixteenth (128->256->128), up to a quarter (128->64->64), up, a 3x3
+    conv (64->64) and a 3x3 conv to ``ends``; at 4x a last 3x3 conv (64->12)
+    before the pixel shuffle. The squeeze-and-excitation layers work on one
+    pooled pixel per channel: nothing per pixel.
+    """
+    ends, up = (64, 2) if scale == 4 else (3, scale)
+    kernel = 25 if scale == 3 else 16
+
+    def down(cin: int, cout: int) -> int:  # a 2x2 stride-2 conv, per input pixel
+        return cin * cout
+
+    unet1 = _KERNEL * (3 * 32 + 32 * 64) + down(64, 64)
+    unet1 += _KERNEL * (64 * 128 + 128 * 64) // 4 + down(64, 64) + _KERNEL * 64 * 64
+    unet1 += kernel * 64 * ends
+    unet2 = _KERNEL * (ends * 32 + 32 * 64) + down(64, 64)
+    unet2 += _KERNEL * (64 * 64 + 64 * 128) // 4 + down(128, 128) // 4
+    unet2 += _KERNEL * (128 * 256 + 256 * 128) // 16 + down(128, 128) // 4
+    unet2 += _KERNEL * (128 * 64 + 64 * 64) // 4 + down(64, 64)
+    unet2 += _KERNEL * 64 * 64 + _KERNEL * 64 * ends
+    final = _KERNEL * 64 * 12 if scale == 4 else 0
+    return unet1 + up * up * (unet2 + final)
+
+
 def formula_macs(spec: ModelSpec) -> int:
     """Per input pixel, from the formulas (x4plus: 23 blocks; x4plus-anime: 6 blocks)."""
     if spec.architecture is Architecture.RRDBNET:
         return rrdbnet_macs(blocks=6 if "anime" in spec.id else 23, scale=spec.scale)
+    if spec.architecture is Architecture.REALCUGAN:
+        return realcugan_macs(scale=spec.scale)
     return compact_macs(scale=spec.scale)
 
 
@@ -63,11 +98,17 @@ def counted_macs(spec: ModelSpec, models: ModelCache, *, side: int = 16) -> int:
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
+        if isinstance(module, nn.ConvTranspose2d):
+            # Each input value is multiplied into a kernel of every output channel.
+            taps = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+            total += inputs[0].numel() * taps
+            return
         assert isinstance(module, nn.Conv2d)
         per_output = module.in_channels // module.groups * module.kernel_size[0]
         total += output.numel() * per_output * module.kernel_size[1]
 
-    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, nn.Conv2d)]
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, convs)]
     try:
         with torch.inference_mode():
             network(torch.rand(1, 3, side, side))

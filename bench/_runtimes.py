@@ -1,6 +1,7 @@
 """The CPU runtimes compared on the same frame, in one process, alternating.
 
-Contestants, for one model on one frame (upscaled at the model's native scale):
+Contestants, for one model on one frame (upscaled at the model's native scale; a 3x
+model at 2x, its output area-downscaled, as upres serves it):
 
 - ``pytorch``: upres's model stage on PyTorch (``ModelUpscaler``, fp32);
 - ``ncnn``: upres's model stage on ncnn (``NcnnUpscaler``);
@@ -33,8 +34,15 @@ import torch
 from skimage import data
 from torch.nn import functional
 
-from upres.domain.tasks import Factor
-from upres.models.registry import ModelSpec, Runtime, cpu_runtime, get_model
+from upres.models import realcugan
+from upres.models.registry import (
+    Architecture,
+    ModelSpec,
+    Runtime,
+    cpu_runtime,
+    get_model,
+    largest_factor,
+)
 from upres.pipeline.ncnn_upscale import NcnnUpscaler
 from upres.pipeline.upscale import ModelUpscaler
 
@@ -79,9 +87,17 @@ class RuntimeResult:
 
 
 class PlainNcnn:
-    """The ncnn runtime on its own: 8-bit RGB in, 8-bit RGB out, nothing of upres."""
+    """The ncnn runtime on its own: 8-bit RGB in, 8-bit RGB out, nothing of upres.
+
+    For Real-CUGAN it does what realcugan-ncnn-vulkan does around the network on
+    the CPU: the 8-bit frame reflect-padded, the output cropped and, at 4x, the
+    frame added nearest-upscaled.
+    """
 
     def __init__(self, spec: ModelSpec, threads: int) -> None:
+        cugan = spec.architecture is Architecture.REALCUGAN
+        self._form = realcugan.ncnn_form(spec.scale) if cugan else None
+        self._blobs = (realcugan.INPUT_BLOB, realcugan.OUTPUT_BLOB) if cugan else ("data", "output")
         self._net = ncnn.Net()
         self._net.opt.num_threads = threads
         folder = resources.files(spec.package) / "models"
@@ -91,14 +107,22 @@ class PlainNcnn:
             assert self._net.load_model(str(weights)) == 0
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        height, width = frame.shape[:2]
-        mat = ncnn.Mat.from_pixels(frame, ncnn.Mat.PixelType.PIXEL_RGB, width, height)
+        padded = frame
+        if self._form is not None:
+            border, step = self._form.prepadding, self._form.multiple_of
+            bottom, right = (border + -length % step for length in frame.shape[:2])
+            padded = np.pad(frame, ((border, bottom), (border, right), (0, 0)), mode="reflect")
+        height, width = padded.shape[:2]
+        mat = ncnn.Mat.from_pixels(padded, ncnn.Mat.PixelType.PIXEL_RGB, width, height)
         mat.substract_mean_normalize([], [1 / 255.0] * 3)
         extractor = self._net.create_extractor()
-        assert extractor.input("data", mat) == 0
-        status, out = extractor.extract("output")
+        assert extractor.input(self._blobs[0], mat) == 0
+        status, out = extractor.extract(self._blobs[1])
         assert status == 0
-        planes = np.clip(np.asarray(out), 0.0, 1.0) * 255.0
+        planes = np.asarray(out)
+        if self._form is not None:
+            planes = self._form.after(planes, frame.transpose(2, 0, 1) / 255.0)
+        planes = np.clip(planes, 0.0, 1.0) * 255.0
         return np.ascontiguousarray(planes.round().astype(np.uint8).transpose(1, 2, 0))
 
 
@@ -120,8 +144,8 @@ def measure(model: str, width: int, height: int, *, rounds: int, threads: int) -
     spec = get_model(model)
     frame = photo_frame(width, height)
     pixels = torch.from_numpy(frame)[None]
-    pytorch = ModelUpscaler(spec, Factor(spec.scale), device="cpu")
-    in_ncnn = NcnnUpscaler(spec, Factor(spec.scale), threads=threads)
+    pytorch = ModelUpscaler(spec, largest_factor(spec), device="cpu")
+    in_ncnn = NcnnUpscaler(spec, largest_factor(spec), threads=threads)
     plain = PlainNcnn(spec, threads)
     runs: dict[str, Callable[[], object]] = {
         "pytorch": lambda: pytorch.upscale(pixels),

@@ -44,7 +44,7 @@ from skimage.metrics import structural_similarity
 
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache
-from upres.models.registry import get_model
+from upres.models.registry import get_model, largest_factor, resolve_model
 from upres.pipeline.upscale import (
     InterpolationMode,
     InterpolationUpscaler,
@@ -153,8 +153,11 @@ def frames_upscaler(upscaler: InterpolationUpscaler | ModelUpscaler) -> Upscale:
 
 
 def native_runner(model_id: str, cache: ModelCache) -> Upscale:
-    """The model at its native 4x; remembers the last result so variants share one run."""
-    run = frames_upscaler(ModelUpscaler(get_model(model_id), Factor.X4, device="cpu", models=cache))
+    """The model at its largest factor (its native scale; a 3x model's 2x); remembers the
+    last result so variants share one run."""
+    spec = get_model(model_id)
+    upscaler = ModelUpscaler(spec, largest_factor(spec), device="cpu", models=cache)
+    run = frames_upscaler(upscaler)
     memo: dict[bytes, np.ndarray] = {}
 
     def upscale(image: np.ndarray) -> np.ndarray:
@@ -170,7 +173,7 @@ def native_runner(model_id: str, cache: ModelCache) -> Upscale:
 def model_upscaler(
     native: Upscale, factor: Factor, downscale: InterpolationMode = "area"
 ) -> Upscale:
-    """The native 4x output downscaled to ``factor`` (what ModelUpscaler does)."""
+    """The native output downscaled to ``factor`` (what ModelUpscaler does)."""
 
     def upscale(image: np.ndarray) -> np.ndarray:
         out = torch.from_numpy(native(image)).permute(2, 0, 1)[None].float() / 255
@@ -225,7 +228,34 @@ def _methods(factor: Factor, cache: ModelCache, full: bool) -> dict[str, Upscale
     if full:
         for other in ("realsr-df2k-x4", "realesr-animevideov3", "realesrgan-x4plus-anime"):
             methods[other] = model_upscaler(native_runner(other, cache), factor)
+        methods.update(realcugan_methods(factor, cache))
     return methods
+
+
+# The Real-CUGAN networks scored: each kind at the smallest scale that serves the
+# factor, plain, conservative and at its strongest denoise level.
+REALCUGAN_FOR = {
+    Factor.X4: ("realcugan-se-x4",),
+    Factor.X2: ("realcugan-se-x2", "realcugan-pro-x2"),
+    Factor.ENHANCE: ("realcugan-se-x2", "realcugan-pro-x2"),
+}
+
+
+def realcugan_methods(factor: Factor, cache: ModelCache) -> dict[str, Upscale]:
+    """Real-CUGAN at ``factor``: level 0, conservative and denoise 3 of each network."""
+    methods: dict[str, Upscale] = {}
+    for model_id in REALCUGAN_FOR[factor]:
+        variants = ((model_id, 0), (f"{model_id}-conservative", 0), (model_id, 3))
+        for variant, level in variants:
+            name = variant if level == 0 else f"{variant} denoise {level}"
+            native = _resolved_runner(variant, level, cache)
+            methods[name] = model_upscaler(native, factor)
+    return methods
+
+
+def _resolved_runner(model_id: str, denoise: int, cache: ModelCache) -> Upscale:
+    spec = resolve_model(model_id, denoise)
+    return frames_upscaler(ModelUpscaler(spec, largest_factor(spec), device="cpu", models=cache))
 
 
 def _table(rows: Sequence[Row]) -> list[str]:

@@ -63,9 +63,17 @@ CPU_PLANS = (
 # The frame each model's CPU runtimes are compared on (the CPU plans' sizes;
 # 320x180 for the rest); ``--sizes`` gives its first size to every model instead.
 RUNTIME_SIZES = {"realesr-animevideov3": (640, 360)}
+# Each model at the factors it serves natively or by downscale: Real-CUGAN 4x at 4x
+# and 2x, its 2x network (the one with every denoise level) at 2x.
+_GPU_FACTORS = {
+    "realesrgan-x4plus": (4, 2),
+    "realesr-animevideov3": (4, 2),
+    "realcugan-se-x4": (4, 2),
+    "realcugan-se-x2": (2,),
+}
 GPU_PLANS = tuple(
-    Plan(model=model, size=parse_size(size), factors=(4, 2), frames=32)
-    for model in ("realesrgan-x4plus", "realesr-animevideov3")
+    Plan(model=model, size=parse_size(size), factors=factors, frames=32)
+    for model, factors in _GPU_FACTORS.items()
     for size in ("360p", "720p", "1080p")
 )
 

@@ -40,6 +40,7 @@ Each class carries ``code``: a stable string that API clients see as
     │   └── IdempotencyConflict        idempotency_conflict
     ├── ModelError                     service_error
     │   └── UnknownModel               invalid_parameter
+    │       └── UnsupportedDenoise     invalid_parameter (a denoise level the network lacks)
     ├── Cancelled                      request_cancelled (a cancel token fired)
     ├── LeaseLost                      service_error (a fenced task or callback write was refused)
     ├── EncodeError                    service_error
@@ -245,6 +246,14 @@ class UnknownModel(ModelError):
     """No model with this id is registered."""
 
     code = "invalid_parameter"
+
+
+class UnsupportedDenoise(UnknownModel):
+    """The network has no variant at the denoise level asked for; ``levels`` are the ones it has."""
+
+    def __init__(self, message: str, *, levels: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.levels = levels
 
 
 class Cancelled(UpresError):

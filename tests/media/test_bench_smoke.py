@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from bench import _report, encoder, media, throughput
-from bench._flops import counted_macs, formula_macs, rrdbnet_macs
+from bench._flops import counted_macs, formula_macs, realcugan_macs, rrdbnet_macs
 
+from upres.models import realcugan
 from upres.models.loader import ModelCache
-from upres.models.registry import MODELS
+from upres.models.registry import MODELS, Architecture, get_model
 
 KINDS = {"decode", "encode", "model", "e2e", "baseline"}
 
@@ -62,9 +63,24 @@ def test_writing_twice_replaces_the_section(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_flop_formulas_match_the_loaded_networks() -> None:
     models = ModelCache()
-    for spec in (spec for spec in MODELS if not spec.recurrent):
+    esrgan = (Architecture.RRDBNET, Architecture.SRVGG_COMPACT)
+    for spec in (spec for spec in MODELS if spec.architecture in esrgan):
         assert counted_macs(spec, models, side=8) == formula_macs(spec), spec.id
     assert 2 * rrdbnet_macs() / 16 == 2_240_856  # FLOP per output pixel quoted in the docs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["realcugan-se-x2", "realcugan-se-x3", "realcugan-se-x4"])
+def test_realcugan_flop_formula_is_the_count_without_the_border(model_id: str) -> None:
+    spec = get_model(model_id)
+    side = 64
+    counted = counted_macs(spec, ModelCache(), side=side)
+    # The reflected border costs more than nothing and less than the padded frame's area.
+    border = (1 + 2 * realcugan.PREPADDING[spec.scale] / side) ** 2
+    assert formula_macs(spec) < counted < formula_macs(spec) * border
+    # FLOP per output pixel quoted in the docs.
+    quoted = {2: 385_008, 3: 356_423, 4: 133_868}[spec.scale]
+    assert 2 * realcugan_macs(scale=spec.scale) // spec.scale**2 == quoted
 
 
 def test_encoder_bench_scores_each_preset(

@@ -17,3 +17,6 @@ def test_models_list_shows_every_model_and_defaults() -> None:
     assert "1x, 2x, 4x" in result.output
     assert "BSD-3-Clause" in result.output
     assert "pytorch, ncnn (CPU: ncnn)" in result.output
+    row = next(line for line in result.output.splitlines() if "realcugan-se-x2 " in line)
+    assert "0, 1, 2, 3" in row
+    assert "2x native (1x by downscale)" in row

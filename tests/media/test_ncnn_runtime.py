@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import skimage.data
 import torch
+from torch.nn import functional
 
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
@@ -33,6 +35,7 @@ from upres.models.registry import (
     Runtime,
     cpu_runtime,
     get_model,
+    resolve_model,
     runtimes,
 )
 from upres.models.tiling import Network
@@ -117,6 +120,71 @@ def test_vulkan_factor_2_of_an_odd_8_bit_frame_is_exactly_twice_the_size(
     assert out.shape == (1, 26, 34, 3)
     assert out.dtype == torch.uint8
     assert float((out.float() - expected.float()).abs().max()) / 255 < VULKAN_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("model_id", "denoise", "factor"),
+    [
+        ("realcugan-se-x2", 2, Factor.X2),
+        pytest.param("realcugan-se-x4", 0, Factor.X4, marks=pytest.mark.slow),
+        # A 3x network serves 2x: its output area-downscaled.
+        pytest.param("realcugan-pro-x3", 3, Factor.X2, marks=pytest.mark.slow),
+    ],
+)
+def test_realcugan_on_ncnn_matches_pytorch_on_an_odd_frame(
+    model_id: str, denoise: int, factor: Factor, networks: NcnnCache
+) -> None:
+    spec = resolve_model(model_id, denoise)
+    pixels = frames16(1, 23, 37, seed=4)
+    expected = ModelUpscaler(spec, factor, device="cpu").upscale(pixels)
+    actual = NcnnUpscaler(spec, factor, networks=networks).upscale(pixels)
+    assert actual.shape == expected.shape == (1, 23 * int(factor), 37 * int(factor), 3)
+    assert max_diff(actual, expected) < CPU_TOLERANCE
+
+
+def test_each_denoise_level_is_its_own_network(networks: NcnnCache) -> None:
+    pixels = frames16(1, 20, 20, seed=5)
+    plain, strong = resolve_model("realcugan-se-x2"), resolve_model("realcugan-se-x2", 3)
+    assert networks.network(plain, OPTIONS) is not networks.network(strong, OPTIONS)
+    assert networks.network(plain, OPTIONS) is networks.network(resolve_model(plain.id), OPTIONS)
+    smooth = NcnnUpscaler(strong, Factor.X2, networks=networks).upscale(pixels)
+    kept = NcnnUpscaler(plain, Factor.X2, networks=networks).upscale(pixels)
+    # Denoising removes the frames' noise: its output varies less from pixel to pixel.
+    assert _roughness(smooth) < 0.8 * _roughness(kept)
+
+
+OPTIONS = NcnnOptions(vulkan=None, threads=2)
+
+
+@pytest.mark.slow
+def test_realcugan_tiles_stay_close_to_the_whole_frame(networks: NcnnCache) -> None:
+    # Each tile's squeeze-and-excitation layers see only the tile's means, so tiles
+    # change the result a little everywhere (no syncgap): measured 43.1 dB PSNR,
+    # mean 1.0 of an 8-bit level, on this photo in 2 tiles.
+    photo = torch.from_numpy(skimage.data.astronaut().copy()).permute(2, 0, 1)[None].float()
+    small = functional.interpolate(photo, size=(120, 400), mode="area")
+    pixels = small[0].permute(1, 2, 0).round().to(torch.uint8)[None].contiguous()
+    spec = resolve_model("realcugan-se-x2")
+    whole = NcnnUpscaler(spec, Factor.X2, networks=networks, tile_size=4096).upscale(pixels)
+    tiled = NcnnUpscaler(spec, Factor.X2, networks=networks, tile_size=224).upscale(pixels)
+    assert tiled.shape == whole.shape == (1, 240, 800, 3)
+    error = (tiled.double() - whole.double()).pow(2).mean().item()
+    assert 0 < error < 255**2 / 10**4.0  # PSNR above 40 dB
+
+
+@pytest.mark.vulkan
+def test_realcugan_on_vulkan_matches_the_cpu(networks: NcnnCache) -> None:
+    spec = resolve_model("realcugan-se-x2")
+    pixels = frames16(1, 23, 37, seed=6)
+    on_vulkan = NcnnUpscaler(spec, Factor.X2, vulkan=0, networks=networks).upscale(pixels)
+    on_cpu = NcnnUpscaler(spec, Factor.X2, networks=networks).upscale(pixels)
+    assert on_vulkan.shape == (1, 46, 74, 3)
+    assert max_diff(on_vulkan, on_cpu) < VULKAN_TOLERANCE
+
+
+def _roughness(frames: torch.Tensor) -> float:
+    unit = as_unit(frames)
+    return float((unit[:, 1:] - unit[:, :-1]).abs().mean())
 
 
 @pytest.mark.slow

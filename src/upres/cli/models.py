@@ -8,20 +8,40 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from upres.models.registry import MODELS, ModelSpec, cpu_runtime, default_factors, runtimes
+from upres.models.registry import (
+    MODELS,
+    ModelSpec,
+    cpu_runtime,
+    default_factors,
+    denoise_levels,
+    runtimes,
+)
 
 
 def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
-    """One row per model: id, scales, size needs, license, speed, runtimes, default-for factors."""
+    """One row per model: id, scales, denoise levels, size needs, license, speed, runtimes,
+    default-for factors."""
     table = Table(title="upres models")
-    columns = ("id", "scales", "size", "license", "speed", "runtimes", "default for", "description")
+    columns = (
+        "id",
+        "scales",
+        "denoise",
+        "size",
+        "license",
+        "speed",
+        "runtimes",
+        "default for",
+        "description",
+    )
     for column in columns:
-        table.add_column(column)
+        # Ids and the facts about them stay on one line; the description wraps.
+        table.add_column(column, no_wrap=column in ("id", "scales", "denoise"))
     for spec in models:
         defaults = ", ".join(f"{int(factor)}x" for factor in default_factors(spec)) or "-"
         table.add_row(
             spec.id,
             _scales(spec),
+            ", ".join(map(str, denoise_levels(spec))),
             f"min {spec.min_size}px, multiple of {spec.multiple_of}",
             spec.license,
             spec.speed.value,

@@ -53,14 +53,15 @@ def load_descriptor(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -
 
 
 class ModelCache:
-    """Loaded models keyed by (model id, device, dtype), so a worker loads each once."""
+    """Loaded models keyed by (spec, device, dtype), so a worker loads each once; the
+    whole spec, because the denoise levels of one network id are different files."""
 
     def __init__(self) -> None:
-        self._loaded: dict[tuple[str, str, torch.dtype], Descriptor] = {}
+        self._loaded: dict[tuple[ModelSpec, str, torch.dtype], Descriptor] = {}
 
     def descriptor(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> Descriptor:
         """The cached descriptor, loading it on first use. Raises ModelError as load_descriptor."""
-        key = (spec.id, str(device), dtype)
+        key = (spec, str(device), dtype)
         if key not in self._loaded:
             self._loaded[key] = load_descriptor(spec, device, dtype)
         return self._loaded[key]

