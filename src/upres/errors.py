@@ -39,7 +39,8 @@ Each class carries ``code``: a stable string that API clients see as
     │   ├── TaskNotCancellable         task_not_cancellable
     │   └── IdempotencyConflict        idempotency_conflict
     ├── ModelError                     service_error
-    │   └── UnknownModel               invalid_parameter
+    │   ├── UnknownModel               invalid_parameter
+    │   └── UnsupportedDenoise         invalid_parameter (a level the network does not offer)
     ├── Cancelled                      request_cancelled (a cancel token fired)
     ├── LeaseLost                      service_error (a fenced task or callback write was refused)
     ├── EncodeError                    service_error
@@ -243,6 +244,12 @@ class ModelError(UpresError):
 
 class UnknownModel(ModelError):
     """No model with this id is registered."""
+
+    code = "invalid_parameter"
+
+
+class UnsupportedDenoise(ModelError):
+    """A denoise level the chosen network does not offer."""
 
     code = "invalid_parameter"
 

