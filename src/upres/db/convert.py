@@ -76,6 +76,8 @@ def task(row: TaskRow) -> Task:
         cancel_requested=row.cancel_requested,
         notes=tuple(row.notes.split("\n")) if row.notes else (),
         fps=row.fps,
+        network=row.network,
+        denoise=row.denoise,
     )
 
 

@@ -117,6 +117,10 @@ class TaskRow(Base):
     # A completed task's notes (upres.domain.tasks.Task.notes), one per line.
     notes: Mapped[str | None] = mapped_column(Text)
     fps: Mapped[float | None]
+    # The look the task chose (upres.domain.tasks.Task.network, .denoise); NULL on
+    # rows from before tasks chose, which run the worker's default.
+    network: Mapped[str | None] = mapped_column(String(64))
+    denoise: Mapped[int | None] = mapped_column(Integer)
 
 
 class LedgerRow(Base):

@@ -130,3 +130,8 @@ class Task:
     notes: tuple[str, ...] = ()
     fps: float | None = None
     """Frames upscaled per second, as the latest heartbeat measured them."""
+    network: str | None = None
+    """The network that upscales it (a registry id), chosen or the default when it
+    was submitted; None for a task from before tasks chose (the worker's default)."""
+    denoise: int | None = None
+    """The network's denoise level, when it has levels and one was chosen."""

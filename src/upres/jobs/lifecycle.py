@@ -57,6 +57,8 @@ def new_row(new: NewTask, reserved: int) -> TaskRow:
         lease_expires_at=None,
         not_before=None,
         notes=None,
+        network=new.network,
+        denoise=new.denoise,
     )
 
 
