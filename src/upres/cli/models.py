@@ -8,13 +8,31 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from upres.models.registry import MODELS, ModelSpec, cpu_runtime, default_factors, runtimes
+from upres.models.registry import (
+    MODELS,
+    ModelSpec,
+    cpu_runtime,
+    default_factors,
+    denoise_levels,
+    runtimes,
+)
 
 
 def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
-    """One row per model: id, scales, size needs, license, speed, runtimes, default-for factors."""
+    """One row per model: id, scales, size needs, license, speed, runtimes, default-for
+    factors, denoise levels."""
     table = Table(title="upres models")
-    columns = ("id", "scales", "size", "license", "speed", "runtimes", "default for", "description")
+    columns = (
+        "id",
+        "scales",
+        "size",
+        "license",
+        "speed",
+        "runtimes",
+        "default for",
+        "denoise",
+        "description",
+    )
     for column in columns:
         table.add_column(column)
     for spec in models:
@@ -27,6 +45,7 @@ def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
             spec.speed.value,
             _runtimes(spec),
             defaults,
+            ", ".join(str(level) for level in denoise_levels(spec)) or "-",
             spec.description,
         )
     return table

@@ -28,7 +28,7 @@ from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
-from upres.models.registry import model_for
+from upres.models.registry import model_for, resolve_network
 from upres.pipeline.chunks import ChunkSpan, plan_chunks
 from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
@@ -65,6 +65,10 @@ def upscale(
     model: Annotated[
         str | None,
         typer.Option(help="Model id (see `upres models list`); default UPRES_MODEL or per factor."),
+    ] = None,
+    denoise: Annotated[
+        int | None,
+        typer.Option(help="Denoise level, for a model that has levels (see `upres models list`)."),
     ] = None,
     device: Annotated[
         DeviceChoice | None,
@@ -138,6 +142,7 @@ def upscale(
                 _Choices(
                     factor=Factor(factor),
                     model=model or settings.model,
+                    denoise=denoise,
                     device=chosen_device,
                     encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
                     double_rate=(
@@ -196,6 +201,7 @@ class _Choices:
 
     factor: Factor
     model: str | None
+    denoise: int | None
     device: str
     encode: EncodeSettings
     double_rate: bool
@@ -229,7 +235,7 @@ def _run(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
-    spec = model_for(choices.factor, choices.model)
+    spec = resolve_network(model_for(choices.factor, choices.model).id, choices.denoise)
     target = resolve_device(choices.device, vulkan=settings.vulkan_device)
     where = place(spec, target)
     encode = encoding_for(choices.encode, [spec], target)
@@ -293,6 +299,7 @@ def _run_chunked(
     setup = WorkerSetup(
         settings=settings.model_copy(update=chosen),
         factor=choices.factor,
+        denoise=choices.denoise,
         gpus=gpus,
         # On the CPU the workers share its cores instead of each taking all of them.
         torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),
