@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from tests.clips import make_clip, write_faststart, write_not_a_video, write_truncated
 from upres.cli import build_app
 from upres.cli.upscale import plain_line, progress_reporter
+from upres.models import registry
 from upres.pipeline.engine import Progress
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
@@ -103,6 +104,7 @@ def test_preset_reaches_the_encoder(tmp_path: Path, clip: Path, preset: str, cab
     ("args", "message"),
     [
         (["--model", "no-such-model"], "unknown model"),
+        ([*FAST_MODEL, "--denoise", "1"], "realesr-animevideov3 has no denoise level 1"),
         (["--preset", "warp"], "h264 has no preset 'warp'"),
         (["--codec", "av1", "--preset", "medium"], "av1 has no preset 'medium'"),
         (["--crf", "60"], "h264 crf must be 0..51"),
@@ -112,7 +114,14 @@ def test_preset_reaches_the_encoder(tmp_path: Path, clip: Path, preset: str, cab
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
         ),
     ],
-    ids=["unknown-model", "unknown-preset", "preset-of-another-codec", "crf-range", "no-cuda"],
+    ids=[
+        "unknown-model",
+        "no-denoise-levels",
+        "unknown-preset",
+        "preset-of-another-codec",
+        "crf-range",
+        "no-cuda",
+    ],
 )
 def test_user_errors_are_one_line_without_traceback(
     tmp_path: Path, clip: Path, args: list[str], message: str
@@ -124,6 +133,21 @@ def test_user_errors_are_one_line_without_traceback(
     assert stderr.count("\n") == 1
     assert message in stderr.lower()
     assert not output.exists()
+
+
+def test_denoise_takes_a_level_the_network_offers(
+    tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "DENOISE_LEVELS", {"realesr-animevideov3": (0, 2)})
+    output = tmp_path / "out.mp4"
+    refused = _invoke(str(clip), str(output), *FAST_MODEL, "--denoise", "1")
+    assert refused[0] == 1
+    assert refused[2] == (
+        "error: network realesr-animevideov3 has no denoise level 1: its levels are 0, 2\n"
+    )
+    code, _, stderr = _invoke(str(clip), str(output), *FAST_MODEL, "--denoise", "2")
+    assert code == 0, stderr
+    assert _facts(output)[:3] == (128, 96, 6)
 
 
 def test_bad_input_exits_1_and_writes_nothing(tmp_path: Path) -> None:
