@@ -244,7 +244,7 @@ def test_a_failed_task_shows_its_error_and_the_refund(
     page.screenshot(path=str(shots / "page_failed.png"))
 
 
-def test_a_chosen_network_is_priced_run_and_shown_on_its_row(
+def test_a_chosen_network_is_priced_and_shown_on_its_row(
     page: Page, serve: tuple[Serve, CreatedKey], clips: dict[str, Path], shots: Path
 ) -> None:
     server, key = serve
@@ -253,23 +253,27 @@ def test_a_chosen_network_is_priced_run_and_shown_on_its_row(
     page.get_by_label("Network").select_option(CHOSEN_NETWORK)
     expect(about).to_have_text(get_model(CHOSEN_NETWORK).description)
     expect(page.get_by_label("Denoise")).to_be_hidden()  # this network has no levels
-    credits = float(page.locator("#credits").inner_text().split()[0])
-    page.get_by_label("Video file").set_input_files(str(clips["short"]))
+    credits = page.locator("#credits").inner_text()
+    page.get_by_label("Video file").set_input_files(str(clips["long"]))
     page.get_by_role("button", name="Estimate").click()
-    # 2 s of video at 2x: 2 started seconds at 16 credits, times the network's 1.5.
+    # 10 s of video at 2x: 10 started seconds at 16 credits, times the network's 1.5.
     status = page.locator("#form-status")
-    expect(status).to_contain_text("Estimate: 48 credits for 2 s of video at 2")
+    expect(status).to_contain_text("Estimate: 240 credits for 10 s of video at 2")
     expect(status).to_contain_text(f" with {CHOSEN_NETWORK}, about ")
     page.screenshot(path=str(shots / "page_network.png"))
 
     page.get_by_role("button", name="Upscale").click()
     task_id = _submitted_task_id(page)
+    expect(status).to_contain_text("240 credits reserved")
     row = _row(page, task_id)
     expect(row).to_contain_text(CHOSEN_NETWORK)
-    expect(row).to_contain_text("completed", timeout=TASK_TIMEOUT_MS)
-    expect(page.locator("#credits")).to_have_text(f"{credits - 48:g} credits")
     client = Client(server.base_url, key.secret)
     try:
         assert client.task(task_id)["task_info"]["network"] == CHOSEN_NETWORK
     finally:
         client.close()
+    # Its run (a slow network on this long clip) is not waited for: the chunked
+    # tests run a chosen network and charge its price (tests/unit/test_chunked_tasks.py).
+    row.get_by_role("button", name="Cancel").click()
+    expect(row).to_contain_text("cancelled")
+    expect(page.locator("#credits")).to_have_text(credits)
