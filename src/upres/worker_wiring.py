@@ -59,7 +59,7 @@ def upscalers(settings: Settings) -> UpscalerFactory:
     it carries the video's state); with ``UPRES_TEMPORAL`` each call wraps it
     in a fresh temporal stabiliser (one per video). Raises UnknownModel for an
     unknown ``settings.model``."""
-    for factor in Factor:
+    for factor in Factor:  # an unknown UPRES_MODEL fails as the worker starts
         model_for(factor, settings.model)
     cache = UpscalerCache()
     stages: dict[torch.device, TemporalStage | None] = {}

@@ -235,7 +235,9 @@ def test_a_network_smaller_than_the_factor_is_refused(monkeypatch: pytest.Monkey
     assert choose_look(
         network="test-x2", denoise=None, factor=Factor.X2, default_model=None
     ) == Look(network="test-x2", denoise=None)
-    with pytest.raises(InvalidRequest, match="upscales at most 2x") as refused:
+    with pytest.raises(
+        InvalidRequest, match='at most 2x: choose upscale_factor "1" or "2"'
+    ) as refused:
         choose_look(network="test-x2", denoise=None, factor=Factor.X4, default_model=None)
     assert refused.value.param == "model_params.network"
 

@@ -272,9 +272,9 @@ def model_files(spec: ModelSpec) -> Iterator[tuple[Path, Path]]:
         raise ModelError(f"weights of model {spec.id} are not installed: {exc}") from exc
 
 
-# The look a task chooses: its network and, for networks whose files come in
-# denoise levels, the level. A network not listed in DENOISE_LEVELS has none
-# (every network registered above); the level names which of its files run.
+# The look a task chooses: its network and, for a network whose files come in
+# denoise levels, the level (it picks which of the files run). None of the
+# networks registered above has levels; one that has lists them here.
 DENOISE_LEVELS: Mapping[str, tuple[int, ...]] = {}
 
 

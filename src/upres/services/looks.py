@@ -54,10 +54,12 @@ def choose_look(
         ) from exc
     except UnsupportedDenoise as exc:
         raise InvalidRequest(exc.message, param=DENOISE_PARAM) from exc
-    if factor not in supported_factors(spec):
+    factors = supported_factors(spec)
+    if factor not in factors:
+        takes = " or ".join(f'"{int(each)}"' for each in factors)
         raise InvalidRequest(
-            f"network {spec.id} upscales at most {spec.scale}x; choose upscale_factor "
-            f"{spec.scale} or less, or another network",
+            f"network {spec.id} upscales at most {spec.scale}x: choose upscale_factor {takes}, "
+            "or another network",
             param=NETWORK_PARAM,
         )
     return Look(network=spec.id, denoise=denoise)
