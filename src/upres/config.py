@@ -6,6 +6,8 @@ down; nothing in upres reads the environment anywhere else.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +19,9 @@ from upres.domain.pricing import Pricing
 from upres.errors import ConfigError, InvalidRequest
 
 _GPUS_FORMAT = "list GPU indices (0 or more) separated by commas, like 0,1"
+_PRICES_FORMAT = (
+    'give a JSON object of network id to price multiplier, like {"realesrgan-x4plus": 1.5}'
+)
 
 
 class Settings(BaseSettings):
@@ -137,6 +142,11 @@ class Settings(BaseSettings):
     price_per_second_1x: float = 16.0
     price_per_second_2x: float = 16.0
     price_per_second_4x: float = 28.0
+    network_prices: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description='Price multiplier per network id, as JSON ({"realesrgan-x4plus": 1.5}); '
+        "a network not named costs 1.0 times the factor's price",
+    )
     initial_credits: float = 10_000.0
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Requests per key per minute")
     auth_failures_per_minute: int = Field(
@@ -199,6 +209,28 @@ class Settings(BaseSettings):
             raise ValueError(_GPUS_FORMAT)
         return value
 
+    @field_validator("network_prices", mode="before")
+    @classmethod
+    def _parse_network_prices(cls, value: object) -> object:
+        """``UPRES_NETWORK_PRICES`` is a JSON object; blank means none. Raises
+        ValueError when it is not JSON."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError(_PRICES_FORMAT) from None
+
+    @field_validator("network_prices")
+    @classmethod
+    def _check_network_prices(cls, value: dict[str, float]) -> dict[str, float]:
+        for network, multiplier in value.items():
+            if not (math.isfinite(multiplier) and multiplier > 0):
+                raise ValueError(f"the multiplier of {network} must be a positive number")
+        return value
+
     @model_validator(mode="after")
     def _check_encode(self) -> Settings:
         try:
@@ -231,6 +263,7 @@ class Settings(BaseSettings):
             per_second_1x=self.price_per_second_1x,
             per_second_2x=self.price_per_second_2x,
             per_second_4x=self.price_per_second_4x,
+            network_multipliers=dict(self.network_prices),
         )
 
     @property

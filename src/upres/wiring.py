@@ -31,6 +31,7 @@ from upres.inputs.remote import PROBE_MAX_BYTES, RemoteProber
 from upres.inputs.urlpolicy import UrlPolicy
 from upres.jobs.reaper import Reaper
 from upres.services.keys import KeyService
+from upres.services.looks import check_network_settings
 from upres.services.tasks import TaskRecords, TaskService
 from upres.services.uploads import UploadRecords, UploadService
 from upres.storage import LocalStorage, ResultStorage, build_storage
@@ -58,6 +59,8 @@ def address_policy(settings: Settings) -> AddressPolicy:
 def _task_service(
     settings: Settings, store: TaskRecords, renderer: TaskRenderer, uploads: UploadService
 ) -> TaskService:
+    """Raises ConfigError when UPRES_MODEL or UPRES_NETWORK_PRICES names no network."""
+    check_network_settings(model=settings.model, priced=settings.network_prices)
     policy = address_policy(settings)
     return TaskService(
         store=store,
@@ -73,6 +76,7 @@ def _task_service(
         urls=UrlPolicy(policy),
         callback_body=renderer,
         uploads=uploads,
+        default_model=settings.model,
     )
 
 
@@ -96,7 +100,8 @@ def api_services(
 
     ``worker_alive`` is the supervisor's check when this process runs the
     workers; without it, liveness is judged from the queue (``QueueWatch``).
-    Raises ServiceUnavailable when the storage is unusable.
+    Raises ServiceUnavailable when the storage is unusable, ConfigError as
+    ``_task_service``.
     """
     storage = build_storage(settings)
     renderer = TaskRenderer(storage.url)

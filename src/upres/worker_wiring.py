@@ -8,7 +8,7 @@ processes and actors, ``upres upscale``) call these.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -22,21 +22,17 @@ from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
 from upres.jobs.runner import RunnerStore, TaskRunner
-from upres.models.loader import ModelCache
-from upres.models.ncnn_runtime import NcnnCache
-from upres.models.registry import ModelSpec, model_for
+from upres.models.registry import model_for, resolve_model
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import FlowMethod
-from upres.pipeline.recurrent import RecurrentNetworks
 from upres.pipeline.runtimes import (
     Device,
-    Placement,
-    build_upscaler,
     encoding_for,
     place,
     resolve_device,
 )
 from upres.pipeline.temporal import TemporalStage
+from upres.pipeline.upscaler_cache import UpscalerCache, UpscalerFactory, UpscalerKey
 from upres.storage import build_storage
 from upres.wiring import address_policy, open_store
 
@@ -55,32 +51,30 @@ def device(settings: Settings) -> Device:
     return resolve_device(settings.device, vulkan=settings.vulkan_device)
 
 
-def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
-    """The model for each factor (``settings.model`` or the registry's default),
-    on the runtime ``place`` picks, loaded once per process and kept (a recurrent
-    model is built fresh for each video: it carries the video's state); with
-    ``UPRES_TEMPORAL`` each call wraps it in a fresh temporal stabiliser (one per
-    video). Raises UnknownModel for an unknown id."""
-    cache, networks, recurrent = ModelCache(), NcnnCache(), RecurrentNetworks()
-    specs = {factor: model_for(factor, settings.model) for factor in Factor}
-    built: dict[Factor, FrameUpscaler] = {}
+def upscalers(settings: Settings) -> UpscalerFactory:
+    """The upscaler for each task: its network (a task that names none gets
+    ``settings.model`` or the registry's default for its factor), on the
+    runtime ``place`` picks, built on first use and kept among the few most
+    used (``UpscalerCache``; a recurrent model is built fresh for each video:
+    it carries the video's state); with ``UPRES_TEMPORAL`` each call wraps it
+    in a fresh temporal stabiliser (one per video). Raises UnknownModel for an
+    unknown ``settings.model``."""
+    for factor in Factor:  # an unknown UPRES_MODEL fails as the worker starts
+        model_for(factor, settings.model)
+    cache = UpscalerCache()
     stages: dict[torch.device, TemporalStage | None] = {}
 
-    def network_for(spec: ModelSpec, factor: Factor, where: Placement) -> FrameUpscaler:
-        if spec.recurrent:
-            return build_upscaler(spec, factor, where, recurrent=recurrent)
-        if factor not in built:
-            built[factor] = build_upscaler(spec, factor, where, models=cache, networks=networks)
-        return built[factor]
-
-    def upscaler_for(factor: Factor) -> FrameUpscaler:
-        spec = specs[factor]
+    def upscaler_for(
+        factor: Factor, *, network: str | None = None, denoise: int | None = None
+    ) -> FrameUpscaler:
+        spec = resolve_model(network or model_for(factor, settings.model).id, denoise)
         where = place(spec, device(settings))
-        network = network_for(spec, factor, where)
+        key = UpscalerKey(network=spec.id, denoise=denoise, factor=factor, placement=where)
+        upscaler = cache.upscaler(spec, key)
         if where.torch_device not in stages:
             stages[where.torch_device] = temporal_stage(settings, where.torch_device)
         stage = stages[where.torch_device]
-        return network if stage is None else stage.wrap(network)
+        return upscaler if stage is None else stage.wrap(upscaler)
 
     return upscaler_for
 

@@ -9,6 +9,7 @@ folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.clips import make_clip, write_corrupt_packets, write_text_file
 from tests.integration.serve_harness import Client, CreatedKey, Serve, create_key
 from upres.domain.media import MediaLimits
 from upres.inputs.probe import probe
+from upres.models.registry import get_model
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 Page = playwright_api.Page
@@ -40,6 +42,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 CREDITS = 5000.0
+# A network other than the server's default (the compact one), priced 1.5 times.
+CHOSEN_NETWORK = "realesrgan-x4plus-anime"
 TASK_TIMEOUT_MS = 240_000
 
 
@@ -57,6 +61,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, Cre
     env = {
         **os.environ,
         "UPRES_MODEL": "realesr-animevideov3",
+        "UPRES_NETWORK_PRICES": json.dumps({CHOSEN_NETWORK: 1.5}),
         # HEVC results, which Chromium cannot play: the compare view must use
         # the H.264 copy, and Download must still give the real result.
         "UPRES_ENCODE_CODEC": "h265",
@@ -237,3 +242,38 @@ def test_a_failed_task_shows_its_error_and_the_refund(
     expect(error).to_contain_text("credits reserved were refunded")
     expect(page.locator("#credits")).to_have_text(credits)
     page.screenshot(path=str(shots / "page_failed.png"))
+
+
+def test_a_chosen_network_is_priced_and_shown_on_its_row(
+    page: Page, serve: tuple[Serve, CreatedKey], clips: dict[str, Path], shots: Path
+) -> None:
+    server, key = serve
+    about = page.locator("#network-about")
+    expect(about).to_have_text("The server's choice: realesr-animevideov3 at every factor")
+    page.get_by_label("Network").select_option(CHOSEN_NETWORK)
+    expect(about).to_have_text(get_model(CHOSEN_NETWORK).description)
+    expect(page.get_by_label("Denoise")).to_be_hidden()  # this network has no levels
+    credits = page.locator("#credits").inner_text()
+    page.get_by_label("Video file").set_input_files(str(clips["long"]))
+    page.get_by_role("button", name="Estimate").click()
+    # 10 s of video at 2x: 10 started seconds at 16 credits, times the network's 1.5.
+    status = page.locator("#form-status")
+    expect(status).to_contain_text("Estimate: 240 credits for 10 s of video at 2")
+    expect(status).to_contain_text(f" with {CHOSEN_NETWORK}, about ")
+    page.screenshot(path=str(shots / "page_network.png"))
+
+    page.get_by_role("button", name="Upscale").click()
+    task_id = _submitted_task_id(page)
+    expect(status).to_contain_text("240 credits reserved")
+    row = _row(page, task_id)
+    expect(row).to_contain_text(CHOSEN_NETWORK)
+    client = Client(server.base_url, key.secret)
+    try:
+        assert client.task(task_id)["task_info"]["network"] == CHOSEN_NETWORK
+    finally:
+        client.close()
+    # Its run (a slow network on this long clip) is not waited for: the chunked
+    # tests run a chosen network and charge its price (tests/unit/test_chunked_tasks.py).
+    row.get_by_role("button", name="Cancel").click()
+    expect(row).to_contain_text("cancelled")
+    expect(page.locator("#credits")).to_have_text(credits)

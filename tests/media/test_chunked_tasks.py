@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
 from tests.stores import ledger_sums, new_task, render_body
+from upres import worker_wiring
 from upres.config import Settings
 from upres.db.task_store import SqlTaskStore
 from upres.domain.chunks import ChunkStatus
@@ -63,12 +65,12 @@ def source(tmp_path: Path) -> Path:
     )
 
 
-def submit(store: SqlTaskStore, settings: Settings, source: Path, clock) -> Task:
-    """A task whose input is an upload of ``source``."""
+def submit(store: SqlTaskStore, settings: Settings, source: Path, clock, **chosen: Any) -> Task:
+    """A task whose input is an upload of ``source`` (with ``chosen`` fields of NewTask)."""
     upload_id = new_upload_id()
     build_storage(settings).put(source, upload_key(upload_id))
     account = store.create_account(user_group="default", credits=1000, webhook_secret="whsec_t")
-    new = replace(new_task(account, clock), input_url=f"upres-upload://{upload_id}")
+    new = replace(new_task(account, clock), input_url=f"upres-upload://{upload_id}", **chosen)
     return store.create_task(new)
 
 
@@ -110,6 +112,36 @@ def test_a_long_task_runs_in_chunks_joined_once_and_billed_once(
     assert not (settings.data_dir / "results" / task.id / "chunks").exists() or not any(
         (settings.data_dir / "results" / task.id / "chunks").iterdir()
     )
+
+
+def test_every_chunk_runs_the_tasks_network_and_the_charge_has_its_price(
+    store, settings, source, clock, monkeypatch
+):
+    # The worker's own default is the slow general network; the task chose the
+    # compact one, priced at 1.5 times the factor's price.
+    chosen = "realesr-animevideov3"
+    worker_settings = settings.model_copy(
+        update={"model": "realesrgan-x4plus", "network_prices": {chosen: 1.5}}
+    )
+    asked: list[tuple[str | None, int | None]] = []
+    resolve = worker_wiring.resolve_model
+
+    def spy(network: str, denoise: int | None = None):
+        asked.append((network, denoise))
+        return resolve(network, denoise)
+
+    monkeypatch.setattr(worker_wiring, "resolve_model", spy)
+    task = submit(store, settings, source, clock, network=chosen, credits_reserved=100.0)
+
+    with worker_from_settings(worker_settings, worker_id="w1") as loop:
+        done = work_until_ended(loop, store, task.id)
+
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert asked == [(chosen, None)] * 4  # one upscaler asked for per chunk, all the task's
+    assert done.network == chosen
+    # 2 s of video at 2x: 2 started seconds at 16 credits, times 1.5.
+    assert done.credits_charged == 48.0
+    assert ledger_sums(store, done.account_id)["refund"] == 52.0
 
 
 def test_two_workers_share_one_tasks_chunks_each_chunk_once(store, settings, source, clock, caplog):

@@ -81,6 +81,7 @@ def test_preset_reaches_the_encoder(tmp_path: Path, clip: Path, preset: str, cab
     ("args", "message"),
     [
         (["--model", "no-such-model"], "unknown model"),
+        ([*FAST_MODEL, "--denoise", "1"], "realesr-animevideov3 has no denoise level 1"),
         (["--preset", "warp"], "h264 has no preset 'warp'"),
         (["--codec", "av1", "--preset", "medium"], "av1 has no preset 'medium'"),
         (["--crf", "60"], "h264 crf must be 0..51"),
@@ -90,7 +91,14 @@ def test_preset_reaches_the_encoder(tmp_path: Path, clip: Path, preset: str, cab
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
         ),
     ],
-    ids=["unknown-model", "unknown-preset", "preset-of-another-codec", "crf-range", "no-cuda"],
+    ids=[
+        "unknown-model",
+        "no-denoise-levels",
+        "unknown-preset",
+        "preset-of-another-codec",
+        "crf-range",
+        "no-cuda",
+    ],
 )
 def test_user_errors_are_one_line_without_traceback(
     tmp_path: Path, clip: Path, args: list[str], message: str
@@ -102,6 +110,19 @@ def test_user_errors_are_one_line_without_traceback(
     assert stderr.count("\n") == 1
     assert message in stderr.lower()
     assert not output.exists()
+
+
+def test_denoise_takes_a_level_the_network_offers(tmp_path: Path, clip: Path) -> None:
+    output = tmp_path / "out.mp4"
+    cugan = ["--model", "realcugan-se-x2", "--device", "cpu", "--no-temporal"]
+    refused = _invoke(str(clip), str(output), *FAST_MODEL, "--denoise", "1")
+    assert refused[0] == 1
+    assert refused[2] == (
+        "error: model realesr-animevideov3 has no denoise level 1; its levels: 0\n"
+    )
+    code, _, stderr = _invoke(str(clip), str(output), *cugan, "--factor", "2", "--denoise", "2")
+    assert code == 0, stderr
+    assert _facts(output)[:3] == (128, 96, 6)
 
 
 def test_bad_input_exits_1_and_writes_nothing(tmp_path: Path) -> None:

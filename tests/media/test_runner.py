@@ -46,7 +46,7 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
             limits=FetchLimits(max_bytes=1 << 20, timeout_s=5),
             directory=tmp_path / "work" / "inputs",
         ),
-        upscaler_for=InterpolationUpscaler,
+        upscaler_for=lambda factor, **_: InterpolationUpscaler(factor),
         render=render,
         publisher=Publisher(
             store=store,

@@ -131,14 +131,21 @@ def test_models_lists_factors_prices_and_limits(api: Api) -> None:
     assert model["default_factor"] == "2"
     assert model["pricing"]["credits_per_second"] == {"1": 16.0, "2": 16.0, "4": 28.0}
     assert model["limits"]["max_videos_per_request"] == 1
-    # upres extension: the networks behind the model and the runtimes that run them.
+    # upres extension: the networks a task may choose, their prices and runtimes.
     networks = {network["id"]: network for network in model["networks"]}
     assert networks["realesr-animevideov3"] == {
         "id": "realesr-animevideov3",
+        "description": "Real-ESRGAN animevideo v3: anime video, fast (SRVGGNetCompact)",
+        "factors": ["1", "2", "4"],
+        "default_for": [],
+        "denoise_levels": [0],
+        "price_multiplier": 1.0,
+        "credits_per_second": {"1": 16.0, "2": 16.0, "4": 28.0},
         "runtimes": ["pytorch", "ncnn"],
         "cpu_runtime": "ncnn",
     }
     assert networks["realesrgan-x4plus"]["runtimes"] == ["pytorch", "ncnn"]
+    assert networks["realesrgan-x4plus"]["default_for"] == ["1", "2", "4"]
 
 
 def test_credits_reports_the_account_balance(api: Api) -> None:

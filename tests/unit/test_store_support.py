@@ -4,6 +4,7 @@ idempotency, migrations and SQLite connection settings (callbacks: test_store_ca
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, inspect, text
 
 from tests.stores import new_task, render_body, sqlite_store
+from tests.unit import test_store_chunks
 from upres.db import create_db_engine, migrate
 from upres.db.migrate import alembic_config
 from upres.db.tables import Base, UtcDateTime
@@ -287,3 +289,38 @@ def test_a_polls_read_of_a_broken_database_is_service_unavailable(store, clock, 
         with store.engine.begin() as conn:
             conn.execute(text("ALTER TABLE tasks_away RENAME TO tasks"))
     assert store.get_task(created.id) == created
+
+
+def test_a_task_keeps_its_look_through_every_read(store, clock, account):
+    chosen = replace(new_task(account, clock), network="realesr-animevideov3", denoise=2)
+    created = store.create_task(chosen)
+    clock.advance(1)
+    plain = store.create_task(new_task(account, clock))
+
+    assert (created.network, created.denoise) == ("realesr-animevideov3", 2)
+    assert (plain.network, plain.denoise) == (None, None)
+    listed = {task.id: task for task in store.list_tasks(account_id=account.id, limit=10)}
+    assert store.get_task(created.id) == listed[created.id] == created
+    claim = store.claim(worker_id="w1", lease_s=30)
+    assert (claim.task.id, claim.task.network, claim.task.denoise) == (
+        created.id,
+        "realesr-animevideov3",
+        2,
+    )
+    # Its chunks, claimed with their task's row, run the same network.
+    store.insert_chunks(claim, test_store_chunks.spans(6, 6))
+    chunk_claims = [store.claim_chunk(worker_id=w, lease_s=30) for w in ("a", "b")]
+    assert [(c.task.network, c.task.denoise) for c in chunk_claims] == [
+        ("realesr-animevideov3", 2)
+    ] * 2
+
+
+def test_a_task_stored_before_looks_were_chosen_reads_as_none(store, clock, account):
+    url = store.engine.url.render_as_string(hide_password=False)
+    created = store.create_task(replace(new_task(account, clock), network="realsr-df2k-x4"))
+    _move_to(url, "0007", step=command.downgrade)  # the look's columns go
+    _move_to(url, "head")
+
+    read = store.get_task(created.id)
+    assert (read.network, read.denoise) == (None, None)
+    assert replace(read, network=created.network) == created

@@ -38,6 +38,7 @@ from upres.errors import (
     ServerBusy,
     ServiceUnavailable,
     UnknownModel,
+    UnsupportedDenoise,
     UpresError,
 )
 from upres.services.tasks import MISSING_VIDEO_MESSAGE
@@ -50,6 +51,7 @@ INVALID_REQUEST = "invalid_request_error"
 _STATUS: Mapping[type[UpresError], tuple[int, str]] = {
     InvalidRequest: (400, INVALID_REQUEST),
     UnknownModel: (400, INVALID_REQUEST),
+    UnsupportedDenoise: (400, INVALID_REQUEST),
     MediaError: (400, INVALID_REQUEST),
     FetchError: (400, INVALID_REQUEST),
     AuthError: (401, "authentication_error"),

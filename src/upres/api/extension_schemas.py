@@ -53,6 +53,10 @@ class EstimatePublic(BaseModel):
     object: Literal["video.generation.estimate"] = "video.generation.estimate"
     model: str = API_MODEL
     upscale_factor: str = Field(json_schema_extra={"enum": ["1", "2", "4"]})
+    network: str = Field(description="The network the task would run, chosen or the default")
+    denoise: int | SkipJsonSchema[None] = Field(
+        default=None, description="The network's denoise level, when chosen"
+    )
     video_duration: int = Field(description="Video duration (seconds), as the task would bill")
     billing_rule: Literal["per_second"] = "per_second"
     credits: float = Field(ge=0, description="Credits a submission would reserve")
@@ -62,6 +66,8 @@ class EstimatePublic(BaseModel):
     def of(cls, estimate: Estimate) -> EstimatePublic:
         return cls(
             upscale_factor=str(int(estimate.factor)),
+            network=estimate.look.network,
+            denoise=estimate.look.denoise,
             video_duration=whole_seconds(estimate.video_duration_s),
             credits=estimate.credits,
             estimated_time=estimate.estimated_time_s,

@@ -11,11 +11,12 @@ import math
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from pydantic.json_schema import SkipJsonSchema
 
 from upres.domain.tasks import API_MODEL, Task, TaskError, TaskStatus
 from upres.inputs.urlpolicy import MAX_CALLBACK_URL_LENGTH
+from upres.models.registry import MODELS
 
 
 class ResultUrl(Protocol):
@@ -31,16 +32,6 @@ _FACTOR_DOC = (
 )
 
 
-class ModelParams(BaseModel):
-    """Model-specific parameters for controlling upscale behaviour."""
-
-    upscale_factor: Any = Field(
-        default="2",
-        description=_FACTOR_DOC,
-        json_schema_extra={"type": "string", "enum": ["1", "2", "4"], "example": "2"},
-    )
-
-
 def _null_as_omitted(schema: dict[str, Any]) -> None:
     """Optional fields are documented as the service takes them: their value, or
     null, which it takes as omitted. OpenAPI 3.1 (the spec's version too) spells
@@ -54,8 +45,42 @@ def _null_as_omitted(schema: dict[str, Any]) -> None:
                 prop.update(kept, type=[kept["type"], "null"])
             else:
                 prop["anyOf"] = [kept, {"type": "null"}]
+        if "enum" in prop and None not in prop["enum"] and "null" in prop.get("type", []):
+            prop["enum"] = [*prop["enum"], None]
         if "default" in prop and prop["default"] is None:
             del prop["default"]
+
+
+_NETWORK_DOC = (
+    "upres extension: the network that upscales the video, one of the ids `GET /v1/models` "
+    "lists under `networks`; default: the operator's for the factor. Unlike the factor, an "
+    "unknown network is refused (400 invalid_parameter, naming the valid ids)."
+)
+_DENOISE_DOC = (
+    "upres extension: the denoise level (0-3) for a network that has levels "
+    "(`denoise_levels` in `GET /v1/models`); a level the network does not offer is refused "
+    "(400 invalid_parameter, naming its levels)."
+)
+
+
+class ModelParams(BaseModel):
+    """Model-specific parameters for controlling upscale behaviour."""
+
+    model_config = ConfigDict(json_schema_extra=_null_as_omitted)
+
+    upscale_factor: Any = Field(
+        default="2",
+        description=_FACTOR_DOC,
+        json_schema_extra={"type": "string", "enum": ["1", "2", "4"], "example": "2"},
+    )
+    network: StrictStr | None = Field(
+        default=None,
+        description=_NETWORK_DOC,
+        json_schema_extra={"enum": [spec.id for spec in MODELS]},
+    )
+    denoise: StrictInt | None = Field(
+        default=None, description=_DENOISE_DOC, json_schema_extra={"minimum": 0, "maximum": 3}
+    )
 
 
 class VideoGenerationRequest(BaseModel):
@@ -105,6 +130,15 @@ class VideoTaskInfo(BaseModel):
         description="upres extension: what upres decided about the output for this video "
         "(e.g. h265 10-bit for an HDR source, deinterlacing); present only on a completed "
         "task that has some",
+    )
+    network: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="upres extension: the network that upscales this video (chosen in "
+        "`model_params.network`, else the operator's default); absent on tasks from before "
+        "tasks chose one",
+    )
+    denoise: int | SkipJsonSchema[None] = Field(
+        default=None, description="upres extension: the network's denoise level, when chosen"
     )
 
 
@@ -187,9 +221,24 @@ class ModelLimits(BaseModel):
 
 
 class NetworkCard(BaseModel):
-    """One network the engine can run for the API model (upres extension)."""
+    """One network the engine can run for the API model (upres extension); a task
+    chooses it in ``model_params.network``."""
 
     id: str
+    description: str = Field(description="What it is good for, in one line")
+    factors: list[str] = Field(description="The upscale factors it can run")
+    default_for: list[str] = Field(
+        description="The factors for which a task that names no network gets it"
+    )
+    denoise_levels: list[int] = Field(
+        description="The levels `model_params.denoise` may take with it; empty: none"
+    )
+    price_multiplier: float = Field(
+        description="Its price: the factor's credits per second times this"
+    )
+    credits_per_second: dict[str, float] = Field(
+        description="Credits per started second of input with it, by factor"
+    )
     runtimes: list[str] = Field(description="Runtimes that can run it: pytorch, ncnn")
     cpu_runtime: str = Field(description="The runtime it runs on when the device is the CPU")
 
@@ -207,7 +256,8 @@ class ModelCard(BaseModel):
     limits: ModelLimits
     networks: list[NetworkCard] = Field(
         default_factory=list,
-        description="upres extension: the networks behind this model and their runtimes",
+        description="upres extension: the networks a task may choose "
+        "(`model_params.network`), their prices and runtimes",
     )
 
 
@@ -254,6 +304,8 @@ def render_task(task: Task, *, result_url: ResultUrl) -> TaskPublic:
             estimated_time=0 if terminal else max(0, task.estimated_time_s),
             video_duration=whole_seconds(task.video_duration_s),
             notes=list(task.notes) if task.status is TaskStatus.COMPLETED and task.notes else None,
+            network=task.network,
+            denoise=task.denoise,
         ),
         usage=VideoUsage(credits_reserved=task.credits_reserved, user_group=task.user_group),
     )

@@ -40,7 +40,7 @@ from upres.errors import Cancelled, ModelError
 from upres.jobs.supervisor import CUDA_VISIBLE_DEVICES, visible_devices
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
-from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.upscaler_cache import UpscalerFactory
 from upres.worker_wiring import apply_torch_threads, upscalers
 
 _POLL_S = 0.2
@@ -53,14 +53,16 @@ Flag = ctypes.c_byte
 class WorkerSetup:
     """What every worker process needs to build its upscaler (picklable).
 
-    ``settings`` carry the model, device and temporal choice; ``gpus`` is how
-    many CUDA devices the workers share (0: none).
+    ``settings`` carry the model, device and temporal choice; ``denoise`` the
+    model's denoise level (None: none chosen); ``gpus`` is how many CUDA
+    devices the workers share (0: none).
     """
 
     settings: Settings
     factor: Factor
     gpus: int
     torch_threads: int | None
+    denoise: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,7 +237,7 @@ def _drain(progress: Queue[tuple[int, int, int | None]], tally: _Tally) -> None:
 class _Worker:
     """One worker process's state, set up once by ``_start_worker``."""
 
-    upscaler_for: Callable[[Factor], FrameUpscaler]
+    upscaler_for: UpscalerFactory
     setup: WorkerSetup
     progress: Queue[tuple[int, int, int | None]]
     cancel: CancelToken
@@ -290,7 +292,7 @@ def _upscale(job: _ChunkJob) -> ChunkResult:
         source=job.source,
         span=job.span,
         destination=job.destination,
-        upscaler=worker.upscaler_for(worker.setup.factor),
+        upscaler=worker.upscaler_for(worker.setup.factor, denoise=worker.setup.denoise),
         encode=job.encode,
         limits=worker.setup.settings.media_limits,
         on_progress=report,

@@ -31,6 +31,7 @@ class Options:
     preset: str | None = None
     temporal: bool | None = None
     double_rate: bool | None = None
+    denoise: int | None = None
 
     def over(self, below: Options) -> Options:
         """These options, each one not given here taken from ``below``."""
@@ -53,6 +54,7 @@ class Choices:
 
     factor: Factor
     model: str | None
+    denoise: int | None
     device: str
     encode: EncodeSettings
     double_rate: bool
@@ -79,6 +81,7 @@ def choose(options: Options, run: RunOptions, settings: Settings) -> Choices:
     return Choices(
         factor=Factor(options.factor) if options.factor is not None else DEFAULT_FACTOR,
         model=options.model or settings.model,
+        denoise=options.denoise,
         device=device,
         encode=_encode_settings(settings, options),
         double_rate=(

@@ -83,6 +83,10 @@ def upscale(
             f"({setting_default('model', 'the best model for --factor')})."
         ),
     ] = None,
+    denoise: Annotated[
+        int | None,
+        typer.Option(help="Denoise level, for a model that has levels (see `upres models list`)."),
+    ] = None,
     device: Annotated[
         DeviceChoice | None,
         typer.Option(
@@ -175,6 +179,7 @@ def upscale(
         preset=preset,
         temporal=temporal,
         double_rate=double_rate,
+        denoise=denoise,
     )
     run = RunOptions(
         device=device.value if device else None, workers=workers, chunk_seconds=chunk_seconds
@@ -245,7 +250,7 @@ def run_file(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
-    spec = model_for(choices.factor, choices.model)
+    spec = model_for(choices.factor, choices.model, choices.denoise)
     target = resolve_device(choices.device, vulkan=settings.vulkan_device)
     where = place(spec, target)
     encode = encoding_for(choices.encode, [spec], target)
@@ -311,6 +316,7 @@ def _run_chunked(
     setup = WorkerSetup(
         settings=settings.model_copy(update=chosen),
         factor=choices.factor,
+        denoise=choices.denoise,
         gpus=gpus,
         # On the CPU the workers share its cores instead of each taking all of them.
         torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),

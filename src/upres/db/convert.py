@@ -80,6 +80,8 @@ def task(row: TaskRow) -> Task:
         notes=tuple(row.notes.split("\n")) if row.notes else (),
         fps=row.fps,
         result_codec=_video_codec(row.result_codec),
+        network=row.network,
+        denoise=row.denoise,
     )
 
 

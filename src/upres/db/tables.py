@@ -119,6 +119,10 @@ class TaskRow(Base):
     fps: Mapped[float | None]
     # The video codec of a completed task's result (upres.domain.media.VideoCodec).
     result_codec: Mapped[str | None] = mapped_column(String(8))
+    # The look the task chose (upres.domain.tasks.Task.network, .denoise); NULL on
+    # rows from before tasks chose, which run the worker's default.
+    network: Mapped[str | None] = mapped_column(String(64))
+    denoise: Mapped[int | None] = mapped_column(Integer)
 
 
 class LedgerRow(Base):

@@ -55,6 +55,8 @@ def new_row(new: NewTask, reserved: int) -> TaskRow:
         not_before=None,
         notes=None,
         result_codec=None,
+        network=new.network,
+        denoise=new.denoise,
     )
 
 

@@ -30,6 +30,8 @@ class NewTask:
     estimated_time_s: int
     user_group: str
     created_at: datetime
+    network: str | None = None
+    denoise: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

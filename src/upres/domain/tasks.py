@@ -123,3 +123,8 @@ class Task:
     result_codec: VideoCodec | None = None
     """The video codec the completed result was written in (None before it completes,
     and for tasks completed before upres recorded it)."""
+    network: str | None = None
+    """The network that upscales it (a registry id), chosen or the default when it
+    was submitted; None for a task from before tasks chose (the worker's default)."""
+    denoise: int | None = None
+    """The network's denoise level, when it has levels and one was chosen."""

@@ -21,7 +21,7 @@ from upres.domain.chunks import ChunkClaim
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.storage_keys import chunk_output_key, chunk_source_key
-from upres.domain.tasks import Factor, Task, TaskError
+from upres.domain.tasks import Task, TaskError
 from upres.errors import LeaseLost
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import InputCache
@@ -30,8 +30,8 @@ from upres.jobs.publish import store_preview
 from upres.jobs.queue import ClaimedChunks
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
-from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.preview import FramePreview
+from upres.pipeline.upscaler_cache import UpscalerFactory
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class ChunkRunner:
         store: ClaimedChunks,
         storage: ResultStorage,
         inputs: InputCache,
-        upscaler_for: Callable[[Factor], FrameUpscaler],
+        upscaler_for: UpscalerFactory,
         render: CallbackBody,
         work_dir: Path,
         limits: MediaLimits,
@@ -121,7 +121,9 @@ class ChunkRunner:
                 source=source,
                 span=_span(claim),
                 destination=part,
-                upscaler=self._upscaler_for(claim.task.factor),
+                upscaler=self._upscaler_for(
+                    claim.task.factor, network=claim.task.network, denoise=claim.task.denoise
+                ),
                 encode=self._encode,
                 limits=self._limits,
                 on_progress=progress.update,

@@ -74,7 +74,7 @@ class Publisher:
                 actual_duration_s=duration_s,
                 # The price of what was made; the store caps it at the reservation.
                 credits_charged=self._pricing.credits(
-                    duration_s=duration_s, factor=claim.task.factor
+                    duration_s=duration_s, factor=claim.task.factor, network=claim.task.network
                 ),
                 callback_body=self._render,
                 notes=notes,

@@ -27,7 +27,7 @@ from upres.domain.chunks import Chunk, ChunkClaim, ChunkStatus, part_keys_ever_w
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.storage_keys import chunk_source_key, preview_key
-from upres.domain.tasks import Factor, Task, TaskError
+from upres.domain.tasks import Task, TaskError
 from upres.errors import LeaseLost, NotFound
 from upres.jobs.chunk_runner import ChunkRunner
 from upres.jobs.heartbeat import heartbeats
@@ -37,14 +37,11 @@ from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
 from upres.pipeline.chunks import ChunkSpan, join_chunks, plan_chunks
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
-from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.preview import FramePreview
+from upres.pipeline.upscaler_cache import UpscalerFactory
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
-
-UpscalerFactory = Callable[[Factor], FrameUpscaler]
-"""Gives the frame upscaler for a factor (models stay loaded between tasks)."""
 
 
 class RunnerStore(ClaimedTasks, ClaimedChunks, Protocol):
@@ -183,7 +180,9 @@ class TaskRunner:
                 result = upscale_video(
                     source=source,
                     destination=output,
-                    upscaler=self._upscaler_for(task.factor),
+                    upscaler=self._upscaler_for(
+                        task.factor, network=task.network, denoise=task.denoise
+                    ),
                     encode=self._encode,
                     limits=self._limits,
                     on_progress=progress.update,

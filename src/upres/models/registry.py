@@ -295,10 +295,15 @@ def model_for(factor: Factor, model_id: str | None = None, denoise: int | None =
     return resolve_model(model_id or default_model_for(factor).id, denoise)
 
 
+def supported_factors(spec: ModelSpec) -> tuple[Factor, ...]:
+    """The factors ``spec`` can upscale by: up to its scale (a smaller factor is its
+    output downscaled), smallest first."""
+    return tuple(factor for factor in Factor if int(factor) <= spec.scale)
+
+
 def check_factor(spec: ModelSpec, factor: Factor) -> None:
-    """Raises ModelError when ``spec`` cannot upscale by ``factor``: more than its
-    scale (a smaller factor is its output downscaled)."""
-    if int(factor) > spec.scale:
+    """Raises ModelError when ``spec`` cannot upscale by ``factor`` (``supported_factors``)."""
+    if factor not in supported_factors(spec):
         raise ModelError(f"model {spec.id} upscales {spec.scale}x, not {int(factor)}x")
 
 

@@ -40,6 +40,7 @@ from upres.errors import (
     UnknownDuration,
 )
 from upres.services.credits import AccountLookup
+from upres.services.looks import Look, choose_look
 
 MISSING_VIDEO_MESSAGE = f"video_urls is required and must not be empty for {API_MODEL}"
 IDEMPOTENCY_CONFLICT_MESSAGE = "Idempotency-Key was already used with a different request"
@@ -98,21 +99,30 @@ class UrlChecker(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class Submission:
-    """A create request as the client sent it (factor already leniently parsed)."""
+    """A create request as the client sent it (factor already leniently parsed;
+    ``network`` and ``denoise`` None when not sent)."""
 
     model: str
     video_urls: list[str]
     factor: Factor
     callback_url: str | None
+    network: str | None = None
+    denoise: int | None = None
 
     def fingerprint(self) -> str:
-        """A hash of what the request asks for, to tell an idempotent replay from a reuse."""
-        fields = {
+        """A hash of what the request asks for, to tell an idempotent replay from a reuse.
+
+        The look counts only when sent: a request that sends neither hashes as it
+        did before tasks chose one, so its replays still match.
+        """
+        fields: dict[str, object] = {
             "model": self.model,
             "video_urls": list(self.video_urls),
             "factor": int(self.factor),
             "callback_url": self.callback_url,
         }
+        look = {"network": self.network, "denoise": self.denoise}
+        fields.update({name: value for name, value in look.items() if value is not None})
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -129,6 +139,7 @@ class Estimate:
     """What a submission would cost and take, without reserving anything."""
 
     factor: Factor
+    look: Look
     video_duration_s: float
     credits: float
     estimated_time_s: int
@@ -217,7 +228,10 @@ class TaskService:
         clock: Clock = utc_now,
         estimator: ThroughputEstimator | None = None,
         uploads: UploadLookup | None = None,
+        default_model: str | None = None,
     ) -> None:
+        """``default_model`` is the network a submission that names none gets
+        (``UPRES_MODEL``; None: the registry's for its factor)."""
         self._store = store
         self._prober = prober
         self._pricing = pricing
@@ -226,11 +240,12 @@ class TaskService:
         self._clock = clock
         self._estimator = estimator or ThroughputEstimator(store)
         self._uploads = uploads
+        self._default_model = default_model
 
     def submit(self, *, key: ApiKey, submission: Submission) -> Task:
         """Validate, probe, price and enqueue a submission; its credits are reserved.
 
-        Raises InvalidRequest (bad model, video_urls or callback_url),
+        Raises InvalidRequest (bad model, video_urls, callback_url, network or denoise),
         AddressNotAllowed, ModelAccessDenied, the prober's FetchError or
         MediaError (code video_probe_failed and friends), InsufficientQuota.
         """
@@ -261,11 +276,12 @@ class TaskService:
     def estimate(self, *, key: ApiKey, submission: Submission) -> Estimate:
         """What ``submit`` would reserve and how long the task would take; reserves
         nothing. Raises what ``submit`` raises, except InsufficientQuota."""
-        _, info = self._checked(key, submission)
+        _, info, look = self._checked(key, submission)
         return Estimate(
             factor=submission.factor,
+            look=look,
             video_duration_s=info.duration_s,
-            credits=self._pricing.credits(duration_s=info.duration_s, factor=submission.factor),
+            credits=self._price(info, submission.factor, look),
             estimated_time_s=self._estimator.estimate(info, submission.factor),
         )
 
@@ -290,8 +306,8 @@ class TaskService:
         self, key: ApiKey, submission: Submission, *, idempotency: IdempotencyRecord | None
     ) -> Task:
         with self._whole_body() as whole_body:
-            url, info = self._checked(key, submission, affordable=True, whole_body=whole_body)
-            new = self._new_task(key, submission, url, info)
+            url, info, look = self._checked(key, submission, affordable=True, whole_body=whole_body)
+            new = self._new_task(key, submission, look, url, info)
             # Kept before the task exists: a worker may claim it the moment it does.
             kept = self._keep_input(new, whole_body, info)
             try:
@@ -319,20 +335,21 @@ class TaskService:
         *,
         affordable: bool = False,
         whole_body: Path | None = None,
-    ) -> tuple[str, ProbedVideo]:
-        """The submission's validated input URL and its probed facts; an input the
-        probe had to download whole is left in ``whole_body``."""
+    ) -> tuple[str, ProbedVideo, Look]:
+        """The submission's validated input URL, its probed facts and its look; an
+        input the probe had to download whole is left in ``whole_body``."""
         check_model(key, submission.model)
+        look = self._look(submission)
         url = one_video_url(submission.video_urls)
         if not is_upload_url(url):  # a name, not an address: checked by ownership instead
             url = self._urls.check_input_url(url)
         if submission.callback_url is not None:
             self._urls.check_callback_url(submission.callback_url)
         if affordable:
-            self._check_affordable(key, submission.factor)
+            self._check_affordable(key, submission.factor, look)
         info = self._probe(key, url, whole_body)
         check_duration(info)
-        return url, info
+        return url, info, look
 
     def _probe(self, key: ApiKey, url: str, whole_body: Path | None) -> ProbedVideo:
         if not is_upload_url(url):
@@ -341,15 +358,28 @@ class TaskService:
             raise FetchError("Uploads are not available on this server")
         return self._uploads.upload_for(account_id=key.account_id, url=url)
 
-    def _check_affordable(self, key: ApiKey, factor: Factor) -> None:
+    def _look(self, submission: Submission) -> Look:
+        return choose_look(
+            network=submission.network,
+            denoise=submission.denoise,
+            factor=submission.factor,
+            default_model=self._default_model,
+        )
+
+    def _price(self, info: ProbedVideo, factor: Factor, look: Look) -> float:
+        return self._pricing.credits(
+            duration_s=info.duration_s, factor=factor, network=look.network
+        )
+
+    def _check_affordable(self, key: ApiKey, factor: Factor, look: Look) -> None:
         # Fail fast, before fetching anything, when not even one second is covered;
         # the reservation itself is the authoritative check.
-        cheapest = self._pricing.credits(duration_s=1, factor=factor)
+        cheapest = self._pricing.credits(duration_s=1, factor=factor, network=look.network)
         if self._store.get_account(key.account_id).balance < cheapest:
             raise InsufficientQuota(INSUFFICIENT_QUOTA_MESSAGE)
 
     def _new_task(
-        self, key: ApiKey, submission: Submission, url: str, info: ProbedVideo
+        self, key: ApiKey, submission: Submission, look: Look, url: str, info: ProbedVideo
     ) -> NewTask:
         now = self._clock()
         return NewTask(
@@ -360,12 +390,12 @@ class TaskService:
             input_url=url,
             callback_url=submission.callback_url,
             video_duration_s=info.duration_s,
-            credits_reserved=self._pricing.credits(
-                duration_s=info.duration_s, factor=submission.factor
-            ),
+            credits_reserved=self._price(info, submission.factor, look),
             estimated_time_s=self._estimator.estimate(info, submission.factor),
             user_group=key.user_group,
             created_at=now,
+            network=look.network,
+            denoise=look.denoise,
         )
 
 

@@ -22,6 +22,7 @@ router = APIRouter(tags=["Video Generation"])
     "the same way, and answers the credits it would reserve and the estimated processing "
     "time. Nothing is reserved and no task is created.",
     response_model=EstimatePublic,
+    response_model_exclude_none=True,
     responses=error_responses(400, 401, 403, 429, 503),
 )
 async def estimate_video_generation(

@@ -16,7 +16,7 @@ from upres.api.deps import (
 )
 from upres.api.openapi import REQUEST_EXAMPLES, error_responses
 from upres.api.routes._task_response import task_response
-from upres.api.schemas import TaskPublic, VideoGenerationRequest
+from upres.api.schemas import ModelParams, TaskPublic, VideoGenerationRequest
 from upres.domain.tasks import Factor
 from upres.services.tasks import Submission
 
@@ -44,13 +44,16 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def to_submission(body: VideoGenerationRequest) -> Submission:
-    """The request as the task service takes it; the factor is parsed leniently."""
-    factor = Factor.lenient(body.model_params.upscale_factor if body.model_params else None)
+    """The request as the task service takes it; the factor is parsed leniently,
+    the network and denoise level are checked there."""
+    params = body.model_params or ModelParams()
     return Submission(
         model=body.model,
         video_urls=list(body.video_urls),
-        factor=factor,
+        factor=Factor.lenient(params.upscale_factor),
         callback_url=body.callback_url,
+        network=params.network,
+        denoise=params.denoise,
     )
 
 

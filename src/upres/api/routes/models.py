@@ -9,7 +9,15 @@ from upres.api.openapi import error_responses
 from upres.api.schemas import ModelCard, ModelLimits, ModelList, ModelPricing, NetworkCard
 from upres.config import Settings
 from upres.domain.tasks import API_MODEL, Factor
-from upres.models.registry import MODELS, cpu_runtime, runtimes
+from upres.models.registry import (
+    MODELS,
+    ModelSpec,
+    cpu_runtime,
+    denoise_levels,
+    model_for,
+    runtimes,
+    supported_factors,
+)
 
 router = APIRouter(tags=["Models"])
 
@@ -23,7 +31,7 @@ def model_card(settings: Settings) -> ModelCard:
         factors=[str(int(factor)) for factor in Factor],
         default_factor=str(int(Factor.X2)),
         pricing=ModelPricing(
-            credits_per_second={str(int(f)): pricing.rate(f) for f in Factor},
+            credits_per_second={str(int(f)): pricing.rate(f, None) for f in Factor},
         ),
         limits=ModelLimits(
             max_videos_per_request=1,
@@ -34,14 +42,25 @@ def model_card(settings: Settings) -> ModelCard:
             formats=["mp4"],
             result_ttl_s=settings.result_ttl_s,
         ),
-        networks=[
-            NetworkCard(
-                id=spec.id,
-                runtimes=[runtime.value for runtime in runtimes(spec)],
-                cpu_runtime=cpu_runtime(spec).value,
-            )
-            for spec in MODELS
-        ],
+        networks=[network_card(spec, settings) for spec in MODELS],
+    )
+
+
+def network_card(spec: ModelSpec, settings: Settings) -> NetworkCard:
+    """What a client needs to choose ``spec`` for a task: its use, factors, levels, price."""
+    pricing = settings.pricing
+    factors = supported_factors(spec)
+    defaults = [factor for factor in Factor if model_for(factor, settings.model).id == spec.id]
+    return NetworkCard(
+        id=spec.id,
+        description=spec.description,
+        factors=[str(int(factor)) for factor in factors],
+        default_for=[str(int(factor)) for factor in defaults],
+        denoise_levels=list(denoise_levels(spec)),
+        price_multiplier=pricing.multiplier(spec.id),
+        credits_per_second={str(int(f)): pricing.rate(f, spec.id) for f in factors},
+        runtimes=[runtime.value for runtime in runtimes(spec)],
+        cpu_runtime=cpu_runtime(spec).value,
     )
 
 

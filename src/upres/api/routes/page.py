@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from upres.api.deps import SettingsDep
 from upres.domain.tasks import Factor
+from upres.models.registry import MODELS, denoise_levels, model_for
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_PATH = "/static"
@@ -33,9 +34,22 @@ def page(request: Request, settings: SettingsDep) -> HTMLResponse:
             "factors": [int(factor) for factor in Factor],
             "default_factor": int(Factor.X2),
             "max_input_bytes": settings.max_input_bytes,
+            "networks": [
+                {"id": spec.id, "description": spec.description, "levels": denoise_levels(spec)}
+                for spec in MODELS
+            ],
+            "default_network": default_network(settings.model),
             "static": STATIC_PATH,
         },
     )
+
+
+def default_network(model: str | None) -> str:
+    """The network a task that names none gets, in words: one for every factor, or per factor."""
+    chosen = {factor: model_for(factor, model).id for factor in Factor}
+    if len(set(chosen.values())) == 1:
+        return f"{chosen[Factor.X2]} at every factor"
+    return ", ".join(f"{network} at {int(factor)}x" for factor, network in chosen.items())
 
 
 def mount_static(app: FastAPI) -> None:

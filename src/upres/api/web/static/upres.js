@@ -74,7 +74,20 @@
   }
 
   function request(url) {
-    return { model: "topaz-video-upscale", video_urls: [url], model_params: { upscale_factor: $("factor").value } };
+    const params = { upscale_factor: $("factor").value };
+    if ($("network").value) params.network = $("network").value;
+    if (!$("denoise-field").hidden && $("denoise").value) params.denoise = Number($("denoise").value);
+    return { model: "topaz-video-upscale", video_urls: [url], model_params: params };
+  }
+
+  // The line about the chosen network, and its denoise levels when it has some.
+  function showNetwork() {
+    const option = $("network").selectedOptions[0];
+    $("network-about").textContent = option.dataset.about;
+    const levels = option.dataset.levels ? option.dataset.levels.split(",") : [];
+    const denoise = $("denoise");
+    denoise.replaceChildren(new Option("Default", ""), ...levels.map((level) => new Option(level, level)));
+    $("denoise-field").hidden = levels.length === 0;
   }
 
   function say(text) { $("form-status").textContent = text; }
@@ -107,7 +120,8 @@
     say("Estimating…");
     const e = await api("POST", "/v1/videos/generations/estimate", request(url));
     say("Estimate: " + e.credits + " credits for " + e.video_duration + " s of video at " +
-        e.upscale_factor + "×, about " + duration(e.estimated_time) + " of processing.");
+        e.upscale_factor + "× with " + e.network + ", about " + duration(e.estimated_time) +
+        " of processing.");
   }
 
   async function upscale() {
@@ -124,33 +138,34 @@
   function newRow(task) {
     const row = document.createElement("tr");
     row.dataset.id = task.id;
-    for (let i = 0; i < 8; i++) row.appendChild(document.createElement("td"));
+    for (let i = 0; i < 9; i++) row.appendChild(document.createElement("td"));
     const created = new Date(task.created * 1000);
     cell(row, 0).textContent = created.toLocaleTimeString([], { timeStyle: "short" });
     cell(row, 0).title = created.toLocaleString();
     cell(row, 1).textContent = task.id;
     cell(row, 1).className = "id";
     cell(row, 2).textContent = task.upscale_factor + "×";
+    cell(row, 3).textContent = task.task_info.network || "";
     const bar = document.createElement("progress");
     bar.max = 100;
     bar.setAttribute("aria-label", "Progress of " + task.id);
-    cell(row, 4).appendChild(bar);
+    cell(row, 5).appendChild(bar);
     const cancel = document.createElement("button");
     cancel.type = "button";
     cancel.textContent = "Cancel";
     cancel.addEventListener("click", (e) => { e.stopPropagation(); cancelTask(task.id, cancel); });
-    cell(row, 7).appendChild(cancel);
+    cell(row, 8).appendChild(cancel);
     row.addEventListener("click", () => { selected = task.id; refresh(false); });
     return row;
   }
 
   function updateRow(row, task) {
-    cell(row, 3).textContent = task.status;
-    cell(row, 3).className = "status-" + task.status;
-    cell(row, 4).firstChild.value = task.progress;
-    cell(row, 5).textContent = speed(task);
-    cell(row, 6).textContent = timeLeft(task);
-    cell(row, 7).firstChild.hidden = !task.task_info.can_cancel;
+    cell(row, 4).textContent = task.status;
+    cell(row, 4).className = "status-" + task.status;
+    cell(row, 5).firstChild.value = task.progress;
+    cell(row, 6).textContent = speed(task);
+    cell(row, 7).textContent = timeLeft(task);
+    cell(row, 8).firstChild.hidden = !task.task_info.can_cancel;
     row.classList.toggle("selected", task.id === selected);
   }
 
@@ -312,6 +327,8 @@
     $("estimate").addEventListener("click", () => run($("estimate"), estimate));
     $("task-form").addEventListener("submit", (e) => { e.preventDefault(); run($("upscale"), upscale); });
     $("video-file").addEventListener("change", () => { uploaded = null; });
+    $("network").addEventListener("change", showNetwork);
+    showNetwork();
     syncVideos();
     const kept = sessionStorage.getItem(KEY_SLOT);
     if (kept) { $("api-key").value = kept; signIn(kept); }
