@@ -33,6 +33,7 @@ from upres.pipeline.encode import encode, plan_output
 from upres.pipeline.engine import upscale_video
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 CaseKind = Literal["e2e", "model", "decode", "encode", "baseline"]
 KINDS: tuple[CaseKind, ...] = ("decode", "encode", "model", "e2e", "baseline")
@@ -208,8 +209,7 @@ def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[
             source=Path(case.clip),
             destination=Path(folder) / "out.mp4",
             upscaler=upscaler,
-            encode=_encode_settings(case),
-            limits=_LIMITS,
+            options=VideoOptions(encode=_encode_settings(case), limits=_LIMITS),
         )
     return result.frames, clock
 

@@ -50,6 +50,7 @@ from upres.models.registry import get_model
 from upres.pipeline.chunks import DEFAULT_PRE_ROLL, join_chunks, plan_chunks, upscale_chunk
 from upres.pipeline.runtimes import build_upscaler, place, resolve_device
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -120,8 +121,7 @@ def overhead(
             span=span,
             destination=folder / f"part-{span.index}.mp4",
             upscaler=InterpolationUpscaler(Factor.X2),
-            encode=_PARTS,
-            limits=MediaLimits(),
+            options=VideoOptions(encode=_PARTS, limits=MediaLimits()),
         ).path
         for span in spans
     ]
@@ -129,7 +129,10 @@ def overhead(
     join_s = best_of(
         repeats,
         lambda: join_chunks(
-            source=clip, parts=parts, destination=joined, encode=_PARTS, limits=MediaLimits()
+            source=clip,
+            parts=parts,
+            destination=joined,
+            options=VideoOptions(encode=_PARTS, limits=MediaLimits()),
         ),
     )
     return Overhead(

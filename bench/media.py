@@ -46,6 +46,7 @@ from upres.pipeline.decode import DecodeOptions, to_rgb
 from upres.pipeline.encode import from_rgb, plan_output
 from upres.pipeline.engine import upscale_video
 from upres.pipeline.upscale import ModelUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -178,8 +179,7 @@ def interlaced_case(folder: Path, docs: Path, *, frames: int) -> Interlaced:
         source=source,
         destination=output,
         upscaler=upscaler,
-        encode=EncodeSettings(crf=12),
-        limits=MediaLimits(),
+        options=VideoOptions(encode=EncodeSettings(crf=12), limits=MediaLimits()),
     )
     new = _rgb_frames(output)
     middle = len(inputs) // 2

@@ -49,7 +49,7 @@ def apply_torch_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def device(settings: Settings) -> Device:
+def settings_device(settings: Settings) -> Device:
     """The device the settings name, resolved on this machine. Raises ModelError as
     ``resolve_device``."""
     return resolve_device(settings.device, vulkan=settings.vulkan_device)
@@ -75,7 +75,7 @@ def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
 
     def upscaler_for(factor: Factor) -> FrameUpscaler:
         spec = specs[factor]
-        where = place(spec, device(settings))
+        where = place(spec, settings_device(settings))
         network = network_for(spec, factor, where)
         if where.torch_device not in stages:
             stages[where.torch_device] = temporal_stage(settings, where.torch_device)
@@ -99,7 +99,7 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     """The configured encoding, kept up with the factors' models (``encoding_for``)."""
     specs = [model_for(factor, settings.model) for factor in Factor]
     try:
-        target = device(settings)
+        target = settings_device(settings)
     except ModelError:
         # The device is missing: each task fails with that error when it starts.
         return settings.encode_settings

@@ -36,6 +36,7 @@ from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import DisFlow
 from upres.pipeline.temporal import StabilisedUpscaler, TemporalStabiliser
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions
 from upres.pipeline.window import FrameWindow, window_packets
 
 ENCODE = EncodeSettings(preset="fast")
@@ -116,10 +117,8 @@ def _chunked(
             span=span,
             destination=folder / f"part{span.index}.mp4",
             upscaler=make(),
-            encode=encode,
-            limits=LIMITS,
             pre_roll=pre_roll,
-            double_rate=double_rate,
+            options=VideoOptions(encode=encode, limits=LIMITS, double_rate=double_rate),
         )
         assert result.frames == span.frame_count * (2 if double_rate else 1)
         parts.append(result.path)
@@ -127,9 +126,7 @@ def _chunked(
         source=source,
         parts=parts,
         destination=folder / name,
-        encode=encode,
-        limits=LIMITS,
-        double_rate=double_rate,
+        options=VideoOptions(encode=encode, limits=LIMITS, double_rate=double_rate),
     )
     assert joined.frames == sum(span.frame_count for span in spans) * (2 if double_rate else 1)
     return joined.path, spans
@@ -148,9 +145,7 @@ def _whole(
         source=source,
         destination=folder / name,
         upscaler=make(),
-        encode=encode,
-        limits=LIMITS,
-        double_rate=double_rate,
+        options=VideoOptions(encode=encode, limits=LIMITS, double_rate=double_rate),
     ).path
 
 
@@ -278,8 +273,7 @@ def test_a_part_must_be_an_mp4(tmp_path: Path) -> None:
             span=span,
             destination=tmp_path / "part.mkv",
             upscaler=_bicubic(),
-            encode=ENCODE,
-            limits=LIMITS,
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
@@ -293,8 +287,7 @@ def test_join_refuses_parts_of_another_size_and_leaves_nothing(tmp_path: Path) -
             span=span,
             destination=tmp_path / f"part{span.index}.mp4",
             upscaler=InterpolationUpscaler(factor),
-            encode=ENCODE,
-            limits=LIMITS,
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         ).path
         for span, factor in ((first, Factor.X2), (second, Factor.X4))
     ]
@@ -303,8 +296,7 @@ def test_join_refuses_parts_of_another_size_and_leaves_nothing(tmp_path: Path) -
             source=source,
             parts=parts,
             destination=tmp_path / "out.mp4",
-            encode=ENCODE,
-            limits=LIMITS,
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "part0.mp4", "part1.mp4"]
 
@@ -313,7 +305,10 @@ def test_join_without_parts_is_an_error(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12)
     with pytest.raises(EncodeError):
         join_chunks(
-            source=source, parts=[], destination=tmp_path / "o.mp4", encode=ENCODE, limits=LIMITS
+            source=source,
+            parts=[],
+            destination=tmp_path / "o.mp4",
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         )
 
 

@@ -30,9 +30,10 @@ from upres.inputs.probe import probe
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, TimedBatch, decode
 from upres.pipeline.encode import plan_output
-from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.engine import upscale_video
 from upres.pipeline.hdr import choose_codec, x265_params
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 FAST = EncodeSettings(preset="ultrafast")
@@ -41,13 +42,12 @@ AV1_CHROMA_STEP = Fraction(1, 16384)
 AV1_BLACK_STEP = Fraction(1, 16384)
 
 
-def _identity(source: Path, output: Path, encode: EncodeSettings = FAST) -> UpscaleResult:
+def _identity(source: Path, output: Path, encode: EncodeSettings = FAST) -> VideoResult:
     return upscale_video(
         source=source,
         destination=output,
         upscaler=InterpolationUpscaler(Factor.X2),
-        encode=encode,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=encode, limits=MediaLimits()),
     )
 
 

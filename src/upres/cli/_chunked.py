@@ -34,13 +34,13 @@ from pathlib import Path
 import torch
 
 from upres.config import Settings
-from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, ModelError
 from upres.jobs.supervisor import CUDA_VISIBLE_DEVICES, visible_devices
-from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
-from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.chunks import ChunkSpan, join_chunks, upscale_chunk
+from upres.pipeline.engine import CancelToken
 from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
 from upres.worker_wiring import apply_torch_threads, upscalers
 
 _POLL_S = 0.2
@@ -68,25 +68,7 @@ class _ChunkJob:
     source: Path
     span: ChunkSpan
     destination: Path
-    encode: EncodeSettings
-    double_rate: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChunkedResult:
-    """The joined file and what the chunks' decodes found."""
-
-    joined: JoinResult
-    chunks: tuple[ChunkResult, ...]
-    elapsed_s: float
-
-    @property
-    def skipped_packets(self) -> int:
-        return sum(c.skipped_packets for c in self.chunks)
-
-    @property
-    def concealed_frames(self) -> int:
-        return sum(c.concealed_frames for c in self.chunks)
+    options: VideoOptions
 
 
 def cuda_gpus(device: str) -> int:
@@ -108,16 +90,16 @@ def upscale_chunked(
     spans: Sequence[ChunkSpan],
     setup: WorkerSetup,
     workers: int,
-    encode: EncodeSettings,
-    double_rate: bool,
-    cancel: CancelToken,
-    on_progress: Callable[[Progress], None],
-) -> ChunkedResult:
+    options: VideoOptions,
+    hooks: VideoHooks,
+) -> VideoResult:
     """Upscale ``spans`` of ``source`` on ``workers`` processes and join them into
-    ``destination``.
+    ``destination``: the join's result, with what the chunks' decodes found.
 
-    Raises the first chunk's error (UpresError), Cancelled once ``cancel``
-    fires; either way every worker has stopped and no part is left.
+    ``hooks.on_progress`` sees the chunks' progress added up; ``hooks.on_frame``
+    is not called (the frames are in the workers). Raises the first chunk's
+    error (UpresError), Cancelled once ``hooks.cancel`` fires; either way every
+    worker has stopped and no part is left.
     """
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.chunks-", dir=destination.parent))
@@ -127,30 +109,31 @@ def upscale_chunked(
                 source=source,
                 span=span,
                 destination=folder / f"chunk-{span.index:05d}.mp4",
-                encode=encode,
-                double_rate=double_rate,
+                options=options,
             )
             for span in spans
         ]
-        results = _run_all(jobs, setup, workers, cancel, _Tally(spans, started, on_progress))
+        tally = _Tally(spans, started, hooks.on_progress)
+        results = _run_all(jobs, setup, workers, hooks.cancel or CancelToken(), tally)
         joined = join_chunks(
             source=source,
-            parts=[r.path for r in sorted(results, key=lambda r: r.span.index)],
+            parts=[job.destination for job in jobs],
             destination=destination,
-            encode=encode,
-            limits=setup.settings.media_limits,
-            double_rate=double_rate,
+            options=options,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return ChunkedResult(joined=joined, chunks=tuple(results), elapsed_s=time.monotonic() - started)
+    return joined.with_chunks(results, elapsed_s=time.monotonic() - started)
 
 
 class _Tally:
     """The chunks' progress messages added up into one ``Progress``."""
 
     def __init__(
-        self, spans: Sequence[ChunkSpan], started: float, report: Callable[[Progress], None]
+        self,
+        spans: Sequence[ChunkSpan],
+        started: float,
+        report: Callable[[Progress], None] | None,
     ) -> None:
         self._done = dict.fromkeys((s.index for s in spans), 0)
         self._totals = {s.index: s.frame_count for s in spans}
@@ -160,6 +143,8 @@ class _Tally:
         self._done[index] = done
         if total is not None:
             self._totals[index] = total
+        if self._report is None:
+            return
         elapsed = time.monotonic() - self._started
         frames = sum(self._done.values())
         self._report(
@@ -174,7 +159,8 @@ class _Tally:
 
 def _run_all(
     jobs: list[_ChunkJob], setup: WorkerSetup, workers: int, cancel: CancelToken, tally: _Tally
-) -> list[ChunkResult]:
+) -> tuple[VideoResult, ...]:
+    """The chunks' results, in the order of ``jobs``."""
     context = get_context("spawn")
     progress: Queue[tuple[int, int, int | None]] = context.Queue()
     stop: Flag = context.Value("b", 0, lock=False)
@@ -187,27 +173,27 @@ def _run_all(
         initializer=_start_worker,
         initargs=(setup, slots, progress, stop),
     ) as pool:
-        ordered = sorted(jobs, key=lambda j: j.span.frame_count, reverse=True)
-        futures = [pool.submit(_upscale, job) for job in ordered]
+        longest_first = sorted(jobs, key=lambda j: j.span.frame_count, reverse=True)
+        futures = {job.span.index: pool.submit(_upscale, job) for job in longest_first}
         try:
-            _watch(futures, cancel, progress, tally)
+            _watch(list(futures.values()), cancel, progress, tally)
         finally:
             stop.value = 1
-            for future in futures:
+            for future in futures.values():
                 future.cancel()
     _drain(progress, tally)
-    return [f.result() for f in futures]
+    return tuple(futures[job.span.index].result() for job in jobs)
 
 
 def _watch(
-    futures: list[Future[ChunkResult]],
+    futures: list[Future[VideoResult]],
     cancel: CancelToken,
     progress: Queue[tuple[int, int, int | None]],
     tally: _Tally,
 ) -> None:
     """Until every chunk is done; raises Cancelled, the first chunk's error, or ModelError
     when a worker process died."""
-    pending: set[Future[ChunkResult]] = set(futures)
+    pending: set[Future[VideoResult]] = set(futures)
     while pending:
         done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
         _drain(progress, tally)
@@ -276,7 +262,7 @@ def _cancel_on(stop: Flag, cancel: CancelToken) -> None:
     cancel.cancel()
 
 
-def _upscale(job: _ChunkJob) -> ChunkResult:
+def _upscale(job: _ChunkJob) -> VideoResult:
     """One chunk, in a worker process. Raises UpresError (Cancelled once stopped)."""
     worker = _worker
     if worker is None:
@@ -291,9 +277,6 @@ def _upscale(job: _ChunkJob) -> ChunkResult:
         span=job.span,
         destination=job.destination,
         upscaler=worker.upscaler_for(worker.setup.factor),
-        encode=job.encode,
-        limits=worker.setup.settings.media_limits,
-        on_progress=report,
-        cancel=worker.cancel,
-        double_rate=job.double_rate,
+        options=job.options,
+        hooks=VideoHooks(on_progress=report, cancel=worker.cancel),
     )

@@ -32,7 +32,7 @@ from upres.services.keys import KeyRecords, KeyService
 from upres.store import TaskStore
 from upres.wiring import Housekeeping, api_services, configure_logging, open_store
 from upres.worker_entry import run_worker
-from upres.worker_wiring import device
+from upres.worker_wiring import settings_device
 
 DataDir = Annotated[
     Path | None,
@@ -81,7 +81,7 @@ def _on_vulkan(settings: Settings) -> bool:
     """
     if settings.device == "cpu" or settings.worker_concurrency == 0:
         return False
-    return device(settings).kind == "vulkan"
+    return settings_device(settings).kind == "vulkan"
 
 
 def _vulkan_gpus(settings: Settings) -> tuple[int, ...]:

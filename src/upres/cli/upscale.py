@@ -32,9 +32,9 @@ from upres.models.registry import model_for
 from upres.pipeline.chunks import ChunkSpan, plan_chunks
 from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
-from upres.pipeline.frames import FrameUpscaler
-from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
-from upres.worker_wiring import apply_torch_threads, temporal_stage
+from upres.pipeline.runtimes import encoding_for
+from upres.pipeline.video_run import VideoHooks, VideoOptions, VideoResult
+from upres.worker_wiring import apply_torch_threads, settings_device, upscalers
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
@@ -131,23 +131,28 @@ def upscale(
         settings = settings_or_exit()
         apply_torch_threads(settings)
         chosen_device = (device or DeviceChoice(settings.device)).value
+        chosen = {
+            "model": model or settings.model,
+            "device": chosen_device,
+            "temporal": settings.temporal if temporal is None else temporal,
+        }
         try:
             result = _run(
                 input_path,
                 output_path,
                 _Choices(
                     factor=Factor(factor),
-                    model=model or settings.model,
-                    device=chosen_device,
-                    encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
-                    double_rate=(
-                        settings.deinterlace_double_rate if double_rate is None else double_rate
+                    settings=settings.model_copy(update=chosen),
+                    video=VideoOptions(
+                        encode=_encode_settings(settings, codec=codec, crf=crf, preset=preset),
+                        limits=settings.media_limits,
+                        double_rate=(
+                            settings.deinterlace_double_rate if double_rate is None else double_rate
+                        ),
                     ),
-                    temporal=settings.temporal if temporal is None else temporal,
                     workers=workers or default_workers(chosen_device),
                     chunk_seconds=chunk_seconds,
                 ),
-                settings=settings,
                 cancel=stop.cancel,
             )
         except (Cancelled, KeyboardInterrupt) as exc:
@@ -192,89 +197,45 @@ def _encode_settings(
 
 @dataclass(frozen=True, kw_only=True)
 class _Choices:
-    """What the command's options and the settings chose for this run."""
+    """What the command's options and the settings chose for this run: ``settings``
+    carry the chosen model, device and temporal stage, as every upscaler is built
+    from settings (``upscalers``)."""
 
     factor: Factor
-    model: str | None
-    device: str
-    encode: EncodeSettings
-    double_rate: bool
-    temporal: bool
+    settings: Settings
+    video: VideoOptions
     workers: int
     chunk_seconds: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Summary:
-    """What the command reports once the output is written."""
-
-    path: Path
-    width: int
-    height: int
-    frames: int
-    duration_s: float
-    elapsed_s: float
-    skipped_packets: int
-    concealed_frames: int
-    notes: tuple[str, ...]
-    dropped_streams: tuple[str, ...]
-    chunks: int = 1
-
-
-def _run(
-    source: Path, destination: Path, choices: _Choices, *, settings: Settings, cancel: CancelToken
-) -> _Summary:
+def _run(source: Path, destination: Path, choices: _Choices, *, cancel: CancelToken) -> VideoResult:
     """One pass, or with ``choices.workers`` > 1 and a video of several chunks, the
     chunks on that many processes. Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
-    spec = model_for(choices.factor, choices.model)
-    target = resolve_device(choices.device, vulkan=settings.vulkan_device)
-    where = place(spec, target)
-    encode = encoding_for(choices.encode, [spec], target)
+    settings = choices.settings
+    spec = model_for(choices.factor, settings.model)
+    encode = encoding_for(choices.video.encode, [spec], settings_device(settings))
+    options = replace(choices.video, encode=encode)
     if choices.workers > 1:
-        probe(source, limits=settings.media_limits)
+        probe(source, limits=options.limits)
         spans = plan_chunks(source, chunk_seconds=choices.chunk_seconds)
         if len(spans) > 1:
             cancel.raise_if_cancelled()
             return _run_chunked(
-                source,
-                destination,
-                choices=choices,
-                spans=spans,
-                model=spec.id,
-                settings=settings,
-                encode=encode,
-                cancel=cancel,
+                source, destination, choices=choices, spans=spans, options=options, cancel=cancel
             )
-    network = build_upscaler(spec, choices.factor, where)
-    stage = temporal_stage(settings, where.torch_device, enabled=choices.temporal)
-    upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
+    upscaler = upscalers(settings)(choices.factor)
     cancel.raise_if_cancelled()
     with progress_reporter() as report:
-        result = upscale_video(
+        return upscale_video(
             source=source,
             destination=destination,
             upscaler=upscaler,
-            encode=encode,
-            limits=settings.media_limits,
-            on_progress=report,
-            cancel=cancel,
-            double_rate=choices.double_rate,
+            options=options,
+            hooks=VideoHooks(on_progress=report, cancel=cancel),
         )
-    return _Summary(
-        path=result.path,
-        width=result.width,
-        height=result.height,
-        frames=result.frames,
-        duration_s=result.info.duration_s,
-        elapsed_s=result.elapsed_s,
-        skipped_packets=result.skipped_packets,
-        concealed_frames=result.concealed_frames,
-        notes=result.notes,
-        dropped_streams=result.dropped_streams,
-    )
 
 
 def _run_chunked(
@@ -283,54 +244,36 @@ def _run_chunked(
     *,
     choices: _Choices,
     spans: Sequence[ChunkSpan],
-    model: str,
-    settings: Settings,
-    encode: EncodeSettings,
+    options: VideoOptions,
     cancel: CancelToken,
-) -> _Summary:
-    chosen = {"model": model, "device": choices.device, "temporal": choices.temporal}
-    gpus = cuda_gpus(choices.device)
+) -> VideoResult:
+    gpus = cuda_gpus(choices.settings.device)
     setup = WorkerSetup(
-        settings=settings.model_copy(update=chosen),
+        settings=choices.settings,
         factor=choices.factor,
         gpus=gpus,
         # On the CPU the workers share its cores instead of each taking all of them.
         torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),
     )
     with progress_reporter() as report:
-        result = upscale_chunked(
+        return upscale_chunked(
             source=source,
             destination=destination,
             spans=spans,
             setup=setup,
             workers=min(choices.workers, len(spans)),
-            encode=encode,
-            double_rate=choices.double_rate,
-            cancel=cancel,
-            on_progress=report,
+            options=options,
+            hooks=VideoHooks(on_progress=report, cancel=cancel),
         )
-    joined = result.joined
-    return _Summary(
-        path=joined.path,
-        width=joined.width,
-        height=joined.height,
-        frames=joined.frames,
-        duration_s=joined.info.duration_s,
-        elapsed_s=result.elapsed_s,
-        skipped_packets=result.skipped_packets,
-        concealed_frames=result.concealed_frames,
-        notes=joined.notes,
-        dropped_streams=joined.dropped_streams,
-        chunks=len(spans),
-    )
 
 
-def _print_summary(result: _Summary) -> None:
+def _print_summary(result: VideoResult) -> None:
     fps = result.frames / result.elapsed_s if result.elapsed_s > 0 else 0.0
     chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
     typer.echo(
         f"wrote {result.path}: {result.width}x{result.height}, {result.frames} frames, "
-        f"{result.duration_s:.2f} s of video in {result.elapsed_s:.1f} s ({fps:.1f} fps){chunks}"
+        f"{result.info.duration_s:.2f} s of video in {result.elapsed_s:.1f} s "
+        f"({fps:.1f} fps){chunks}"
     )
     if result.skipped_packets or result.concealed_frames:
         typer.echo(

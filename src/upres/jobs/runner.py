@@ -41,9 +41,10 @@ from upres.jobs.outcomes import settled
 from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
 from upres.pipeline.chunks import ChunkSpan, join_chunks, plan_chunks
-from upres.pipeline.engine import CancelToken, Progress, upscale_video
+from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.preview import FramePreview
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
@@ -189,12 +190,12 @@ class TaskRunner:
                     source=source,
                     destination=output,
                     upscaler=self._upscaler_for(task.factor),
-                    encode=self._encode,
-                    limits=self._limits,
-                    on_progress=progress.update,
-                    cancel=cancel,
-                    double_rate=self._double_rate,
-                    on_frame=progress.preview.offer,
+                    options=VideoOptions(
+                        encode=self._encode, limits=self._limits, double_rate=self._double_rate
+                    ),
+                    hooks=VideoHooks(
+                        on_progress=progress.update, on_frame=progress.preview.offer, cancel=cancel
+                    ),
                 )
         finally:
             if not planned:  # a planned task's chunks run here next, most likely
@@ -238,9 +239,9 @@ class TaskRunner:
                 source=source,
                 parts=parts,
                 destination=output,
-                encode=self._chunk_encode,
-                limits=self._limits,
-                double_rate=self._double_rate,
+                options=VideoOptions(
+                    encode=self._chunk_encode, limits=self._limits, double_rate=self._double_rate
+                ),
             )
         for note in result.notes:
             log.info("task %s: %s", task.id, note)
