@@ -46,9 +46,10 @@ from bench._clips import ClipSpec, make_clip, parse_size
 
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
+from upres.models.devices import resolve_device
 from upres.models.registry import get_model
 from upres.pipeline.chunks import DEFAULT_PRE_ROLL, join_chunks, plan_chunks, upscale_chunk
-from upres.pipeline.runtimes import build_upscaler, place, resolve_device
+from upres.pipeline.runtimes import build_upscaler, place
 from upres.pipeline.upscale import InterpolationUpscaler
 from upres.pipeline.video_run import VideoOptions
 

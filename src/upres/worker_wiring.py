@@ -22,20 +22,14 @@ from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
 from upres.jobs.runner import RunnerStore, TaskRunner
+from upres.models.devices import settings_device
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import ModelSpec, model_for
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import FlowMethod
 from upres.pipeline.recurrent import RecurrentNetworks
-from upres.pipeline.runtimes import (
-    Device,
-    Placement,
-    build_upscaler,
-    encoding_for,
-    place,
-    resolve_device,
-)
+from upres.pipeline.runtimes import Placement, build_upscaler, encoding_for, place
 from upres.pipeline.temporal import TemporalStage
 from upres.storage import build_storage
 from upres.wiring import address_policy, open_store
@@ -47,12 +41,6 @@ def apply_torch_threads(settings: Settings) -> None:
     docs/BENCHMARKS.md, step C5)."""
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
-
-
-def settings_device(settings: Settings) -> Device:
-    """The device the settings name, resolved on this machine. Raises ModelError as
-    ``resolve_device``."""
-    return resolve_device(settings.device, vulkan=settings.vulkan_device)
 
 
 def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:

@@ -36,7 +36,12 @@ import torch
 from upres.config import Settings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, ModelError
-from upres.jobs.supervisor import CUDA_VISIBLE_DEVICES, visible_devices
+from upres.models.devices import (
+    CUDA_VISIBLE_DEVICES,
+    GpuSlots,
+    on_vulkan_device,
+    visible_devices,
+)
 from upres.pipeline.chunks import ChunkSpan, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken
 from upres.pipeline.frames import FrameUpscaler
@@ -53,13 +58,13 @@ Flag = ctypes.c_byte
 class WorkerSetup:
     """What every worker process needs to build its upscaler (picklable).
 
-    ``settings`` carry the model, device and temporal choice; ``gpus`` is how
-    many CUDA devices the workers share (0: none).
+    ``settings`` carry the model, device and temporal choice; worker ``i``
+    takes ``slots.gpu_for(i)``.
     """
 
     settings: Settings
     factor: Factor
-    gpus: int
+    slots: GpuSlots
     torch_threads: int | None
 
 
@@ -71,16 +76,9 @@ class _ChunkJob:
     options: VideoOptions
 
 
-def cuda_gpus(device: str) -> int:
-    """The CUDA GPUs the workers share when the model runs on CUDA (0 when it does not)."""
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return 0
-
-
-def default_workers(device: str) -> int:
-    """One worker per CUDA GPU when the model runs on CUDA, else one."""
-    return max(1, cuda_gpus(device))
+def default_workers(slots: GpuSlots) -> int:
+    """One worker per GPU slot, else one."""
+    return max(1, len(slots.gpus))
 
 
 def upscale_chunked(
@@ -240,20 +238,27 @@ def _start_worker(
     global _worker  # noqa: PLW0603 - one per process, set once by the pool's initializer
     for signum in _TERMINAL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    slot = slots.get()
-    if setup.gpus:
-        # Before CUDA starts in this process: it then sees only its own GPU.
-        os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(
-            slot % setup.gpus, os.environ.get(CUDA_VISIBLE_DEVICES)
-        )
+    settings = _take_gpu(setup, slots.get())
     apply_torch_threads(setup.settings)
     if setup.torch_threads is not None and setup.settings.torch_threads is None:
         torch.set_num_threads(setup.torch_threads)
     cancel = CancelToken()
     threading.Thread(target=_cancel_on, args=(stop, cancel), daemon=True).start()
     _worker = _Worker(
-        upscaler_for=upscalers(setup.settings), setup=setup, progress=progress, cancel=cancel
+        upscaler_for=upscalers(settings), setup=setup, progress=progress, cancel=cancel
     )
+
+
+def _take_gpu(setup: WorkerSetup, slot: int) -> Settings:
+    """This worker's settings on its GPU slot's device: its own Vulkan device, or its own
+    CUDA GPU, the only one it sees (set before CUDA starts in this process)."""
+    gpu = setup.slots.gpu_for(slot)
+    if gpu is None:
+        return setup.settings
+    if setup.slots.vulkan:
+        return on_vulkan_device(setup.settings, gpu)
+    os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(gpu, os.environ.get(CUDA_VISIBLE_DEVICES))
+    return setup.settings
 
 
 def _cancel_on(stop: Flag, cancel: CancelToken) -> None:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 
-from upres.cli._chunked import WorkerSetup, cuda_gpus, default_workers, upscale_chunked
+from upres.cli._chunked import WorkerSetup, default_workers, upscale_chunked
 from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import settings_or_exit
 from upres.cli._signals import exit_code, handling_stop_signals
@@ -28,13 +29,14 @@ from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
+from upres.models.devices import NO_SLOTS, machine_gpu_slots, settings_device
 from upres.models.registry import model_for
 from upres.pipeline.chunks import ChunkSpan, plan_chunks
 from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.runtimes import encoding_for
 from upres.pipeline.video_run import VideoHooks, VideoOptions, VideoResult
-from upres.worker_wiring import apply_torch_threads, settings_device, upscalers
+from upres.worker_wiring import apply_torch_threads, upscalers
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
@@ -113,7 +115,7 @@ def upscale(
             min=1,
             help="Worker processes for this video: more than 1 cuts it into chunks on "
             "keyframes that run at once and are joined without re-encoding "
-            "(default: one per CUDA GPU, else 1).",
+            "(default: one per GPU, those in UPRES_GPUS when it is set; else 1).",
         ),
     ] = None,
     chunk_seconds: Annotated[
@@ -150,7 +152,7 @@ def upscale(
                             settings.deinterlace_double_rate if double_rate is None else double_rate
                         ),
                     ),
-                    workers=workers or default_workers(chosen_device),
+                    workers=workers,
                     chunk_seconds=chunk_seconds,
                 ),
                 cancel=stop.cancel,
@@ -204,67 +206,51 @@ class _Choices:
     factor: Factor
     settings: Settings
     video: VideoOptions
-    workers: int
+    workers: int | None
     chunk_seconds: float
 
 
 def _run(source: Path, destination: Path, choices: _Choices, *, cancel: CancelToken) -> VideoResult:
-    """One pass, or with ``choices.workers`` > 1 and a video of several chunks, the
-    chunks on that many processes. Raises UpresError (Cancelled once ``cancel`` fires)."""
+    """One pass, or with more than one worker (``choices.workers``, default one per
+    GPU slot) and a video of several chunks, the chunks on that many processes.
+    Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
     settings = choices.settings
     spec = model_for(choices.factor, settings.model)
-    encode = encoding_for(choices.video.encode, [spec], settings_device(settings))
-    options = replace(choices.video, encode=encode)
-    if choices.workers > 1:
-        probe(source, limits=options.limits)
-        spans = plan_chunks(source, chunk_seconds=choices.chunk_seconds)
-        if len(spans) > 1:
-            cancel.raise_if_cancelled()
-            return _run_chunked(
-                source, destination, choices=choices, spans=spans, options=options, cancel=cancel
-            )
-    upscaler = upscalers(settings)(choices.factor)
+    target = settings_device(settings)
+    options = replace(choices.video, encode=encoding_for(choices.video.encode, [spec], target))
+    slots = NO_SLOTS if choices.workers == 1 else machine_gpu_slots(settings, target)
+    workers = choices.workers or default_workers(slots)
+    spans = _spans(source, options, choices.chunk_seconds) if workers > 1 else ()
+    run: Callable[..., VideoResult]
+    if len(spans) > 1:
+        setup = WorkerSetup(
+            settings=settings,
+            factor=choices.factor,
+            slots=slots,
+            # Workers that compute on the CPU share its cores instead of each
+            # taking all of them (on Vulkan the flow runs on the CPU).
+            torch_threads=None if slots.on_cuda else max(1, (os.cpu_count() or 1) // workers),
+        )
+        run = partial(upscale_chunked, spans=spans, setup=setup, workers=min(workers, len(spans)))
+    else:
+        run = partial(upscale_video, upscaler=upscalers(settings)(choices.factor))
     cancel.raise_if_cancelled()
     with progress_reporter() as report:
-        return upscale_video(
+        return run(
             source=source,
             destination=destination,
-            upscaler=upscaler,
             options=options,
             hooks=VideoHooks(on_progress=report, cancel=cancel),
         )
 
 
-def _run_chunked(
-    source: Path,
-    destination: Path,
-    *,
-    choices: _Choices,
-    spans: Sequence[ChunkSpan],
-    options: VideoOptions,
-    cancel: CancelToken,
-) -> VideoResult:
-    gpus = cuda_gpus(choices.settings.device)
-    setup = WorkerSetup(
-        settings=choices.settings,
-        factor=choices.factor,
-        gpus=gpus,
-        # On the CPU the workers share its cores instead of each taking all of them.
-        torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),
-    )
-    with progress_reporter() as report:
-        return upscale_chunked(
-            source=source,
-            destination=destination,
-            spans=spans,
-            setup=setup,
-            workers=min(choices.workers, len(spans)),
-            options=options,
-            hooks=VideoHooks(on_progress=report, cancel=cancel),
-        )
+def _spans(source: Path, options: VideoOptions, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
+    """The chunks ``source`` is cut into. Raises the MediaErrors of ``probe``."""
+    probe(source, limits=options.limits)
+    return plan_chunks(source, chunk_seconds=chunk_seconds)
 
 
 def _print_summary(result: VideoResult) -> None:

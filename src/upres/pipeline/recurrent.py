@@ -17,6 +17,7 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.animesr import MULTIPLE_OF, SCALE, AnimeSR, load_animesr
+from upres.models.devices import torch_device
 from upres.models.registry import ModelSpec, check_factor
 from upres.pipeline.upscale import (
     InterpolationMode,
@@ -24,7 +25,6 @@ from upres.pipeline.upscale import (
     NetworkSource,
     check_frames,
     resize,
-    resolve_device,
     to_packed_int,
     to_planar_float,
 )
@@ -65,7 +65,7 @@ class RecurrentUpscaler:
         check_factor(spec, factor)
         self._spec = spec
         self._factor = factor
-        self._device = resolve_device(device)
+        self._device = torch_device(device)
         self._networks = networks or RecurrentNetworks()
         self._downscale: InterpolationMode = downscale
         self._previous: torch.Tensor | None = None

@@ -15,6 +15,7 @@ from torch.nn import functional
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
+from upres.models.devices import torch_device
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, check_factor
 from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
@@ -132,26 +133,6 @@ class NetworkSource(Protocol):
     def network(
         self, spec: ModelSpec, device: torch.device, dtype: torch.dtype
     ) -> torch.nn.Module: ...
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU.
-
-    Raises ModelError when CUDA is requested but not available, or the name is unknown.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda":
-        require_cuda()
-    return torch.device(device)
-
-
-def require_cuda() -> None:
-    """Raises ModelError when CUDA, asked for by name, is not available."""
-    if not torch.cuda.is_available():
-        raise ModelError("device cuda was requested but CUDA is not available")
 
 
 def run_with_fallback(x: torch.Tensor, fast: Network, safe: Network | None) -> torch.Tensor:
@@ -300,7 +281,7 @@ class ModelUpscaler(TiledUpscaler):
     ) -> None:
         """Raises ModelError when the device is unavailable or ``factor`` > the model's scale."""
         super().__init__(spec, factor, tile_size=tile_size, downscale=downscale)
-        self._device = resolve_device(device)
+        self._device = torch_device(device)
         self._models: NetworkSource = models if models is not None else ModelCache()
         on_gpu = self._device.type == "cuda"
         self._batch_size = batch_size or (_DEFAULT_GPU_BATCH if on_gpu else 1)
