@@ -26,8 +26,8 @@ from upres.inputs.probe import probe
 from upres.pipeline.chunks import (
     DEFAULT_PRE_ROLL,
     ChunkSpan,
+    cut_spans,
     join_chunks,
-    plan_chunks,
     pre_roll_for,
     upscale_chunk,
 )
@@ -109,7 +109,7 @@ def _chunked(
     double_rate: bool = False,
     seconds: float = CHUNK_S,
 ) -> tuple[Path, tuple[ChunkSpan, ...]]:
-    spans = plan_chunks(source, chunk_seconds=seconds)
+    spans = cut_spans(source, chunk_seconds=seconds)
     parts = []
     for span in spans:
         result = upscale_chunk(
@@ -212,7 +212,7 @@ def test_an_interlaced_source_is_deinterlaced_alike(tmp_path: Path, double_rate:
 
 def test_spans_cover_every_frame_from_keyframes(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, encoder_options=OPEN_GOP)
-    spans = plan_chunks(source, chunk_seconds=CHUNK_S)
+    spans = cut_spans(source, chunk_seconds=CHUNK_S)
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         packets = [p for p in container.demux(stream) if p.size]
@@ -231,7 +231,7 @@ def test_spans_cover_every_frame_from_keyframes(tmp_path: Path) -> None:
 
 def test_a_short_video_is_one_chunk(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=12, fps=12, encoder_options=B_FRAMES)
-    (span,) = plan_chunks(source, chunk_seconds=60.0)
+    (span,) = cut_spans(source, chunk_seconds=60.0)
     assert (span.index, span.first_frame, span.frame_count, span.start_s) == (0, 0, 12, 0.0)
     assert span.end_s == pytest.approx(1.0)
 
@@ -239,7 +239,7 @@ def test_a_short_video_is_one_chunk(tmp_path: Path) -> None:
 def test_plan_refuses_a_chunk_length_that_is_not_positive(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12)
     with pytest.raises(InvalidRequest):
-        plan_chunks(source, chunk_seconds=0)
+        cut_spans(source, chunk_seconds=0)
 
 
 def test_the_temporal_stage_shows_no_seam(tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def test_stateful_upscalers_get_a_pre_roll() -> None:
 
 def test_a_part_must_be_an_mp4(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12)
-    (span,) = plan_chunks(source, chunk_seconds=CHUNK_S)
+    (span,) = cut_spans(source, chunk_seconds=CHUNK_S)
     with pytest.raises(InvalidRequest):
         upscale_chunk(
             source=source,
@@ -280,7 +280,7 @@ def test_a_part_must_be_an_mp4(tmp_path: Path) -> None:
 
 def test_join_refuses_parts_of_another_size_and_leaves_nothing(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=24, fps=12, encoder_options=B_FRAMES)
-    first, second = plan_chunks(source, chunk_seconds=CHUNK_S)[:2]
+    first, second = cut_spans(source, chunk_seconds=CHUNK_S)[:2]
     parts = [
         upscale_chunk(
             source=source,
@@ -342,7 +342,7 @@ def test_planning_a_cut_file_fails_before_any_chunk(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, encoder_options=B_FRAMES)
     cut = write_truncated(write_faststart(source, tmp_path / "fast.mp4"), tmp_path / "cut.mp4")
     with pytest.raises(TruncatedVideo):
-        plan_chunks(cut, chunk_seconds=CHUNK_S)
+        cut_spans(cut, chunk_seconds=CHUNK_S)
 
 
 def _described(path: Path) -> tuple[object, ...]:

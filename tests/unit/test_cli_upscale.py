@@ -224,7 +224,7 @@ def test_a_stop_signal_mid_run_cancels_cleanly(tmp_path: Path, signum: int, stat
     assert child.returncode == status, rest
     assert "cancelled" in rest
     assert "Traceback" not in rest
-    # No output, and no hidden .part file beside it.
+    # No output, and no hidden temporary file beside it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 

@@ -17,8 +17,9 @@ from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.tasks import Factor
 from upres.inputs.probe import probe
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
-from upres.pipeline.encode import demote_realtime_threads, keeping_up
+from upres.pipeline.encoder_process import demote_realtime_threads
 from upres.pipeline.engine import upscale_video
+from upres.pipeline.output_plan import keeping_up
 from upres.pipeline.upscale import InterpolationUpscaler
 from upres.pipeline.video_run import VideoOptions, VideoResult
 

@@ -34,7 +34,7 @@ class Nearest:
         self.calls = 0
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return self._scale
 
     @property

@@ -47,7 +47,7 @@ def test_interpolation_sizes_and_dtypes(factor: Factor, dtype: torch.dtype) -> N
     out = upscaler.upscale(_frames(2, dtype))
     assert out.shape == (2, ODD[0] * int(factor), ODD[1] * int(factor), 3)
     assert out.dtype == dtype
-    assert upscaler.scale == int(factor)
+    assert upscaler.factor == int(factor)
 
 
 def test_interpolation_enhance_is_identity_even_for_16_bit() -> None:

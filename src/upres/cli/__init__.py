@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from upres.cli._signals import quiet_start
+from upres.pipeline.encoder_process import quiet_encoder_logs
 
 
 def build_app() -> typer.Typer:
@@ -25,6 +26,7 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     """The ``upres`` console script."""
+    quiet_encoder_logs()
     with quiet_start():
         app = build_app()
     app()

@@ -31,7 +31,7 @@ from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
 from upres.models.devices import NO_SLOTS, machine_gpu_slots, settings_device
 from upres.models.registry import model_for
-from upres.pipeline.chunks import ChunkSpan, plan_chunks
+from upres.pipeline.chunks import ChunkSpan, cut_spans
 from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.runtimes import encoding_for
@@ -250,7 +250,7 @@ def _run(source: Path, destination: Path, choices: _Choices, *, cancel: CancelTo
 def _spans(source: Path, options: VideoOptions, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
     """The chunks ``source`` is cut into. Raises the MediaErrors of ``probe``."""
     probe(source, limits=options.limits)
-    return plan_chunks(source, chunk_seconds=chunk_seconds)
+    return cut_spans(source, chunk_seconds=chunk_seconds)
 
 
 def _print_summary(result: VideoResult) -> None:

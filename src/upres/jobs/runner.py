@@ -40,7 +40,7 @@ from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
 from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
-from upres.pipeline.chunks import ChunkSpan, join_chunks, plan_chunks
+from upres.pipeline.chunks import ChunkSpan, cut_spans, join_chunks
 from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.preview import FramePreview
@@ -180,7 +180,7 @@ class TaskRunner:
             with self._task_heartbeat(claim, progress, cancel):
                 source = self._inputs.get(task)
                 cancel.raise_if_cancelled()
-                spans = plan_chunks(source, chunk_seconds=self._chunk_seconds)
+                spans = cut_spans(source, chunk_seconds=self._chunk_seconds)
                 if len(spans) > 1:
                     self._plan(claim, source, spans)
                     planned = True

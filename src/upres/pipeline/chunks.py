@@ -1,6 +1,6 @@
 """One video as chunks: plan them, upscale each on its own (anywhere), join them.
 
-    plan_chunks(source)      the packet index only: spans of about ``chunk_seconds``
+    cut_spans(source)        the packet index only: spans of about ``chunk_seconds``
     upscale_chunk(span)      decode the span (+ pre-roll), upscale, encode a video-only part
     join_chunks(parts)       remux the parts' packets in order, add the source's other
                              streams, metadata and chapters once
@@ -80,7 +80,7 @@ class _Index:
     end: int
 
 
-def plan_chunks(source: Path, *, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
+def cut_spans(source: Path, *, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
     """Spans of about ``chunk_seconds`` each, cut on keyframes, reading packets only.
 
     A video shorter than one and a half chunks, or whose packets carry no
@@ -195,7 +195,7 @@ def upscale_chunk(
     ``options`` and the upscaler's model and scale must be the same for every
     chunk of a source, or ``join_chunks`` refuses the parts. ``hooks.on_frame``
     sees pre-roll frames too. The source is not checked whole again
-    (``plan_chunks`` did). Raises what ``upscale_video`` raises, and
+    (``cut_spans`` did). Raises what ``upscale_video`` raises, and
     InvalidRequest for a destination whose name is not .mp4; on any error no
     file exists under ``destination`` and no temporary file is left.
     """
@@ -226,8 +226,8 @@ def _window(source: Path, span: ChunkSpan, pre_roll: int) -> FrameWindow:
 __all__ = [
     "DEFAULT_PRE_ROLL",
     "ChunkSpan",
+    "cut_spans",
     "join_chunks",
-    "plan_chunks",
     "pre_roll_for",
     "upscale_chunk",
 ]

@@ -29,7 +29,7 @@ from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.pipeline.destination import check_destination
-from upres.pipeline.encode import OutputPlan, encode, plan_output
+from upres.pipeline.encode import encode
 from upres.pipeline.fields import (
     Deinterlace,
     FieldScan,
@@ -38,6 +38,7 @@ from upres.pipeline.fields import (
     scan_fields,
 )
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.output_plan import OutputPlan, plan_output
 from upres.pipeline.stages import END, QUEUE_BATCHES, CancelToken, Run, StoppedError
 from upres.pipeline.video_run import NO_HOOKS, Progress, VideoHooks, VideoOptions, VideoResult
 from upres.pipeline.window import WHOLE, FrameWindow
@@ -111,7 +112,7 @@ def prepare(
     decode and encode it (``window_frames``: how many source frames ``window`` holds).
 
     A ``part`` skips the completeness check, which reads the whole file:
-    ``plan_chunks`` made it once for all the chunks.
+    ``cut_spans`` made it once for all the chunks.
     Raises InvalidRequest (a ``part`` must be an .mp4 name) and what ``probe``,
     ``check_complete`` and ``plan_output`` raise; writes nothing.
     """
@@ -124,7 +125,7 @@ def prepare(
     output = decide(
         source,
         info,
-        scale=upscaler.scale,
+        factor=upscaler.factor,
         settings=options.encode,
         double_rate=options.double_rate,
     )
@@ -171,9 +172,9 @@ class OutputDecision:
 
 
 def decide(
-    source: Path, info: VideoInfo, *, scale: int, settings: EncodeSettings, double_rate: bool
+    source: Path, info: VideoInfo, *, factor: int, settings: EncodeSettings, double_rate: bool
 ) -> OutputDecision:
-    """Scan ``source``'s fields and plan its output ``scale`` times larger.
+    """Scan ``source``'s fields and plan its output ``factor`` times larger.
 
     Raises CorruptVideo from the field scan and EncodeError from ``plan_output``.
     """
@@ -181,17 +182,17 @@ def decide(
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     rate = deinterlace.rate if deinterlace is not None else 1
-    plan = plan_output(info, scale=scale, conversion=conversion, settings=settings, rate=rate)
+    plan = plan_output(info, factor=factor, conversion=conversion, settings=settings, rate=rate)
     return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
 
 
 def temp_beside(destination: Path) -> Path:
     """A hidden, unique name beside ``destination`` to write it under until it is whole."""
-    return destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+    return destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def run_job(job: Job, *, started: float) -> VideoResult:
-    """Run the stages of ``job`` and publish its output under ``job.destination``.
+    """Run the stages of ``job`` and move its output into place under ``job.destination``.
 
     Raises what the stages raise (Cancelled once ``job.hooks.cancel`` fires);
     on any error no file exists under the destination and no temporary file is left.
@@ -199,7 +200,7 @@ def run_job(job: Job, *, started: float) -> VideoResult:
     run = Run(cancel=job.hooks.cancel or CancelToken(), started=started)
     try:
         dropped, summary = _run_stages(run, job)
-        publish(job.temp, job.destination)
+        move_into_place(job.temp, job.destination)
     finally:
         job.temp.unlink(missing_ok=True)
     return VideoResult(
@@ -220,7 +221,7 @@ def run_job(job: Job, *, started: float) -> VideoResult:
     )
 
 
-def publish(temp: Path, destination: Path) -> None:
+def move_into_place(temp: Path, destination: Path) -> None:
     """Atomically put the finished file under its final name. Raises EncodeError."""
     try:
         os.replace(temp, destination)
@@ -283,12 +284,12 @@ def _upscaled(timed: TimedBatch, job: Job) -> TimedBatch:
     upscaler = job.upscaler
     pixels = timed.frames.pixels
     n, h, w, c = pixels.shape
-    scale = upscaler.scale
+    factor = upscaler.factor
     out = upscaler.upscale(pixels)
-    if out.shape != (n, h * scale, w * scale, c) or out.dtype != pixels.dtype:
+    if out.shape != (n, h * factor, w * factor, c) or out.dtype != pixels.dtype:
         raise ModelError(
             f"The upscaler returned {tuple(out.shape)} {out.dtype} for "
-            f"{tuple(pixels.shape)} {pixels.dtype} at scale {scale}."
+            f"{tuple(pixels.shape)} {pixels.dtype} at scale {factor}."
         )
     if job.hooks.on_frame is not None:
         job.hooks.on_frame(out[-1])
@@ -328,8 +329,8 @@ __all__ = [
     "Job",
     "OutputDecision",
     "decide",
+    "move_into_place",
     "prepare",
-    "publish",
     "run_job",
     "temp_beside",
     "upscale_video",

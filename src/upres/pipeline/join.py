@@ -24,10 +24,11 @@ from upres.domain.media import VideoCodec
 from upres.errors import EncodeError
 from upres.inputs.probe import media_error, open_input, probe, video_stream
 from upres.pipeline.destination import check_destination
-from upres.pipeline.encode import OutputPlan, open_output, output_time_base
-from upres.pipeline.engine import decide, publish, temp_beside
+from upres.pipeline.encode import open_output, output_time_base
+from upres.pipeline.engine import decide, move_into_place, temp_beside
 from upres.pipeline.frames import FALLBACK_TIME_BASE
 from upres.pipeline.metadata import copy_stream_metadata
+from upres.pipeline.output_plan import OutputPlan
 from upres.pipeline.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
 from upres.pipeline.video_run import VideoOptions, VideoResult
 
@@ -57,14 +58,14 @@ def join_chunks(
         raise EncodeError("There is no chunk to join.")
     info = probe(source, limits=options.limits)
     with open_input(parts[0]) as first:
-        scale = video_stream(first).width // max(info.width, 1)
+        factor = video_stream(first).width // max(info.width, 1)
     decision = decide(
-        source, info, scale=scale, settings=options.encode, double_rate=options.double_rate
+        source, info, factor=factor, settings=options.encode, double_rate=options.double_rate
     )
     temp = temp_beside(destination)
     try:
         frames, dropped = _remux(source, parts, temp, container, decision.plan)
-        publish(temp, destination)
+        move_into_place(temp, destination)
     finally:
         temp.unlink(missing_ok=True)
     return VideoResult(

@@ -73,7 +73,7 @@ class RecurrentUpscaler:
         self._last_frame: torch.Tensor | None = None  # the previous input frame
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return int(self._factor)
 
     @property
@@ -85,7 +85,7 @@ class RecurrentUpscaler:
         return self._device
 
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU, in video order.
+        """(N, H, W, 3) -> (N, H*factor, W*factor, 3), same dtype, CPU, in video order.
 
         Raises ModelError when the frames are malformed or the network fails on them.
         """
@@ -101,7 +101,7 @@ class RecurrentUpscaler:
                     nxt = padded[min(i + 1, len(padded) - 1)]
                     big = self._step(network, padded[i], nxt)
                     big = big[..., : height * SCALE, : width * SCALE].clamp(0.0, 1.0)
-                    size = (height * self.scale, width * self.scale)
+                    size = (height * self.factor, width * self.factor)
                     outputs.append(resize(big, height=size[0], width=size[1], mode=self._downscale))
         except RuntimeError as exc:
             raise ModelError(f"model {self._spec.id} failed: {exc}") from exc

@@ -16,9 +16,9 @@ from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.models.devices import Device
 from upres.models.registry import ModelSpec, Runtime, SpeedClass, cpu_runtime, runtimes
-from upres.pipeline.encode import keeping_up
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.ncnn_upscale import NcnnSource, NcnnUpscaler
+from upres.pipeline.output_plan import keeping_up
 from upres.pipeline.recurrent import RecurrentNetworks, model_upscaler
 from upres.pipeline.upscale import NetworkSource
 

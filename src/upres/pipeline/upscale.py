@@ -1,7 +1,7 @@
 """Frame batches -> upscaled frame batches: the interpolation baseline and the model stage.
 
 Both classes implement ``upres.pipeline.frames.FrameUpscaler``: they take
-(N, H, W, 3) uint8/uint16 RGB CPU tensors and return (N, H*scale, W*scale, 3)
+(N, H, W, 3) uint8/uint16 RGB CPU tensors and return (N, H*factor, W*factor, 3)
 tensors of the same dtype on the CPU.
 """
 
@@ -107,7 +107,7 @@ class InterpolationUpscaler:
         self._batch_size = batch_size
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return int(self._factor)
 
     @property
@@ -115,13 +115,13 @@ class InterpolationUpscaler:
         return self._batch_size
 
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU.
+        """(N, H, W, 3) -> (N, H*factor, W*factor, 3), same dtype, CPU.
 
         Raises ModelError when ``pixels`` is not an (N, H, W, 3) uint8/uint16 tensor.
         """
         check_frames(pixels)
         planar = to_planar_float(pixels, self._device, torch.float32)
-        height, width = pixels.shape[1] * self.scale, pixels.shape[2] * self.scale
+        height, width = pixels.shape[1] * self.factor, pixels.shape[2] * self.factor
         return to_packed_int(
             resize(planar, height=height, width=width, mode=self._mode), pixels.dtype
         )
@@ -174,7 +174,7 @@ class TiledUpscaler(ABC):
         self._downscale: InterpolationMode = downscale
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return int(self._factor)
 
     @property
@@ -186,7 +186,7 @@ class TiledUpscaler(ABC):
         return self._spec
 
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU.
+        """(N, H, W, 3) -> (N, H*factor, W*factor, 3), same dtype, CPU.
 
         Raises ModelError when the frames are malformed or the model fails on them.
         """
@@ -199,7 +199,7 @@ class TiledUpscaler(ABC):
         x = to_planar_float(pixels, self._input_device, torch.float32)
         with torch.inference_mode():
             y = clamp_for_downscale(self._infer(x), factor=self._factor, spec=self._spec)
-            height, width = pixels.shape[1] * self.scale, pixels.shape[2] * self.scale
+            height, width = pixels.shape[1] * self.factor, pixels.shape[2] * self.factor
             y = resize(y, height=height, width=width, mode=self._downscale)
             return to_packed_int(y, pixels.dtype)
 
