@@ -44,11 +44,13 @@ def apply_torch_threads(settings: Settings) -> None:
 
 
 def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
-    """The model for each factor (``settings.model`` or the registry's default),
-    on the runtime ``place`` picks, loaded once per process and kept (a recurrent
-    model is built fresh for each video: it carries the video's state); with
-    ``UPRES_TEMPORAL`` each call wraps it in a fresh temporal stabiliser (one per
-    video). Raises UnknownModel for an unknown id."""
+    """The one way upscalers are built (the service's workers, ``upres upscale`` and
+    its chunk workers): the model for each factor (``settings.model`` or the
+    registry's default), on the device the settings name and the runtime
+    ``place`` picks, loaded once per process and kept (a recurrent model is
+    built fresh for each video: it carries the video's state); with
+    ``UPRES_TEMPORAL`` each call wraps it in a fresh temporal stabiliser (one
+    per video). Raises UnknownModel for an unknown id."""
     cache, networks, recurrent = ModelCache(), NcnnCache(), RecurrentNetworks()
     specs = {factor: model_for(factor, settings.model) for factor in Factor}
     built: dict[Factor, FrameUpscaler] = {}
@@ -73,12 +75,10 @@ def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
     return upscaler_for
 
 
-def temporal_stage(
-    settings: Settings, device: torch.device, *, enabled: bool | None = None
-) -> TemporalStage | None:
-    """The temporal stage ``settings`` ask for (``enabled`` overrides ``UPRES_TEMPORAL``)
-    on ``device`` (the model's); None when it is off."""
-    if not (settings.temporal if enabled is None else enabled):
+def temporal_stage(settings: Settings, device: torch.device) -> TemporalStage | None:
+    """The temporal stage ``settings`` ask for (``UPRES_TEMPORAL``, or ``upres upscale
+    --temporal``) on ``device`` (the model's); None when it is off."""
+    if not settings.temporal:
         return None
     return TemporalStage(FlowMethod(settings.temporal_flow), device)
 
