@@ -80,14 +80,15 @@
     return { model: "topaz-video-upscale", video_urls: [url], model_params: params };
   }
 
-  // The line about the chosen network, and its denoise levels when it has some.
+  // The line about the chosen network, and its denoise levels when it has a choice
+  // of them (every network has level 0, the network as it is).
   function showNetwork() {
     const option = $("network").selectedOptions[0];
     $("network-about").textContent = option.dataset.about;
     const levels = option.dataset.levels ? option.dataset.levels.split(",") : [];
     const denoise = $("denoise");
     denoise.replaceChildren(new Option("Default", ""), ...levels.map((level) => new Option(level, level)));
-    $("denoise-field").hidden = levels.length === 0;
+    $("denoise-field").hidden = levels.length <= 1;
   }
 
   function say(text) { $("form-status").textContent = text; }
