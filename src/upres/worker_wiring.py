@@ -15,6 +15,7 @@ import torch
 
 from upres.api.schemas import TaskRenderer
 from upres.config import Settings
+from upres.domain.framerate import FrameRateRequest
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
@@ -26,6 +27,7 @@ from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import ModelSpec, model_for
 from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.interpolate import FrameRateStage, interpolates_first, rife_interpolator
 from upres.pipeline.motion import FlowMethod
 from upres.pipeline.recurrent import RecurrentNetworks
 from upres.pipeline.runtimes import (
@@ -83,6 +85,24 @@ def upscalers(settings: Settings) -> Callable[[Factor], FrameUpscaler]:
         return network if stage is None else stage.wrap(network)
 
     return upscaler_for
+
+
+def frame_rate_stage(
+    settings: Settings, request: FrameRateRequest, factor: Factor
+) -> FrameRateStage | None:
+    """The frame-rate stage ``request`` asks for (None when it keeps the source's timing):
+    RIFE beside the model (on CUDA with it, else on the CPU), before or after it as
+    ``interpolates_first`` decides for the model and factor. Raises ModelError as
+    ``device`` and when RIFE's weights are missing, UnknownModel for an unknown id."""
+    if not request.retimes:
+        return None
+    spec = model_for(factor, settings.model)
+    where = place(spec, device(settings))
+    return FrameRateStage(
+        request=request,
+        interpolator=rife_interpolator(where.torch_device),
+        before_upscale=interpolates_first(spec, factor),
+    )
 
 
 def temporal_stage(

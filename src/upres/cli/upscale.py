@@ -24,6 +24,7 @@ from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import settings_or_exit
 from upres.cli._signals import exit_code, handling_stop_signals
 from upres.config import Settings
+from upres.domain.framerate import UNCHANGED, FrameRateRequest, frame_rate_request
 from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, UpresError
@@ -34,7 +35,7 @@ from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
-from upres.worker_wiring import apply_torch_threads, temporal_stage
+from upres.worker_wiring import apply_torch_threads, frame_rate_stage, temporal_stage
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
@@ -122,6 +123,21 @@ def upscale(
             min=1e-3, help="About how much of the video a chunk covers with --workers > 1."
         ),
     ] = DEFAULT_CHUNK_SECONDS,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            "--fps",
+            help="Output frame rate: new frames are synthesised by motion interpolation "
+            "(RIFE). At least the source's rate (divided by --slowmo), at most 120.",
+        ),
+    ] = None,
+    slowmo: Annotated[
+        int,
+        typer.Option(
+            help="Slow motion: 1, 2, 4 or 8 times slower, at the source's rate unless --fps "
+            "says otherwise. The audio and subtitles are left out.",
+        ),
+    ] = 1,
 ) -> None:
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours."""
     if factor not in (1, 2, 4):
@@ -132,6 +148,7 @@ def upscale(
         apply_torch_threads(settings)
         chosen_device = (device or DeviceChoice(settings.device)).value
         try:
+            request = frame_rate_request(fps=fps, slowmo=slowmo)
             result = _run(
                 input_path,
                 output_path,
@@ -146,6 +163,7 @@ def upscale(
                     temporal=settings.temporal if temporal is None else temporal,
                     workers=workers or default_workers(chosen_device),
                     chunk_seconds=chunk_seconds,
+                    frame_rate=request,
                 ),
                 settings=settings,
                 cancel=stop.cancel,
@@ -202,6 +220,7 @@ class _Choices:
     temporal: bool
     workers: int
     chunk_seconds: float
+    frame_rate: FrameRateRequest = UNCHANGED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,6 +248,10 @@ def _run(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
+    if choices.frame_rate.retimes:
+        info = probe(source, limits=settings.media_limits)
+        request = choices.frame_rate
+        frame_rate_request(fps=request.fps, slowmo=request.slowmo, source_fps=info.average_fps)
     spec = model_for(choices.factor, choices.model)
     target = resolve_device(choices.device, vulkan=settings.vulkan_device)
     where = place(spec, target)
@@ -251,6 +274,8 @@ def _run(
     network = build_upscaler(spec, choices.factor, where)
     stage = temporal_stage(settings, where.torch_device, enabled=choices.temporal)
     upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
+    chosen = settings.model_copy(update={"model": spec.id, "device": choices.device})
+    frame_rate = frame_rate_stage(chosen, choices.frame_rate, choices.factor)
     cancel.raise_if_cancelled()
     with progress_reporter() as report:
         result = upscale_video(
@@ -262,6 +287,7 @@ def _run(
             on_progress=report,
             cancel=cancel,
             double_rate=choices.double_rate,
+            frame_rate=frame_rate,
         )
     return _Summary(
         path=result.path,
@@ -308,6 +334,7 @@ def _run_chunked(
             double_rate=choices.double_rate,
             cancel=cancel,
             on_progress=report,
+            frame_rate=choices.frame_rate,
         )
     joined = result.joined
     return _Summary(
