@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks clean
+.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-interpolation clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ bench-api: install
 
 bench-chunks: install
 	$(BIN)/python bench/chunks.py
+
+# Frame interpolation on real photos in motion (docs/QUALITY.md, "Frame interpolation"),
+# then the two orders of interpolation and upscaling.
+bench-interpolation: install
+	$(BIN)/python bench/interpolation.py
+	$(BIN)/python bench/interpolation.py --orders
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

