@@ -156,7 +156,7 @@ def _interpolation(args: argparse.Namespace, device: torch.device) -> None:
     body = _rife_speed.section(
         _rife_speed.measure(device, sizes, rounds), device, torch.get_num_threads()
     )
-    print(body)
+    print(body, file=sys.stderr if args.json else sys.stdout)
     if not args.no_doc:
         _report.write_section(args.doc, device.type, body, prefix=_INTERPOLATION)
 

@@ -21,11 +21,18 @@ from upres.domain.framerate import FrameRateRequest, exact_rate, frame_rate_requ
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest
+from upres.models.registry import get_model
 from upres.pipeline.chunks import join_chunks, plan_chunks, upscale_chunk
 from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.engine import UpscaleResult, upscale_video
 from upres.pipeline.frames import FrameBatch
-from upres.pipeline.interpolate import FrameRateStage, Retimer, Retiming, RifeInterpolator
+from upres.pipeline.interpolate import (
+    FrameRateStage,
+    Retimer,
+    Retiming,
+    RifeInterpolator,
+    interpolates_first,
+)
 from upres.pipeline.scenecut import is_cut
 from upres.pipeline.upscale import InterpolationUpscaler
 
@@ -39,9 +46,11 @@ def rife() -> RifeInterpolator:
     return RifeInterpolator(torch.device("cpu"))
 
 
-def _stage(rife: RifeInterpolator, fps: int | None, slowmo: int = 1) -> FrameRateStage:
+def _stage(
+    rife: RifeInterpolator, fps: int | None, slowmo: int = 1, *, before_upscale: bool = True
+) -> FrameRateStage:
     request = frame_rate_request(fps=fps, slowmo=slowmo)
-    return FrameRateStage(request=request, interpolator=rife, before_upscale=True)
+    return FrameRateStage(request=request, interpolator=rife, before_upscale=before_upscale)
 
 
 def _run(
@@ -116,11 +125,26 @@ def test_the_output_is_on_the_target_grid_with_the_audio_untouched(
     assert _audio(destination) == _audio(source)
 
 
-def test_a_factor_and_a_rate_together(tmp_path: Path, rife: RifeInterpolator) -> None:
+@pytest.mark.parametrize("before_upscale", [True, False])
+def test_a_factor_and_a_rate_together_in_either_order(
+    tmp_path: Path, rife: RifeInterpolator, before_upscale: bool
+) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12, audio=False)
     destination = tmp_path / "out.mp4"
-    result = _run(source, destination, _stage(rife, 24), factor=Factor.X2)
+    stage = _stage(rife, 24, before_upscale=before_upscale)
+    result = _run(source, destination, stage, factor=Factor.X2)
     assert (result.width, result.height, result.frames) == (128, 96, 12)
+    times, base, _ = _video(destination)
+    assert len(times) == 12
+    _on_grid(times, Fraction(24), tick=base)
+
+
+def test_the_stage_runs_after_the_model_except_a_fast_one_at_4x() -> None:
+    fast, slow = get_model("realesr-animevideov3"), get_model("realesrgan-x4plus")
+    assert interpolates_first(fast, Factor.X4)
+    assert not interpolates_first(fast, Factor.X2)
+    assert not interpolates_first(slow, Factor.X4)
+    assert not interpolates_first(slow, Factor.ENHANCE)
 
 
 def test_a_vfr_source_is_resampled_on_its_real_timestamps(

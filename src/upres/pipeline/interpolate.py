@@ -34,7 +34,7 @@ from torch.nn import functional
 from upres.domain.framerate import FrameRateRequest, output_rate
 from upres.domain.tasks import Factor
 from upres.inputs.probe import open_input, video_stream
-from upres.models.registry import ModelSpec
+from upres.models.registry import ModelSpec, SpeedClass
 from upres.models.rife import PAD_MULTIPLE, RIFE, load_rife
 from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.encode import OutputPlan
@@ -97,8 +97,17 @@ def rife_interpolator(device: torch.device) -> RifeInterpolator:
 
 def interpolates_first(spec: ModelSpec, factor: Factor) -> bool:
     """Whether RIFE runs on the source frames (then the model on every frame) for ``spec``
-    at ``factor``, rather than on the model's output."""
-    return False
+    at ``factor``, rather than on the model's output.
+
+    After the model is better in every case measured (docs/QUALITY.md, "Where
+    the stage runs": 0.4-0.8 dB closer to the dropped frame, 1.7-4.4 dB closer
+    to what the model makes of it) and cheaper wherever the model costs more
+    per frame than RIFE at the output size (docs/BENCHMARKS.md, "Frame
+    interpolation"). The one exception is a fast model at 4x: RIFE on 16 times
+    the pixels then costs more than the model on one more frame, and doubling
+    the rate costs about 30% less before it, for about 0.5 dB (0.4-0.6 dB measured at 2x).
+    """
+    return spec.speed is SpeedClass.FAST and factor is Factor.X4
 
 
 @dataclass(frozen=True, kw_only=True)
