@@ -17,7 +17,12 @@ from typer.testing import CliRunner
 
 from tests.clips import make_clip
 from upres.cli import build_app
-from upres.domain.framerate import FrameRateRequest, exact_rate, frame_rate_request
+from upres.domain.framerate import (
+    FrameRateRequest,
+    exact_rate,
+    frame_rate_request,
+    output_duration,
+)
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest
@@ -99,6 +104,7 @@ def test_the_request_refuses_what_it_cannot_do() -> None:
     slowed = frame_rate_request(fps=30, slowmo=2, source_fps=Fraction(60))
     assert slowed == FrameRateRequest(fps=Fraction(30), slowmo=2)
     assert not frame_rate_request(fps=None).retimes
+    assert output_duration(2.5, FrameRateRequest(slowmo=4)) == 10.0
 
 
 def test_ntsc_rates_are_exact() -> None:
@@ -122,6 +128,9 @@ def test_the_output_is_on_the_target_grid_with_the_audio_untouched(
     _on_grid(times, Fraction(30), tick=base)
     src_times, _, _ = _video(source)
     assert abs(times[0] - src_times[0]) <= base
+    duration = times[-1] + Fraction(1, 30) - times[0]
+    source_duration = src_times[-1] + Fraction(1, 12) - src_times[0]
+    assert abs(duration - source_duration) <= Fraction(1, 30)
     assert _audio(destination) == _audio(source)
 
 
