@@ -31,7 +31,8 @@ from typing import Protocol
 import torch
 from torch.nn import functional
 
-from upres.domain.framerate import FrameRateRequest, output_rate
+from upres.domain.framerate import FrameRateRequest, frame_rate_request, output_rate
+from upres.domain.media import VideoInfo
 from upres.domain.tasks import Factor
 from upres.inputs.probe import open_input, video_stream
 from upres.models.registry import ModelSpec, SpeedClass
@@ -40,6 +41,7 @@ from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.encode import OutputPlan
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameBatch
 from upres.pipeline.scenecut import is_cut
+from upres.pipeline.window import FrameWindow
 
 SLOWMO_NOTE = (
     "Slow motion ({slowmo}x): the audio and subtitles were left out, since they no longer "
@@ -122,6 +124,18 @@ class FrameRateStage:
     interpolator: FrameInterpolator
     before_upscale: bool
 
+    def retimer(
+        self, timing: Retiming, window: FrameWindow, *, rate: int, batch_size: int
+    ) -> Retimer:
+        """A fresh run of the stage over ``window`` (``rate``: the deinterlacer's)."""
+        return Retimer(
+            timing=timing,
+            interpolator=self.interpolator,
+            start=None if window.start is None else window.start * rate,
+            end=None if window.end is None else window.end * rate,
+            batch_size=batch_size,
+        )
+
 
 def _padded(frames: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) with the edges repeated to multiples of ``PAD_MULTIPLE`` (motion at the
@@ -192,14 +206,27 @@ def retiming_for(
     )
 
 
-def retimed_plan(plan: OutputPlan, timing: Retiming) -> OutputPlan:
-    """``plan`` writing ``timing``'s grid: its rate and time base; slow motion noted."""
+def retimed_plan(
+    source: Path, info: VideoInfo, plan: OutputPlan, request: FrameRateRequest, *, rate: int
+) -> tuple[OutputPlan, Retiming | None]:
+    """``plan`` writing the grid ``request`` puts on ``source`` (its rate and time base; slow
+    motion noted), and that grid; ``plan`` and None when ``request`` keeps the timing.
+
+    Raises InvalidRequest when ``request`` does not suit the source
+    (``frame_rate_request``: ``rate`` is the deinterlacer's frames per frame).
+    """
+    if not request.retimes:
+        return plan, None
+    source_fps = info.average_fps * rate if info.average_fps else None
+    frame_rate_request(fps=request.fps, slowmo=request.slowmo, source_fps=source_fps)
+    timing = retiming_for(source, request, source_fps=info.average_fps, rate=rate)
     notes = plan.notes
     if timing.slowmo > 1:
         notes = (*notes, SLOWMO_NOTE.format(slowmo=timing.slowmo))
-    return replace(
+    retimed = replace(
         plan, frame_rate=timing.rate, time_base=timing.time_base, stretch=timing.slowmo, notes=notes
     )
+    return retimed, timing
 
 
 def _common_base(a: Fraction, b: Fraction) -> Fraction:
