@@ -15,7 +15,7 @@ import torch
 from skimage import data
 from typer.testing import CliRunner
 
-from tests.clips import make_clip
+from tests.clips import make_clip, make_tagged_clip
 from upres.cli import build_app
 from upres.domain.framerate import (
     FrameRateRequest,
@@ -365,3 +365,34 @@ def test_the_cli_refuses_a_rate_in_one_line(
     assert len(lines) == 1
     assert lines[0].startswith(message)
     assert not output.exists()
+
+
+def _side_facts(path: Path) -> tuple[dict[str, str], list[tuple[str, float, float]], list[bytes]]:
+    """Container tags, chapters (title, start s, end s) and subtitle packets of ``path``."""
+    with av.open(str(path)) as container:
+        tags = {k.lower(): v for k, v in container.metadata.items()}
+        chapters = [
+            (
+                c["metadata"]["title"],
+                float(c["start"] * c["time_base"]),
+                float(c["end"] * c["time_base"]),
+            )
+            for c in container.chapters()
+        ]
+        subs = container.streams.subtitles
+        cues = [bytes(p) for p in container.demux(*subs) if p.size] if subs else []
+    return tags, chapters, cues
+
+
+@pytest.mark.parametrize("slowmo", [1, 2])
+def test_tags_chapters_and_subtitles_with_a_new_rate_and_slow_motion(
+    tmp_path: Path, rife: RifeInterpolator, slowmo: int
+) -> None:
+    source = make_tagged_clip(tmp_path / "in.mkv", container="matroska")
+    destination = tmp_path / "out.mkv"
+    _run(source, destination, _stage(rife, 24, slowmo=slowmo))
+    tags, chapters, cues = _side_facts(destination)
+    source_tags, source_chapters, source_cues = _side_facts(source)
+    assert source_tags.items() <= tags.items()
+    assert chapters == [(t, s * slowmo, e * slowmo) for t, s, e in source_chapters]
+    assert cues == (source_cues if slowmo == 1 else [])
