@@ -61,7 +61,7 @@ class FrameInterpolator(Protocol):
 
 
 class RifeInterpolator:
-    """``FrameInterpolator`` with RIFE on ``device`` (``dtype``: fp16 on CUDA, else fp32)."""
+    """``FrameInterpolator`` with RIFE on ``device`` in ``dtype`` (see ``rife_interpolator``)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         self._network: RIFE = load_rife(device, dtype)
