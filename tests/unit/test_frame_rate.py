@@ -396,3 +396,30 @@ def test_tags_chapters_and_subtitles_with_a_new_rate_and_slow_motion(
     assert source_tags.items() <= tags.items()
     assert chapters == [(t, s * slowmo, e * slowmo) for t, s, e in source_chapters]
     assert cues == (source_cues if slowmo == 1 else [])
+
+
+def _uint8_photo(dx: int) -> torch.Tensor:
+    return torch.from_numpy(data.chelsea()[60:124, 80 + dx : 176 + dx].copy())
+
+
+@pytest.mark.slow
+def test_fp16_agrees_with_fp32(rife: RifeInterpolator) -> None:
+    half = RifeInterpolator(torch.device("cpu"), torch.float16)
+    first, second = _uint8_photo(0), _uint8_photo(8)
+    exact = rife.between(first, second, (0.5,)).float()
+    rounded = half.between(first, second, (0.5,)).float()
+    assert (exact - rounded).abs().mean() < 0.5
+    assert (exact - rounded).abs().max() < 16
+
+
+def test_a_non_finite_result_is_made_again_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    interpolator = RifeInterpolator(torch.device("cpu"), torch.float16)
+
+    def broken(first: torch.Tensor, second: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(first, float("nan"))
+
+    monkeypatch.setattr(interpolator, "_network", broken)
+    first, second = _uint8_photo(0), _uint8_photo(4)
+    made = interpolator.between(first, second, (0.5,))
+    reference = RifeInterpolator(torch.device("cpu")).between(first, second, (0.5,))
+    assert torch.equal(made, reference)
