@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from upres.config import Settings
+from upres.domain.framerate import FrameRateRequest
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, ModelError
 from upres.models.devices import (
@@ -46,7 +47,7 @@ from upres.pipeline.chunks import ChunkSpan, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken
 from upres.pipeline.upscaler_cache import UpscalerFactory
 from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
-from upres.worker_wiring import apply_torch_threads, upscalers
+from upres.worker_wiring import apply_torch_threads, frame_rate_stage, upscalers
 
 _POLL_S = 0.2
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
@@ -75,7 +76,9 @@ class _ChunkJob:
     source: Path
     span: ChunkSpan
     destination: Path
+    # Without the frame-rate stage, which holds a network: each worker builds its own.
     options: VideoOptions
+    frame_rate: FrameRateRequest
 
 
 def default_workers(slots: GpuSlots) -> int:
@@ -109,7 +112,8 @@ def upscale_chunked(
                 source=source,
                 span=span,
                 destination=folder / f"chunk-{span.index:05d}.mp4",
-                options=options,
+                options=replace(options, frame_rate=None),
+                frame_rate=options.frame_rate_request,
             )
             for span in spans
         ]
@@ -284,6 +288,14 @@ def _upscale(job: _ChunkJob) -> VideoResult:
         span=job.span,
         destination=job.destination,
         upscaler=worker.upscaler_for(worker.setup.factor, denoise=worker.setup.denoise),
-        options=job.options,
+        options=replace(
+            job.options,
+            frame_rate=frame_rate_stage(
+                worker.setup.settings,
+                job.frame_rate,
+                worker.setup.factor,
+                denoise=worker.setup.denoise,
+            ),
+        ),
         hooks=VideoHooks(on_progress=report, cancel=worker.cancel),
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import get_args
 
 from upres.config import Settings
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, VideoCodec
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest
@@ -60,6 +61,7 @@ class Choices:
     temporal: bool
     workers: int | None  # None: one per GPU slot (``run_file``)
     chunk_seconds: float
+    frame_rate: FrameRateRequest = UNCHANGED
 
 
 def video_codec(name: str) -> VideoCodec:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ from upres.cli._stop import StopOnSignal
 from upres.cli.batch import BatchTarget, ContainerChoice, single_file_form
 from upres.cli.choices import Choices, Options, RunOptions, choose, video_codec
 from upres.config import Settings
+from upres.domain.framerate import frame_rate_request
 from upres.domain.media import DEFAULT_CHUNK_SECONDS
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
@@ -39,7 +41,7 @@ from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.runtimes import encoding_for
 from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
-from upres.worker_wiring import apply_torch_threads, upscalers
+from upres.worker_wiring import apply_torch_threads, frame_rate_stage, upscalers
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
@@ -167,6 +169,21 @@ def upscale(
     json_lines: Annotated[
         bool, typer.Option("--json", help="With OUTPUT_DIR: one JSON line per file on stdout.")
     ] = False,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            "--fps",
+            help="Output frame rate: new frames are synthesised by motion interpolation "
+            "(RIFE). At least the source's rate (divided by --slowmo), at most 120.",
+        ),
+    ] = None,
+    slowmo: Annotated[
+        int,
+        typer.Option(
+            help="Slow motion: 1, 2, 4 or 8 times slower, at the source's rate unless --fps "
+            "says otherwise. The audio and subtitles are left out.",
+        ),
+    ] = 1,
 ) -> None:
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours; or every
     video of the SOURCEs into OUTPUT_DIR."""
@@ -186,6 +203,8 @@ def upscale(
         device=device.value if device else None, workers=workers, chunk_seconds=chunk_seconds
     )
     if not single_file_form(paths):
+        if fps is not None or slowmo != 1:
+            raise typer.BadParameter("--fps and --slowmo take one INPUT and its OUTPUT")
         # Imported here: the batch runs this module's run_file, file by file.
         from upres.cli.local_batch import upscale_batch  # noqa: PLC0415
 
@@ -207,7 +226,10 @@ def upscale(
             result = run_file(
                 input_path,
                 output_path,
-                choose(options, run, settings),
+                replace(
+                    choose(options, run, settings),
+                    frame_rate=frame_rate_request(fps=fps, slowmo=slowmo),
+                ),
                 settings=settings,
                 cancel=stop.cancel,
             )
@@ -236,6 +258,10 @@ def run_file(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
+    if choices.frame_rate.retimes:
+        request = choices.frame_rate
+        info = probe(source, limits=settings.media_limits)
+        frame_rate_request(fps=request.fps, slowmo=request.slowmo, source_fps=info.average_fps)
     chosen = {"model": choices.model, "device": choices.device, "temporal": choices.temporal}
     settings = settings.model_copy(update=chosen)
     spec = model_for(choices.factor, settings.model, choices.denoise)
@@ -244,6 +270,9 @@ def run_file(
         encode=encoding_for(choices.encode, [spec], target),
         limits=settings.media_limits,
         double_rate=choices.double_rate,
+        frame_rate=frame_rate_stage(
+            settings, choices.frame_rate, choices.factor, network=spec.id, denoise=choices.denoise
+        ),
     )
     slots = NO_SLOTS if choices.workers == 1 else machine_gpu_slots(settings, target)
     workers = choices.workers or default_workers(slots)

@@ -194,10 +194,12 @@ def upscale_chunk(
     from ``pre_roll`` frames before the span; None: ``pre_roll_for(upscaler)``).
     ``options`` and the upscaler's model and factor must be the same for every
     chunk of a source, or ``join_chunks`` refuses the parts. ``hooks.on_frame``
-    sees pre-roll frames too. The source is not checked whole again
-    (``cut_spans`` did). Raises what ``upscale_video`` raises, and
-    InvalidRequest for a destination whose name is not .mp4; on any error no
-    file exists under ``destination`` and no temporary file is left.
+    sees pre-roll frames too; with ``options.frame_rate`` the part holds the
+    output grid's frames in the span, up to the next span's first frame. The
+    source is not checked whole again (``cut_spans`` did). Raises what
+    ``upscale_video`` raises, and InvalidRequest for a destination whose name
+    is not .mp4; on any error no file exists under ``destination`` and no
+    temporary file is left.
     """
     started = time.monotonic()
     frames_before = pre_roll_for(upscaler) if pre_roll is None else pre_roll

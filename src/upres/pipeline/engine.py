@@ -17,11 +17,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, VideoInfo, frame_total
 from upres.errors import EncodeError, InvalidRequest, ModelError
 from upres.inputs.probe import probe
@@ -38,6 +39,7 @@ from upres.pipeline.fields import (
     scan_fields,
 )
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.interpolate import FrameRateStage, Retiming, retimed_plan
 from upres.pipeline.output_plan import OutputPlan, plan_output
 from upres.pipeline.stages import END, QUEUE_BATCHES, CancelToken, Run, StoppedError
 from upres.pipeline.video_run import NO_HOOKS, Progress, VideoHooks, VideoOptions, VideoResult
@@ -90,6 +92,8 @@ class Job:
     part: bool
     frames_total: int | None
     hooks: VideoHooks
+    frame_rate: FrameRateStage | None = None
+    retiming: Retiming | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -107,6 +111,7 @@ def prepare(
     window: FrameWindow = WHOLE,
     part: bool = False,
     window_frames: int | None = None,
+    frame_rate: FrameRateStage | None = None,
 ) -> Job:
     """Check the destination, probe the source, check it is whole, and decide how to
     decode and encode it (``window_frames``: how many source frames ``window`` holds).
@@ -122,12 +127,14 @@ def prepare(
     info = probe(source, limits=options.limits)
     if not part:
         check_complete(source)
+    request = options.frame_rate_request
     output = decide(
         source,
         info,
         factor=upscaler.factor,
         settings=options.encode,
         double_rate=options.double_rate,
+        frame_rate=request,
     )
     hardware = options.hardware_decode
     decoding = DecodeOptions.for_video(
@@ -141,6 +148,12 @@ def prepare(
         if window_frames is not None
         else frame_total(info.frame_count, info.duration_s, info.average_fps)
     )
+    if frames is not None and output.retiming is not None and info.average_fps:
+        frames = output.retiming.frames_for(frames, info.average_fps)
+    elif frames is not None:
+        frames *= output.plan.rate
+    if output.retiming is not None and window.end is not None:
+        window = replace(window, lookahead=1)  # synthesise up to the next chunk's first frame
     return Job(
         source=source,
         destination=destination,
@@ -153,18 +166,22 @@ def prepare(
         fields=output.fields,
         window=window,
         part=part,
-        frames_total=frames * output.plan.rate if frames is not None else None,
+        frames_total=frames,
         hooks=hooks,
+        frame_rate=options.frame_rate if output.retiming is not None else None,
+        retiming=output.retiming,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputDecision:
-    """How a source is deinterlaced and written (``notes`` for the user)."""
+    """How a source is deinterlaced and written (``notes`` for the user), and the
+    frame-rate stage's grid (None: the source's timing)."""
 
     fields: FieldScan
     deinterlace: Deinterlace | None
     plan: OutputPlan
+    retiming: Retiming | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -172,18 +189,26 @@ class OutputDecision:
 
 
 def decide(
-    source: Path, info: VideoInfo, *, factor: int, settings: EncodeSettings, double_rate: bool
+    source: Path,
+    info: VideoInfo,
+    *,
+    factor: int,
+    settings: EncodeSettings,
+    double_rate: bool,
+    frame_rate: FrameRateRequest = UNCHANGED,
 ) -> OutputDecision:
-    """Scan ``source``'s fields and plan its output ``factor`` times larger.
+    """Scan ``source``'s fields and plan its output ``factor`` times larger, at ``frame_rate``.
 
-    Raises CorruptVideo from the field scan and EncodeError from ``plan_output``.
+    Raises CorruptVideo from the field scan, EncodeError from ``plan_output``,
+    InvalidRequest when ``frame_rate`` does not suit the source (``frame_rate_request``).
     """
     fields = scan_fields(source)
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     rate = deinterlace.rate if deinterlace is not None else 1
     plan = plan_output(info, factor=factor, conversion=conversion, settings=settings, rate=rate)
-    return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
+    plan, timing = retimed_plan(source, info, plan, frame_rate, rate=rate)
+    return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan, retiming=timing)
 
 
 def temp_beside(destination: Path) -> Path:
@@ -239,7 +264,7 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
     summaries: list[DecodeSummary] = []
     dropped: tuple[str, ...] = ()
     try:
-        batches = _encoder_input(run, upscaled, summaries)
+        batches = _encoder_input(run, upscaled, summaries, job)
         report = _reporter(run, job.frames_total, job.hooks.on_progress)
         dropped = encode(
             job.source,
@@ -265,7 +290,8 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
 
 def _decode_stage(run: Run, job: Job, outbox: queue.Queue[object]) -> None:
     # closing(): when this stage stops early, the input file is closed right away.
-    with closing(decode(job.source, options=job.decoding, window=job.window)) as items:
+    with closing(decode(job.source, options=job.decoding, window=job.window)) as decoded:
+        items = _retimed(decoded, job, before_upscale=True)
         for item in items:
             run.cancel.raise_if_cancelled()
             run.put(outbox, item)
@@ -297,11 +323,20 @@ def _upscaled(timed: TimedBatch, job: Job) -> TimedBatch:
     return TimedBatch(frames=batch, durations=timed.durations, preroll=timed.preroll)
 
 
+def _retimed(items: Iterator[object], job: Job, *, before_upscale: bool) -> Iterator[object]:
+    """``items`` through the frame-rate stage when it runs at this point, else as they are."""
+    stage, timing = job.frame_rate, job.retiming
+    if stage is None or timing is None or stage.before_upscale != before_upscale:
+        return items
+    window, rate = job.window, job.plan.rate
+    return stage.retimer(timing, window, rate=rate, batch_size=job.decoding.batch_size).run(items)
+
+
 def _encoder_input(
-    run: Run, inbox: queue.Queue[object], summaries: list[DecodeSummary]
+    run: Run, inbox: queue.Queue[object], summaries: list[DecodeSummary], job: Job
 ) -> Iterator[TimedBatch]:
     """The batches to write: pre-roll batches only primed the upscaler."""
-    for item in run.items(inbox):
+    for item in _retimed(run.items(inbox), job, before_upscale=False):
         if isinstance(item, DecodeSummary):
             summaries.append(item)
         elif isinstance(item, TimedBatch) and not item.preroll:

@@ -60,7 +60,12 @@ def join_chunks(
     with open_input(parts[0]) as first:
         factor = video_stream(first).width // max(info.width, 1)
     decision = decide(
-        source, info, factor=factor, settings=options.encode, double_rate=options.double_rate
+        source,
+        info,
+        factor=factor,
+        settings=options.encode,
+        double_rate=options.double_rate,
+        frame_rate=options.frame_rate_request,
     )
     temp = temp_beside(destination)
     try:
@@ -96,10 +101,10 @@ def _remux(
         template = stack.enter_context(open_input(parts[0]))
         # The muxer may change the stream's time base when it writes the header (Matroska:
         # milliseconds); packets are given in this one, and rebased as they are muxed.
-        time_base = output_time_base(video_in, plan.rate)
+        time_base = output_time_base(video_in, plan)
         part = _checked(video_stream(template), plan, parts[0])
         video = _add_video(out, part, time_base=time_base, video_in=video_in, plan=plan)
-        routes, dropped = add_side_streams(src, out, video_in)
+        routes, dropped = add_side_streams(src, out, video_in, stretch=plan.stretch)
         side = Interleaver(src, routes, out)
         extradata = video_stream(template).codec_context.extradata
         frames = 0

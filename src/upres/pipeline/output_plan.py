@@ -56,6 +56,9 @@ class OutputPlan:
 
     ``rate`` is 2 when each input frame becomes two (field-rate
     deinterlacing): the time base is halved and the frame rate doubled.
+    ``time_base``, when set, replaces that (a new frame rate: see
+    ``upres.pipeline.interpolate``); ``stretch`` > 1 is slow motion, whose
+    output cannot carry the source's timed streams (audio, subtitles).
     ``notes`` say what upres chose for the user (a codec switch, Dolby Vision dropped).
     """
 
@@ -71,6 +74,8 @@ class OutputPlan:
     hdr: HdrInfo
     rate: int
     notes: tuple[str, ...]
+    time_base: Fraction | None = None
+    stretch: int = 1
 
     @property
     def encoder(self) -> str:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
 from upres.pipeline.fields import FieldScan
+from upres.pipeline.interpolate import FrameRateStage
 from upres.pipeline.stages import CancelToken
 
 
@@ -35,13 +37,20 @@ class VideoOptions:
     be given the same ones, or the join refuses the parts.
 
     ``hardware_decode`` None uses CUDA decoding when a GPU is present;
-    ``double_rate`` deinterlaces to one frame per field.
+    ``double_rate`` deinterlaces to one frame per field; ``frame_rate`` retimes
+    the output (``upres.pipeline.interpolate``; None: the source's timing).
     """
 
     encode: EncodeSettings
     limits: MediaLimits
     double_rate: bool = False
     hardware_decode: bool | None = None
+    frame_rate: FrameRateStage | None = None
+
+    @property
+    def frame_rate_request(self) -> FrameRateRequest:
+        """What ``frame_rate`` asks (UNCHANGED without one): all a join needs."""
+        return self.frame_rate.request if self.frame_rate is not None else UNCHANGED
 
 
 @dataclass(frozen=True, kw_only=True)
