@@ -65,7 +65,7 @@ CPU_PLANS = (
 RUNTIME_SIZES = {"realesr-animevideov3": (640, 360)}
 GPU_PLANS = tuple(
     Plan(model=model, size=parse_size(size), factors=(4, 2), frames=32)
-    for model in ("realesrgan-x4plus", "realesr-animevideov3")
+    for model in ("realesrgan-x4plus", "realesr-animevideov3", "basicvsr-reds4")
     for size in ("360p", "720p", "1080p")
 )
 

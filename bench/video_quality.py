@@ -148,6 +148,8 @@ def measure(args: argparse.Namespace) -> list[Result]:
     crop_path = args.doc.parent / CROP
     for factor, kind in _cases(args):
         for shot in shots(args.low * factor, args.frames):
+            if args.shots and shot.name not in args.shots.split(","):
+                continue
             low = degrade(shot.truth, factor, kind)
             crop = (shot.name, factor, kind) == CROP_CASE and not crop_path.exists()
             panels = {"truth": shot.truth[len(shot.truth) // 2]}
@@ -293,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low", type=int, default=16, help="low-res side in pixels")
     parser.add_argument("--frames", type=int, default=6, help="frames per clip")
     parser.add_argument("--cases", default=DEFAULT_CASES, help="factor:degradation, ...")
+    parser.add_argument("--shots", default="", help="only these clips (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/upres-video-quality.json"))
     parser.add_argument("--doc", type=Path, default=DOC)

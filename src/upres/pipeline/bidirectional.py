@@ -92,6 +92,11 @@ class BidirectionalUpscaler:
     def device(self) -> torch.device:
         return self._device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the network runs in first (fp32 is the fallback; SpyNet is fp32)."""
+        return self._dtype
+
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU; the next frames of
         the video, in order.
