@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 from bench import _report
+from bench._flops import formula_macs
 from bench._video_clips import Shot, degrade, pan, shots
 from bench.quality import laplacian_energy, luma, psnr
 from PIL import Image
@@ -290,6 +291,36 @@ def windows(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def speed(args: argparse.Namespace) -> str:
+    """Seconds per frame (wall and this process's CPU) of each network at one size on the
+    CPU, after a warm-up window, with the arithmetic it needs per output pixel."""
+    side, frames = 4 * args.low, args.frames
+    low = shots(side, frames)[0].truth
+    loaded = Loaded(recurrent=RecurrentNetworks(), ncnn=NcnnCache())
+    lines = [
+        f"{side}x{side} input, 4x, {frames} frames a window, "
+        f"{_report.describe(_report.machine(torch.device('cpu')))}:",
+        "",
+        "| model | runtime | wall s/frame | CPU s/frame | GFLOP/frame | MFLOP/output px |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for method in args.methods.split(","):
+        if method == "bicubic":
+            continue
+        spec = get_model(method)
+        run_frames(upscaler(method, 4, loaded), low[:2])
+        wall, cpu = time.monotonic(), time.process_time()
+        run_frames(upscaler(method, 4, loaded), low)
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        flop = 2 * formula_macs(spec)
+        runtime = place(spec, resolve_device("cpu")).runtime
+        lines.append(
+            f"| {method} | {runtime} | {wall / frames:.2f} | {cpu / frames:.2f} | "
+            f"{flop * side * side / 1e9:.1f} | {flop / 16 / 1e6:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--low", type=int, default=16, help="low-res side in pixels")
@@ -300,9 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/upres-video-quality.json"))
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument("--windows", action="store_true", help="only the window cost")
+    parser.add_argument("--speed", action="store_true", help="only seconds per frame")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
+    if args.speed:
+        body = speed(args)
+        print(body)
+        if not args.no_doc:
+            _report.write_section(args.doc.with_name("BENCHMARKS.md"), "cpu-video-models", body)
+        return 0
     if args.windows:
         body = windows(args)
         section = "video-windows"
