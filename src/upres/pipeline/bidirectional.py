@@ -7,7 +7,7 @@ backward branch sees the rest of the window, the forward branch is carried
 from window to window (``Carry``), so every frame draws on all earlier frames
 and memory stays flat in the video's length. A chunk's pre-roll primes the
 forward branch as it does a recurrent model's state. What the windows cost
-against the whole clip at once is in docs/QUALITY.md ("BasicVSR windows").
+against the whole clip at once is in docs/QUALITY.md ("BasicVSR's windows").
 
 Large frames run in spatial tiles (``upres.models.tiling``), each tile with
 its own carry; a tiling that changes between windows (a smaller tile after
