@@ -49,7 +49,7 @@ bench-quality: install
 
 bench-video-quality: install
 	$(BIN)/python bench/video_quality.py
-	$(BIN)/python bench/video_quality.py --windows
+	$(BIN)/python bench/video_quality.py --windows --low 16 --frames 6
 
 bench-media: install
 	$(BIN)/python bench/media.py
