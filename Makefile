@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-interpolation clean
+.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-video-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-interpolation clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ test-fast: install
 
 bench-quality: install
 	$(BIN)/python bench/quality.py
+
+bench-video-quality: install
+	$(BIN)/python bench/video_quality.py
+	$(BIN)/python bench/video_quality.py --windows --low 16 --frames 6
 
 bench-media: install
 	$(BIN)/python bench/media.py

@@ -26,13 +26,15 @@ from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
 from upres.domain.tasks import Factor
 from upres.inputs.probe import probe
 from upres.models.loader import ModelCache
-from upres.models.registry import ModelSpec, get_model
+from upres.models.registry import Architecture, ModelSpec, get_model
+from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, TimedBatch, decode
 from upres.pipeline.encode import encode
 from upres.pipeline.engine import upscale_video
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
 from upres.pipeline.output_plan import plan_output
+from upres.pipeline.recurrent import RecurrentNetworks
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 from upres.pipeline.video_run import VideoOptions
 
@@ -121,8 +123,19 @@ def as_dict(measurement: Measurement) -> dict[str, object]:
     return asdict(measurement)
 
 
-def _upscaler(case: Case) -> ModelUpscaler:
+def _upscaler(case: Case) -> ModelUpscaler | BidirectionalUpscaler:
     baseline = case.kind == "baseline"
+    spec = get_model(case.model)
+    if spec.architecture is Architecture.BASICVSR:
+        # The baseline sees one frame at a time: a window of one.
+        return BidirectionalUpscaler(
+            spec,
+            Factor(case.factor),
+            networks=RecurrentNetworks(),
+            device=case.device,
+            half=False if baseline else case.half,
+            window=1 if baseline else case.batch,
+        )
     torch.backends.cudnn.benchmark = case.cudnn_benchmark and not baseline
     models = ModelCache() if baseline else TunedModels(case)
     return ModelUpscaler(
@@ -155,7 +168,7 @@ class TunedModels:
         return self._tuned[key]
 
 
-def _warm_up(upscaler: ModelUpscaler, info: VideoInfo) -> None:
+def _warm_up(upscaler: ModelUpscaler | BidirectionalUpscaler, info: VideoInfo) -> None:
     """Load the model and let the backend pick its kernels for this frame size."""
     frames = torch.zeros((upscaler.batch_size, info.height, info.width, 3), dtype=torch.uint8)
     upscaler.upscale(frames)

@@ -10,6 +10,7 @@ device the engine uses.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -82,8 +83,29 @@ def realcugan_macs(*, scale: int) -> int:
     return unet1 + up * up * (unet2 + final)
 
 
+def spynet_macs() -> int:
+    """Multiply-accumulates per input pixel of one SpyNet flow: six levels of five 7x7
+    convs (8->32->64->32->16->2), each level a quarter of the next one's pixels."""
+    widths = (8, 32, 64, 32, 16, 2)
+    level = 49 * sum(a * b for a, b in itertools.pairwise(widths))
+    return round(level * sum(4.0**-k for k in range(6)))
+
+
+def basicvsr_macs(*, feats: int = 64, blocks: int = 30, scale: int = 4) -> int:
+    """Multiply-accumulates per input pixel and frame of BasicVSR: two flows (one each
+    way), two trunks (a (3+feats)->feats conv and ``blocks`` residual blocks of two
+    feats->feats convs), the 1x1 fusion, upconv1 (feats->4 feats) at the input size,
+    upconv2 at twice it, conv_hr (feats->feats) and conv_last (feats->3) at the output size.
+    """
+    trunk = (3 + feats) * feats + blocks * 2 * feats * feats
+    up = feats * 4 * feats * (1 + 4) + (feats * feats + feats * 3) * scale * scale
+    return 2 * spynet_macs() + _KERNEL * (2 * trunk + up) + 2 * feats * feats
+
+
 def formula_macs(spec: ModelSpec) -> int:
     """Per input pixel, from the formulas (x4plus: 23 blocks; x4plus-anime: 6 blocks)."""
+    if spec.architecture is Architecture.BASICVSR:
+        return basicvsr_macs(scale=spec.scale)
     if spec.architecture is Architecture.RRDBNET:
         return rrdbnet_macs(blocks=6 if "anime" in spec.id else 23, scale=spec.scale)
     if spec.architecture is Architecture.REALCUGAN:

@@ -136,13 +136,13 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BICUBIC))
 
 
-def h264(frames: np.ndarray) -> np.ndarray:
-    """The frames through libx264 (yuv420p, CRF 18) and back."""
+def h264(frames: np.ndarray, crf: int = CRF) -> np.ndarray:
+    """The frames through libx264 (yuv420p, ``crf``) and back."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
         # One thread: x264's frame threads make the output depend on timing, and the bench
         # must see the same clip in every run.
-        options = {"crf": str(CRF), "preset": "medium", "threads": "1"}
+        options = {"crf": str(crf), "preset": "medium", "threads": "1"}
         stream = out.add_stream("libx264", rate=24, options=options)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"

@@ -72,6 +72,7 @@ _GPU_FACTORS = {
     "realesr-animevideov3": (4, 2),
     "realcugan-se-x4": (4, 2),
     "realcugan-se-x2": (2,),
+    "basicvsr-vimeo90k-bi": (4, 2),
 }
 GPU_PLANS = tuple(
     Plan(model=model, size=parse_size(size), factors=factors, frames=32)

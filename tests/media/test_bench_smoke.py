@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 from bench import _report, encoder, media, throughput
-from bench._flops import counted_macs, formula_macs, realcugan_macs, rrdbnet_macs
+from bench._flops import (
+    basicvsr_macs,
+    counted_macs,
+    formula_macs,
+    realcugan_macs,
+    rrdbnet_macs,
+    spynet_macs,
+)
+from torch.utils.flop_counter import FlopCounterMode
 
 from upres.models import realcugan
+from upres.models.basicvsr import BasicVSR
 from upres.models.loader import ModelCache
 from upres.models.registry import MODELS, Architecture, get_model
 
@@ -84,6 +93,21 @@ def test_realcugan_flop_formula_is_the_count_without_the_border(model_id: str) -
     # FLOP per output pixel quoted in the docs.
     quoted = {2: 385_008, 3: 356_423, 4: 133_868}[spec.scale]
     assert 2 * realcugan_macs(scale=spec.scale) // spec.scale**2 == quoted
+
+
+def test_basicvsr_formula_matches_torchs_flop_counter() -> None:
+    """On the meta device (no arithmetic runs): a window of 4 frames makes 7 flows (a
+    window's first frame has no forward neighbour), 2 per frame otherwise."""
+    frames, side = 4, 64
+    with torch.device("meta"):
+        network = BasicVSR().eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            network(torch.rand(frames, 3, side, side))
+    macs = counter.get_total_flops() // 2
+    # The formula rounds SpyNet's pyramid (4/3 of the top level) to whole MACs per pixel.
+    expected = (basicvsr_macs() * frames - spynet_macs()) * side * side
+    assert macs == pytest.approx(expected, rel=1e-6)
+    assert 2 * basicvsr_macs() / 16 == pytest.approx(812_925, abs=1)  # quoted in the docs
 
 
 def test_encoder_bench_scores_each_preset(

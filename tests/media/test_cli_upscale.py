@@ -57,6 +57,17 @@ def test_odd_sizes_are_exactly_factor_times_the_input(tmp_path: Path, factor: in
     assert _facts(output)[:3] == (75 * factor, 49 * factor, 2)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_upscale_with_the_default_model(tmp_path: Path, factor: int) -> None:
+    """No --model: the registry's default for the factor, on the CPU, on a tiny clip."""
+    source = make_clip(tmp_path / "in.mp4", width=24, height=16, frames=3, fps=6)
+    output = tmp_path / "out.mp4"
+    code, _, stderr = _invoke(str(source), str(output), "--factor", str(factor), "--device", "cpu")
+    assert code == 0, stderr
+    assert _facts(output)[:3] == (24 * factor, 16 * factor, 3)
+
+
 def test_codec_and_crf_options(tmp_path: Path, clip: Path) -> None:
     output = tmp_path / "out.mp4"
     code, _, stderr = _invoke(

@@ -29,6 +29,7 @@ VIDEO = "https://videos.example.com/clip.mp4"
 GENERATE = "/v1/videos/generations"
 ESTIMATE = "/v1/videos/generations/estimate"
 CHOSEN = "realesr-animevideov3"
+DEFAULT = registry.default_model_for(Factor.X2).id
 PRICES = {CHOSEN: 1.5}
 # FixedProber's video: 8.2 s, billed as 9 started seconds; 16 credits a second at 2x.
 SECONDS, PER_SECOND_2X = 9, 16.0
@@ -75,12 +76,12 @@ def test_a_request_without_network_or_denoise_is_served_as_before(api: Api) -> N
 
     assert bare.status_code == factor_only.status_code == 200
     # The registry's default for the factor, now shown; nothing else changed.
-    assert bare.json()["task_info"]["network"] == "realesrgan-x4plus"
+    assert bare.json()["task_info"]["network"] == DEFAULT
     assert "denoise" not in bare.json()["task_info"]
     assert read.json() == bare.json()
     assert bare.json()["usage"]["credits_reserved"] == SECONDS * PER_SECOND_2X
     assert factor_only.json()["usage"]["credits_reserved"] == SECONDS * 28.0
-    assert api.store.get_task(bare.json()["id"]).network == "realesrgan-x4plus"
+    assert api.store.get_task(bare.json()["id"]).network == DEFAULT
 
 
 def test_the_operators_default_network_is_what_a_request_without_one_gets(api: Api) -> None:
@@ -131,7 +132,7 @@ def test_an_unknown_network_is_refused_naming_the_networks(api: Api, path: str) 
     ("params", "param", "message"),
     [
         ({"network": "realesrgan-x4plus", "denoise": 1}, "denoise", "level 1; its levels: 0"),
-        ({"denoise": 2}, "denoise", "realesrgan-x4plus has no denoise level 2"),
+        ({"denoise": 2}, "denoise", f"{DEFAULT} has no denoise level 2"),
         ({"network": CHOSEN, "denoise": "2"}, "denoise", "valid integer"),
         ({"network": CHOSEN, "denoise": True}, "denoise", "valid integer"),
         ({"network": 4}, "network", "valid string"),

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.api_harness import Api, running_api
-from upres.domain.tasks import API_MODEL, is_well_formed_task_id
+from upres.domain.tasks import API_MODEL, Factor, is_well_formed_task_id
+from upres.models.registry import default_model_for
 
 VIDEO = "https://videos.example.com/clip.mp4"
 
@@ -145,7 +146,7 @@ def test_models_lists_factors_prices_and_limits(api: Api) -> None:
         "cpu_runtime": "ncnn",
     }
     assert networks["realesrgan-x4plus"]["runtimes"] == ["pytorch", "ncnn"]
-    assert networks["realesrgan-x4plus"]["default_for"] == ["1", "2", "4"]
+    assert networks[default_model_for(Factor.X2).id]["default_for"] == ["1", "2", "4"]
 
 
 def test_credits_reports_the_account_balance(api: Api) -> None:

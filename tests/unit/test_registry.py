@@ -51,9 +51,9 @@ def test_unknown_model_is_an_invalid_parameter() -> None:
 
 
 @pytest.mark.parametrize("factor", list(Factor))
-def test_default_is_the_real_world_model(factor: Factor) -> None:
+def test_default_is_the_faithful_video_model(factor: Factor) -> None:
     spec = default_model_for(factor)
-    assert spec.id == "realesrgan-x4plus"
+    assert spec.id == "basicvsr-vimeo90k-bi"
     assert spec.scale >= int(factor)
     assert factor in default_factors(spec)
 

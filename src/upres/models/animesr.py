@@ -31,7 +31,7 @@ _BLOCKS = (5, 3, 2)
 MULTIPLE_OF = 4
 
 
-class _Residual(nn.Module):
+class ResidualBlock(nn.Module):
     """conv-ReLU-conv with an identity shortcut."""
 
     def __init__(self, features: int) -> None:
@@ -61,9 +61,9 @@ class _MultiScaleCell(nn.Module):
         self.conv_s1_first = _strided(cin, features, 1)
         self.conv_s2_first = _strided(features, features, 2)
         self.conv_s4_first = _strided(features, features, 2)
-        self.body_s1_first = nn.ModuleList(_Residual(features) for _ in range(_BLOCKS[0]))
-        self.body_s2_first = nn.ModuleList(_Residual(features) for _ in range(_BLOCKS[1]))
-        self.body_s4_first = nn.ModuleList(_Residual(features) for _ in range(_BLOCKS[2]))
+        self.body_s1_first = nn.ModuleList(ResidualBlock(features) for _ in range(_BLOCKS[0]))
+        self.body_s2_first = nn.ModuleList(ResidualBlock(features) for _ in range(_BLOCKS[1]))
+        self.body_s4_first = nn.ModuleList(ResidualBlock(features) for _ in range(_BLOCKS[2]))
         self.fusion = nn.Sequential(
             nn.Conv2d(3 * features, 2 * cout, 3, 1, 1),
             nn.LeakyReLU(0.1),

@@ -25,10 +25,13 @@ _LEVELS = 6
 _STRIDE = 2 ** (_LEVELS - 1)
 
 
-def flow_warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+def flow_warp(
+    image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear", padding: str = "border"
+) -> torch.Tensor:
     """``image`` (N, C, H, W) sampled at x + ``flow`` (N, 2, H, W, pixels; x then y).
 
-    Samples outside the frame take the nearest border value.
+    Samples outside the frame take the nearest border value (``padding`` "border"),
+    or zero ("zeros", how BasicVSR warps its features).
     """
     height, width = image.shape[-2:]
     ys, xs = torch.meshgrid(
@@ -40,7 +43,7 @@ def flow_warp(image: torch.Tensor, flow: torch.Tensor, *, mode: str = "bilinear"
     gy = (ys + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
     grid = torch.stack((gx, gy), dim=-1)
     return functional.grid_sample(
-        image.to(flow.dtype), grid, mode=mode, padding_mode="border", align_corners=True
+        image.to(flow.dtype), grid, mode=mode, padding_mode=padding, align_corners=True
     )
 
 

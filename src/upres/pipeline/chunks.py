@@ -33,6 +33,7 @@ import av.error
 
 from upres.errors import InvalidRequest
 from upres.inputs.probe import media_error, open_input, video_stream
+from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.engine import prepare, run_job
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameUpscaler
@@ -174,7 +175,7 @@ def _whole(source: Path) -> ChunkSpan:
 
 def pre_roll_for(upscaler: FrameUpscaler) -> int:
     """``DEFAULT_PRE_ROLL`` for an upscaler that carries state between frames, else 0."""
-    stateful = isinstance(upscaler, StabilisedUpscaler | RecurrentUpscaler)
+    stateful = isinstance(upscaler, StabilisedUpscaler | RecurrentUpscaler | BidirectionalUpscaler)
     return DEFAULT_PRE_ROLL if stateful else 0
 
 

@@ -17,8 +17,10 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.animesr import MULTIPLE_OF, SCALE, AnimeSR, load_animesr
+from upres.models.basicvsr import BasicVSR, load_basicvsr
 from upres.models.devices import torch_device
-from upres.models.registry import ModelSpec, check_factor
+from upres.models.registry import Architecture, ModelSpec, check_factor
+from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.upscale import (
     InterpolationMode,
     ModelUpscaler,
@@ -34,10 +36,11 @@ GPU_BATCH = 16
 
 
 class RecurrentNetworks:
-    """Loaded recurrent networks per (device, dtype), so a worker loads each once."""
+    """Loaded video networks per (model, device, dtype), so a worker loads each once."""
 
     def __init__(self) -> None:
         self._loaded: dict[tuple[str, torch.dtype], AnimeSR] = {}
+        self._basicvsr: dict[tuple[str, str, torch.dtype], BasicVSR] = {}
         self._lock = threading.Lock()
 
     def network(self, device: torch.device, dtype: torch.dtype) -> AnimeSR:
@@ -47,6 +50,14 @@ class RecurrentNetworks:
             if key not in self._loaded:
                 self._loaded[key] = load_animesr(device, dtype)
             return self._loaded[key]
+
+    def basicvsr(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> BasicVSR:
+        """The BasicVSR checkpoint ``spec`` names. Raises ModelError when it is not installed."""
+        key = (spec.id, str(device), dtype)
+        with self._lock:
+            if key not in self._basicvsr:
+                self._basicvsr[key] = load_basicvsr(spec.package, spec.stem, device, dtype)
+            return self._basicvsr[key]
 
 
 class RecurrentUpscaler:
@@ -137,12 +148,15 @@ def model_upscaler(
     device: str = "auto",
     models: NetworkSource | None = None,
     networks: RecurrentNetworks | None = None,
-) -> ModelUpscaler | RecurrentUpscaler:
-    """The upscaler for ``spec``: a fresh ``RecurrentUpscaler`` (one per video) for a
-    recurrent model, else a ``ModelUpscaler``.
+) -> ModelUpscaler | RecurrentUpscaler | BidirectionalUpscaler:
+    """The upscaler for ``spec``: a fresh ``BidirectionalUpscaler`` or
+    ``RecurrentUpscaler`` (one per video) for a video model, else a ``ModelUpscaler``.
 
     Raises ModelError when the device is unavailable or ``factor`` > the model's scale.
     """
+    if spec.architecture is Architecture.BASICVSR:
+        networks = networks or RecurrentNetworks()
+        return BidirectionalUpscaler(spec, factor, device=device, networks=networks)
     if spec.recurrent:
         return RecurrentUpscaler(spec, factor, device=device, networks=networks)
     return ModelUpscaler(spec, factor, device=device, models=models)
