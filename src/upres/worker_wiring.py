@@ -15,6 +15,7 @@ import torch
 
 from upres.api.schemas import TaskRenderer
 from upres.config import Settings
+from upres.domain.framerate import FrameRateRequest
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
@@ -24,6 +25,7 @@ from upres.jobs.publish import Publisher
 from upres.jobs.runner import RunnerStore, TaskRunner
 from upres.models.registry import model_for, resolve_model
 from upres.pipeline.frames import FrameUpscaler
+from upres.pipeline.interpolate import FrameRateStage, interpolates_first, rife_interpolator
 from upres.pipeline.motion import FlowMethod
 from upres.pipeline.runtimes import (
     Device,
@@ -77,6 +79,30 @@ def upscalers(settings: Settings) -> UpscalerFactory:
         return upscaler if stage is None else stage.wrap(upscaler)
 
     return upscaler_for
+
+
+def frame_rate_stage(
+    settings: Settings,
+    request: FrameRateRequest,
+    factor: Factor,
+    *,
+    network: str | None = None,
+    denoise: int | None = None,
+) -> FrameRateStage | None:
+    """The frame-rate stage ``request`` asks for (None when it keeps the source's timing):
+    RIFE beside the model (``network``, else the one ``upscalers`` gives ``factor``; on
+    CUDA with it, else on the CPU), before or after it as ``interpolates_first`` decides
+    for the model and factor. Raises ModelError as ``device`` and when RIFE's weights are
+    missing, UnknownModel for an unknown id."""
+    if not request.retimes:
+        return None
+    spec = resolve_model(network or model_for(factor, settings.model).id, denoise)
+    where = place(spec, device(settings))
+    return FrameRateStage(
+        request=request,
+        interpolator=rife_interpolator(where.torch_device),
+        before_upscale=interpolates_first(spec, factor),
+    )
 
 
 def temporal_stage(

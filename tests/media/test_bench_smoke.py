@@ -46,6 +46,9 @@ def test_harness_measures_every_stage_of_a_tiny_clip(
     # The same run compares the CPU runtimes on that frame, alternating.
     assert "<!-- throughput:cpu-runtimes begin -->" in text
     assert "| realesr-animevideov3 | 64x36 | 3 |" in text
+    # And times RIFE per synthesised frame at the same size.
+    assert "<!-- interpolation:cpu begin -->" in text
+    assert "| 64x36 (64x36) |" in text
 
 
 def test_writing_twice_replaces_the_section(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from upres.config import Settings
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, ModelError
@@ -41,7 +42,7 @@ from upres.jobs.supervisor import CUDA_VISIBLE_DEVICES, visible_devices
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
 from upres.pipeline.upscaler_cache import UpscalerFactory
-from upres.worker_wiring import apply_torch_threads, upscalers
+from upres.worker_wiring import apply_torch_threads, frame_rate_stage, upscalers
 
 _POLL_S = 0.2
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
@@ -72,6 +73,7 @@ class _ChunkJob:
     destination: Path
     encode: EncodeSettings
     double_rate: bool
+    frame_rate: FrameRateRequest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +116,7 @@ def upscale_chunked(
     double_rate: bool,
     cancel: CancelToken,
     on_progress: Callable[[Progress], None],
+    frame_rate: FrameRateRequest = UNCHANGED,
 ) -> ChunkedResult:
     """Upscale ``spans`` of ``source`` on ``workers`` processes and join them into
     ``destination``.
@@ -131,6 +134,7 @@ def upscale_chunked(
                 destination=folder / f"chunk-{span.index:05d}.mp4",
                 encode=encode,
                 double_rate=double_rate,
+                frame_rate=frame_rate,
             )
             for span in spans
         ]
@@ -142,6 +146,7 @@ def upscale_chunked(
             encode=encode,
             limits=setup.settings.media_limits,
             double_rate=double_rate,
+            frame_rate=frame_rate,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -298,4 +303,10 @@ def _upscale(job: _ChunkJob) -> ChunkResult:
         on_progress=report,
         cancel=worker.cancel,
         double_rate=job.double_rate,
+        frame_rate=frame_rate_stage(
+            worker.setup.settings,
+            job.frame_rate,
+            worker.setup.factor,
+            denoise=worker.setup.denoise,
+        ),
     )

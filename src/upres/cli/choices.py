@@ -13,6 +13,7 @@ from typing import get_args
 
 from upres.cli._chunked import default_workers
 from upres.config import Settings
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, VideoCodec
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest
@@ -61,6 +62,7 @@ class Choices:
     temporal: bool
     workers: int
     chunk_seconds: float
+    frame_rate: FrameRateRequest = UNCHANGED
 
 
 def video_codec(name: str) -> VideoCodec:

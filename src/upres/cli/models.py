@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from upres.models.registry import (
+    INTERPOLATORS,
     MODELS,
+    InterpolatorSpec,
     ModelSpec,
     cpu_runtime,
     default_factors,
@@ -52,6 +54,23 @@ def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:
     return table
 
 
+def interpolators_table(networks: tuple[InterpolatorSpec, ...] = INTERPOLATORS) -> Table:
+    """One row per frame-interpolation network (``upres upscale --fps``/``--slowmo``)."""
+    table = Table(title="upres interpolation networks (--fps, --slowmo)")
+    for column in ("id", "architecture", "license", "speed", "GFLOP/Mpx", "description"):
+        table.add_column(column)
+    for spec in networks:
+        table.add_row(
+            spec.id,
+            spec.architecture,
+            spec.license,
+            spec.speed.value,
+            f"{spec.gflop_per_mpixel:g}",
+            spec.description,
+        )
+    return table
+
+
 def _scales(spec: ModelSpec) -> str:
     """Native scale, and the smaller factors reached by downscaling its output."""
     smaller = [f"{factor}x" for factor in (1, 2, 4) if factor < spec.scale]
@@ -83,5 +102,6 @@ def register(app: typer.Typer) -> None:
         # Piped or logged, rich would wrap the table at 80 columns: give it room.
         console = Console() if sys.stdout.isatty() else Console(width=200)
         console.print(models_table())
+        console.print(interpolators_table())
 
     app.add_typer(group, name="models")

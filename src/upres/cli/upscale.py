@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +29,7 @@ from upres.cli._stop import StopOnSignal
 from upres.cli.batch import BatchTarget, ContainerChoice, single_file_form
 from upres.cli.choices import Choices, Options, RunOptions, choose, video_codec
 from upres.config import Settings
+from upres.domain.framerate import frame_rate_request
 from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
@@ -38,7 +39,7 @@ from upres.pipeline.destination import check_destination
 from upres.pipeline.engine import CancelToken, Progress, upscale_video
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
-from upres.worker_wiring import apply_torch_threads, temporal_stage
+from upres.worker_wiring import apply_torch_threads, frame_rate_stage, temporal_stage
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
@@ -166,6 +167,21 @@ def upscale(
     json_lines: Annotated[
         bool, typer.Option("--json", help="With OUTPUT_DIR: one JSON line per file on stdout.")
     ] = False,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            "--fps",
+            help="Output frame rate: new frames are synthesised by motion interpolation "
+            "(RIFE). At least the source's rate (divided by --slowmo), at most 120.",
+        ),
+    ] = None,
+    slowmo: Annotated[
+        int,
+        typer.Option(
+            help="Slow motion: 1, 2, 4 or 8 times slower, at the source's rate unless --fps "
+            "says otherwise. The audio and subtitles are left out.",
+        ),
+    ] = 1,
 ) -> None:
     """Upscale INPUT into OUTPUT, keeping audio, timing, rotation and colours; or every
     video of the SOURCEs into OUTPUT_DIR."""
@@ -185,6 +201,8 @@ def upscale(
         device=device.value if device else None, workers=workers, chunk_seconds=chunk_seconds
     )
     if not single_file_form(paths):
+        if fps is not None or slowmo != 1:
+            raise typer.BadParameter("--fps and --slowmo take one INPUT and its OUTPUT")
         # Imported here: the batch runs this module's run_file, file by file.
         from upres.cli.local_batch import upscale_batch  # noqa: PLC0415
 
@@ -206,7 +224,10 @@ def upscale(
             result = run_file(
                 input_path,
                 output_path,
-                choose(options, run, settings),
+                replace(
+                    choose(options, run, settings),
+                    frame_rate=frame_rate_request(fps=fps, slowmo=slowmo),
+                ),
                 settings=settings,
                 cancel=stop.cancel,
             )
@@ -250,6 +271,10 @@ def run_file(
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
+    if choices.frame_rate.retimes:
+        info = probe(source, limits=settings.media_limits)
+        request = choices.frame_rate
+        frame_rate_request(fps=request.fps, slowmo=request.slowmo, source_fps=info.average_fps)
     spec = model_for(choices.factor, choices.model, choices.denoise)
     target = resolve_device(choices.device, vulkan=settings.vulkan_device)
     where = place(spec, target)
@@ -273,6 +298,10 @@ def run_file(
     network = build_upscaler(spec, choices.factor, where)
     stage = temporal_stage(settings, where.torch_device, enabled=choices.temporal)
     upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
+    chosen = settings.model_copy(update={"device": choices.device})
+    frame_rate = frame_rate_stage(
+        chosen, choices.frame_rate, choices.factor, network=spec.id, denoise=choices.denoise
+    )
     cancel.raise_if_cancelled()
     with display() as report:
         result = upscale_video(
@@ -284,6 +313,7 @@ def run_file(
             on_progress=report,
             cancel=cancel,
             double_rate=choices.double_rate,
+            frame_rate=frame_rate,
         )
     return Summary(
         path=result.path,
@@ -332,6 +362,7 @@ def _run_chunked(
             double_rate=choices.double_rate,
             cancel=cancel,
             on_progress=report,
+            frame_rate=choices.frame_rate,
         )
     joined = result.joined
     return Summary(

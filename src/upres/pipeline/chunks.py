@@ -39,6 +39,7 @@ from upres.inputs.probe import media_error, open_input, video_stream
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.engine import CancelToken, Progress, prepare, run_job
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameUpscaler
+from upres.pipeline.interpolate import FrameRateStage
 from upres.pipeline.join import JoinResult, join_chunks
 from upres.pipeline.recurrent import RecurrentUpscaler
 from upres.pipeline.temporal import StabilisedUpscaler
@@ -212,6 +213,7 @@ def upscale_chunk(
     double_rate: bool = False,
     pre_roll: int | None = None,
     on_frame: Callable[[torch.Tensor], None] | None = None,
+    frame_rate: FrameRateStage | None = None,
 ) -> ChunkResult:
     """Upscale the frames of ``span`` into the video-only part ``destination`` (.mp4).
 
@@ -219,7 +221,9 @@ def upscale_chunk(
     from ``pre_roll`` frames before the span; None: ``pre_roll_for(upscaler)``).
     ``encode``, ``double_rate`` and the upscaler's model and scale must be the
     same for every chunk of a source, or ``join_chunks`` refuses the parts.
-    ``on_frame`` is ``upscale_video``'s (pre-roll frames included). The source
+    ``on_frame`` is ``upscale_video``'s (pre-roll frames included); with
+    ``frame_rate`` the part holds the output grid's frames in the span, up to
+    the next span's first frame (the same request for every chunk). The source
     is not checked whole again (``plan_chunks`` did). Raises what
     ``upscale_video`` raises, and InvalidRequest for a destination whose name
     is not .mp4; on any error no file exists under ``destination`` and no
@@ -240,6 +244,7 @@ def upscale_chunk(
         window=_window(source, span, frames_before),
         part=True,
         window_frames=span.frame_count,
+        frame_rate=frame_rate,
     )
     _, summary = run_job(job, cancel=cancel, started=started)
     return ChunkResult(

@@ -83,6 +83,9 @@ class OutputPlan:
 
     ``rate`` is 2 when each input frame becomes two (field-rate
     deinterlacing): the time base is halved and the frame rate doubled.
+    ``time_base``, when set, replaces that (a new frame rate: see
+    ``upres.pipeline.interpolate``); ``stretch`` > 1 is slow motion, whose
+    output cannot carry the source's timed streams (audio, subtitles).
     ``notes`` say what upres chose for the user (a codec switch, Dolby Vision dropped).
     """
 
@@ -98,6 +101,8 @@ class OutputPlan:
     hdr: HdrInfo
     rate: int
     notes: tuple[str, ...]
+    time_base: Fraction | None = None
+    stretch: int = 1
 
     @property
     def encoder(self) -> str:
@@ -181,11 +186,14 @@ def encode(
     """
     with open_input(source) as src:
         video_in = video_stream(src)
-        options = part_muxer_options(output_time_base(video_in, plan.rate)) if part else None
+        options = part_muxer_options(output_time_base(video_in, plan)) if part else None
         with open_output(target, container, options) as out:
             video = _add_video(out, video_in, plan, part=part)
             _open_encoder(video)
-            routes, dropped = ({}, ()) if part else add_side_streams(src, out, video_in)
+            timed = plan.stretch == 1
+            routes, dropped = (
+                ({}, ()) if part else add_side_streams(src, out, video_in, timed=timed)
+            )
             side = Interleaver(src, routes, out)
             _write(out, video, side=side, batches=batches, plan=plan, on_batch=on_batch)
     return dropped
@@ -296,7 +304,7 @@ def _add_video(
     if not isinstance(stream, VideoStream):
         raise EncodeError(f"{plan.encoder} is not a video encoder.")
     stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, plan.pix_fmt
-    stream.time_base = output_time_base(video_in, plan.rate)
+    stream.time_base = output_time_base(video_in, plan)
     _configure(stream.codec_context, video_in, plan, part=part)
     if plan.rotation:
         stream.set_display_rotation(plan.rotation)
@@ -304,15 +312,18 @@ def _add_video(
     return stream
 
 
-def output_time_base(video_in: VideoStream, rate: int) -> Fraction:
-    """The input's time base (divided by ``rate``: field-rate output has frames in between)."""
-    return Fraction(video_in.time_base or FALLBACK_TIME_BASE) / rate
+def output_time_base(video_in: VideoStream, plan: OutputPlan) -> Fraction:
+    """``plan.time_base``, else the input's divided by ``plan.rate`` (field-rate output
+    has frames in between)."""
+    if plan.time_base is not None:
+        return plan.time_base
+    return Fraction(video_in.time_base or FALLBACK_TIME_BASE) / plan.rate
 
 
 def _configure(
     ctx: VideoCodecContext, video_in: VideoStream, plan: OutputPlan, *, part: bool
 ) -> None:
-    ctx.time_base = output_time_base(video_in, plan.rate)
+    ctx.time_base = output_time_base(video_in, plan)
     ctx.field_order = _PROGRESSIVE
     ctx.thread_count = plan.settings.threads
     tags = plan.conversion.tags

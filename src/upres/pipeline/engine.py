@@ -17,11 +17,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from upres.domain.framerate import UNCHANGED, FrameRateRequest, frame_rate_request
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
 from upres.errors import EncodeError, InvalidRequest, ModelError
 from upres.inputs.probe import probe
@@ -38,6 +39,13 @@ from upres.pipeline.fields import (
     scan_fields,
 )
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.interpolate import (
+    FrameRateStage,
+    Retimer,
+    Retiming,
+    retimed_plan,
+    retiming_for,
+)
 from upres.pipeline.stages import END, QUEUE_BATCHES, CancelToken, Run, StoppedError
 from upres.pipeline.window import WHOLE, FrameWindow
 
@@ -92,6 +100,7 @@ def upscale_video(
     hardware_decode: bool | None = None,
     double_rate: bool = False,
     on_frame: Callable[[torch.Tensor], None] | None = None,
+    frame_rate: FrameRateStage | None = None,
 ) -> UpscaleResult:
     """Upscale ``source`` into ``destination`` (mp4, or Matroska for .mkv) with ``upscaler``.
 
@@ -102,6 +111,7 @@ def upscale_video(
     ``check_complete`` and ``decode``, ModelError,
     ``on_frame`` sees the last upscaled frame of each batch, (H, W, 3) on the
     CPU, in the upscaling thread (it must be quick and must not keep it).
+    ``frame_rate`` retimes the output (``upres.pipeline.interpolate``).
     EncodeError, Cancelled, or whatever ``on_progress`` raises; on any error no
     file exists under ``destination`` and no temporary file is left.
     """
@@ -116,6 +126,7 @@ def upscale_video(
         hardware_decode=hardware_decode,
         double_rate=double_rate,
         on_frame=on_frame,
+        frame_rate=frame_rate,
     )
     dropped, summary = run_job(job, cancel=cancel, started=started)
     return UpscaleResult(
@@ -157,6 +168,8 @@ class Job:
     frames_total: int | None
     on_progress: Callable[[Progress], None] | None
     on_frame: Callable[[torch.Tensor], None] | None
+    frame_rate: FrameRateStage | None = None
+    retiming: Retiming | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -178,6 +191,7 @@ def prepare(
     window: FrameWindow = WHOLE,
     part: bool = False,
     window_frames: int | None = None,
+    frame_rate: FrameRateStage | None = None,
 ) -> Job:
     """Check the destination, probe the source, check it is whole, and decide how to
     decode and encode it (``window_frames``: how many source frames ``window`` holds).
@@ -193,7 +207,15 @@ def prepare(
     info = probe(source, limits=limits)
     if not part:
         check_complete(source)
-    output = decide(source, info, scale=upscaler.scale, settings=settings, double_rate=double_rate)
+    request = frame_rate.request if frame_rate is not None else UNCHANGED
+    output = decide(
+        source,
+        info,
+        scale=upscaler.scale,
+        settings=settings,
+        double_rate=double_rate,
+        frame_rate=request,
+    )
     options = DecodeOptions.for_video(
         info,
         batch_size=max(1, upscaler.batch_size),
@@ -205,6 +227,12 @@ def prepare(
         if window_frames is not None
         else frame_total(info.frame_count, info.duration_s, info.average_fps)
     )
+    if frames is not None and output.retiming is not None and info.average_fps:
+        frames = output.retiming.frames_for(frames, info.average_fps)
+    elif frames is not None:
+        frames *= output.plan.rate
+    if output.retiming is not None and window.end is not None:
+        window = replace(window, lookahead=1)  # synthesise up to the next chunk's first frame
     return Job(
         source=source,
         destination=destination,
@@ -217,19 +245,23 @@ def prepare(
         fields=output.fields,
         window=window,
         part=part,
-        frames_total=frames * output.plan.rate if frames is not None else None,
+        frames_total=frames,
         on_progress=on_progress,
         on_frame=on_frame,
+        frame_rate=frame_rate if output.retiming is not None else None,
+        retiming=output.retiming,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputDecision:
-    """How a source is deinterlaced and written (``notes`` for the user)."""
+    """How a source is deinterlaced and written (``notes`` for the user), and the
+    frame-rate stage's grid (None: the source's timing)."""
 
     fields: FieldScan
     deinterlace: Deinterlace | None
     plan: OutputPlan
+    retiming: Retiming | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -237,18 +269,31 @@ class OutputDecision:
 
 
 def decide(
-    source: Path, info: VideoInfo, *, scale: int, settings: EncodeSettings, double_rate: bool
+    source: Path,
+    info: VideoInfo,
+    *,
+    scale: int,
+    settings: EncodeSettings,
+    double_rate: bool,
+    frame_rate: FrameRateRequest = UNCHANGED,
 ) -> OutputDecision:
-    """Scan ``source``'s fields and plan its output ``scale`` times larger.
+    """Scan ``source``'s fields and plan its output ``scale`` times larger, at ``frame_rate``.
 
-    Raises CorruptVideo from the field scan and EncodeError from ``plan_output``.
+    Raises CorruptVideo from the field scan, EncodeError from ``plan_output``,
+    InvalidRequest when ``frame_rate`` does not suit the source (``frame_rate_request``).
     """
     fields = scan_fields(source)
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     rate = deinterlace.rate if deinterlace is not None else 1
     plan = plan_output(info, scale=scale, conversion=conversion, settings=settings, rate=rate)
-    return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
+    if not frame_rate.retimes:
+        return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
+    source_fps = info.average_fps * rate if info.average_fps else None
+    frame_rate_request(fps=frame_rate.fps, slowmo=frame_rate.slowmo, source_fps=source_fps)
+    timing = retiming_for(source, frame_rate, source_fps=info.average_fps, rate=rate)
+    plan = retimed_plan(plan, timing)
+    return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan, retiming=timing)
 
 
 def temp_beside(destination: Path) -> Path:
@@ -292,7 +337,7 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
     summaries: list[DecodeSummary] = []
     dropped: tuple[str, ...] = ()
     try:
-        batches = _encoder_input(run, upscaled, summaries)
+        batches = _encoder_input(run, upscaled, summaries, job)
         report = _reporter(run, job.frames_total, job.on_progress)
         dropped = encode(
             job.source,
@@ -318,7 +363,8 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
 
 def _decode_stage(run: Run, job: Job, outbox: queue.Queue[object]) -> None:
     # closing(): when this stage stops early, the input file is closed right away.
-    with closing(decode(job.source, options=job.options, window=job.window)) as items:
+    with closing(decode(job.source, options=job.options, window=job.window)) as decoded:
+        items = _retimed(decoded, job, before_upscale=True)
         for item in items:
             run.cancel.raise_if_cancelled()
             run.put(outbox, item)
@@ -350,11 +396,27 @@ def _upscaled(timed: TimedBatch, job: Job) -> TimedBatch:
     return TimedBatch(frames=batch, durations=timed.durations, preroll=timed.preroll)
 
 
+def _retimed(items: Iterator[object], job: Job, *, before_upscale: bool) -> Iterator[object]:
+    """``items`` through the frame-rate stage when it runs at this point, else as they are."""
+    stage, timing = job.frame_rate, job.retiming
+    if stage is None or timing is None or stage.before_upscale != before_upscale:
+        return items
+    rate = job.plan.rate
+    retimer = Retimer(
+        timing=timing,
+        interpolator=stage.interpolator,
+        start=None if job.window.start is None else job.window.start * rate,
+        end=None if job.window.end is None else job.window.end * rate,
+        batch_size=job.options.batch_size,
+    )
+    return retimer.run(items)
+
+
 def _encoder_input(
-    run: Run, inbox: queue.Queue[object], summaries: list[DecodeSummary]
+    run: Run, inbox: queue.Queue[object], summaries: list[DecodeSummary], job: Job
 ) -> Iterator[TimedBatch]:
     """The batches to write: pre-roll batches only primed the upscaler."""
-    for item in run.items(inbox):
+    for item in _retimed(run.items(inbox), job, before_upscale=False):
         if isinstance(item, DecodeSummary):
             summaries.append(item)
         elif isinstance(item, TimedBatch) and not item.preroll:

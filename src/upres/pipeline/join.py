@@ -21,6 +21,7 @@ from av.packet import Packet
 from av.stream import Stream
 from av.video.stream import VideoStream
 
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
 from upres.errors import EncodeError
 from upres.inputs.probe import media_error, open_input, probe, video_stream
@@ -59,10 +60,11 @@ def join_chunks(
     encode: EncodeSettings,
     limits: MediaLimits,
     double_rate: bool = False,
+    frame_rate: FrameRateRequest = UNCHANGED,
 ) -> JoinResult:
     """Join the parts of ``source`` (``upscale_chunk``'s, in span order) into ``destination``.
 
-    ``encode`` and ``double_rate`` are those the parts were made with.
+    ``encode``, ``double_rate`` and ``frame_rate`` are those the parts were made with.
     Raises InvalidRequest when ``destination`` cannot be written, the
     MediaErrors of ``probe``, CorruptVideo when a part cannot be read, and
     EncodeError when there is no part, when a part is not what the plan makes
@@ -76,7 +78,9 @@ def join_chunks(
     info = probe(source, limits=limits)
     with open_input(parts[0]) as first:
         scale = video_stream(first).width // max(info.width, 1)
-    decision = decide(source, info, scale=scale, settings=encode, double_rate=double_rate)
+    decision = decide(
+        source, info, scale=scale, settings=encode, double_rate=double_rate, frame_rate=frame_rate
+    )
     temp = temp_beside(destination)
     try:
         frames, dropped = _remux(source, parts, temp, container, decision.plan)
@@ -107,10 +111,10 @@ def _remux(
         template = stack.enter_context(open_input(parts[0]))
         # The muxer may change the stream's time base when it writes the header (Matroska:
         # milliseconds); packets are given in this one, and rebased as they are muxed.
-        time_base = output_time_base(video_in, plan.rate)
+        time_base = output_time_base(video_in, plan)
         part = _checked(video_stream(template), plan, parts[0])
         video = _add_video(out, part, time_base=time_base, video_in=video_in, plan=plan)
-        routes, dropped = add_side_streams(src, out, video_in)
+        routes, dropped = add_side_streams(src, out, video_in, timed=plan.stretch == 1)
         side = Interleaver(src, routes, out)
         extradata = video_stream(template).codec_context.extradata
         frames = 0

@@ -57,12 +57,18 @@ class Route:
     text: Callable[[bytes], bytes] | None = None
 
 
+# Why slow motion leaves out the audio and subtitles.
+UNTIMED_REASON = "slow motion stretches the video, so it no longer matches"
+
+
 def add_side_streams(
-    src: InputContainer, out: OutputContainer, video_in: VideoStream
+    src: InputContainer, out: OutputContainer, video_in: VideoStream, *, timed: bool = True
 ) -> tuple[dict[int, Route], tuple[str, ...]]:
     """Output streams for the source's other streams (by source index), and what was dropped.
 
-    Also gives ``out`` the source's container tags and chapters.
+    Also gives ``out`` the source's container tags and chapters. Without
+    ``timed`` (slow motion: the video no longer runs on the source's clock),
+    audio and subtitles are dropped.
     """
     copy_container_metadata(src, out)
     routes: dict[int, Route] = {}
@@ -72,6 +78,9 @@ def add_side_streams(
             continue
         if isinstance(stream, AttachmentStream) and out.format.name not in _ISO_MUXERS:
             _attach(out, stream)
+            continue
+        if not timed and stream.type in ("audio", "subtitle"):
+            dropped.append(f"{describe(stream)}: {UNTIMED_REASON}")
             continue
         route = _route_for(stream, out)
         if route is None:

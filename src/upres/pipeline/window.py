@@ -10,7 +10,9 @@ the window are decoded and dropped without conversion; the last ``preroll``
 of them are kept, so a stage that carries state from frame to frame (the
 temporal stabiliser) can be primed with them. Decoding stops once a frame at
 or after ``end`` came out, so the last frame's duration (the gap to the next)
-and a deinterlacer's look-ahead are what a whole-video decode gives.
+and a deinterlacer's look-ahead are what a whole-video decode gives; with a
+``lookahead`` that many frames at or after ``end`` are given too (the
+frame-rate stage synthesises frames up to the next chunk's first).
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ Timed = tuple[VideoFrame, int, int]
 @dataclass(frozen=True, kw_only=True)
 class FrameWindow:
     """The frames with ``start <= pts < end`` (the stream's time base; None: unbounded),
-    after ``preroll`` frames before ``start`` that are decoded only to prime a stage."""
+    after ``preroll`` frames before ``start`` that are decoded only to prime a stage, and
+    ``lookahead`` frames from ``end`` on."""
 
     start: int | None
     end: int | None
     preroll: int = 0
+    lookahead: int = 0
 
 
 # Every frame of the video: decoding from its first packet.
@@ -137,10 +141,13 @@ def windowed(
     start = None if window.start is None else window.start * rate
     end = None if window.end is None else window.end * rate
     held: deque[Timed] = deque(maxlen=window.preroll)
+    ahead = window.lookahead
     for item in timed:
         pts = item[1]
         if end is not None and pts >= end:
-            return
+            if not ahead:
+                return
+            ahead -= 1
         if start is not None and pts < start:
             held.append(item)
             continue

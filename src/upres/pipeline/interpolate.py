@@ -1,0 +1,332 @@
+"""The frame-rate stage: source frames at their own times -> frames on a constant grid.
+
+Output frame ``k`` is shown at ``origin + k * step`` (``step`` = 1 / rate) and
+shows the source at ``origin + k * step / slowmo``, where ``origin`` is the
+video stream's start. A grid time that falls on a source frame is that frame,
+untouched; one between two source frames is synthesised by the interpolator
+at its fraction of the gap between their real timestamps (a variable frame
+rate stays true to motion speed), unless the two frames are two shots
+(``upres.pipeline.scenecut``): then the nearer one is repeated. Grid times
+after the last frame repeat it until its duration ends, so the output lasts
+the source's duration rounded up to a whole frame.
+
+The stage is a generator over the decoder's items: it holds two source
+frames at a time, so memory stays flat in the video's length. A window (one
+chunk) writes the grid times in ``[start, end)``, reading one frame past
+``end`` (the next chunk's first) to synthesise up to it, so the joined chunks
+have every grid frame once; times before ``start`` are pre-roll (they prime a
+stateful upscaler and are not written).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch.nn import functional
+
+from upres.domain.framerate import FrameRateRequest, output_rate
+from upres.domain.tasks import Factor
+from upres.inputs.probe import open_input, video_stream
+from upres.models.registry import ModelSpec, SpeedClass
+from upres.models.rife import PAD_MULTIPLE, RIFE, load_rife
+from upres.pipeline.decode import DecodeSummary, TimedBatch
+from upres.pipeline.encode import OutputPlan
+from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameBatch
+from upres.pipeline.scenecut import is_cut
+
+SLOWMO_NOTE = (
+    "Slow motion ({slowmo}x): the audio and subtitles were left out, since they no longer "
+    "match the slowed video."
+)
+
+
+class FrameInterpolator(Protocol):
+    """Synthesises frames between two frames."""
+
+    def between(
+        self, first: torch.Tensor, second: torch.Tensor, fractions: tuple[float, ...]
+    ) -> torch.Tensor:
+        """(H, W, 3) uint8/uint16 CPU frames -> (len(fractions), H, W, 3), same dtype, CPU:
+        the frame at each fraction (0: ``first``, 1: ``second``) of the way."""
+        ...
+
+
+class RifeInterpolator:
+    """``FrameInterpolator`` with RIFE on ``device`` (``dtype``: fp16 on CUDA, else fp32)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        self._network: RIFE = load_rife(device, dtype)
+        self._device, self._dtype = device, dtype
+
+    @torch.inference_mode()
+    def between(
+        self, first: torch.Tensor, second: torch.Tensor, fractions: tuple[float, ...]
+    ) -> torch.Tensor:
+        scale = 65535.0 if first.dtype == torch.uint16 else 255.0
+        height, width = first.shape[:2]
+        pair = torch.stack((first, second)).to(self._device).permute(0, 3, 1, 2)
+        pair = _padded(pair.to(self._dtype) / scale)
+        n = len(fractions)
+        times = torch.tensor(fractions, device=self._device, dtype=self._dtype).view(n, 1, 1, 1)
+        out: torch.Tensor = self._network(
+            pair[:1].expand(n, -1, -1, -1), pair[1:].expand(n, -1, -1, -1), times
+        )
+        out = out[..., :height, :width].permute(0, 2, 3, 1).float() * scale
+        return out.round().clamp(0, scale).to(first.dtype).cpu()
+
+
+@functools.cache
+def rife_interpolator(device: torch.device) -> RifeInterpolator:
+    """RIFE on ``device``, loaded once per process.
+
+    In fp32 everywhere: fp16 is not shown accurate (docs/BENCHMARKS.md, "Frame
+    interpolation": on the CPU, half precision turns a 128x192 frame into NaN
+    where fp32 is within 1e-5 of the reference; no GPU checked it yet), and
+    RIFE costs a fraction of the upscaler's arithmetic. Raises ModelError when
+    the weights are missing or do not fit.
+    """
+    return RifeInterpolator(device, torch.float32)
+
+
+def interpolates_first(spec: ModelSpec, factor: Factor) -> bool:
+    """Whether RIFE runs on the source frames (then the model on every frame) for ``spec``
+    at ``factor``, rather than on the model's output.
+
+    After the model is better in every case measured (docs/QUALITY.md, "Where
+    the stage runs": 0.4-0.8 dB closer to the dropped frame, 1.7-4.4 dB closer
+    to what the model makes of it) and cheaper wherever the model costs more
+    per frame than RIFE at the output size (docs/BENCHMARKS.md, "Frame
+    interpolation"). The one exception is a fast model at 4x: RIFE on 16 times
+    the pixels then costs more than the model on one more frame, and doubling
+    the rate costs about 30% less before it, for about 0.5 dB (0.4-0.6 dB measured at 2x).
+    """
+    return spec.speed is SpeedClass.FAST and factor is Factor.X4
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameRateStage:
+    """What a caller asks of the stage: the rate, the network, and where it runs.
+
+    ``before_upscale``: on the source frames (every synthesised frame is then
+    upscaled), else on the upscaled ones (see ``interpolates_first``).
+    """
+
+    request: FrameRateRequest
+    interpolator: FrameInterpolator
+    before_upscale: bool
+
+
+def _padded(frames: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) with the edges repeated to multiples of ``PAD_MULTIPLE`` (motion at the
+    border continues instead of meeting a black band)."""
+    height, width = frames.shape[-2:]
+    pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
+    if not (pad_h or pad_w):
+        return frames
+    return functional.pad(frames.float(), (0, pad_w, 0, pad_h), mode="replicate").to(frames.dtype)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retiming:
+    """The output grid in exact seconds, and the ticks it is written in.
+
+    ``source_time_base`` is the decoded frames' (the stream's, divided by the
+    deinterlacer's rate); ``time_base`` the output's: fine enough for both
+    the grid and the origin, so every output timestamp is exact.
+    """
+
+    origin: Fraction
+    step: Fraction
+    slowmo: int
+    source_time_base: Fraction
+    time_base: Fraction
+
+    @property
+    def rate(self) -> Fraction:
+        return 1 / self.step
+
+    def source_time(self, k: int) -> Fraction:
+        """Where in the source output frame ``k`` is (seconds)."""
+        return self.origin + k * self.step / self.slowmo
+
+    def pts(self, k: int) -> int:
+        """Output frame ``k``'s timestamp in ``time_base``."""
+        return int((self.origin + k * self.step) / self.time_base)
+
+    def first_at_or_after(self, seconds: Fraction) -> int:
+        """The first grid index whose source time is at or after ``seconds``."""
+        return max(0, math.ceil((seconds - self.origin) * self.slowmo / self.step))
+
+    def frames_for(self, source_frames: int, source_fps: Fraction) -> int:
+        """About how many output frames ``source_frames`` at ``source_fps`` become."""
+        return max(1, round(source_frames * self.rate * self.slowmo / source_fps))
+
+
+def retiming_for(
+    source: Path, request: FrameRateRequest, *, source_fps: Fraction | None, rate: int = 1
+) -> Retiming:
+    """The grid ``request`` puts on ``source`` (``rate``: the deinterlacer's frames per frame).
+
+    Raises InvalidRequest when no rate is requested and the source declares
+    none, and what ``open_input`` raises.
+    """
+    step = 1 / output_rate(request, source_fps * rate if source_fps else None)
+    with open_input(source) as container:
+        stream = video_stream(container)
+        base = Fraction(stream.time_base or FALLBACK_TIME_BASE) / rate
+        start = stream.start_time or 0
+    origin = start * rate * base
+    return Retiming(
+        origin=origin,
+        step=step,
+        slowmo=request.slowmo,
+        source_time_base=base,
+        time_base=_common_base(base, step),
+    )
+
+
+def retimed_plan(plan: OutputPlan, timing: Retiming) -> OutputPlan:
+    """``plan`` writing ``timing``'s grid: its rate and time base; slow motion noted."""
+    notes = plan.notes
+    if timing.slowmo > 1:
+        notes = (*notes, SLOWMO_NOTE.format(slowmo=timing.slowmo))
+    return replace(
+        plan, frame_rate=timing.rate, time_base=timing.time_base, stretch=timing.slowmo, notes=notes
+    )
+
+
+def _common_base(a: Fraction, b: Fraction) -> Fraction:
+    """The largest time base in which both ``a`` and ``b`` are whole numbers of ticks."""
+    return Fraction(math.gcd(a.numerator * b.denominator, b.numerator * a.denominator)) / (
+        a.denominator * b.denominator
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Source:
+    pixels: torch.Tensor
+    time: Fraction
+    end: Fraction
+
+
+class Retimer:
+    """One run of the stage over a window ``[start, end)`` of source ticks (None: open)."""
+
+    def __init__(
+        self,
+        *,
+        timing: Retiming,
+        interpolator: FrameInterpolator,
+        start: int | None,
+        end: int | None,
+        batch_size: int,
+    ) -> None:
+        base = timing.source_time_base
+        self._timing, self._interpolator = timing, interpolator
+        self._start = None if start is None else start * base
+        self._end = None if end is None else end * base
+        self._batch_size = max(1, batch_size)
+        self._next: int | None = None
+        self._written = 0
+        self._pending: list[tuple[torch.Tensor, int, bool]] = []
+
+    def run(self, items: Iterator[object]) -> Iterator[object]:
+        """``items`` with the batches retimed; the summary counts the frames written."""
+        previous: _Source | None = None
+        for item in items:
+            if isinstance(item, DecodeSummary):
+                if previous is not None:
+                    yield from self._after_last(previous)
+                yield from self._flush()
+                yield replace(item, frames=self._written)
+                continue
+            if not isinstance(item, TimedBatch):
+                yield item
+                continue
+            for current in self._sources(item):
+                if previous is None:
+                    yield from self._before_first(current)
+                else:
+                    yield from self._between(previous, current)
+                previous = current
+
+    def _sources(self, timed: TimedBatch) -> Iterator[_Source]:
+        base = self._timing.source_time_base
+        frames = timed.frames
+        for i, (pts, duration) in enumerate(zip(frames.pts, timed.durations, strict=True)):
+            yield _Source(pixels=frames.pixels[i], time=pts * base, end=(pts + duration) * base)
+
+    def _before_first(self, first: _Source) -> Iterator[TimedBatch]:
+        """Grid times before the first frame: repeated when the window is the video's start."""
+        if self._start is None:
+            self._next = 0
+            while self._timing.source_time(self._next) < first.time:
+                yield from self._add(first.pixels)
+        else:
+            self._next = self._timing.first_at_or_after(first.time)
+
+    def _between(self, previous: _Source, current: _Source) -> Iterator[TimedBatch]:
+        times = self._times_until(current.time)
+        if not times:
+            return
+        gap = current.time - previous.time
+        fractions = [float((t - previous.time) / gap) for t in times]
+        if fractions[0] == 0.0:
+            yield from self._add(previous.pixels)
+            fractions = fractions[1:]
+        if not fractions:
+            return
+        if is_cut(previous.pixels, current.pixels):
+            for fraction in fractions:
+                yield from self._add(previous.pixels if fraction < 0.5 else current.pixels)
+            return
+        size = self._batch_size
+        for i in range(0, len(fractions), size):
+            group = tuple(fractions[i : i + size])
+            made = self._interpolator.between(previous.pixels, current.pixels, group)
+            for frame in made:
+                yield from self._add(frame)
+
+    def _after_last(self, last: _Source) -> Iterator[TimedBatch]:
+        for _ in self._times_until(last.end):
+            yield from self._add(last.pixels)
+
+    def _times_until(self, limit: Fraction) -> list[Fraction]:
+        """The source times of the grid frames still to write before ``limit`` (and ``end``)."""
+        if self._end is not None:
+            limit = min(limit, self._end)
+        times: list[Fraction] = []
+        k = self._next or 0
+        while (t := self._timing.source_time(k + len(times))) < limit:
+            times.append(t)
+        return times
+
+    def _add(self, pixels: torch.Tensor) -> Iterator[TimedBatch]:
+        k = self._next or 0
+        self._next = k + 1
+        preroll = self._start is not None and self._timing.source_time(k) < self._start
+        if self._pending and self._pending[-1][2] != preroll:
+            yield from self._flush()
+        self._pending.append((pixels, self._timing.pts(k), preroll))
+        if len(self._pending) >= self._batch_size:
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[TimedBatch]:
+        if not self._pending:
+            return
+        pixels = torch.stack([p for p, _, _ in self._pending])
+        pts = tuple(t for _, t, _ in self._pending)
+        preroll = self._pending[0][2]
+        step = int(self._timing.step / self._timing.time_base)
+        batch = FrameBatch(pixels=pixels, pts=pts, first_index=self._written)
+        if not preroll:
+            self._written += len(pts)
+        self._pending = []
+        yield TimedBatch(frames=batch, durations=(step,) * len(pts), preroll=preroll)
