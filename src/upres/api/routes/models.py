@@ -32,6 +32,7 @@ def model_card(settings: Settings) -> ModelCard:
         default_factor=str(int(Factor.X2)),
         pricing=ModelPricing(
             credits_per_second={str(int(f)): pricing.rate(f, None) for f in Factor},
+            interpolation_credits_per_second=pricing.interpolation_per_second,
         ),
         limits=ModelLimits(
             max_videos_per_request=1,
