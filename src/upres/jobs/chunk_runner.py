@@ -30,11 +30,17 @@ from upres.jobs.publish import store_preview
 from upres.jobs.queue import ClaimedChunks
 from upres.pipeline.chunks import ChunkResult, ChunkSpan, upscale_chunk
 from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.interpolate import FrameRateStage
 from upres.pipeline.preview import FramePreview
 from upres.pipeline.upscaler_cache import UpscalerFactory
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
+
+
+# The frame-rate stage a task chose (None: it keeps the source's timing); built by
+# the composition root beside the task's network (upres.worker_wiring.frame_rates).
+FrameRateFactory = Callable[[Task], FrameRateStage | None]
 
 
 class _ChunkProgress:
@@ -67,6 +73,7 @@ class ChunkRunner:
         storage: ResultStorage,
         inputs: InputCache,
         upscaler_for: UpscalerFactory,
+        frame_rate_for: FrameRateFactory,
         render: CallbackBody,
         work_dir: Path,
         limits: MediaLimits,
@@ -79,6 +86,7 @@ class ChunkRunner:
         self._storage = storage
         self._inputs = inputs
         self._upscaler_for = upscaler_for
+        self._frame_rate_for = frame_rate_for
         self._render = render
         self._work_dir = work_dir
         self._limits = limits
@@ -130,6 +138,7 @@ class ChunkRunner:
                 cancel=cancel,
                 double_rate=self._double_rate,
                 on_frame=progress.preview.offer,
+                frame_rate=self._frame_rate_for(claim.task),
             )
             key = chunk_output_key(claim.task.id, claim.chunk.index, claim.attempt)
             self._storage.put(part, key)

@@ -29,7 +29,7 @@ from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.storage_keys import chunk_source_key, preview_key
 from upres.domain.tasks import Task, TaskError
 from upres.errors import LeaseLost, NotFound
-from upres.jobs.chunk_runner import ChunkRunner
+from upres.jobs.chunk_runner import ChunkRunner, FrameRateFactory
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
@@ -91,6 +91,7 @@ class TaskRunner:
         storage: ResultStorage,
         inputs: InputCache,
         upscaler_for: UpscalerFactory,
+        frame_rate_for: FrameRateFactory,
         render: CallbackBody,
         publisher: Publisher,
         work_dir: Path,
@@ -105,6 +106,7 @@ class TaskRunner:
         self._storage = storage
         self._inputs = inputs
         self._upscaler_for = upscaler_for
+        self._frame_rate_for = frame_rate_for
         self._render = render
         self._publisher = publisher
         self._work_dir = work_dir
@@ -119,6 +121,7 @@ class TaskRunner:
             storage=storage,
             inputs=inputs,
             upscaler_for=upscaler_for,
+            frame_rate_for=frame_rate_for,
             render=render,
             work_dir=work_dir,
             limits=limits,
@@ -189,6 +192,7 @@ class TaskRunner:
                     cancel=cancel,
                     double_rate=self._double_rate,
                     on_frame=progress.preview.offer,
+                    frame_rate=self._frame_rate_for(task),
                 )
         finally:
             if not planned:  # a planned task's chunks run here next, most likely
@@ -236,6 +240,7 @@ class TaskRunner:
                 encode=self._chunk_encode,
                 limits=self._limits,
                 double_rate=self._double_rate,
+                frame_rate=task.frame_rate_request,
             )
         for note in result.notes:
             log.info("task %s: %s", task.id, note)
