@@ -69,6 +69,7 @@ bench-chunks: install
 bench-interpolation: install
 	$(BIN)/python bench/interpolation.py
 	$(BIN)/python bench/interpolation.py --orders
+	$(BIN)/python bench/interpolation.py --crops
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

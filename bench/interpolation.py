@@ -316,6 +316,27 @@ def orders_report(rife: RifeInterpolator) -> str:
     )
 
 
+# The clips shown as crops: blend | RIFE | the dropped frame, 2x enlarged (nearest).
+CROP_CLIPS = ("pan12-chelsea", "cross-astronaut", "cut-coffee")
+
+
+def save_crops(rife: RifeInterpolator) -> list[str]:
+    """One PNG per ``CROP_CLIPS`` clip, of its frame 5 (made from frames 4 and 6)."""
+    all_clips = clips()
+    names = []
+    for name in CROP_CLIPS:
+        clip = all_clips[name][1]
+        middle = _retimed_middles(clip, rife)[2]
+        blended = ((clip[4].astype(np.float64) + clip[6]) / 2).round().astype(np.uint8)
+        gap = np.full((HEIGHT, 4, 3), 255, np.uint8)
+        strip = np.concatenate((blended, gap, middle, gap, clip[5]), axis=1)
+        big = strip.repeat(2, axis=0).repeat(2, axis=1)
+        file = f"interpolation_{name}.png"
+        Image.fromarray(big).save(DOCS / file, optimize=True)
+        names.append(file)
+    return names
+
+
 def _write(name: str, body: str, *, write: bool) -> None:
     print(body)
     if write:
@@ -326,9 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print instead of writing docs")
     parser.add_argument("--orders", action="store_true", help="only the two orders")
+    parser.add_argument("--crops", action="store_true", help="only the crops (docs/*.png)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     rife = RifeInterpolator(torch.device("cpu"))
+    if args.crops:
+        print("\n".join(save_crops(rife)))
+        return 0
     if args.orders:
         _write("orders", orders_report(rife), write=not args.no_write)
         return 0

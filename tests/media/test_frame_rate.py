@@ -15,9 +15,14 @@ import torch
 from skimage import data
 from typer.testing import CliRunner
 
-from tests.clips import make_clip
+from tests.clips import make_clip, make_tagged_clip
 from upres.cli import build_app
-from upres.domain.framerate import FrameRateRequest, exact_rate, frame_rate_request
+from upres.domain.framerate import (
+    FrameRateRequest,
+    exact_rate,
+    frame_rate_request,
+    output_duration,
+)
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest
@@ -99,6 +104,7 @@ def test_the_request_refuses_what_it_cannot_do() -> None:
     slowed = frame_rate_request(fps=30, slowmo=2, source_fps=Fraction(60))
     assert slowed == FrameRateRequest(fps=Fraction(30), slowmo=2)
     assert not frame_rate_request(fps=None).retimes
+    assert output_duration(2.5, FrameRateRequest(slowmo=4)) == 10.0
 
 
 def test_ntsc_rates_are_exact() -> None:
@@ -122,6 +128,9 @@ def test_the_output_is_on_the_target_grid_with_the_audio_untouched(
     _on_grid(times, Fraction(30), tick=base)
     src_times, _, _ = _video(source)
     assert abs(times[0] - src_times[0]) <= base
+    duration = times[-1] + Fraction(1, 30) - times[0]
+    source_duration = src_times[-1] + Fraction(1, 12) - src_times[0]
+    assert abs(duration - source_duration) <= Fraction(1, 30)
     assert _audio(destination) == _audio(source)
 
 
@@ -356,3 +365,61 @@ def test_the_cli_refuses_a_rate_in_one_line(
     assert len(lines) == 1
     assert lines[0].startswith(message)
     assert not output.exists()
+
+
+def _side_facts(path: Path) -> tuple[dict[str, str], list[tuple[str, float, float]], list[bytes]]:
+    """Container tags, chapters (title, start s, end s) and subtitle packets of ``path``."""
+    with av.open(str(path)) as container:
+        tags = {k.lower(): v for k, v in container.metadata.items()}
+        chapters = [
+            (
+                c["metadata"]["title"],
+                float(c["start"] * c["time_base"]),
+                float(c["end"] * c["time_base"]),
+            )
+            for c in container.chapters()
+        ]
+        subs = container.streams.subtitles
+        cues = [bytes(p) for p in container.demux(*subs) if p.size] if subs else []
+    return tags, chapters, cues
+
+
+@pytest.mark.parametrize("slowmo", [1, 2])
+def test_tags_chapters_and_subtitles_with_a_new_rate_and_slow_motion(
+    tmp_path: Path, rife: RifeInterpolator, slowmo: int
+) -> None:
+    source = make_tagged_clip(tmp_path / "in.mkv", container="matroska")
+    destination = tmp_path / "out.mkv"
+    _run(source, destination, _stage(rife, 24, slowmo=slowmo))
+    tags, chapters, cues = _side_facts(destination)
+    source_tags, source_chapters, source_cues = _side_facts(source)
+    assert source_tags.items() <= tags.items()
+    assert chapters == [(t, s * slowmo, e * slowmo) for t, s, e in source_chapters]
+    assert cues == (source_cues if slowmo == 1 else [])
+
+
+def _uint8_photo(dx: int) -> torch.Tensor:
+    return torch.from_numpy(data.chelsea()[60:124, 80 + dx : 176 + dx].copy())
+
+
+@pytest.mark.slow
+def test_fp16_agrees_with_fp32(rife: RifeInterpolator) -> None:
+    half = RifeInterpolator(torch.device("cpu"), torch.float16)
+    first, second = _uint8_photo(0), _uint8_photo(8)
+    exact = rife.between(first, second, (0.5,)).float()
+    rounded = half.between(first, second, (0.5,)).float()
+    assert (exact - rounded).abs().mean() < 0.5
+    assert (exact - rounded).abs().max() < 16
+
+
+def test_a_non_finite_result_is_made_again_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    interpolator = RifeInterpolator(torch.device("cpu"), torch.float16)
+
+    def broken(first: torch.Tensor, second: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(first, float("nan"))
+
+    monkeypatch.setattr(interpolator, "_network", broken)
+    first, second = _uint8_photo(0), _uint8_photo(4)
+    made = interpolator.between(first, second, (0.5,))
+    reference = RifeInterpolator(torch.device("cpu")).between(first, second, (0.5,))
+    assert torch.equal(made, reference)

@@ -77,6 +77,12 @@ def exact_rate(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1000)
 
 
+def output_duration(duration_s: float, request: FrameRateRequest) -> float:
+    """How long the output of a ``duration_s`` source runs (slow motion stretches it); the
+    frames it holds are this times ``output_rate``, rounded up."""
+    return duration_s * request.slowmo
+
+
 def output_rate(request: FrameRateRequest, source_fps: Fraction | None) -> Fraction:
     """The output's frames per second: the request's, else the source's.
 

@@ -190,9 +190,8 @@ def encode(
         with open_output(target, container, options) as out:
             video = _add_video(out, video_in, plan, part=part)
             _open_encoder(video)
-            timed = plan.stretch == 1
             routes, dropped = (
-                ({}, ()) if part else add_side_streams(src, out, video_in, timed=timed)
+                ({}, ()) if part else add_side_streams(src, out, video_in, stretch=plan.stretch)
             )
             side = Interleaver(src, routes, out)
             _write(out, video, side=side, batches=batches, plan=plan, on_batch=on_batch)

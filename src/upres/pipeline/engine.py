@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from upres.domain.framerate import UNCHANGED, FrameRateRequest, frame_rate_request
+from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
 from upres.errors import EncodeError, InvalidRequest, ModelError
 from upres.inputs.probe import probe
@@ -39,13 +39,7 @@ from upres.pipeline.fields import (
     scan_fields,
 )
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
-from upres.pipeline.interpolate import (
-    FrameRateStage,
-    Retimer,
-    Retiming,
-    retimed_plan,
-    retiming_for,
-)
+from upres.pipeline.interpolate import FrameRateStage, Retiming, retimed_plan
 from upres.pipeline.stages import END, QUEUE_BATCHES, CancelToken, Run, StoppedError
 from upres.pipeline.window import WHOLE, FrameWindow
 
@@ -287,12 +281,7 @@ def decide(
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     rate = deinterlace.rate if deinterlace is not None else 1
     plan = plan_output(info, scale=scale, conversion=conversion, settings=settings, rate=rate)
-    if not frame_rate.retimes:
-        return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
-    source_fps = info.average_fps * rate if info.average_fps else None
-    frame_rate_request(fps=frame_rate.fps, slowmo=frame_rate.slowmo, source_fps=source_fps)
-    timing = retiming_for(source, frame_rate, source_fps=info.average_fps, rate=rate)
-    plan = retimed_plan(plan, timing)
+    plan, timing = retimed_plan(source, info, plan, frame_rate, rate=rate)
     return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan, retiming=timing)
 
 
@@ -401,15 +390,8 @@ def _retimed(items: Iterator[object], job: Job, *, before_upscale: bool) -> Iter
     stage, timing = job.frame_rate, job.retiming
     if stage is None or timing is None or stage.before_upscale != before_upscale:
         return items
-    rate = job.plan.rate
-    retimer = Retimer(
-        timing=timing,
-        interpolator=stage.interpolator,
-        start=None if job.window.start is None else job.window.start * rate,
-        end=None if job.window.end is None else job.window.end * rate,
-        batch_size=job.options.batch_size,
-    )
-    return retimer.run(items)
+    window, rate = job.window, job.plan.rate
+    return stage.retimer(timing, window, rate=rate, batch_size=job.options.batch_size).run(items)
 
 
 def _encoder_input(

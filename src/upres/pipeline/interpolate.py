@@ -31,7 +31,8 @@ from typing import Protocol
 import torch
 from torch.nn import functional
 
-from upres.domain.framerate import FrameRateRequest, output_rate
+from upres.domain.framerate import FrameRateRequest, frame_rate_request, output_rate
+from upres.domain.media import VideoInfo
 from upres.domain.tasks import Factor
 from upres.inputs.probe import open_input, video_stream
 from upres.models.registry import ModelSpec, SpeedClass
@@ -40,6 +41,7 @@ from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.encode import OutputPlan
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameBatch
 from upres.pipeline.scenecut import is_cut
+from upres.pipeline.window import FrameWindow
 
 SLOWMO_NOTE = (
     "Slow motion ({slowmo}x): the audio and subtitles were left out, since they no longer "
@@ -59,40 +61,54 @@ class FrameInterpolator(Protocol):
 
 
 class RifeInterpolator:
-    """``FrameInterpolator`` with RIFE on ``device`` (``dtype``: fp16 on CUDA, else fp32)."""
+    """``FrameInterpolator`` with RIFE on ``device`` in ``dtype`` (see ``rife_interpolator``)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         self._network: RIFE = load_rife(device, dtype)
         self._device, self._dtype = device, dtype
+        self._fp32: RIFE | None = self._network if dtype == torch.float32 else None
 
     @torch.inference_mode()
     def between(
         self, first: torch.Tensor, second: torch.Tensor, fractions: tuple[float, ...]
     ) -> torch.Tensor:
+        """As ``FrameInterpolator.between``; a result with a non-finite value (fp16 out of
+        range) is computed again in fp32."""
         scale = 65535.0 if first.dtype == torch.uint16 else 255.0
         height, width = first.shape[:2]
-        pair = torch.stack((first, second)).to(self._device).permute(0, 3, 1, 2)
-        pair = _padded(pair.to(self._dtype) / scale)
-        n = len(fractions)
-        times = torch.tensor(fractions, device=self._device, dtype=self._dtype).view(n, 1, 1, 1)
-        out: torch.Tensor = self._network(
-            pair[:1].expand(n, -1, -1, -1), pair[1:].expand(n, -1, -1, -1), times
-        )
+        # Contiguous: PyTorch's CPU grid_sample in fp16 returns NaN on a permuted tensor.
+        pair = torch.stack((first, second)).to(self._device).permute(0, 3, 1, 2).contiguous()
+        pair = _padded(pair.float() / scale)
+        out = self._run(self._network, pair.to(self._dtype), fractions)
+        if not bool(torch.isfinite(out).all()):
+            if self._fp32 is None:
+                self._fp32 = load_rife(self._device, torch.float32)
+            out = self._run(self._fp32, pair, fractions)
         out = out[..., :height, :width].permute(0, 2, 3, 1).float() * scale
         return out.round().clamp(0, scale).to(first.dtype).cpu()
+
+    def _run(self, network: RIFE, pair: torch.Tensor, fractions: tuple[float, ...]) -> torch.Tensor:
+        n = len(fractions)
+        times = torch.tensor(fractions, device=pair.device, dtype=pair.dtype).view(n, 1, 1, 1)
+        out: torch.Tensor = network(
+            pair[:1].expand(n, -1, -1, -1), pair[1:].expand(n, -1, -1, -1), times
+        )
+        return out
+
+
+# RIFE in fp16 on CUDA: against fp32 its frames agree to 55-58 dB PSNR (mean 0.2 code
+# values), far closer than any synthesised frame is to the truth (docs/BENCHMARKS.md,
+# "Frame interpolation"; checked with PyTorch's CPU fp16, not yet on a GPU).
+_CUDA_DTYPE = torch.float16
 
 
 @functools.cache
 def rife_interpolator(device: torch.device) -> RifeInterpolator:
-    """RIFE on ``device``, loaded once per process.
+    """RIFE on ``device`` (fp16 on CUDA, fp32 elsewhere), loaded once per process.
 
-    In fp32 everywhere: fp16 is not shown accurate (docs/BENCHMARKS.md, "Frame
-    interpolation": on the CPU, half precision turns a 128x192 frame into NaN
-    where fp32 is within 1e-5 of the reference; no GPU checked it yet), and
-    RIFE costs a fraction of the upscaler's arithmetic. Raises ModelError when
-    the weights are missing or do not fit.
+    Raises ModelError when the weights are missing or do not fit.
     """
-    return RifeInterpolator(device, torch.float32)
+    return RifeInterpolator(device, _CUDA_DTYPE if device.type == "cuda" else torch.float32)
 
 
 def interpolates_first(spec: ModelSpec, factor: Factor) -> bool:
@@ -122,15 +138,27 @@ class FrameRateStage:
     interpolator: FrameInterpolator
     before_upscale: bool
 
+    def retimer(
+        self, timing: Retiming, window: FrameWindow, *, rate: int, batch_size: int
+    ) -> Retimer:
+        """A fresh run of the stage over ``window`` (``rate``: the deinterlacer's)."""
+        return Retimer(
+            timing=timing,
+            interpolator=self.interpolator,
+            start=None if window.start is None else window.start * rate,
+            end=None if window.end is None else window.end * rate,
+            batch_size=batch_size,
+        )
+
 
 def _padded(frames: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) with the edges repeated to multiples of ``PAD_MULTIPLE`` (motion at the
-    border continues instead of meeting a black band)."""
+    """(N, 3, H, W) float32 with the edges repeated to multiples of ``PAD_MULTIPLE`` (motion
+    at the border continues instead of meeting a black band)."""
     height, width = frames.shape[-2:]
     pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
     if not (pad_h or pad_w):
         return frames
-    return functional.pad(frames.float(), (0, pad_w, 0, pad_h), mode="replicate").to(frames.dtype)
+    return functional.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,14 +220,27 @@ def retiming_for(
     )
 
 
-def retimed_plan(plan: OutputPlan, timing: Retiming) -> OutputPlan:
-    """``plan`` writing ``timing``'s grid: its rate and time base; slow motion noted."""
+def retimed_plan(
+    source: Path, info: VideoInfo, plan: OutputPlan, request: FrameRateRequest, *, rate: int
+) -> tuple[OutputPlan, Retiming | None]:
+    """``plan`` writing the grid ``request`` puts on ``source`` (its rate and time base; slow
+    motion noted), and that grid; ``plan`` and None when ``request`` keeps the timing.
+
+    Raises InvalidRequest when ``request`` does not suit the source
+    (``frame_rate_request``: ``rate`` is the deinterlacer's frames per frame).
+    """
+    if not request.retimes:
+        return plan, None
+    source_fps = info.average_fps * rate if info.average_fps else None
+    frame_rate_request(fps=request.fps, slowmo=request.slowmo, source_fps=source_fps)
+    timing = retiming_for(source, request, source_fps=info.average_fps, rate=rate)
     notes = plan.notes
     if timing.slowmo > 1:
         notes = (*notes, SLOWMO_NOTE.format(slowmo=timing.slowmo))
-    return replace(
+    retimed = replace(
         plan, frame_rate=timing.rate, time_base=timing.time_base, stretch=timing.slowmo, notes=notes
     )
+    return retimed, timing
 
 
 def _common_base(a: Fraction, b: Fraction) -> Fraction:

@@ -114,7 +114,7 @@ def _remux(
         time_base = output_time_base(video_in, plan)
         part = _checked(video_stream(template), plan, parts[0])
         video = _add_video(out, part, time_base=time_base, video_in=video_in, plan=plan)
-        routes, dropped = add_side_streams(src, out, video_in, timed=plan.stretch == 1)
+        routes, dropped = add_side_streams(src, out, video_in, stretch=plan.stretch)
         side = Interleaver(src, routes, out)
         extradata = video_stream(template).codec_context.extradata
         frames = 0

@@ -37,12 +37,17 @@ def copy_stream_metadata(source: Stream, target: Stream) -> None:
     target.disposition = Disposition(int(source.disposition) & ~Disposition.attached_pic)
 
 
-def copy_container_metadata(source: InputContainer, target: OutputContainer) -> None:
-    """Give ``target`` the tags and chapters of ``source`` (before the header is written)."""
+def copy_container_metadata(
+    source: InputContainer, target: OutputContainer, *, stretch: int = 1
+) -> None:
+    """Give ``target`` the tags and chapters of ``source`` (before the header is written);
+    ``stretch`` times later and longer for a slowed-down video."""
     target.metadata.update(kept_tags(source.metadata))
     chapters = source.chapters()
     if chapters:
-        target.set_chapters(chapters)
+        target.set_chapters(
+            [{**c, "start": c["start"] * stretch, "end": c["end"] * stretch} for c in chapters]
+        )
 
 
 def is_chapter_track(stream: Stream) -> bool:

@@ -62,15 +62,16 @@ UNTIMED_REASON = "slow motion stretches the video, so it no longer matches"
 
 
 def add_side_streams(
-    src: InputContainer, out: OutputContainer, video_in: VideoStream, *, timed: bool = True
+    src: InputContainer, out: OutputContainer, video_in: VideoStream, *, stretch: int = 1
 ) -> tuple[dict[int, Route], tuple[str, ...]]:
     """Output streams for the source's other streams (by source index), and what was dropped.
 
-    Also gives ``out`` the source's container tags and chapters. Without
-    ``timed`` (slow motion: the video no longer runs on the source's clock),
-    audio and subtitles are dropped.
+    Also gives ``out`` the source's container tags and chapters. With a
+    ``stretch`` (slow motion: the video no longer runs on the source's
+    clock) audio and subtitles are dropped and chapters stretched as much.
     """
-    copy_container_metadata(src, out)
+    copy_container_metadata(src, out, stretch=stretch)
+    timed = stretch == 1
     routes: dict[int, Route] = {}
     dropped: list[str] = []
     for stream in src.streams:
