@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from upres.domain.framerate import UNCHANGED, FrameRateRequest
+from upres.domain.framerate import UNCHANGED, FrameRateRequest, output_duration
 from upres.domain.tasks import Factor
 
 
@@ -63,7 +63,8 @@ class Pricing:
         the source's timing."""
         if not frame_rate.retimes:
             return 0.0
-        return _started_seconds(duration_s * frame_rate.slowmo) * self.interpolation_per_second
+        output_s = output_duration(duration_s, frame_rate)
+        return _started_seconds(output_s) * self.interpolation_per_second
 
 
 def _started_seconds(duration_s: float) -> int:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
-from upres.domain.framerate import UNCHANGED, FrameRateRequest, output_rate
+from upres.domain.framerate import UNCHANGED, FrameRateRequest, output_duration, output_rate
 from upres.domain.media import VideoInfo, frame_total
 from upres.domain.pricing import Pricing
 from upres.domain.records import (
@@ -226,7 +226,7 @@ class ThroughputEstimator:
     def _frames(self, info: ProbedVideo, frame_rate: FrameRateRequest) -> int:
         fps = info.average_fps or Fraction(self._fallback_fps)
         if frame_rate.retimes:
-            seconds = info.duration_s * frame_rate.slowmo
+            seconds = output_duration(info.duration_s, frame_rate)
             return max(1, math.ceil(seconds * output_rate(frame_rate, fps)))
         return frame_total(info.frame_count, info.duration_s, fps) or 1
 
