@@ -19,6 +19,8 @@ from tests.stores import ledger_sums
 from upres.config import Settings
 from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import Task, TaskStatus
+from upres.jobs.chunk_runner import _ChunkProgress
+from upres.pipeline.engine import Progress
 from upres.storage import build_storage
 from upres.wiring import open_store
 from upres.worker_wiring import worker_from_settings
@@ -109,3 +111,13 @@ def test_slow_motion_notes_that_the_audio_is_left_out(store, settings, clock, tm
     assert any("Slow motion (2x)" in note and "audio" in note for note in done.notes), done.notes
     # 0.5 s of input (one started second) slowed to 1 s of output.
     assert done.credits_charged == 16.0 + 4.0
+
+
+def test_a_chunk_reports_its_share_of_the_output_in_its_source_frames(tmp_path: Path) -> None:
+    # 6 source frames made into 15 output frames (12 fps to 30): the store sums
+    # source frames into the task's progress and time left.
+    progress = _ChunkProgress(tmp_path / "preview.jpg", 6)
+    progress.update(Progress(frames_done=10, frames_total=15, elapsed_s=1.0, fps=30.0))
+    assert progress.read() == (4, 12.0)
+    progress.update(Progress(frames_done=15, frames_total=15, elapsed_s=1.5, fps=30.0))
+    assert progress.read() == (6, 12.0)

@@ -44,19 +44,28 @@ FrameRateFactory = Callable[[Task], FrameRateStage | None]
 
 
 class _ChunkProgress:
-    """The latest frames done, speed and preview of a chunk, shared with its heartbeat."""
+    """The latest frames done, speed and preview of a chunk, shared with its heartbeat.
 
-    def __init__(self, preview_file: Path) -> None:
+    Frames and speed are counted in the chunk's source frames (``frame_count``),
+    as the store sums them into the task's progress and time left: a chunk whose
+    output has more frames (a new frame rate, slow motion) reports the share of
+    its output done, scaled to its source frames.
+    """
+
+    def __init__(self, preview_file: Path, frame_count: int) -> None:
         self.preview = FramePreview()
         self.preview_file = preview_file
+        self._frame_count = frame_count
         self._lock = threading.Lock()
         self._frames = 0
         self._fps: float | None = None
 
     def update(self, progress: Progress) -> None:
+        total = progress.frames_total
+        scale = self._frame_count / total if total else 1.0
         with self._lock:
-            self._frames = progress.frames_done
-            self._fps = progress.fps if progress.fps > 0 else self._fps
+            self._frames = int(progress.frames_done * scale)
+            self._fps = progress.fps * scale if progress.fps > 0 else self._fps
 
     def read(self) -> tuple[int, float | None]:
         with self._lock:
@@ -119,7 +128,7 @@ class ChunkRunner:
         return fail
 
     def _execute(self, claim: ChunkClaim, scratch: Path) -> Task | None:
-        progress = _ChunkProgress(scratch / "preview.jpg")
+        progress = _ChunkProgress(scratch / "preview.jpg", claim.chunk.frame_count)
         cancel = CancelToken()
         part = scratch / "part.mp4"
         with self._heartbeat(claim, progress, cancel):
