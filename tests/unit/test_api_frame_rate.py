@@ -149,8 +149,11 @@ def test_slow_motion_pays_for_its_longer_output(api: Api) -> None:
 
 def test_get_models_shows_the_interpolation_price(tmp_path: Path) -> None:
     with running_api(tmp_path, interpolation_price_per_second=2.5) as api, api.client() as client:
-        pricing = client.get("/v1/models").json()["data"][0]["pricing"]
-    assert pricing["interpolation_credits_per_second"] == 2.5
+        (card,) = client.get("/v1/models").json()["data"]
+    assert card["pricing"]["interpolation_credits_per_second"] == 2.5
+    (rife,) = card["interpolation_networks"]
+    assert (rife["id"], rife["license"], rife["credits_per_second"]) == ("rife-v3.9", "MIT", 2.5)
+    assert "rife-v3.9" not in {network["id"] for network in card["networks"]}
 
 
 def test_the_frame_rate_is_part_of_an_idempotent_request(api: Api) -> None:

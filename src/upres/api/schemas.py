@@ -281,6 +281,19 @@ class NetworkCard(BaseModel):
     cpu_runtime: str = Field(description="The runtime it runs on when the device is the CPU")
 
 
+class InterpolationCard(BaseModel):
+    """One frame-interpolation network (upres extension): what makes the new frames
+    of a task that chooses `model_params.frame_rate` or `slowmo`."""
+
+    id: str
+    description: str = Field(description="What it is good for, in one line")
+    license: str = Field(description="The license of its weights")
+    credits_per_second: float = Field(
+        description="Credits per started second of output it synthesises, on top of the "
+        "upscale's price"
+    )
+
+
 class ModelCard(BaseModel):
     """One model the API offers."""
 
@@ -296,6 +309,11 @@ class ModelCard(BaseModel):
         default_factory=list,
         description="upres extension: the networks a task may choose "
         "(`model_params.network`), their prices and runtimes",
+    )
+    interpolation_networks: list[InterpolationCard] = Field(
+        default_factory=list,
+        description="upres extension: the networks that synthesise frames for "
+        "`model_params.frame_rate` and `slowmo`, and their price",
     )
 
 
