@@ -102,7 +102,7 @@ class UrlChecker(Protocol):
 @dataclass(frozen=True, kw_only=True)
 class Submission:
     """A create request as the client sent it (factor already leniently parsed;
-    ``network`` and ``denoise`` None when not sent)."""
+    ``network``, ``denoise``, ``frame_rate`` and ``slowmo`` None when not sent)."""
 
     model: str
     video_urls: list[str]
