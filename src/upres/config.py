@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         description='Price multiplier per network id, as JSON ({"realesrgan-x4plus": 1.5}); '
         "a network not named costs 1.0 times the factor's price",
     )
+    interpolation_price_per_second: float = Field(
+        default=4.0,
+        ge=0,
+        description="Credits per started second of output for a task that chooses a frame "
+        "rate or slow motion (model_params.frame_rate, .slowmo), on top of its upscale price",
+    )
     initial_credits: float = 10_000.0
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Requests per key per minute")
     auth_failures_per_minute: int = Field(
@@ -264,6 +270,7 @@ class Settings(BaseSettings):
             per_second_2x=self.price_per_second_2x,
             per_second_4x=self.price_per_second_4x,
             network_multipliers=dict(self.network_prices),
+            interpolation_per_second=self.interpolation_price_per_second,
         )
 
     @property

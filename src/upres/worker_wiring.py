@@ -17,8 +17,9 @@ from upres.api.schemas import TaskRenderer
 from upres.config import Settings
 from upres.domain.framerate import FrameRateRequest
 from upres.domain.media import EncodeSettings
-from upres.domain.tasks import Factor
+from upres.domain.tasks import Factor, Task
 from upres.errors import ModelError
+from upres.jobs.chunk_runner import FrameRateFactory
 from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
@@ -96,6 +97,22 @@ def frame_rate_stage(
     )
 
 
+def frame_rates(settings: Settings) -> FrameRateFactory:
+    """The frame-rate stage of each task: the rate and slow motion it chose, with RIFE
+    beside its own network (``frame_rate_stage``); None for a task that chose neither."""
+
+    def frame_rate_for(task: Task) -> FrameRateStage | None:
+        return frame_rate_stage(
+            settings,
+            task.frame_rate_request,
+            task.factor,
+            network=task.network,
+            denoise=task.denoise,
+        )
+
+    return frame_rate_for
+
+
 def temporal_stage(settings: Settings, device: torch.device) -> TemporalStage | None:
     """The temporal stage ``settings`` ask for (``UPRES_TEMPORAL``, or ``upres upscale
     --temporal``) on ``device`` (the model's); None when it is off."""
@@ -124,6 +141,7 @@ def task_runner(settings: Settings, store: RunnerStore, inputs: InputCache) -> T
         storage=storage,
         inputs=inputs,
         upscaler_for=upscalers(settings),
+        frame_rate_for=frame_rates(settings),
         render=render,
         publisher=Publisher(
             store=store,

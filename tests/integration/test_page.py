@@ -277,3 +277,47 @@ def test_a_chosen_network_is_priced_and_shown_on_its_row(
     row.get_by_role("button", name="Cancel").click()
     expect(row).to_contain_text("cancelled")
     expect(page.locator("#credits")).to_have_text(credits)
+
+
+def test_a_chosen_frame_rate_is_priced_shown_on_its_row_and_compared_in_step(
+    page: Page, serve: tuple[Serve, CreatedKey], clips: dict[str, Path], shots: Path
+) -> None:
+    server, key = serve
+    page.get_by_label("Video file").set_input_files(str(clips["short"]))
+    page.get_by_label("Frame rate").select_option("48")
+    page.get_by_role("button", name="Estimate").click()
+    # 2 s of video at 2x (32 credits) and 2 s of output interpolated at 4 credits.
+    status = page.locator("#form-status")
+    expect(status).to_contain_text("Estimate: 40 credits for 2 s of video at 2")
+    expect(status).to_contain_text(" at 48 fps, about ")
+
+    # Slow motion 2x: 4 s of output interpolated.
+    page.get_by_label("Frame rate").select_option("slowmo-2")
+    page.get_by_role("button", name="Upscale").click()
+    task_id = _submitted_task_id(page)
+    expect(status).to_contain_text("48 credits reserved")
+    row = _row(page, task_id)
+    times = "\N{MULTIPLICATION SIGN}"
+    expect(row).to_contain_text(f"2{times} · 2{times} slow motion")
+    client = Client(server.base_url, key.secret)
+    try:
+        assert client.task(task_id)["task_info"]["slowmo"] == 2
+    finally:
+        client.close()
+    expect(page.locator("#view-progress")).to_have_attribute(
+        "value", "100", timeout=TASK_TIMEOUT_MS
+    )
+
+    # The result lasts twice its source: the source plays at half speed, in step by time.
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#compare-result');"
+        " const s = document.querySelector('#compare-source');"
+        " return !r.paused && !s.paused && r.currentTime > 0.5 && s.playbackRate === 0.5"
+        " && Math.abs(r.currentTime / 2 - s.currentTime) < 0.3; }",
+        timeout=30_000,
+    )
+    durations = page.evaluate(
+        "() => [...document.querySelectorAll('#compare video')].map(v => v.duration)"
+    )
+    assert durations[0] == pytest.approx(2 * durations[1], abs=0.2)
+    page.screenshot(path=str(shots / "page_frame_rate.png"), full_page=True)

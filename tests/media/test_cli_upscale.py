@@ -209,3 +209,11 @@ def test_terminal_progress_is_a_bar_with_frames_fps_and_eta(
     assert "24/48" in shown
     assert "3.0 fps" in shown
     assert "ETA" in shown
+
+
+def test_a_batch_refuses_a_frame_rate_before_any_work(tmp_path: Path, clip: Path) -> None:
+    out = tmp_path / "out"
+    code, _, err = _invoke(str(clip), str(clip), str(out), "--fps", "60")
+    assert code == 2
+    assert "--fps and --slowmo take one INPUT and its OUTPUT" in err
+    assert not out.exists()

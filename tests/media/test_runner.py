@@ -47,6 +47,7 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
             directory=tmp_path / "work" / "inputs",
         ),
         upscaler_for=lambda factor, **_: InterpolationUpscaler(factor),
+        frame_rate_for=lambda task: None,
         render=render,
         publisher=Publisher(
             store=store,

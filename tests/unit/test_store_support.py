@@ -324,3 +324,32 @@ def test_a_task_stored_before_looks_were_chosen_reads_as_none(store, clock, acco
     read = store.get_task(created.id)
     assert (read.network, read.denoise) == (None, None)
     assert replace(read, network=created.network) == created
+
+
+def test_a_task_keeps_its_frame_rate_through_every_read(store, clock, account):
+    chosen = replace(new_task(account, clock), frame_rate=59.94, slowmo=2)
+    created = store.create_task(chosen)
+    clock.advance(1)
+    plain = store.create_task(new_task(account, clock))
+
+    assert (created.frame_rate, created.slowmo) == (59.94, 2)
+    assert (plain.frame_rate, plain.slowmo) == (None, None)
+    listed = {task.id: task for task in store.list_tasks(account_id=account.id, limit=10)}
+    assert store.get_task(created.id) == listed[created.id] == created
+    claim = store.claim(worker_id="w1", lease_s=30)
+    assert (claim.task.id, claim.task.frame_rate, claim.task.slowmo) == (created.id, 59.94, 2)
+    # Its chunks, claimed with their task's row, run the same rate.
+    store.insert_chunks(claim, test_store_chunks.spans(6, 6))
+    chunk_claims = [store.claim_chunk(worker_id=w, lease_s=30) for w in ("a", "b")]
+    assert [c.task.frame_rate_request for c in chunk_claims] == [created.frame_rate_request] * 2
+
+
+def test_a_task_stored_before_frame_rates_reads_as_unchanged(store, clock, account):
+    url = store.engine.url.render_as_string(hide_password=False)
+    created = store.create_task(replace(new_task(account, clock), frame_rate=48.0, slowmo=4))
+    _move_to(url, "0008", step=command.downgrade)  # the frame rate's columns go
+    _move_to(url, "head")
+
+    read = store.get_task(created.id)
+    assert (read.frame_rate, read.slowmo) == (None, None)
+    assert replace(read, frame_rate=48.0, slowmo=4) == created

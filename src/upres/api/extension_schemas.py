@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -57,6 +58,12 @@ class EstimatePublic(BaseModel):
     denoise: int | SkipJsonSchema[None] = Field(
         default=None, description="The network's denoise level, when chosen"
     )
+    frame_rate: float | SkipJsonSchema[None] = Field(
+        default=None, description="The output's frame rate, when chosen"
+    )
+    slowmo: int | SkipJsonSchema[None] = Field(
+        default=None, description="How many times slower the output runs, when chosen"
+    )
     video_duration: int = Field(description="Video duration (seconds), as the task would bill")
     billing_rule: Literal["per_second"] = "per_second"
     credits: float = Field(ge=0, description="Credits a submission would reserve")
@@ -68,10 +75,17 @@ class EstimatePublic(BaseModel):
             upscale_factor=str(int(estimate.factor)),
             network=estimate.look.network,
             denoise=estimate.look.denoise,
+            frame_rate=_rate(estimate.frame_rate.fps),
+            slowmo=estimate.frame_rate.slowmo if estimate.frame_rate.slowmo != 1 else None,
             video_duration=whole_seconds(estimate.video_duration_s),
             credits=estimate.credits,
             estimated_time=estimate.estimated_time_s,
         )
+
+
+def _rate(fps: Fraction | None) -> float | None:
+    """A rate as clients wrote it (59.94 for 60000/1001)."""
+    return None if fps is None else round(float(fps), 3)
 
 
 class TaskListItem(TaskPublic):

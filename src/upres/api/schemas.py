@@ -11,9 +11,10 @@ import math
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from pydantic.json_schema import SkipJsonSchema
 
+from upres.domain.framerate import MAX_FRAME_RATE, SLOWMO_FACTORS
 from upres.domain.tasks import API_MODEL, Task, TaskError, TaskStatus
 from upres.inputs.urlpolicy import MAX_CALLBACK_URL_LENGTH
 from upres.models.registry import MODELS
@@ -62,6 +63,18 @@ _DENOISE_DOC = (
     "(400 invalid_parameter, naming its levels)."
 )
 
+_FRAME_RATE_DOC = (
+    "upres extension: the output's frame rate; new frames are synthesised by motion "
+    "interpolation (RIFE). At least the source's rate (divided by `slowmo`) and at most "
+    f"{float(MAX_FRAME_RATE):g}, else 400 invalid_parameter naming the valid range; "
+    "default: the source's rate. Priced per second of output (`interpolation_credits_per_second` "
+    "in `GET /v1/models`)."
+)
+_SLOWMO_DOC = (
+    "upres extension: slow motion, 1, 2, 4 or 8 times slower, with frames synthesised so "
+    "the output keeps the source's rate (or `frame_rate`); the audio is left out. Default 1."
+)
+
 
 class ModelParams(BaseModel):
     """Model-specific parameters for controlling upscale behaviour."""
@@ -80,6 +93,15 @@ class ModelParams(BaseModel):
     )
     denoise: StrictInt | None = Field(
         default=None, description=_DENOISE_DOC, json_schema_extra={"minimum": 0, "maximum": 3}
+    )
+    frame_rate: StrictFloat | None = Field(
+        default=None,
+        description=_FRAME_RATE_DOC,
+        allow_inf_nan=False,
+        json_schema_extra={"maximum": float(MAX_FRAME_RATE), "example": 60},
+    )
+    slowmo: StrictInt | None = Field(
+        default=None, description=_SLOWMO_DOC, json_schema_extra={"enum": list(SLOWMO_FACTORS)}
     )
 
 
@@ -139,6 +161,16 @@ class VideoTaskInfo(BaseModel):
     )
     denoise: int | SkipJsonSchema[None] = Field(
         default=None, description="upres extension: the network's denoise level, when chosen"
+    )
+    frame_rate: float | SkipJsonSchema[None] = Field(
+        default=None,
+        description="upres extension: the output's frame rate, when chosen in "
+        "`model_params.frame_rate`",
+    )
+    slowmo: int | SkipJsonSchema[None] = Field(
+        default=None,
+        description="upres extension: how many times slower the output runs, when chosen in "
+        "`model_params.slowmo`",
     )
 
 
@@ -206,6 +238,12 @@ class ModelPricing(BaseModel):
 
     billing_rule: Literal["per_second"] = "per_second"
     credits_per_second: dict[str, float]
+    interpolation_credits_per_second: float | SkipJsonSchema[None] = Field(
+        default=None,
+        description="upres extension: credits per started second of output, added for a "
+        "task that chooses `model_params.frame_rate` or `slowmo` (slow motion makes more "
+        "seconds of output)",
+    )
 
 
 class ModelLimits(BaseModel):
@@ -243,6 +281,19 @@ class NetworkCard(BaseModel):
     cpu_runtime: str = Field(description="The runtime it runs on when the device is the CPU")
 
 
+class InterpolationCard(BaseModel):
+    """One frame-interpolation network (upres extension): what makes the new frames
+    of a task that chooses `model_params.frame_rate` or `slowmo`."""
+
+    id: str
+    description: str = Field(description="What it is good for, in one line")
+    license: str = Field(description="The license of its weights")
+    credits_per_second: float = Field(
+        description="Credits per started second of output it synthesises, on top of the "
+        "upscale's price"
+    )
+
+
 class ModelCard(BaseModel):
     """One model the API offers."""
 
@@ -258,6 +309,11 @@ class ModelCard(BaseModel):
         default_factory=list,
         description="upres extension: the networks a task may choose "
         "(`model_params.network`), their prices and runtimes",
+    )
+    interpolation_networks: list[InterpolationCard] = Field(
+        default_factory=list,
+        description="upres extension: the networks that synthesise frames for "
+        "`model_params.frame_rate` and `slowmo`, and their price",
     )
 
 
@@ -306,6 +362,8 @@ def render_task(task: Task, *, result_url: ResultUrl) -> TaskPublic:
             notes=list(task.notes) if task.status is TaskStatus.COMPLETED and task.notes else None,
             network=task.network,
             denoise=task.denoise,
+            frame_rate=task.frame_rate,
+            slowmo=task.slowmo,
         ),
         usage=VideoUsage(credits_reserved=task.credits_reserved, user_group=task.user_group),
     )

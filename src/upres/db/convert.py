@@ -82,6 +82,8 @@ def task(row: TaskRow) -> Task:
         result_codec=_video_codec(row.result_codec),
         network=row.network,
         denoise=row.denoise,
+        frame_rate=row.frame_rate,
+        slowmo=row.slowmo,
     )
 
 

@@ -123,6 +123,10 @@ class TaskRow(Base):
     # rows from before tasks chose, which run the worker's default.
     network: Mapped[str | None] = mapped_column(String(64))
     denoise: Mapped[int | None] = mapped_column(Integer)
+    # The frame rate and slow motion the task chose (upres.domain.tasks.Task.frame_rate,
+    # .slowmo); NULL when not chosen, and on rows from before tasks could.
+    frame_rate: Mapped[float | None]
+    slowmo: Mapped[int | None] = mapped_column(Integer)
 
 
 class LedgerRow(Base):

@@ -57,6 +57,8 @@ def new_row(new: NewTask, reserved: int) -> TaskRow:
         result_codec=None,
         network=new.network,
         denoise=new.denoise,
+        frame_rate=new.frame_rate,
+        slowmo=new.slowmo,
     )
 
 

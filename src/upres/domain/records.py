@@ -32,6 +32,8 @@ class NewTask:
     created_at: datetime
     network: str | None = None
     denoise: int | None = None
+    frame_rate: float | None = None
+    slowmo: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from upres.domain.framerate import FrameRateRequest, exact_rate
 from upres.domain.media import VideoCodec
 from upres.errors import InvalidTaskId
 
@@ -128,3 +129,19 @@ class Task:
     was submitted; None for a task from before tasks chose (the worker's default)."""
     denoise: int | None = None
     """The network's denoise level, when it has levels and one was chosen."""
+    frame_rate: float | None = None
+    """The output's frame rate the task chose (None: the source's)."""
+    slowmo: int | None = None
+    """How many times slower the output runs, when chosen (None: 1)."""
+
+    @property
+    def frame_rate_request(self) -> FrameRateRequest:
+        """The frame rate and slow motion it chose, as the engine takes them."""
+        return chosen_frame_rate(self.frame_rate, self.slowmo)
+
+
+def chosen_frame_rate(frame_rate: float | None, slowmo: int | None) -> FrameRateRequest:
+    """The request a task's stored ``frame_rate`` and ``slowmo`` make (None: not
+    chosen); they were checked by ``frame_rate_request`` when it was submitted."""
+    fps = exact_rate(frame_rate) if frame_rate is not None else None
+    return FrameRateRequest(fps=fps, slowmo=slowmo or 1)

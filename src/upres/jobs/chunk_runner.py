@@ -30,6 +30,7 @@ from upres.jobs.publish import store_preview
 from upres.jobs.queue import ClaimedChunks
 from upres.pipeline.chunks import ChunkSpan, upscale_chunk
 from upres.pipeline.engine import CancelToken
+from upres.pipeline.interpolate import FrameRateStage
 from upres.pipeline.preview import FramePreview
 from upres.pipeline.upscaler_cache import UpscalerFactory
 from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
@@ -38,20 +39,34 @@ from upres.storage.base import ResultStorage
 log = logging.getLogger(__name__)
 
 
-class _ChunkProgress:
-    """The latest frames done, speed and preview of a chunk, shared with its heartbeat."""
+# The frame-rate stage a task chose (None: it keeps the source's timing); built by
+# the composition root beside the task's network (upres.worker_wiring.frame_rates).
+FrameRateFactory = Callable[[Task], FrameRateStage | None]
 
-    def __init__(self, preview_file: Path) -> None:
+
+class _ChunkProgress:
+    """The latest frames done, speed and preview of a chunk, shared with its heartbeat.
+
+    Frames and speed are counted in the chunk's source frames (``frame_count``),
+    as the store sums them into the task's progress and time left: a chunk whose
+    output has more frames (a new frame rate, slow motion) reports the share of
+    its output done, scaled to its source frames.
+    """
+
+    def __init__(self, preview_file: Path, frame_count: int) -> None:
         self.preview = FramePreview()
         self.preview_file = preview_file
+        self._frame_count = frame_count
         self._lock = threading.Lock()
         self._frames = 0
         self._fps: float | None = None
 
     def update(self, progress: Progress) -> None:
+        total = progress.frames_total
+        scale = self._frame_count / total if total else 1.0
         with self._lock:
-            self._frames = progress.frames_done
-            self._fps = progress.fps if progress.fps > 0 else self._fps
+            self._frames = int(progress.frames_done * scale)
+            self._fps = progress.fps * scale if progress.fps > 0 else self._fps
 
     def read(self) -> tuple[int, float | None]:
         with self._lock:
@@ -68,6 +83,7 @@ class ChunkRunner:
         storage: ResultStorage,
         inputs: InputCache,
         upscaler_for: UpscalerFactory,
+        frame_rate_for: FrameRateFactory,
         render: CallbackBody,
         work_dir: Path,
         limits: MediaLimits,
@@ -80,6 +96,7 @@ class ChunkRunner:
         self._storage = storage
         self._inputs = inputs
         self._upscaler_for = upscaler_for
+        self._frame_rate_for = frame_rate_for
         self._render = render
         self._work_dir = work_dir
         self._limits = limits
@@ -112,7 +129,7 @@ class ChunkRunner:
         return fail
 
     def _execute(self, claim: ChunkClaim, scratch: Path) -> Task | None:
-        progress = _ChunkProgress(scratch / "preview.jpg")
+        progress = _ChunkProgress(scratch / "preview.jpg", claim.chunk.frame_count)
         cancel = CancelToken()
         part = scratch / "part.mp4"
         with self._heartbeat(claim, progress, cancel):
@@ -126,7 +143,10 @@ class ChunkRunner:
                     claim.task.factor, network=claim.task.network, denoise=claim.task.denoise
                 ),
                 options=VideoOptions(
-                    encode=self._encode, limits=self._limits, double_rate=self._double_rate
+                    encode=self._encode,
+                    limits=self._limits,
+                    double_rate=self._double_rate,
+                    frame_rate=self._frame_rate_for(claim.task),
                 ),
                 hooks=VideoHooks(
                     on_progress=progress.update, on_frame=progress.preview.offer, cancel=cancel

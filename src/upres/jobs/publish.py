@@ -74,7 +74,10 @@ class Publisher:
                 actual_duration_s=duration_s,
                 # The price of what was made; the store caps it at the reservation.
                 credits_charged=self._pricing.credits(
-                    duration_s=duration_s, factor=claim.task.factor, network=claim.task.network
+                    duration_s=duration_s,
+                    factor=claim.task.factor,
+                    network=claim.task.network,
+                    frame_rate=claim.task.frame_rate_request,
                 ),
                 callback_body=self._render,
                 notes=notes,

@@ -29,7 +29,7 @@ from upres.domain.records import CallbackBody, Claim, Heartbeat
 from upres.domain.storage_keys import chunk_source_key, preview_key
 from upres.domain.tasks import Task, TaskError
 from upres.errors import LeaseLost, NotFound
-from upres.jobs.chunk_runner import ChunkRunner
+from upres.jobs.chunk_runner import ChunkRunner, FrameRateFactory
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
@@ -92,6 +92,7 @@ class TaskRunner:
         storage: ResultStorage,
         inputs: InputCache,
         upscaler_for: UpscalerFactory,
+        frame_rate_for: FrameRateFactory,
         render: CallbackBody,
         publisher: Publisher,
         work_dir: Path,
@@ -106,6 +107,7 @@ class TaskRunner:
         self._storage = storage
         self._inputs = inputs
         self._upscaler_for = upscaler_for
+        self._frame_rate_for = frame_rate_for
         self._render = render
         self._publisher = publisher
         self._work_dir = work_dir
@@ -120,6 +122,7 @@ class TaskRunner:
             storage=storage,
             inputs=inputs,
             upscaler_for=upscaler_for,
+            frame_rate_for=frame_rate_for,
             render=render,
             work_dir=work_dir,
             limits=limits,
@@ -185,7 +188,10 @@ class TaskRunner:
                         task.factor, network=task.network, denoise=task.denoise
                     ),
                     options=VideoOptions(
-                        encode=self._encode, limits=self._limits, double_rate=self._double_rate
+                        encode=self._encode,
+                        limits=self._limits,
+                        double_rate=self._double_rate,
+                        frame_rate=self._frame_rate_for(task),
                     ),
                     hooks=VideoHooks(
                         on_progress=progress.update, on_frame=progress.preview.offer, cancel=cancel
@@ -235,7 +241,10 @@ class TaskRunner:
                 parts=parts,
                 destination=output,
                 options=VideoOptions(
-                    encode=self._chunk_encode, limits=self._limits, double_rate=self._double_rate
+                    encode=self._chunk_encode,
+                    limits=self._limits,
+                    double_rate=self._double_rate,
+                    frame_rate=self._frame_rate_for(task),
                 ),
             )
         for note in result.notes:

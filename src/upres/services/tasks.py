@@ -18,6 +18,7 @@ from typing import Protocol
 
 from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
+from upres.domain.framerate import UNCHANGED, FrameRateRequest, output_duration, output_rate
 from upres.domain.media import VideoInfo, frame_total
 from upres.domain.pricing import Pricing
 from upres.domain.records import (
@@ -41,6 +42,7 @@ from upres.errors import (
 )
 from upres.services.credits import AccountLookup
 from upres.services.looks import Look, choose_look
+from upres.services.retiming import check_frame_rate
 
 MISSING_VIDEO_MESSAGE = f"video_urls is required and must not be empty for {API_MODEL}"
 IDEMPOTENCY_CONFLICT_MESSAGE = "Idempotency-Key was already used with a different request"
@@ -100,7 +102,7 @@ class UrlChecker(Protocol):
 @dataclass(frozen=True, kw_only=True)
 class Submission:
     """A create request as the client sent it (factor already leniently parsed;
-    ``network`` and ``denoise`` None when not sent)."""
+    ``network``, ``denoise``, ``frame_rate`` and ``slowmo`` None when not sent)."""
 
     model: str
     video_urls: list[str]
@@ -108,12 +110,14 @@ class Submission:
     callback_url: str | None
     network: str | None = None
     denoise: int | None = None
+    frame_rate: float | None = None
+    slowmo: int | None = None
 
     def fingerprint(self) -> str:
         """A hash of what the request asks for, to tell an idempotent replay from a reuse.
 
-        The look counts only when sent: a request that sends neither hashes as it
-        did before tasks chose one, so its replays still match.
+        The look and the frame rate count only when sent: a request that sends none
+        of them hashes as it did before tasks chose, so its replays still match.
         """
         fields: dict[str, object] = {
             "model": self.model,
@@ -121,8 +125,13 @@ class Submission:
             "factor": int(self.factor),
             "callback_url": self.callback_url,
         }
-        look = {"network": self.network, "denoise": self.denoise}
-        fields.update({name: value for name, value in look.items() if value is not None})
+        chosen = {
+            "network": self.network,
+            "denoise": self.denoise,
+            "frame_rate": self.frame_rate,
+            "slowmo": self.slowmo,
+        }
+        fields.update({name: value for name, value in chosen.items() if value is not None})
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -140,6 +149,7 @@ class Estimate:
 
     factor: Factor
     look: Look
+    frame_rate: FrameRateRequest
     video_duration_s: float
     credits: float
     estimated_time_s: int
@@ -204,13 +214,20 @@ class ThroughputEstimator:
         self._overhead = overhead_s
         self._fallback_fps = fallback_fps
 
-    def estimate(self, info: ProbedVideo, factor: Factor) -> int:
+    def estimate(
+        self, info: ProbedVideo, factor: Factor, frame_rate: FrameRateRequest = UNCHANGED
+    ) -> int:
+        """Seconds for the output's frames (``frame_rate`` may make more than the source's)."""
         rate = self._source.throughput(factor) or self._default
-        output_mpix = info.width * info.height * int(factor) ** 2 * self._frames(info) / 1e6
+        frames = self._frames(info, frame_rate)
+        output_mpix = info.width * info.height * int(factor) ** 2 * frames / 1e6
         return math.ceil(self._overhead + output_mpix / rate)
 
-    def _frames(self, info: ProbedVideo) -> int:
+    def _frames(self, info: ProbedVideo, frame_rate: FrameRateRequest) -> int:
         fps = info.average_fps or Fraction(self._fallback_fps)
+        if frame_rate.retimes:
+            seconds = output_duration(info.duration_s, frame_rate)
+            return max(1, math.ceil(seconds * output_rate(frame_rate, fps)))
         return frame_total(info.frame_count, info.duration_s, fps) or 1
 
 
@@ -245,7 +262,8 @@ class TaskService:
     def submit(self, *, key: ApiKey, submission: Submission) -> Task:
         """Validate, probe, price and enqueue a submission; its credits are reserved.
 
-        Raises InvalidRequest (bad model, video_urls, callback_url, network or denoise),
+        Raises InvalidRequest (bad model, video_urls, callback_url, network, denoise,
+        frame_rate or slowmo),
         AddressNotAllowed, ModelAccessDenied, the prober's FetchError or
         MediaError (code video_probe_failed and friends), InsufficientQuota.
         """
@@ -277,12 +295,14 @@ class TaskService:
         """What ``submit`` would reserve and how long the task would take; reserves
         nothing. Raises what ``submit`` raises, except InsufficientQuota."""
         _, info, look = self._checked(key, submission)
+        frame_rate = _frame_rate(submission, info)
         return Estimate(
             factor=submission.factor,
             look=look,
+            frame_rate=frame_rate,
             video_duration_s=info.duration_s,
-            credits=self._price(info, submission.factor, look),
-            estimated_time_s=self._estimator.estimate(info, submission.factor),
+            credits=self._price(info, submission.factor, look, frame_rate),
+            estimated_time_s=self._estimator.estimate(info, submission.factor, frame_rate),
         )
 
     def list(self, *, key: ApiKey, limit: int) -> list[Task]:
@@ -340,15 +360,17 @@ class TaskService:
         input the probe had to download whole is left in ``whole_body``."""
         check_model(key, submission.model)
         look = self._look(submission)
+        asked = check_frame_rate(frame_rate=submission.frame_rate, slowmo=submission.slowmo)
         url = one_video_url(submission.video_urls)
         if not is_upload_url(url):  # a name, not an address: checked by ownership instead
             url = self._urls.check_input_url(url)
         if submission.callback_url is not None:
             self._urls.check_callback_url(submission.callback_url)
         if affordable:
-            self._check_affordable(key, submission.factor, look)
+            self._check_affordable(key, submission.factor, look, asked)
         info = self._probe(key, url, whole_body)
         check_duration(info)
+        _frame_rate(submission, info)
         return url, info, look
 
     def _probe(self, key: ApiKey, url: str, whole_body: Path | None) -> ProbedVideo:
@@ -366,15 +388,21 @@ class TaskService:
             default_model=self._default_model,
         )
 
-    def _price(self, info: ProbedVideo, factor: Factor, look: Look) -> float:
+    def _price(
+        self, info: ProbedVideo, factor: Factor, look: Look, frame_rate: FrameRateRequest
+    ) -> float:
         return self._pricing.credits(
-            duration_s=info.duration_s, factor=factor, network=look.network
+            duration_s=info.duration_s, factor=factor, network=look.network, frame_rate=frame_rate
         )
 
-    def _check_affordable(self, key: ApiKey, factor: Factor, look: Look) -> None:
+    def _check_affordable(
+        self, key: ApiKey, factor: Factor, look: Look, frame_rate: FrameRateRequest
+    ) -> None:
         # Fail fast, before fetching anything, when not even one second is covered;
         # the reservation itself is the authoritative check.
-        cheapest = self._pricing.credits(duration_s=1, factor=factor, network=look.network)
+        cheapest = self._pricing.credits(
+            duration_s=1, factor=factor, network=look.network, frame_rate=frame_rate
+        )
         if self._store.get_account(key.account_id).balance < cheapest:
             raise InsufficientQuota(INSUFFICIENT_QUOTA_MESSAGE)
 
@@ -382,6 +410,7 @@ class TaskService:
         self, key: ApiKey, submission: Submission, look: Look, url: str, info: ProbedVideo
     ) -> NewTask:
         now = self._clock()
+        frame_rate = _frame_rate(submission, info)
         return NewTask(
             id=new_task_id(int(now.timestamp())),
             account_id=key.account_id,
@@ -390,13 +419,24 @@ class TaskService:
             input_url=url,
             callback_url=submission.callback_url,
             video_duration_s=info.duration_s,
-            credits_reserved=self._price(info, submission.factor, look),
-            estimated_time_s=self._estimator.estimate(info, submission.factor),
+            credits_reserved=self._price(info, submission.factor, look, frame_rate),
+            estimated_time_s=self._estimator.estimate(info, submission.factor, frame_rate),
             user_group=key.user_group,
             created_at=now,
             network=look.network,
             denoise=look.denoise,
+            frame_rate=submission.frame_rate,
+            slowmo=submission.slowmo,
         )
+
+
+def _frame_rate(submission: Submission, info: ProbedVideo) -> FrameRateRequest:
+    """The submission's frame rate checked against the probed source's.
+
+    Raises InvalidRequest as ``check_frame_rate``."""
+    return check_frame_rate(
+        frame_rate=submission.frame_rate, slowmo=submission.slowmo, source_fps=info.average_fps
+    )
 
 
 def check_model(key: ApiKey, model: str) -> None:

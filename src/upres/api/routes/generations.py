@@ -45,7 +45,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def to_submission(body: VideoGenerationRequest) -> Submission:
     """The request as the task service takes it; the factor is parsed leniently,
-    the network and denoise level are checked there."""
+    the network, denoise level, frame rate and slow motion are checked there."""
     params = body.model_params or ModelParams()
     return Submission(
         model=body.model,
@@ -54,6 +54,8 @@ def to_submission(body: VideoGenerationRequest) -> Submission:
         callback_url=body.callback_url,
         network=params.network,
         denoise=params.denoise,
+        frame_rate=params.frame_rate,
+        slowmo=params.slowmo,
     )
 
 

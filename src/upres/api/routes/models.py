@@ -6,10 +6,18 @@ from fastapi import APIRouter
 
 from upres.api.deps import AuthenticatedKey, SettingsDep
 from upres.api.openapi import error_responses
-from upres.api.schemas import ModelCard, ModelLimits, ModelList, ModelPricing, NetworkCard
+from upres.api.schemas import (
+    InterpolationCard,
+    ModelCard,
+    ModelLimits,
+    ModelList,
+    ModelPricing,
+    NetworkCard,
+)
 from upres.config import Settings
 from upres.domain.tasks import API_MODEL, Factor
 from upres.models.registry import (
+    INTERPOLATORS,
     MODELS,
     ModelSpec,
     cpu_runtime,
@@ -32,6 +40,7 @@ def model_card(settings: Settings) -> ModelCard:
         default_factor=str(int(Factor.X2)),
         pricing=ModelPricing(
             credits_per_second={str(int(f)): pricing.rate(f, None) for f in Factor},
+            interpolation_credits_per_second=pricing.interpolation_per_second,
         ),
         limits=ModelLimits(
             max_videos_per_request=1,
@@ -43,6 +52,15 @@ def model_card(settings: Settings) -> ModelCard:
             result_ttl_s=settings.result_ttl_s,
         ),
         networks=[network_card(spec, settings) for spec in MODELS],
+        interpolation_networks=[
+            InterpolationCard(
+                id=spec.id,
+                description=spec.description,
+                license=spec.license,
+                credits_per_second=pricing.interpolation_per_second,
+            )
+            for spec in INTERPOLATORS
+        ],
     )
 
 

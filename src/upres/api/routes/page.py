@@ -23,6 +23,9 @@ STATIC_PATH = "/static"
 
 router = APIRouter(include_in_schema=False)
 _templates = Jinja2Templates(directory=WEB_DIR / "templates")
+# The page offers the common smooth rates and slow motions; the API takes any in range.
+PAGE_FRAME_RATES = (48, 50, 60)
+PAGE_SLOWMO = (2, 4)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -39,6 +42,8 @@ def page(request: Request, settings: SettingsDep) -> HTMLResponse:
                 for spec in MODELS
             ],
             "default_network": default_network(settings.model),
+            "frame_rates": PAGE_FRAME_RATES,
+            "slowmo": PAGE_SLOWMO,
             "static": STATIC_PATH,
         },
     )

@@ -13,6 +13,7 @@
   let selected = null;
   let uploaded = null;
   let comparing = null;
+  let stretch = 1;  // how many times longer the compared result runs than its source
   let polls = 0;
   let timer = null;
   const rows = new Map();
@@ -77,6 +78,9 @@
     const params = { upscale_factor: $("factor").value };
     if ($("network").value) params.network = $("network").value;
     if (!$("denoise-field").hidden && $("denoise").value) params.denoise = Number($("denoise").value);
+    const pace = $("frame-rate").selectedOptions[0].dataset;
+    if (pace.frameRate) params.frame_rate = Number(pace.frameRate);
+    if (pace.slowmo) params.slowmo = Number(pace.slowmo);
     return { model: "topaz-video-upscale", video_urls: [url], model_params: params };
   }
 
@@ -93,6 +97,14 @@
 
   function say(text) { $("form-status").textContent = text; }
   function complain(text) { $("form-error").textContent = text; }
+
+  // The frame rate a task chose, in words ("" when it keeps the source's).
+  function pace(info) {
+    const parts = [];
+    if (info.frame_rate) parts.push(info.frame_rate + " fps");
+    if (info.slowmo) parts.push(info.slowmo + "× slow motion");
+    return parts.join(", ");
+  }
 
   function speed(task) {
     return task.status === "processing" && task.fps ? task.fps.toFixed(1) + " fps" : "";
@@ -120,9 +132,10 @@
     const url = await videoUrl();
     say("Estimating…");
     const e = await api("POST", "/v1/videos/generations/estimate", request(url));
+    const retimed = pace(e);
     say("Estimate: " + e.credits + " credits for " + e.video_duration + " s of video at " +
-        e.upscale_factor + "× with " + e.network + ", about " + duration(e.estimated_time) +
-        " of processing.");
+        e.upscale_factor + "× with " + e.network + (retimed ? " at " + retimed : "") +
+        ", about " + duration(e.estimated_time) + " of processing.");
   }
 
   async function upscale() {
@@ -145,7 +158,7 @@
     cell(row, 0).title = created.toLocaleString();
     cell(row, 1).textContent = task.id;
     cell(row, 1).className = "id";
-    cell(row, 2).textContent = task.upscale_factor + "×";
+    cell(row, 2).textContent = [task.upscale_factor + "×", pace(task.task_info)].filter(Boolean).join(" · ");
     cell(row, 3).textContent = task.task_info.network || "";
     const bar = document.createElement("progress");
     bar.max = 100;
@@ -236,6 +249,11 @@
     result.src = task.playable_url || task.results[0];
     $("playable-note").hidden = !task.playable_url;
     source.src = task.source_url || "";
+    // Each video plays at its own frame rate; they are kept in step by time. A
+    // slow-motion result lasts slowmo times its source, which plays that much slower.
+    stretch = task.task_info.slowmo || 1;
+    source.defaultPlaybackRate = 1 / stretch;
+    source.playbackRate = 1 / stretch;
     $("download").href = task.results[0];
     $("play-pause").textContent = "Pause";
     result.play().catch(() => { $("play-pause").textContent = "Play"; });
@@ -249,9 +267,10 @@
     });
     result.addEventListener("play", () => { source.play().catch(() => {}); });
     result.addEventListener("pause", () => source.pause());
-    result.addEventListener("seeked", () => { source.currentTime = result.currentTime; });
+    result.addEventListener("seeked", () => { source.currentTime = result.currentTime / stretch; });
     result.addEventListener("timeupdate", () => {
-      if (Math.abs(source.currentTime - result.currentTime) > 0.15) source.currentTime = result.currentTime;
+      const at = result.currentTime / stretch;
+      if (Math.abs(source.currentTime - at) > 0.15) source.currentTime = at;
     });
     $("play-pause").addEventListener("click", () => {
       if (result.paused) { result.play(); $("play-pause").textContent = "Pause"; }
