@@ -29,10 +29,12 @@ from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, get_model
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, TimedBatch, decode
-from upres.pipeline.encode import encode, plan_output
+from upres.pipeline.encode import encode
 from upres.pipeline.engine import upscale_video
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.output_plan import plan_output
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 CaseKind = Literal["e2e", "model", "decode", "encode", "baseline"]
 KINDS: tuple[CaseKind, ...] = ("decode", "encode", "model", "e2e", "baseline")
@@ -208,8 +210,7 @@ def _measure_e2e(case: Case, upscaler: FrameUpscaler, info: VideoInfo) -> tuple[
             source=Path(case.clip),
             destination=Path(folder) / "out.mp4",
             upscaler=upscaler,
-            encode=_encode_settings(case),
-            limits=_LIMITS,
+            options=VideoOptions(encode=_encode_settings(case), limits=_LIMITS),
         )
     return result.frames, clock
 
@@ -259,7 +260,7 @@ def resized(timed: TimedBatch, upscaler: FrameUpscaler) -> TimedBatch:
 def _encode(case: Case, info: VideoInfo, batches: Iterator[TimedBatch], target: Path) -> int:
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     plan = plan_output(
-        info, scale=case.factor, conversion=conversion, settings=_encode_settings(case)
+        info, factor=case.factor, conversion=conversion, settings=_encode_settings(case)
     )
     written = 0
 

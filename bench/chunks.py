@@ -3,7 +3,7 @@
 Two measurements on the benchmark clips (a camera over photographs, AAC):
 
 1. Overhead per chunk. A clip of ``--seconds`` (x264's default 10 s GOPs) is
-   planned into chunks of ``--chunk-seconds`` (``plan_chunks``: its packet
+   planned into chunks of ``--chunk-seconds`` (``cut_spans``: its packet
    index), each chunk is upscaled into a part by the real ``upscale_chunk``
    (bicubic, so this step stays quick: the join costs the same whatever made
    the parts), and the parts are joined (``join_chunks``: a remux with the
@@ -46,10 +46,12 @@ from bench._clips import ClipSpec, make_clip, parse_size
 
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
+from upres.models.devices import resolve_device
 from upres.models.registry import get_model
-from upres.pipeline.chunks import DEFAULT_PRE_ROLL, join_chunks, plan_chunks, upscale_chunk
-from upres.pipeline.runtimes import build_upscaler, place, resolve_device
+from upres.pipeline.chunks import DEFAULT_PRE_ROLL, cut_spans, join_chunks, upscale_chunk
+from upres.pipeline.runtimes import build_upscaler, place
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -112,16 +114,15 @@ def overhead(
 ) -> Overhead:
     width, height = parse_size(size)
     clip = make_clip(ClipSpec(width=width, height=height, frames=round(seconds * _FPS)), folder)
-    spans = plan_chunks(clip, chunk_seconds=chunk_seconds)
-    plan_s = best_of(repeats, lambda: plan_chunks(clip, chunk_seconds=chunk_seconds))
+    spans = cut_spans(clip, chunk_seconds=chunk_seconds)
+    plan_s = best_of(repeats, lambda: cut_spans(clip, chunk_seconds=chunk_seconds))
     parts = [
         upscale_chunk(
             source=clip,
             span=span,
             destination=folder / f"part-{span.index}.mp4",
             upscaler=InterpolationUpscaler(Factor.X2),
-            encode=_PARTS,
-            limits=MediaLimits(),
+            options=VideoOptions(encode=_PARTS, limits=MediaLimits()),
         ).path
         for span in spans
     ]
@@ -129,7 +130,10 @@ def overhead(
     join_s = best_of(
         repeats,
         lambda: join_chunks(
-            source=clip, parts=parts, destination=joined, encode=_PARTS, limits=MediaLimits()
+            source=clip,
+            parts=parts,
+            destination=joined,
+            options=VideoOptions(encode=_PARTS, limits=MediaLimits()),
         ),
     )
     return Overhead(

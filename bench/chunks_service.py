@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._report import write_section
 from testkit.net import free_port
 
-from upres.pipeline.chunks import plan_chunks
+from upres.pipeline.chunks import cut_spans
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 UPRES = [sys.executable, "-m", "upres.cli"]
@@ -164,7 +164,7 @@ def run_case(
                 wait(http, [submit(http, source)])
                 wall = time.monotonic() - started
                 cpu = cpu_seconds(serve) - cpu_before
-    chunks = len(plan_chunks(source, chunk_seconds=chunk_s))
+    chunks = len(cut_spans(source, chunk_seconds=chunk_s))
     print(f"{label}: {wall:.1f} s, {cpu:.1f} CPU s ({chunks} chunks)", flush=True)
     return Case(
         label=label, workers=workers, chunk_seconds=chunk_s, chunks=chunks, wall_s=wall, cpu_s=cpu

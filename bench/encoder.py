@@ -41,7 +41,8 @@ from upres.inputs.probe import probe
 from upres.models.registry import get_model
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import TimedBatch
-from upres.pipeline.encode import encode, plan_output
+from upres.pipeline.encode import encode
+from upres.pipeline.output_plan import plan_output
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def measure(
     """Encode ``frames`` with ``config`` through the engine's ``encode()`` and score the file."""
     settings = EncodeSettings(codec=config.codec, preset=config.preset, threads=config.threads)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
-    plan = plan_output(info, scale=_SCALE, conversion=conversion, settings=settings)
+    plan = plan_output(info, factor=_SCALE, conversion=conversion, settings=settings)
     target = folder / f"{config.codec}-{config.preset}-t{config.threads}.mp4"
     with Clock() as clock:
         encode(clip, target, iter(frames), plan=plan, on_batch=lambda _: None)

@@ -43,9 +43,11 @@ from upres.inputs.probe import probe
 from upres.models.registry import get_model
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, to_rgb
-from upres.pipeline.encode import from_rgb, plan_output
+from upres.pipeline.encode import from_rgb
 from upres.pipeline.engine import upscale_video
+from upres.pipeline.output_plan import plan_output
 from upres.pipeline.upscale import ModelUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -103,7 +105,7 @@ def hdr_round_trip(source: Path) -> list[PlaneError]:
     options = DecodeOptions(
         width=info.width, height=info.height, high_bit_depth=True, conversion=conversion
     )
-    plan = plan_output(info, scale=1, conversion=conversion, settings=EncodeSettings())
+    plan = plan_output(info, factor=1, conversion=conversion, settings=EncodeSettings())
     diffs: list[list[np.ndarray]] = [[], [], []]
     with av.open(str(source)) as container:
         for frame in container.decode(video=0):
@@ -178,8 +180,7 @@ def interlaced_case(folder: Path, docs: Path, *, frames: int) -> Interlaced:
         source=source,
         destination=output,
         upscaler=upscaler,
-        encode=EncodeSettings(crf=12),
-        limits=MediaLimits(),
+        options=VideoOptions(encode=EncodeSettings(crf=12), limits=MediaLimits()),
     )
     new = _rgb_frames(output)
     middle = len(inputs) // 2

@@ -128,7 +128,7 @@ class Replay:
         self._scale = scale
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return self._scale
 
     @property

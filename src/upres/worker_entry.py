@@ -14,6 +14,7 @@ import os
 from upres.clock import holder_id
 from upres.config import Settings
 from upres.jobs.claim_loop import StopSignal
+from upres.pipeline.encoder_process import quiet_encoder_logs
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def run_worker(settings_json: str, slot: int, stop: StopSignal) -> None:
 
     settings = Settings.model_validate_json(settings_json)
     configure_logging()
+    # A Ray actor's process did not start from upres's main.
+    quiet_encoder_logs()
     worker_id = holder_id(str(slot))
     # Which GPU a worker got (from Supervisor or from Ray) is the one thing an
     # operator cannot see from outside; the entry reads it once, for the log.

@@ -22,15 +22,11 @@ from upres.jobs.claim_loop import ClaimLoop
 from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
 from upres.jobs.runner import RunnerStore, TaskRunner
+from upres.models.devices import settings_device
 from upres.models.registry import model_for, resolve_model
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import FlowMethod
-from upres.pipeline.runtimes import (
-    Device,
-    encoding_for,
-    place,
-    resolve_device,
-)
+from upres.pipeline.runtimes import encoding_for, place
 from upres.pipeline.temporal import TemporalStage
 from upres.pipeline.upscaler_cache import UpscalerCache, UpscalerFactory, UpscalerKey
 from upres.storage import build_storage
@@ -43,12 +39,6 @@ def apply_torch_threads(settings: Settings) -> None:
     docs/BENCHMARKS.md, step C5)."""
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
-
-
-def device(settings: Settings) -> Device:
-    """The device the settings name, resolved on this machine. Raises ModelError as
-    ``resolve_device``."""
-    return resolve_device(settings.device, vulkan=settings.vulkan_device)
 
 
 def upscalers(settings: Settings) -> UpscalerFactory:
@@ -68,7 +58,7 @@ def upscalers(settings: Settings) -> UpscalerFactory:
         factor: Factor, *, network: str | None = None, denoise: int | None = None
     ) -> FrameUpscaler:
         spec = resolve_model(network or model_for(factor, settings.model).id, denoise)
-        where = place(spec, device(settings))
+        where = place(spec, settings_device(settings))
         key = UpscalerKey(network=spec.id, denoise=denoise, factor=factor, placement=where)
         upscaler = cache.upscaler(spec, key)
         if where.torch_device not in stages:
@@ -79,12 +69,10 @@ def upscalers(settings: Settings) -> UpscalerFactory:
     return upscaler_for
 
 
-def temporal_stage(
-    settings: Settings, device: torch.device, *, enabled: bool | None = None
-) -> TemporalStage | None:
-    """The temporal stage ``settings`` ask for (``enabled`` overrides ``UPRES_TEMPORAL``)
-    on ``device`` (the model's); None when it is off."""
-    if not (settings.temporal if enabled is None else enabled):
+def temporal_stage(settings: Settings, device: torch.device) -> TemporalStage | None:
+    """The temporal stage ``settings`` ask for (``UPRES_TEMPORAL``, or ``upres upscale
+    --temporal``) on ``device`` (the model's); None when it is off."""
+    if not settings.temporal:
         return None
     return TemporalStage(FlowMethod(settings.temporal_flow), device)
 
@@ -93,7 +81,7 @@ def output_encoding(settings: Settings) -> EncodeSettings:
     """The configured encoding, kept up with the factors' models (``encoding_for``)."""
     specs = [model_for(factor, settings.model) for factor in Factor]
     try:
-        target = device(settings)
+        target = settings_device(settings)
     except ModelError:
         # The device is missing: each task fails with that error when it starts.
         return settings.encode_settings

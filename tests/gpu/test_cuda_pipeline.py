@@ -13,8 +13,9 @@ from tests.clips import make_clip
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.models.registry import get_model
-from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.engine import upscale_video
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 pytestmark = pytest.mark.gpu
 
@@ -27,14 +28,12 @@ def _luma(path: Path) -> np.ndarray:
     return np.stack(planes).astype(np.float64)
 
 
-def _identity(source: Path, destination: Path, *, hardware: bool) -> UpscaleResult:
+def _identity(source: Path, destination: Path, *, hardware: bool) -> VideoResult:
     return upscale_video(
         source=source,
         destination=destination,
         upscaler=InterpolationUpscaler(Factor.ENHANCE),
-        encode=LOSSLESS,
-        limits=MediaLimits(),
-        hardware_decode=hardware,
+        options=VideoOptions(encode=LOSSLESS, limits=MediaLimits(), hardware_decode=hardware),
     )
 
 
@@ -66,8 +65,7 @@ def test_model_on_cuda_end_to_end(tmp_path: Path, factor: Factor) -> None:
         source=source,
         destination=tmp_path / "out.mp4",
         upscaler=upscaler,
-        encode=EncodeSettings(),
-        limits=MediaLimits(),
+        options=VideoOptions(encode=EncodeSettings(), limits=MediaLimits()),
     )
     assert (result.width, result.height, result.frames) == (320 * factor, 240 * factor, 24)
     with av.open(str(tmp_path / "out.mp4")) as container:

@@ -41,6 +41,7 @@ from upres.errors import (
 from upres.inputs.probe import probe
 from upres.pipeline.engine import upscale_video
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions
 
 FAST = EncodeSettings(preset="ultrafast")
 
@@ -51,8 +52,7 @@ def _upscale(source: Path, out_dir: Path, limits: MediaLimits | None = None) -> 
         source=source,
         destination=destination,
         upscaler=InterpolationUpscaler(Factor.X2),
-        encode=FAST,
-        limits=limits or MediaLimits(),
+        options=VideoOptions(encode=FAST, limits=limits or MediaLimits()),
     )
     return destination
 
@@ -157,8 +157,7 @@ def test_a_few_damaged_packets_are_skipped_and_the_rest_keep_their_times(
         source=damaged,
         destination=destination,
         upscaler=InterpolationUpscaler(Factor.X2),
-        encode=FAST,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=FAST, limits=MediaLimits()),
     )
     assert result.skipped_packets == 2
     assert result.frames == 22

@@ -26,8 +26,8 @@ from upres.inputs.probe import probe
 from upres.pipeline.chunks import (
     DEFAULT_PRE_ROLL,
     ChunkSpan,
+    cut_spans,
     join_chunks,
-    plan_chunks,
     pre_roll_for,
     upscale_chunk,
 )
@@ -36,6 +36,7 @@ from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.motion import DisFlow
 from upres.pipeline.temporal import StabilisedUpscaler, TemporalStabiliser
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions
 from upres.pipeline.window import FrameWindow, window_packets
 
 ENCODE = EncodeSettings(preset="fast")
@@ -108,7 +109,7 @@ def _chunked(
     double_rate: bool = False,
     seconds: float = CHUNK_S,
 ) -> tuple[Path, tuple[ChunkSpan, ...]]:
-    spans = plan_chunks(source, chunk_seconds=seconds)
+    spans = cut_spans(source, chunk_seconds=seconds)
     parts = []
     for span in spans:
         result = upscale_chunk(
@@ -116,10 +117,8 @@ def _chunked(
             span=span,
             destination=folder / f"part{span.index}.mp4",
             upscaler=make(),
-            encode=encode,
-            limits=LIMITS,
             pre_roll=pre_roll,
-            double_rate=double_rate,
+            options=VideoOptions(encode=encode, limits=LIMITS, double_rate=double_rate),
         )
         assert result.frames == span.frame_count * (2 if double_rate else 1)
         parts.append(result.path)
@@ -127,9 +126,7 @@ def _chunked(
         source=source,
         parts=parts,
         destination=folder / name,
-        encode=encode,
-        limits=LIMITS,
-        double_rate=double_rate,
+        options=VideoOptions(encode=encode, limits=LIMITS, double_rate=double_rate),
     )
     assert joined.frames == sum(span.frame_count for span in spans) * (2 if double_rate else 1)
     return joined.path, spans
@@ -148,9 +145,7 @@ def _whole(
         source=source,
         destination=folder / name,
         upscaler=make(),
-        encode=encode,
-        limits=LIMITS,
-        double_rate=double_rate,
+        options=VideoOptions(encode=encode, limits=LIMITS, double_rate=double_rate),
     ).path
 
 
@@ -217,7 +212,7 @@ def test_an_interlaced_source_is_deinterlaced_alike(tmp_path: Path, double_rate:
 
 def test_spans_cover_every_frame_from_keyframes(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, encoder_options=OPEN_GOP)
-    spans = plan_chunks(source, chunk_seconds=CHUNK_S)
+    spans = cut_spans(source, chunk_seconds=CHUNK_S)
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         packets = [p for p in container.demux(stream) if p.size]
@@ -236,7 +231,7 @@ def test_spans_cover_every_frame_from_keyframes(tmp_path: Path) -> None:
 
 def test_a_short_video_is_one_chunk(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=12, fps=12, encoder_options=B_FRAMES)
-    (span,) = plan_chunks(source, chunk_seconds=60.0)
+    (span,) = cut_spans(source, chunk_seconds=60.0)
     assert (span.index, span.first_frame, span.frame_count, span.start_s) == (0, 0, 12, 0.0)
     assert span.end_s == pytest.approx(1.0)
 
@@ -244,7 +239,7 @@ def test_a_short_video_is_one_chunk(tmp_path: Path) -> None:
 def test_plan_refuses_a_chunk_length_that_is_not_positive(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12)
     with pytest.raises(InvalidRequest):
-        plan_chunks(source, chunk_seconds=0)
+        cut_spans(source, chunk_seconds=0)
 
 
 def test_the_temporal_stage_shows_no_seam(tmp_path: Path) -> None:
@@ -271,30 +266,28 @@ def test_stateful_upscalers_get_a_pre_roll() -> None:
 
 def test_a_part_must_be_an_mp4(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12)
-    (span,) = plan_chunks(source, chunk_seconds=CHUNK_S)
+    (span,) = cut_spans(source, chunk_seconds=CHUNK_S)
     with pytest.raises(InvalidRequest):
         upscale_chunk(
             source=source,
             span=span,
             destination=tmp_path / "part.mkv",
             upscaler=_bicubic(),
-            encode=ENCODE,
-            limits=LIMITS,
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
 def test_join_refuses_parts_of_another_size_and_leaves_nothing(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=24, fps=12, encoder_options=B_FRAMES)
-    first, second = plan_chunks(source, chunk_seconds=CHUNK_S)[:2]
+    first, second = cut_spans(source, chunk_seconds=CHUNK_S)[:2]
     parts = [
         upscale_chunk(
             source=source,
             span=span,
             destination=tmp_path / f"part{span.index}.mp4",
             upscaler=InterpolationUpscaler(factor),
-            encode=ENCODE,
-            limits=LIMITS,
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         ).path
         for span, factor in ((first, Factor.X2), (second, Factor.X4))
     ]
@@ -303,8 +296,7 @@ def test_join_refuses_parts_of_another_size_and_leaves_nothing(tmp_path: Path) -
             source=source,
             parts=parts,
             destination=tmp_path / "out.mp4",
-            encode=ENCODE,
-            limits=LIMITS,
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "part0.mp4", "part1.mp4"]
 
@@ -313,7 +305,10 @@ def test_join_without_parts_is_an_error(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=6, fps=12)
     with pytest.raises(EncodeError):
         join_chunks(
-            source=source, parts=[], destination=tmp_path / "o.mp4", encode=ENCODE, limits=LIMITS
+            source=source,
+            parts=[],
+            destination=tmp_path / "o.mp4",
+            options=VideoOptions(encode=ENCODE, limits=LIMITS),
         )
 
 
@@ -347,7 +342,7 @@ def test_planning_a_cut_file_fails_before_any_chunk(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", frames=36, fps=12, encoder_options=B_FRAMES)
     cut = write_truncated(write_faststart(source, tmp_path / "fast.mp4"), tmp_path / "cut.mp4")
     with pytest.raises(TruncatedVideo):
-        plan_chunks(cut, chunk_seconds=CHUNK_S)
+        cut_spans(cut, chunk_seconds=CHUNK_S)
 
 
 def _described(path: Path) -> tuple[object, ...]:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tests.clips import make_clip, write_faststart, write_not_a_video, write_truncated
 from upres.cli import build_app
 from upres.cli.upscale import plain_line, progress_reporter
-from upres.pipeline.engine import Progress
+from upres.pipeline.video_run import Progress
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 

@@ -17,9 +17,11 @@ from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.tasks import Factor
 from upres.inputs.probe import probe
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
-from upres.pipeline.encode import demote_realtime_threads, keeping_up
-from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.encoder_process import demote_realtime_threads
+from upres.pipeline.engine import upscale_video
+from upres.pipeline.output_plan import keeping_up
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 FAST = EncodeSettings(preset="ultrafast")
 
@@ -31,13 +33,12 @@ def _options(source: Path, batch_size: int = 5) -> DecodeOptions:
 
 def _identity(
     source: Path, destination: Path, encode: EncodeSettings = FAST, factor: Factor = Factor.ENHANCE
-) -> UpscaleResult:
+) -> VideoResult:
     return upscale_video(
         source=source,
         destination=destination,
         upscaler=InterpolationUpscaler(factor),
-        encode=encode,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=encode, limits=MediaLimits()),
     )
 
 

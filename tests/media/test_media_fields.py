@@ -16,9 +16,10 @@ from tests.clips_media import make_interlaced_clip, make_telecined_clip
 from upres.cli import build_app
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.engine import upscale_video
 from upres.pipeline.fields import FieldScan, scan_fields
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 # ``combing`` of the woven clips is about 2 (coded as fields); a progressive
@@ -30,14 +31,16 @@ _PROGRESSIVE_ORDERS = (0, 1)  # AVFieldOrder: unknown or progressive
 Order = Literal["tff", "bff"]
 
 
-def _identity(source: Path, output: Path, *, double_rate: bool = False) -> UpscaleResult:
+def _identity(source: Path, output: Path, *, double_rate: bool = False) -> VideoResult:
     return upscale_video(
         source=source,
         destination=output,
         upscaler=InterpolationUpscaler(Factor.ENHANCE),
-        encode=EncodeSettings(preset="ultrafast", crf=4),
-        limits=MediaLimits(),
-        double_rate=double_rate,
+        options=VideoOptions(
+            encode=EncodeSettings(preset="ultrafast", crf=4),
+            limits=MediaLimits(),
+            double_rate=double_rate,
+        ),
     )
 
 

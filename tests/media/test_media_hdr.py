@@ -29,10 +29,11 @@ from upres.inputs.hdr_metadata import hdr_info, parse_mastering
 from upres.inputs.probe import probe
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, TimedBatch, decode
-from upres.pipeline.encode import plan_output
-from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.engine import upscale_video
 from upres.pipeline.hdr import choose_codec, x265_params
+from upres.pipeline.output_plan import plan_output
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 FAST = EncodeSettings(preset="ultrafast")
@@ -41,13 +42,12 @@ AV1_CHROMA_STEP = Fraction(1, 16384)
 AV1_BLACK_STEP = Fraction(1, 16384)
 
 
-def _identity(source: Path, output: Path, encode: EncodeSettings = FAST) -> UpscaleResult:
+def _identity(source: Path, output: Path, encode: EncodeSettings = FAST) -> VideoResult:
     return upscale_video(
         source=source,
         destination=output,
         upscaler=InterpolationUpscaler(Factor.X2),
-        encode=encode,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=encode, limits=MediaLimits()),
     )
 
 
@@ -163,7 +163,7 @@ def test_choose_codec(chosen: VideoCodec | None, deep: bool, codec: str) -> None
 def test_dolby_vision_keeps_the_base_layer_and_says_so() -> None:
     info = replace(PQ_INFO, hdr=HdrInfo(mastering=MASTERING, dolby_vision=True))
     conversion = conversion_for(info.color, pix_fmt="yuv420p10le", height=info.height)
-    plan = plan_output(info, scale=2, conversion=conversion, settings=EncodeSettings())
+    plan = plan_output(info, factor=2, conversion=conversion, settings=EncodeSettings())
     assert plan.pix_fmt == "yuv420p10le"
     assert any("Dolby Vision" in note and "HDR10 base layer" in note for note in plan.notes)
 

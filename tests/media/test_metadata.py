@@ -22,21 +22,21 @@ from tests.clips import (
 )
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.pipeline.engine import UpscaleResult, upscale_video
+from upres.pipeline.engine import upscale_video
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 SUFFIX = {"mp4": ".mp4", "matroska": ".mkv"}
 # The flags both mp4 and Matroska store (mp4 also marks its first subtitle track default).
 PORTABLE_FLAGS = Disposition.comment | Disposition.forced
 
 
-def _upscale(source: Path, destination: Path) -> UpscaleResult:
+def _upscale(source: Path, destination: Path) -> VideoResult:
     return upscale_video(
         source=source,
         destination=destination,
         upscaler=InterpolationUpscaler(Factor.ENHANCE),
-        encode=EncodeSettings(preset="ultrafast"),
-        limits=MediaLimits(),
+        options=VideoOptions(encode=EncodeSettings(preset="ultrafast"), limits=MediaLimits()),
     )
 
 

@@ -19,7 +19,9 @@ from torch.nn import functional
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
+from upres.models import devices as devices_module
 from upres.models import ncnn_runtime
+from upres.models.devices import Device, resolve_device
 from upres.models.ncnn_runtime import (
     NcnnCache,
     NcnnOptions,
@@ -39,9 +41,8 @@ from upres.models.registry import (
     runtimes,
 )
 from upres.models.tiling import Network
-from upres.pipeline import runtimes as placement
 from upres.pipeline.ncnn_upscale import NcnnUpscaler
-from upres.pipeline.runtimes import Device, build_upscaler, encoding_for, place, resolve_device
+from upres.pipeline.runtimes import build_upscaler, encoding_for, place
 from upres.pipeline.upscale import ModelUpscaler
 
 # ncnn on the CPU computes in fp32 like PyTorch: well inside one 8-bit level.
@@ -312,7 +313,7 @@ def given_devices(monkeypatch: pytest.MonkeyPatch, *devices: VulkanDevice, cuda:
     """What this machine cannot vary for real: its GPUs."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(ncnn_runtime, "vulkan_devices", lambda: devices)
-    monkeypatch.setattr(placement, "vulkan_devices", lambda: devices)
+    monkeypatch.setattr(devices_module, "vulkan_devices", lambda: devices)
 
 
 def test_auto_never_takes_software_vulkan_for_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,8 +16,9 @@ from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, InvalidRequest, ModelError
 from upres.models.registry import get_model
-from upres.pipeline.engine import CancelToken, Progress, upscale_video
+from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions
 
 FAST = EncodeSettings(preset="ultrafast")
 # A stage that has not moved after this long is stuck, not slow.
@@ -40,7 +41,7 @@ class Nearest:
         self.calls = 0
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return self._scale
 
     @property
@@ -89,9 +90,8 @@ def test_upscales_every_frame_at_its_time(tmp_path: Path, clip: Path) -> None:
         source=clip,
         destination=tmp_path / "out.mp4",
         upscaler=Nearest(scale=2, batch=5),
-        encode=FAST,
-        limits=MediaLimits(),
-        on_progress=progress.append,
+        options=VideoOptions(encode=FAST, limits=MediaLimits()),
+        hooks=VideoHooks(on_progress=progress.append),
     )
     assert (result.width, result.height, result.frames) == (128, 96, 12)
     assert result.output_bytes == (tmp_path / "out.mp4").stat().st_size
@@ -108,8 +108,7 @@ def test_vfr_stays_vfr(tmp_path: Path) -> None:
         source=source,
         destination=tmp_path / "out.mp4",
         upscaler=InterpolationUpscaler(Factor.X2),
-        encode=FAST,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=FAST, limits=MediaLimits()),
     )
     times, duration, _ = _stream_facts(tmp_path / "out.mp4")
     source_times, source_duration, _ = _stream_facts(source)
@@ -125,10 +124,8 @@ def test_cancel_between_batches_leaves_nothing(tmp_path: Path, clip: Path) -> No
             source=clip,
             destination=tmp_path / "out.mp4",
             upscaler=Nearest(batch=2),
-            encode=FAST,
-            limits=MediaLimits(),
-            on_progress=lambda _: token.cancel(),
-            cancel=token,
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
+            hooks=VideoHooks(on_progress=lambda _: token.cancel(), cancel=token),
         )
     assert token.is_cancelled
     assert _leftovers(tmp_path) == []
@@ -157,9 +154,8 @@ def test_cancel_from_another_thread_stops_a_slow_run(tmp_path: Path, clip: Path)
             source=clip,
             destination=tmp_path / "out.mp4",
             upscaler=upscaler,
-            encode=FAST,
-            limits=MediaLimits(),
-            cancel=token,
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
+            hooks=VideoHooks(cancel=token),
         )
     canceller.join()
     assert upscaler.calls == 2  # not one batch after the cancel, of 12
@@ -173,8 +169,7 @@ def test_a_model_error_stops_every_stage(tmp_path: Path, clip: Path) -> None:
             source=clip,
             destination=tmp_path / "out.mp4",
             upscaler=Nearest(batch=2, fail_on=3),
-            encode=FAST,
-            limits=MediaLimits(),
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
         )
     assert _leftovers(tmp_path) == []
     assert _stage_threads() == []
@@ -186,8 +181,7 @@ def test_an_upscaler_returning_the_wrong_shape_is_a_model_error(tmp_path: Path, 
             source=clip,
             destination=tmp_path / "out.mp4",
             upscaler=WrongShape(),
-            encode=FAST,
-            limits=MediaLimits(),
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
         )
     assert _leftovers(tmp_path) == []
 
@@ -204,9 +198,8 @@ def test_an_error_raised_by_the_progress_callback_propagates(tmp_path: Path, cli
             source=clip,
             destination=tmp_path / "out.mp4",
             upscaler=Nearest(),
-            encode=FAST,
-            limits=MediaLimits(),
-            on_progress=report,
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
+            hooks=VideoHooks(on_progress=report),
         )
     assert _leftovers(tmp_path) == []
     assert _stage_threads() == []
@@ -218,8 +211,7 @@ def test_an_unwritable_destination_is_refused_before_any_work(tmp_path: Path, cl
             source=clip,
             destination=tmp_path / "missing-dir" / "out.mp4",
             upscaler=Nearest(),
-            encode=FAST,
-            limits=MediaLimits(),
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
         )
     assert _leftovers(tmp_path) == []
     assert _stage_threads() == []
@@ -242,9 +234,8 @@ def test_stages_overlap(tmp_path: Path) -> None:
         source=source,
         destination=tmp_path / "out.mp4",
         upscaler=upscaler,
-        encode=FAST,
-        limits=MediaLimits(),
-        on_progress=busy_encoding,
+        options=VideoOptions(encode=FAST, limits=MediaLimits()),
+        hooks=VideoHooks(on_progress=busy_encoding),
     )
     assert upscaler.calls == 8
     assert overlapped == [True] * 7
@@ -259,8 +250,7 @@ def test_real_model_end_to_end(tmp_path: Path, factor: Factor) -> None:
         source=source,
         destination=tmp_path / "out.mp4",
         upscaler=upscaler,
-        encode=FAST,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=FAST, limits=MediaLimits()),
     )
     assert (result.width, result.height) == (64 * factor, 48 * factor)
     times, _, has_audio = _stream_facts(tmp_path / "out.mp4")
@@ -275,8 +265,7 @@ def test_a_directory_in_the_way_is_refused_before_any_work(tmp_path: Path, clip:
             source=clip,
             destination=tmp_path / "out.mp4",
             upscaler=Nearest(),
-            encode=FAST,
-            limits=MediaLimits(),
+            options=VideoOptions(encode=FAST, limits=MediaLimits()),
         )
     assert _leftovers(tmp_path) == ["out.mp4"]
     assert list((tmp_path / "out.mp4").iterdir()) == []
@@ -289,8 +278,7 @@ def test_matroska_input_becomes_an_mp4_with_the_same_frames(tmp_path: Path) -> N
         source=source,
         destination=output,
         upscaler=Nearest(),
-        encode=FAST,
-        limits=MediaLimits(),
+        options=VideoOptions(encode=FAST, limits=MediaLimits()),
     )
     with av.open(str(output)) as container:
         assert "mp4" in container.format.name

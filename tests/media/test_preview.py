@@ -15,6 +15,7 @@ from upres.domain.tasks import Factor
 from upres.pipeline.engine import upscale_video
 from upres.pipeline.preview import FramePreview, thumbnail
 from upres.pipeline.upscale import InterpolationUpscaler
+from upres.pipeline.video_run import VideoHooks, VideoOptions
 
 
 class _Clock:
@@ -65,9 +66,8 @@ def test_the_pipeline_shows_each_batch_last_upscaled_frame(tmp_path: Path) -> No
         source=source,
         destination=tmp_path / "out.mp4",
         upscaler=InterpolationUpscaler(Factor.X2),
-        encode=EncodeSettings(preset="ultrafast"),
-        limits=MediaLimits(),
-        on_frame=lambda frame: seen.append(frame.clone()),
+        options=VideoOptions(encode=EncodeSettings(preset="ultrafast"), limits=MediaLimits()),
+        hooks=VideoHooks(on_frame=lambda frame: seen.append(frame.clone())),
     )
 
     assert len(seen) == 6  # batches of one frame on the CPU

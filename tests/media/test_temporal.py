@@ -55,7 +55,7 @@ class _Inventive:
         self._rng = torch.Generator().manual_seed(seed)
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return SCALE
 
     @property

@@ -68,7 +68,7 @@ def test_service_without_temporal_runs_the_bare_model() -> None:
     upscaler_for = upscalers(settings)
     bare = upscaler_for(Factor.X4)
     assert not isinstance(bare, StabilisedUpscaler)
-    assert bare.scale == 4
+    assert bare.factor == 4
     assert upscaler_for(Factor.X4) is bare  # loaded once, kept
 
 

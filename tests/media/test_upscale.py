@@ -13,15 +13,11 @@ from torch.nn import functional
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
+from upres.models.devices import torch_device
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, get_model
 from upres.pipeline.frames import FrameUpscaler
-from upres.pipeline.upscale import (
-    InterpolationUpscaler,
-    ModelUpscaler,
-    resolve_device,
-    run_with_fallback,
-)
+from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler, run_with_fallback
 
 ODD = (17, 33)  # height, width
 
@@ -51,7 +47,7 @@ def test_interpolation_sizes_and_dtypes(factor: Factor, dtype: torch.dtype) -> N
     out = upscaler.upscale(_frames(2, dtype))
     assert out.shape == (2, ODD[0] * int(factor), ODD[1] * int(factor), 3)
     assert out.dtype == dtype
-    assert upscaler.scale == int(factor)
+    assert upscaler.factor == int(factor)
 
 
 def test_interpolation_enhance_is_identity_even_for_16_bit() -> None:
@@ -252,14 +248,14 @@ def test_factor_above_native_scale_is_a_model_error() -> None:
 
 def test_unknown_device_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="unknown device"):
-        resolve_device("tpu")
+        torch_device("tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_cuda_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="not available"):
-        resolve_device("cuda")
-    assert resolve_device("auto") == torch.device("cpu")
+        torch_device("cuda")
+    assert torch_device("auto") == torch.device("cpu")
 
 
 def test_out_of_memory_halves_the_tile_until_it_fits() -> None:

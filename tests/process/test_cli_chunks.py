@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from tests.clips import make_clip
 from upres.cli import build_app
 from upres.cli._chunked import default_workers
+from upres.models.devices import NO_SLOTS
 
 FAST_MODEL = ["--model", "realesr-animevideov3", "--device", "cpu"]
 B_FRAMES = {"preset": "medium", "g": "6", "bf": "3"}
@@ -109,7 +110,20 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
 
 
 def test_a_cpu_runs_one_worker_by_default() -> None:
-    assert default_workers("cpu") == 1
+    assert default_workers(NO_SLOTS) == 1
+
+
+def test_upscale_workers_take_their_gpus_from_upres_gpus(tmp_path: Path) -> None:
+    """The same refusal as ``upres worker``'s for a GPU that is not there: the default
+    worker count is one per GPU slot, and the slots honour UPRES_GPUS."""
+    source = make_clip(tmp_path / "in.mp4", frames=6, fps=6)
+    output = tmp_path / "o.mp4"
+    # More GPUs than any machine has: the same refusal wherever the test runs.
+    env = {"UPRES_GPUS": "4096", "UPRES_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(build_app(), ["upscale", str(source), str(output)], env=env)
+    assert result.exit_code == 1
+    assert "UPRES_GPUS names GPU 4096" in result.stderr
+    assert not output.exists()
 
 
 def _workers_of(pid: int) -> list[int]:

@@ -19,7 +19,7 @@ from upres.cli.manifest import Manifest, opened
 from upres.config import Settings
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest
-from upres.pipeline.engine import Progress
+from upres.pipeline.video_run import Progress
 
 
 def test_the_nearest_upres_toml_sets_each_key(tmp_path: Path) -> None:

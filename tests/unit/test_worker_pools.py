@@ -6,7 +6,7 @@ import pytest
 
 from upres.config import load_settings
 from upres.errors import ConfigError
-from upres.jobs.supervisor import gpu_for_slot, visible_devices, worker_gpus
+from upres.models.devices import gpu_for_slot, visible_devices, worker_gpus
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from upres.cli._signals import quiet_start
+from upres.pipeline.encoder_process import quiet_encoder_logs
 
 _HELP = (
     "Upscale videos with AI models, on this machine or as an HTTP service.\n\n"
@@ -37,6 +38,7 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     """The ``upres`` console script."""
+    quiet_encoder_logs()
     with quiet_start():
         app = build_app()
     app()

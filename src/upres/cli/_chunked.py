@@ -34,13 +34,18 @@ from pathlib import Path
 import torch
 
 from upres.config import Settings
-from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.errors import Cancelled, ModelError
-from upres.jobs.supervisor import CUDA_VISIBLE_DEVICES, visible_devices
-from upres.pipeline.chunks import ChunkResult, ChunkSpan, JoinResult, join_chunks, upscale_chunk
-from upres.pipeline.engine import CancelToken, Progress
+from upres.models.devices import (
+    CUDA_VISIBLE_DEVICES,
+    GpuSlots,
+    on_vulkan_device,
+    visible_devices,
+)
+from upres.pipeline.chunks import ChunkSpan, join_chunks, upscale_chunk
+from upres.pipeline.engine import CancelToken
 from upres.pipeline.upscaler_cache import UpscalerFactory
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
 from upres.worker_wiring import apply_torch_threads, upscalers
 
 _POLL_S = 0.2
@@ -54,13 +59,13 @@ class WorkerSetup:
     """What every worker process needs to build its upscaler (picklable).
 
     ``settings`` carry the model, device and temporal choice; ``denoise`` the
-    model's denoise level (None: none chosen); ``gpus`` is how many CUDA
-    devices the workers share (0: none).
+    model's denoise level (None: none chosen); worker ``i`` takes
+    ``slots.gpu_for(i)``.
     """
 
     settings: Settings
     factor: Factor
-    gpus: int
+    slots: GpuSlots
     torch_threads: int | None
     denoise: int | None = None
 
@@ -70,37 +75,12 @@ class _ChunkJob:
     source: Path
     span: ChunkSpan
     destination: Path
-    encode: EncodeSettings
-    double_rate: bool
+    options: VideoOptions
 
 
-@dataclass(frozen=True, kw_only=True)
-class ChunkedResult:
-    """The joined file and what the chunks' decodes found."""
-
-    joined: JoinResult
-    chunks: tuple[ChunkResult, ...]
-    elapsed_s: float
-
-    @property
-    def skipped_packets(self) -> int:
-        return sum(c.skipped_packets for c in self.chunks)
-
-    @property
-    def concealed_frames(self) -> int:
-        return sum(c.concealed_frames for c in self.chunks)
-
-
-def cuda_gpus(device: str) -> int:
-    """The CUDA GPUs the workers share when the model runs on CUDA (0 when it does not)."""
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return 0
-
-
-def default_workers(device: str) -> int:
-    """One worker per CUDA GPU when the model runs on CUDA, else one."""
-    return max(1, cuda_gpus(device))
+def default_workers(slots: GpuSlots) -> int:
+    """One worker per GPU slot, else one."""
+    return max(1, len(slots.gpus))
 
 
 def upscale_chunked(
@@ -110,16 +90,16 @@ def upscale_chunked(
     spans: Sequence[ChunkSpan],
     setup: WorkerSetup,
     workers: int,
-    encode: EncodeSettings,
-    double_rate: bool,
-    cancel: CancelToken,
-    on_progress: Callable[[Progress], None],
-) -> ChunkedResult:
+    options: VideoOptions,
+    hooks: VideoHooks,
+) -> VideoResult:
     """Upscale ``spans`` of ``source`` on ``workers`` processes and join them into
-    ``destination``.
+    ``destination``: the join's result, with what the chunks' decodes found.
 
-    Raises the first chunk's error (UpresError), Cancelled once ``cancel``
-    fires; either way every worker has stopped and no part is left.
+    ``hooks.on_progress`` sees the chunks' progress added up; ``hooks.on_frame``
+    is not called (the frames are in the workers). Raises the first chunk's
+    error (UpresError), Cancelled once ``hooks.cancel`` fires; either way every
+    worker has stopped and no part is left.
     """
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.chunks-", dir=destination.parent))
@@ -129,30 +109,31 @@ def upscale_chunked(
                 source=source,
                 span=span,
                 destination=folder / f"chunk-{span.index:05d}.mp4",
-                encode=encode,
-                double_rate=double_rate,
+                options=options,
             )
             for span in spans
         ]
-        results = _run_all(jobs, setup, workers, cancel, _Tally(spans, started, on_progress))
+        tally = _Tally(spans, started, hooks.on_progress)
+        results = _run_all(jobs, setup, workers, hooks.cancel or CancelToken(), tally)
         joined = join_chunks(
             source=source,
-            parts=[r.path for r in sorted(results, key=lambda r: r.span.index)],
+            parts=[job.destination for job in jobs],
             destination=destination,
-            encode=encode,
-            limits=setup.settings.media_limits,
-            double_rate=double_rate,
+            options=options,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return ChunkedResult(joined=joined, chunks=tuple(results), elapsed_s=time.monotonic() - started)
+    return joined.with_chunks(results, elapsed_s=time.monotonic() - started)
 
 
 class _Tally:
     """The chunks' progress messages added up into one ``Progress``."""
 
     def __init__(
-        self, spans: Sequence[ChunkSpan], started: float, report: Callable[[Progress], None]
+        self,
+        spans: Sequence[ChunkSpan],
+        started: float,
+        report: Callable[[Progress], None] | None,
     ) -> None:
         self._done = dict.fromkeys((s.index for s in spans), 0)
         self._totals = {s.index: s.frame_count for s in spans}
@@ -162,6 +143,8 @@ class _Tally:
         self._done[index] = done
         if total is not None:
             self._totals[index] = total
+        if self._report is None:
+            return
         elapsed = time.monotonic() - self._started
         frames = sum(self._done.values())
         self._report(
@@ -176,7 +159,8 @@ class _Tally:
 
 def _run_all(
     jobs: list[_ChunkJob], setup: WorkerSetup, workers: int, cancel: CancelToken, tally: _Tally
-) -> list[ChunkResult]:
+) -> tuple[VideoResult, ...]:
+    """The chunks' results, in the order of ``jobs``."""
     context = get_context("spawn")
     progress: Queue[tuple[int, int, int | None]] = context.Queue()
     stop: Flag = context.Value("b", 0, lock=False)
@@ -189,27 +173,27 @@ def _run_all(
         initializer=_start_worker,
         initargs=(setup, slots, progress, stop),
     ) as pool:
-        ordered = sorted(jobs, key=lambda j: j.span.frame_count, reverse=True)
-        futures = [pool.submit(_upscale, job) for job in ordered]
+        longest_first = sorted(jobs, key=lambda j: j.span.frame_count, reverse=True)
+        futures = {job.span.index: pool.submit(_upscale, job) for job in longest_first}
         try:
-            _watch(futures, cancel, progress, tally)
+            _watch(list(futures.values()), cancel, progress, tally)
         finally:
             stop.value = 1
-            for future in futures:
+            for future in futures.values():
                 future.cancel()
     _drain(progress, tally)
-    return [f.result() for f in futures]
+    return tuple(futures[job.span.index].result() for job in jobs)
 
 
 def _watch(
-    futures: list[Future[ChunkResult]],
+    futures: list[Future[VideoResult]],
     cancel: CancelToken,
     progress: Queue[tuple[int, int, int | None]],
     tally: _Tally,
 ) -> None:
     """Until every chunk is done; raises Cancelled, the first chunk's error, or ModelError
     when a worker process died."""
-    pending: set[Future[ChunkResult]] = set(futures)
+    pending: set[Future[VideoResult]] = set(futures)
     while pending:
         done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
         _drain(progress, tally)
@@ -256,20 +240,27 @@ def _start_worker(
     global _worker  # noqa: PLW0603 - one per process, set once by the pool's initializer
     for signum in _TERMINAL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    slot = slots.get()
-    if setup.gpus:
-        # Before CUDA starts in this process: it then sees only its own GPU.
-        os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(
-            slot % setup.gpus, os.environ.get(CUDA_VISIBLE_DEVICES)
-        )
+    settings = _take_gpu(setup, slots.get())
     apply_torch_threads(setup.settings)
     if setup.torch_threads is not None and setup.settings.torch_threads is None:
         torch.set_num_threads(setup.torch_threads)
     cancel = CancelToken()
     threading.Thread(target=_cancel_on, args=(stop, cancel), daemon=True).start()
     _worker = _Worker(
-        upscaler_for=upscalers(setup.settings), setup=setup, progress=progress, cancel=cancel
+        upscaler_for=upscalers(settings), setup=setup, progress=progress, cancel=cancel
     )
+
+
+def _take_gpu(setup: WorkerSetup, slot: int) -> Settings:
+    """This worker's settings on its GPU slot's device: its own Vulkan device, or its own
+    CUDA GPU, the only one it sees (set before CUDA starts in this process)."""
+    gpu = setup.slots.gpu_for(slot)
+    if gpu is None:
+        return setup.settings
+    if setup.slots.vulkan:
+        return on_vulkan_device(setup.settings, gpu)
+    os.environ[CUDA_VISIBLE_DEVICES] = visible_devices(gpu, os.environ.get(CUDA_VISIBLE_DEVICES))
+    return setup.settings
 
 
 def _cancel_on(stop: Flag, cancel: CancelToken) -> None:
@@ -278,7 +269,7 @@ def _cancel_on(stop: Flag, cancel: CancelToken) -> None:
     cancel.cancel()
 
 
-def _upscale(job: _ChunkJob) -> ChunkResult:
+def _upscale(job: _ChunkJob) -> VideoResult:
     """One chunk, in a worker process. Raises UpresError (Cancelled once stopped)."""
     worker = _worker
     if worker is None:
@@ -293,9 +284,6 @@ def _upscale(job: _ChunkJob) -> ChunkResult:
         span=job.span,
         destination=job.destination,
         upscaler=worker.upscaler_for(worker.setup.factor, denoise=worker.setup.denoise),
-        encode=job.encode,
-        limits=worker.setup.settings.media_limits,
-        on_progress=report,
-        cancel=worker.cancel,
-        double_rate=job.double_rate,
+        options=job.options,
+        hooks=VideoHooks(on_progress=report, cancel=worker.cancel),
     )

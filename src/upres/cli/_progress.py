@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as ProgressBar
 
-from upres.pipeline.engine import Progress
+from upres.pipeline.video_run import Progress
 
 _PLAIN_INTERVAL_S = 2.0
 

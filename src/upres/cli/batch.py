@@ -34,7 +34,8 @@ from upres.cli.discover import Found, Verdict, discover
 from upres.cli.manifest import Manifest, opened
 from upres.domain.media import MediaLimits
 from upres.errors import Cancelled, UpresError
-from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.engine import CancelToken
+from upres.pipeline.video_run import Progress
 
 _NOT_OURS = "the output exists and upres did not write it (--overwrite replaces it)"
 

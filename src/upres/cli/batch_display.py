@@ -28,7 +28,7 @@ from rich.table import Table
 
 from upres.cli._progress import plain_line
 from upres.cli.discover import Found, Verdict
-from upres.pipeline.engine import Progress
+from upres.pipeline.video_run import Progress
 
 _PLAIN_INTERVAL_S = 2.0
 _UNWRAPPED = 100_000

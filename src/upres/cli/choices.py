@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import get_args
 
-from upres.cli._chunked import default_workers
 from upres.config import Settings
 from upres.domain.media import EncodeSettings, VideoCodec
 from upres.domain.tasks import Factor
@@ -59,7 +58,7 @@ class Choices:
     encode: EncodeSettings
     double_rate: bool
     temporal: bool
-    workers: int
+    workers: int | None  # None: one per GPU slot
     chunk_seconds: float
 
 
@@ -88,7 +87,7 @@ def choose(options: Options, run: RunOptions, settings: Settings) -> Choices:
             settings.deinterlace_double_rate if options.double_rate is None else options.double_rate
         ),
         temporal=settings.temporal if options.temporal is None else options.temporal,
-        workers=run.workers or default_workers(device),
+        workers=run.workers,
         chunk_seconds=settings.chunk_seconds if run.chunk_seconds is None else run.chunk_seconds,
     )
 

@@ -27,7 +27,8 @@ from upres.cli.folder_settings import FolderSettings
 from upres.cli.upscale import run_file
 from upres.config import Settings
 from upres.models.registry import model_for
-from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.engine import CancelToken
+from upres.pipeline.video_run import Progress
 from upres.worker_wiring import apply_torch_threads
 
 

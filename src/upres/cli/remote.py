@@ -33,7 +33,8 @@ from upres.cli.folder_settings import FolderSettings
 from upres.domain.media import MediaLimits
 from upres.errors import MediaError, RemoteError
 from upres.inputs.probe import probe
-from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.engine import CancelToken
+from upres.pipeline.video_run import Progress
 
 # The server's limits apply there; here any video is sent.
 _ANY_SIZE = MediaLimits(max_width=1 << 20, max_height=1 << 20, max_duration_s=float("inf"))

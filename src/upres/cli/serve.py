@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 import uvicorn
 
@@ -27,12 +26,11 @@ from upres.config import Settings
 from upres.database import TaskStore
 from upres.jobs.pool import WorkerPool
 from upres.jobs.ray_pool import RayPool
-from upres.jobs.supervisor import Supervisor, worker_gpus
-from upres.models.ncnn_runtime import vulkan_devices
+from upres.jobs.supervisor import Supervisor
+from upres.models.devices import Device, machine_gpu_slots, settings_device
 from upres.services.keys import KeyRecords, KeyService
 from upres.wiring import Housekeeping, api_services, configure_logging, open_store
 from upres.worker_entry import run_worker
-from upres.worker_wiring import device
 
 DataDir = Annotated[
     Path | None,
@@ -76,37 +74,26 @@ def _pool(settings: Settings) -> WorkerPool:
     """
     if settings.ray_address is not None:
         return RayPool(settings=settings, entry=run_worker)
-    vulkan = _on_vulkan(settings)
-    gpus = _vulkan_gpus(settings) if vulkan else worker_gpus(settings, torch.cuda.device_count)
+    slots = machine_gpu_slots(settings, _worker_device(settings))
     processes = settings.worker_concurrency
     return Supervisor(
-        settings=settings, entry=run_worker, processes=processes, gpus=gpus, vulkan=vulkan
+        settings=settings,
+        entry=run_worker,
+        processes=processes,
+        gpus=slots.gpus,
+        vulkan=slots.vulkan,
     )
 
 
-def _on_vulkan(settings: Settings) -> bool:
-    """Whether the workers run on Vulkan devices, decided before any of them starts.
+def _worker_device(settings: Settings) -> Device:
+    """The device the workers run on, decided before any of them starts: the CPU
+    when told so or when there are no workers (nothing to resolve).
 
     Raises ModelError when the device setting names a device this machine lacks.
     """
     if settings.device == "cpu" or settings.worker_concurrency == 0:
-        return False
-    return device(settings).kind == "vulkan"
-
-
-def _vulkan_gpus(settings: Settings) -> tuple[int, ...]:
-    """Vulkan devices for the workers: ``UPRES_GPUS``, else ``UPRES_VULKAN_DEVICE``,
-    else every Vulkan GPU (a software one only when it is all there is)."""
-    if settings.gpus is None and settings.vulkan_device is not None:
-        return (settings.vulkan_device,)
-    devices = vulkan_devices()
-    hardware = any(d.is_gpu for d in devices)
-    return worker_gpus(
-        settings,
-        lambda: len(devices),
-        usable=lambda index: devices[index].is_gpu or not hardware,
-        seen_by="Vulkan",
-    )
+        return Device(kind="cpu")
+    return settings_device(settings)
 
 
 @contextmanager

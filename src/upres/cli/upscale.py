@@ -11,16 +11,16 @@ a configuration error).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from upres.cli._chunked import WorkerSetup, cuda_gpus, upscale_chunked
+from upres.cli._chunked import WorkerSetup, default_workers, upscale_chunked
 from upres.cli._exits import fail, stopped_by
 from upres.cli._progress import plain_line, progress_reporter
 from upres.cli._settings import setting_default, settings_or_exit
@@ -29,16 +29,17 @@ from upres.cli._stop import StopOnSignal
 from upres.cli.batch import BatchTarget, ContainerChoice, single_file_form
 from upres.cli.choices import Choices, Options, RunOptions, choose, video_codec
 from upres.config import Settings
-from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings
+from upres.domain.media import DEFAULT_CHUNK_SECONDS
 from upres.errors import Cancelled, InvalidRequest, UpresError
 from upres.inputs.probe import probe
+from upres.models.devices import NO_SLOTS, machine_gpu_slots, settings_device
 from upres.models.registry import model_for
-from upres.pipeline.chunks import ChunkSpan, plan_chunks
+from upres.pipeline.chunks import ChunkSpan, cut_spans
 from upres.pipeline.destination import check_destination
-from upres.pipeline.engine import CancelToken, Progress, upscale_video
-from upres.pipeline.frames import FrameUpscaler
-from upres.pipeline.runtimes import build_upscaler, encoding_for, place, resolve_device
-from upres.worker_wiring import apply_torch_threads, temporal_stage
+from upres.pipeline.engine import CancelToken, upscale_video
+from upres.pipeline.runtimes import encoding_for
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
+from upres.worker_wiring import apply_torch_threads, upscalers
 
 __all__ = ["plain_line", "progress_reporter", "register", "upscale"]
 
@@ -142,7 +143,7 @@ def upscale(
             min=1,
             help="Worker processes for this video: more than 1 cuts it into chunks on "
             "keyframes that run at once and are joined without re-encoding "
-            "(default: one per CUDA GPU, else 1).",
+            "(default: one per GPU, those in UPRES_GPUS when it is set; else 1).",
         ),
     ] = None,
     chunk_seconds: Annotated[
@@ -218,23 +219,6 @@ def upscale(
     _print_summary(result)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Summary:
-    """What the command reports once the output is written."""
-
-    path: Path
-    width: int
-    height: int
-    frames: int
-    duration_s: float
-    elapsed_s: float
-    skipped_packets: int
-    concealed_frames: int
-    notes: tuple[str, ...]
-    dropped_streams: tuple[str, ...]
-    chunks: int = 1
-
-
 def run_file(
     source: Path,
     destination: Path,
@@ -243,118 +227,65 @@ def run_file(
     settings: Settings,
     cancel: CancelToken,
     display: ProgressDisplay = progress_reporter,
-) -> Summary:
-    """One pass, or with ``choices.workers`` > 1 and a video of several chunks, the
-    chunks on that many processes; ``display`` shows the frames. Raises UpresError
-    (Cancelled once ``cancel`` fires)."""
+) -> VideoResult:
+    """One pass, or with more than one worker (``choices.workers``, default one per
+    GPU slot) and a video of several chunks, the chunks on that many processes;
+    ``display`` shows the frames. Raises UpresError (Cancelled once ``cancel``
+    fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
     spec = model_for(choices.factor, choices.model, choices.denoise)
-    target = resolve_device(choices.device, vulkan=settings.vulkan_device)
-    where = place(spec, target)
-    encode = encoding_for(choices.encode, [spec], target)
-    if choices.workers > 1:
-        probe(source, limits=settings.media_limits)
-        spans = plan_chunks(source, chunk_seconds=choices.chunk_seconds)
-        if len(spans) > 1:
-            cancel.raise_if_cancelled()
-            return _run_chunked(
-                source,
-                destination,
-                choices=choices,
-                spans=spans,
-                model=spec.id,
-                settings=settings,
-                encode=encode,
-                cancel=cancel,
-                display=display,
-            )
-    network = build_upscaler(spec, choices.factor, where)
-    stage = temporal_stage(settings, where.torch_device, enabled=choices.temporal)
-    upscaler: FrameUpscaler = network if stage is None else stage.wrap(network)
+    # Every upscaler is built from settings (``upscalers``): they carry the choices.
+    chosen = {"model": spec.id, "device": choices.device, "temporal": choices.temporal}
+    run_settings = settings.model_copy(update=chosen)
+    target = settings_device(run_settings)
+    options = VideoOptions(
+        encode=encoding_for(choices.encode, [spec], target),
+        limits=settings.media_limits,
+        double_rate=choices.double_rate,
+    )
+    slots = NO_SLOTS if choices.workers == 1 else machine_gpu_slots(run_settings, target)
+    workers = choices.workers or default_workers(slots)
+    spans = _spans(source, options, choices.chunk_seconds) if workers > 1 else ()
+    run: Callable[..., VideoResult]
+    if len(spans) > 1:
+        setup = WorkerSetup(
+            settings=run_settings,
+            factor=choices.factor,
+            denoise=choices.denoise,
+            slots=slots,
+            # Workers that compute on the CPU share its cores instead of each
+            # taking all of them (on Vulkan the flow runs on the CPU).
+            torch_threads=None if slots.on_cuda else max(1, (os.cpu_count() or 1) // workers),
+        )
+        run = partial(upscale_chunked, spans=spans, setup=setup, workers=min(workers, len(spans)))
+    else:
+        upscaler = upscalers(run_settings)(choices.factor, denoise=choices.denoise)
+        run = partial(upscale_video, upscaler=upscaler)
     cancel.raise_if_cancelled()
     with display() as report:
-        result = upscale_video(
+        return run(
             source=source,
             destination=destination,
-            upscaler=upscaler,
-            encode=encode,
-            limits=settings.media_limits,
-            on_progress=report,
-            cancel=cancel,
-            double_rate=choices.double_rate,
+            options=options,
+            hooks=VideoHooks(on_progress=report, cancel=cancel),
         )
-    return Summary(
-        path=result.path,
-        width=result.width,
-        height=result.height,
-        frames=result.frames,
-        duration_s=result.info.duration_s,
-        elapsed_s=result.elapsed_s,
-        skipped_packets=result.skipped_packets,
-        concealed_frames=result.concealed_frames,
-        notes=result.notes,
-        dropped_streams=result.dropped_streams,
-    )
 
 
-def _run_chunked(
-    source: Path,
-    destination: Path,
-    *,
-    choices: Choices,
-    spans: Sequence[ChunkSpan],
-    model: str,
-    settings: Settings,
-    encode: EncodeSettings,
-    cancel: CancelToken,
-    display: ProgressDisplay,
-) -> Summary:
-    chosen = {"model": model, "device": choices.device, "temporal": choices.temporal}
-    gpus = cuda_gpus(choices.device)
-    setup = WorkerSetup(
-        settings=settings.model_copy(update=chosen),
-        factor=choices.factor,
-        denoise=choices.denoise,
-        gpus=gpus,
-        # On the CPU the workers share its cores instead of each taking all of them.
-        torch_threads=None if gpus else max(1, (os.cpu_count() or 1) // choices.workers),
-    )
-    with display() as report:
-        result = upscale_chunked(
-            source=source,
-            destination=destination,
-            spans=spans,
-            setup=setup,
-            workers=min(choices.workers, len(spans)),
-            encode=encode,
-            double_rate=choices.double_rate,
-            cancel=cancel,
-            on_progress=report,
-        )
-    joined = result.joined
-    return Summary(
-        path=joined.path,
-        width=joined.width,
-        height=joined.height,
-        frames=joined.frames,
-        duration_s=joined.info.duration_s,
-        elapsed_s=result.elapsed_s,
-        skipped_packets=result.skipped_packets,
-        concealed_frames=result.concealed_frames,
-        notes=joined.notes,
-        dropped_streams=joined.dropped_streams,
-        chunks=len(spans),
-    )
+def _spans(source: Path, options: VideoOptions, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
+    """The chunks ``source`` is cut into. Raises the MediaErrors of ``probe``."""
+    probe(source, limits=options.limits)
+    return cut_spans(source, chunk_seconds=chunk_seconds)
 
 
-def _print_summary(result: Summary) -> None:
+def _print_summary(result: VideoResult) -> None:
     fps = result.frames / result.elapsed_s if result.elapsed_s > 0 else 0.0
     chunks = f" in {result.chunks} chunks" if result.chunks > 1 else ""
     typer.echo(
         f"wrote {result.path}: {result.width}x{result.height}, {result.frames} frames, "
-        f"{result.duration_s:.2f} s of video in {result.elapsed_s:.1f} s ({fps:.1f} fps){chunks}"
+        f"{result.info.duration_s:.2f} s of video in {result.elapsed_s:.1f} s "
+        f"({fps:.1f} fps){chunks}"
     )
     if result.skipped_packets or result.concealed_frames:
         typer.echo(

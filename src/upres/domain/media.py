@@ -10,7 +10,7 @@ from upres.errors import InvalidRequest
 
 VideoCodec = Literal["h264", "h265", "av1"]
 # The codec when none was chosen, and the one it becomes for an HDR or deeper
-# than 8-bit source (H.264 output stays 8-bit: see upres.pipeline.encode).
+# than 8-bit source (H.264 output stays 8-bit: see upres.pipeline.output_plan).
 DEFAULT_CODEC: VideoCodec = "h264"
 DEEP_CODEC: VideoCodec = "h265"
 

@@ -28,10 +28,11 @@ from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
 from upres.jobs.publish import store_preview
 from upres.jobs.queue import ClaimedChunks
-from upres.pipeline.chunks import ChunkResult, ChunkSpan, upscale_chunk
-from upres.pipeline.engine import CancelToken, Progress
+from upres.pipeline.chunks import ChunkSpan, upscale_chunk
+from upres.pipeline.engine import CancelToken
 from upres.pipeline.preview import FramePreview
 from upres.pipeline.upscaler_cache import UpscalerFactory
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions, VideoResult
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,12 @@ class ChunkRunner:
                 upscaler=self._upscaler_for(
                     claim.task.factor, network=claim.task.network, denoise=claim.task.denoise
                 ),
-                encode=self._encode,
-                limits=self._limits,
-                on_progress=progress.update,
-                cancel=cancel,
-                double_rate=self._double_rate,
-                on_frame=progress.preview.offer,
+                options=VideoOptions(
+                    encode=self._encode, limits=self._limits, double_rate=self._double_rate
+                ),
+                hooks=VideoHooks(
+                    on_progress=progress.update, on_frame=progress.preview.offer, cancel=cancel
+                ),
             )
             key = chunk_output_key(claim.task.id, claim.chunk.index, claim.attempt)
             self._storage.put(part, key)
@@ -141,7 +142,7 @@ class ChunkRunner:
             raise
         return None if final is None else self._finalise(final)
 
-    def _record_speed(self, claim: ChunkClaim, result: ChunkResult) -> None:
+    def _record_speed(self, claim: ChunkClaim, result: VideoResult) -> None:
         """Fold this worker's speed into the estimates; it never fails a chunk."""
         megapixels = result.frames * result.width * result.height / 1e6
         try:

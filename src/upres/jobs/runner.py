@@ -35,10 +35,11 @@ from upres.jobs.input_cache import InputCache
 from upres.jobs.outcomes import settled
 from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
-from upres.pipeline.chunks import ChunkSpan, join_chunks, plan_chunks
-from upres.pipeline.engine import CancelToken, Progress, upscale_video
+from upres.pipeline.chunks import ChunkSpan, cut_spans, join_chunks
+from upres.pipeline.engine import CancelToken, upscale_video
 from upres.pipeline.preview import FramePreview
 from upres.pipeline.upscaler_cache import UpscalerFactory
+from upres.pipeline.video_run import Progress, VideoHooks, VideoOptions
 from upres.storage.base import ResultStorage
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class TaskRunner:
             with self._task_heartbeat(claim, progress, cancel):
                 source = self._inputs.get(task)
                 cancel.raise_if_cancelled()
-                spans = plan_chunks(source, chunk_seconds=self._chunk_seconds)
+                spans = cut_spans(source, chunk_seconds=self._chunk_seconds)
                 if len(spans) > 1:
                     self._plan(claim, source, spans)
                     planned = True
@@ -183,12 +184,12 @@ class TaskRunner:
                     upscaler=self._upscaler_for(
                         task.factor, network=task.network, denoise=task.denoise
                     ),
-                    encode=self._encode,
-                    limits=self._limits,
-                    on_progress=progress.update,
-                    cancel=cancel,
-                    double_rate=self._double_rate,
-                    on_frame=progress.preview.offer,
+                    options=VideoOptions(
+                        encode=self._encode, limits=self._limits, double_rate=self._double_rate
+                    ),
+                    hooks=VideoHooks(
+                        on_progress=progress.update, on_frame=progress.preview.offer, cancel=cancel
+                    ),
                 )
         finally:
             if not planned:  # a planned task's chunks run here next, most likely
@@ -233,9 +234,9 @@ class TaskRunner:
                 source=source,
                 parts=parts,
                 destination=output,
-                encode=self._chunk_encode,
-                limits=self._limits,
-                double_rate=self._double_rate,
+                options=VideoOptions(
+                    encode=self._chunk_encode, limits=self._limits, double_rate=self._double_rate
+                ),
             )
         for note in result.notes:
             log.info("task %s: %s", task.id, note)

@@ -12,56 +12,20 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 
 from upres.config import Settings
-from upres.errors import ConfigError
 from upres.jobs.pool import Restarter, WorkerEntry
+from upres.models.devices import (
+    CUDA_VISIBLE_DEVICES,
+    gpu_for_slot,
+    on_vulkan_device,
+    visible_devices,
+)
 
 log = logging.getLogger(__name__)
-
-CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
-
-
-def worker_gpus(
-    settings: Settings,
-    device_count: Callable[[], int],
-    *,
-    usable: Callable[[int], bool] = lambda _: True,
-    seen_by: str = "torch",
-) -> tuple[int, ...]:
-    """The GPUs worker processes take turns on: ``UPRES_GPUS``, else every one
-    of the ``device_count()`` devices that is ``usable``; none when
-    ``UPRES_DEVICE=cpu``.
-
-    Raises ConfigError when UPRES_GPUS names a GPU index that is not below
-    ``device_count()`` (``seen_by`` names who counted them).
-    """
-    if settings.device == "cpu":
-        return ()
-    count = device_count()
-    if settings.gpus is None:
-        return tuple(gpu for gpu in range(count) if usable(gpu))
-    missing = [gpu for gpu in settings.gpus if gpu >= count]
-    if missing:
-        raise ConfigError(f"UPRES_GPUS names GPU {missing[0]}, but {seen_by} sees {count} GPU(s)")
-    return settings.gpus
-
-
-def gpu_for_slot(slot: int, gpus: Sequence[int]) -> int | None:
-    """Worker slot k's GPU: ``gpus[k % len(gpus)]``; None when ``gpus`` is empty."""
-    return gpus[slot % len(gpus)] if gpus else None
-
-
-def visible_devices(gpu: int, inherited: str | None) -> str:
-    """The CUDA_VISIBLE_DEVICES value that shows only ``gpu``, an index among
-    the devices that ``inherited`` (the variable as this process got it, None
-    when unset) already shows, as torch numbers them."""
-    if inherited is None:
-        return str(gpu)
-    return inherited.split(",")[gpu].strip()
 
 
 class PipeStop:
@@ -96,11 +60,6 @@ def _worker_main(
             gpu, os.environ.get(CUDA_VISIBLE_DEVICES)
         )
     entry(settings_json, slot, PipeStop(stop))
-
-
-def on_vulkan_device(settings: Settings, index: int) -> Settings:
-    """``settings`` for a worker that runs on Vulkan device ``index``."""
-    return settings.model_copy(update={"device": "vulkan", "vulkan_device": index})
 
 
 class Supervisor:

@@ -1,6 +1,6 @@
 """One video as chunks: plan them, upscale each on its own (anywhere), join them.
 
-    plan_chunks(source)      the packet index only: spans of about ``chunk_seconds``
+    cut_spans(source)        the packet index only: spans of about ``chunk_seconds``
     upscale_chunk(span)      decode the span (+ pre-roll), upscale, encode a video-only part
     join_chunks(parts)       remux the parts' packets in order, add the source's other
                              streams, metadata and chapters once
@@ -25,23 +25,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av.error
-import torch
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec
 from upres.errors import InvalidRequest
 from upres.inputs.probe import media_error, open_input, video_stream
 from upres.pipeline.completeness import check_complete
-from upres.pipeline.engine import CancelToken, Progress, prepare, run_job
+from upres.pipeline.engine import prepare, run_job
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameUpscaler
-from upres.pipeline.join import JoinResult, join_chunks
+from upres.pipeline.join import join_chunks
 from upres.pipeline.recurrent import RecurrentUpscaler
 from upres.pipeline.temporal import StabilisedUpscaler
+from upres.pipeline.video_run import NO_HOOKS, VideoHooks, VideoOptions, VideoResult
 from upres.pipeline.window import FrameWindow
 
 # Frames run through a stateful upscaler before a chunk's first frame. The
@@ -73,24 +71,6 @@ class ChunkSpan:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChunkResult:
-    """What ``upscale_chunk`` wrote: a video-only part, and what the decode found."""
-
-    span: ChunkSpan
-    path: Path
-    frames: int
-    width: int
-    height: int
-    codec: VideoCodec
-    notes: tuple[str, ...]
-    output_bytes: int
-    elapsed_s: float
-    skipped_packets: int
-    concealed_frames: int
-    hardware_decoded: bool
-
-
-@dataclass(frozen=True, kw_only=True)
 class _Index:
     """The video stream's packet index: presentation times sorted, keyframes among them."""
 
@@ -100,7 +80,7 @@ class _Index:
     end: int
 
 
-def plan_chunks(source: Path, *, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
+def cut_spans(source: Path, *, chunk_seconds: float) -> tuple[ChunkSpan, ...]:
     """Spans of about ``chunk_seconds`` each, cut on keyframes, reading packets only.
 
     A video shorter than one and a half chunks, or whose packets carry no
@@ -204,26 +184,20 @@ def upscale_chunk(
     span: ChunkSpan,
     destination: Path,
     upscaler: FrameUpscaler,
-    encode: EncodeSettings,
-    limits: MediaLimits,
-    on_progress: Callable[[Progress], None] | None = None,
-    cancel: CancelToken | None = None,
-    hardware_decode: bool | None = None,
-    double_rate: bool = False,
+    options: VideoOptions,
+    hooks: VideoHooks = NO_HOOKS,
     pre_roll: int | None = None,
-    on_frame: Callable[[torch.Tensor], None] | None = None,
-) -> ChunkResult:
+) -> VideoResult:
     """Upscale the frames of ``span`` into the video-only part ``destination`` (.mp4).
 
     ``upscaler`` must be fresh for this chunk (one that carries state starts
     from ``pre_roll`` frames before the span; None: ``pre_roll_for(upscaler)``).
-    ``encode``, ``double_rate`` and the upscaler's model and scale must be the
-    same for every chunk of a source, or ``join_chunks`` refuses the parts.
-    ``on_frame`` is ``upscale_video``'s (pre-roll frames included). The source
-    is not checked whole again (``plan_chunks`` did). Raises what
-    ``upscale_video`` raises, and InvalidRequest for a destination whose name
-    is not .mp4; on any error no file exists under ``destination`` and no
-    temporary file is left.
+    ``options`` and the upscaler's model and scale must be the same for every
+    chunk of a source, or ``join_chunks`` refuses the parts. ``hooks.on_frame``
+    sees pre-roll frames too. The source is not checked whole again
+    (``cut_spans`` did). Raises what ``upscale_video`` raises, and
+    InvalidRequest for a destination whose name is not .mp4; on any error no
+    file exists under ``destination`` and no temporary file is left.
     """
     started = time.monotonic()
     frames_before = pre_roll_for(upscaler) if pre_roll is None else pre_roll
@@ -231,31 +205,13 @@ def upscale_chunk(
         source=source,
         destination=destination,
         upscaler=upscaler,
-        settings=encode,
-        limits=limits,
-        on_progress=on_progress,
-        hardware_decode=hardware_decode,
-        double_rate=double_rate,
-        on_frame=on_frame,
+        options=options,
+        hooks=hooks,
         window=_window(source, span, frames_before),
         part=True,
         window_frames=span.frame_count,
     )
-    _, summary = run_job(job, cancel=cancel, started=started)
-    return ChunkResult(
-        span=span,
-        path=destination,
-        frames=summary.frames,
-        width=job.plan.width,
-        height=job.plan.height,
-        codec=job.plan.codec,
-        notes=job.notes,
-        output_bytes=destination.stat().st_size,
-        elapsed_s=time.monotonic() - started,
-        skipped_packets=summary.skipped_packets,
-        concealed_frames=summary.concealed_frames,
-        hardware_decoded=summary.hardware,
-    )
+    return run_job(job, started=started)
 
 
 def _window(source: Path, span: ChunkSpan, pre_roll: int) -> FrameWindow:
@@ -269,11 +225,9 @@ def _window(source: Path, span: ChunkSpan, pre_roll: int) -> FrameWindow:
 
 __all__ = [
     "DEFAULT_PRE_ROLL",
-    "ChunkResult",
     "ChunkSpan",
-    "JoinResult",
+    "cut_spans",
     "join_chunks",
-    "plan_chunks",
     "pre_roll_for",
     "upscale_chunk",
 ]

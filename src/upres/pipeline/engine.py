@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo, frame_total
+from upres.domain.media import EncodeSettings, VideoInfo, frame_total
 from upres.errors import EncodeError, InvalidRequest, ModelError
 from upres.inputs.probe import probe
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
 from upres.pipeline.destination import check_destination
-from upres.pipeline.encode import OutputPlan, encode, plan_output
+from upres.pipeline.encode import encode
 from upres.pipeline.fields import (
     Deinterlace,
     FieldScan,
@@ -38,46 +38,12 @@ from upres.pipeline.fields import (
     scan_fields,
 )
 from upres.pipeline.frames import FrameBatch, FrameUpscaler
+from upres.pipeline.output_plan import OutputPlan, plan_output
 from upres.pipeline.stages import END, QUEUE_BATCHES, CancelToken, Run, StoppedError
+from upres.pipeline.video_run import NO_HOOKS, Progress, VideoHooks, VideoOptions, VideoResult
 from upres.pipeline.window import WHOLE, FrameWindow
 
 _PART_CONTAINER = "mp4"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Progress:
-    """How far one upscale is. ``frames_total`` is an estimate (None when unknown)."""
-
-    frames_done: int
-    frames_total: int | None
-    elapsed_s: float
-    fps: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class UpscaleResult:
-    """What was written.
-
-    ``skipped_packets``/``concealed_frames`` count damage in the input (see
-    ``upres.pipeline.decode``); ``dropped_streams`` lists source streams the output
-    cannot carry; ``hardware_decoded`` is True when CUDA decoding was used;
-    ``notes`` say what upres decided for the user (codec, deinterlacing).
-    """
-
-    info: VideoInfo
-    path: Path
-    frames: int
-    width: int
-    height: int
-    codec: VideoCodec
-    fields: FieldScan
-    notes: tuple[str, ...]
-    output_bytes: int
-    elapsed_s: float
-    skipped_packets: int
-    concealed_frames: int
-    dropped_streams: tuple[str, ...]
-    hardware_decoded: bool
 
 
 def upscale_video(
@@ -85,55 +51,23 @@ def upscale_video(
     source: Path,
     destination: Path,
     upscaler: FrameUpscaler,
-    encode: EncodeSettings,
-    limits: MediaLimits,
-    on_progress: Callable[[Progress], None] | None = None,
-    cancel: CancelToken | None = None,
-    hardware_decode: bool | None = None,
-    double_rate: bool = False,
-    on_frame: Callable[[torch.Tensor], None] | None = None,
-) -> UpscaleResult:
+    options: VideoOptions,
+    hooks: VideoHooks = NO_HOOKS,
+) -> VideoResult:
     """Upscale ``source`` into ``destination`` (mp4, or Matroska for .mkv) with ``upscaler``.
 
-    ``hardware_decode`` None uses CUDA decoding when a GPU is present. An
-    interlaced source is deinterlaced, to one frame per field with ``double_rate``.
-    Raises InvalidRequest before any work when ``destination`` cannot be
-    written (``check_destination``), the MediaError subclasses of ``probe``,
-    ``check_complete`` and ``decode``, ModelError,
-    ``on_frame`` sees the last upscaled frame of each batch, (H, W, 3) on the
-    CPU, in the upscaling thread (it must be quick and must not keep it).
-    EncodeError, Cancelled, or whatever ``on_progress`` raises; on any error no
-    file exists under ``destination`` and no temporary file is left.
+    An interlaced source is deinterlaced (``options.double_rate``: one frame
+    per field). Raises InvalidRequest before any work when ``destination``
+    cannot be written (``check_destination``), the MediaError subclasses of
+    ``probe``, ``check_complete`` and ``decode``, ModelError, EncodeError,
+    Cancelled, or whatever ``hooks.on_progress`` raises; on any error no file
+    exists under ``destination`` and no temporary file is left.
     """
     started = time.monotonic()
     job = prepare(
-        source=source,
-        destination=destination,
-        upscaler=upscaler,
-        settings=encode,
-        limits=limits,
-        on_progress=on_progress,
-        hardware_decode=hardware_decode,
-        double_rate=double_rate,
-        on_frame=on_frame,
+        source=source, destination=destination, upscaler=upscaler, options=options, hooks=hooks
     )
-    dropped, summary = run_job(job, cancel=cancel, started=started)
-    return UpscaleResult(
-        info=job.info,
-        path=destination,
-        frames=summary.frames,
-        width=job.plan.width,
-        height=job.plan.height,
-        codec=job.plan.codec,
-        fields=job.fields,
-        notes=job.notes,
-        output_bytes=destination.stat().st_size,
-        elapsed_s=time.monotonic() - started,
-        skipped_packets=summary.skipped_packets,
-        concealed_frames=summary.concealed_frames,
-        dropped_streams=dropped,
-        hardware_decoded=summary.hardware,
-    )
+    return run_job(job, started=started)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +81,7 @@ class Job:
     destination: Path
     temp: Path
     upscaler: FrameUpscaler
-    options: DecodeOptions
+    decoding: DecodeOptions
     plan: OutputPlan
     container: str
     info: VideoInfo
@@ -155,13 +89,12 @@ class Job:
     window: FrameWindow
     part: bool
     frames_total: int | None
-    on_progress: Callable[[Progress], None] | None
-    on_frame: Callable[[torch.Tensor], None] | None
+    hooks: VideoHooks
 
     @property
     def notes(self) -> tuple[str, ...]:
         """What upres decided for the user: the plan's notes, then deinterlacing's."""
-        return self.plan.notes + field_notes(self.fields, self.options.deinterlace)
+        return self.plan.notes + field_notes(self.fields, self.decoding.deinterlace)
 
 
 def prepare(
@@ -169,12 +102,8 @@ def prepare(
     source: Path,
     destination: Path,
     upscaler: FrameUpscaler,
-    settings: EncodeSettings,
-    limits: MediaLimits,
-    on_progress: Callable[[Progress], None] | None = None,
-    hardware_decode: bool | None = None,
-    double_rate: bool = False,
-    on_frame: Callable[[torch.Tensor], None] | None = None,
+    options: VideoOptions,
+    hooks: VideoHooks = NO_HOOKS,
     window: FrameWindow = WHOLE,
     part: bool = False,
     window_frames: int | None = None,
@@ -183,21 +112,28 @@ def prepare(
     decode and encode it (``window_frames``: how many source frames ``window`` holds).
 
     A ``part`` skips the completeness check, which reads the whole file:
-    ``plan_chunks`` made it once for all the chunks.
+    ``cut_spans`` made it once for all the chunks.
     Raises InvalidRequest (a ``part`` must be an .mp4 name) and what ``probe``,
     ``check_complete`` and ``plan_output`` raise; writes nothing.
     """
     container = check_destination(destination)
     if part and container != _PART_CONTAINER:
         raise InvalidRequest(f"A chunk's part must be an .mp4 file, not {destination.name}.")
-    info = probe(source, limits=limits)
+    info = probe(source, limits=options.limits)
     if not part:
         check_complete(source)
-    output = decide(source, info, scale=upscaler.scale, settings=settings, double_rate=double_rate)
-    options = DecodeOptions.for_video(
+    output = decide(
+        source,
+        info,
+        factor=upscaler.factor,
+        settings=options.encode,
+        double_rate=options.double_rate,
+    )
+    hardware = options.hardware_decode
+    decoding = DecodeOptions.for_video(
         info,
         batch_size=max(1, upscaler.batch_size),
-        hardware=torch.cuda.is_available() if hardware_decode is None else hardware_decode,
+        hardware=torch.cuda.is_available() if hardware is None else hardware,
         deinterlace=output.deinterlace,
     )
     frames = (
@@ -210,7 +146,7 @@ def prepare(
         destination=destination,
         temp=temp_beside(destination),
         upscaler=upscaler,
-        options=options,
+        decoding=decoding,
         plan=output.plan,
         container=container,
         info=info,
@@ -218,8 +154,7 @@ def prepare(
         window=window,
         part=part,
         frames_total=frames * output.plan.rate if frames is not None else None,
-        on_progress=on_progress,
-        on_frame=on_frame,
+        hooks=hooks,
     )
 
 
@@ -237,9 +172,9 @@ class OutputDecision:
 
 
 def decide(
-    source: Path, info: VideoInfo, *, scale: int, settings: EncodeSettings, double_rate: bool
+    source: Path, info: VideoInfo, *, factor: int, settings: EncodeSettings, double_rate: bool
 ) -> OutputDecision:
-    """Scan ``source``'s fields and plan its output ``scale`` times larger.
+    """Scan ``source``'s fields and plan its output ``factor`` times larger.
 
     Raises CorruptVideo from the field scan and EncodeError from ``plan_output``.
     """
@@ -247,34 +182,46 @@ def decide(
     deinterlace = deinterlace_for(fields, double_rate=double_rate)
     conversion = conversion_for(info.color, pix_fmt=info.pix_fmt, height=info.height)
     rate = deinterlace.rate if deinterlace is not None else 1
-    plan = plan_output(info, scale=scale, conversion=conversion, settings=settings, rate=rate)
+    plan = plan_output(info, factor=factor, conversion=conversion, settings=settings, rate=rate)
     return OutputDecision(fields=fields, deinterlace=deinterlace, plan=plan)
 
 
 def temp_beside(destination: Path) -> Path:
     """A hidden, unique name beside ``destination`` to write it under until it is whole."""
-    return destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+    return destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def run_job(
-    job: Job, *, cancel: CancelToken | None, started: float
-) -> tuple[tuple[str, ...], DecodeSummary]:
-    """Run the stages of ``job`` and publish its output under ``job.destination``.
+def run_job(job: Job, *, started: float) -> VideoResult:
+    """Run the stages of ``job`` and move its output into place under ``job.destination``.
 
-    Returns the dropped side streams and the decode's summary. Raises what the
-    stages raise (Cancelled once ``cancel`` fires); on any error no file
-    exists under the destination and no temporary file is left.
+    Raises what the stages raise (Cancelled once ``job.hooks.cancel`` fires);
+    on any error no file exists under the destination and no temporary file is left.
     """
-    run = Run(cancel=cancel or CancelToken(), started=started)
+    run = Run(cancel=job.hooks.cancel or CancelToken(), started=started)
     try:
-        result = _run_stages(run, job)
-        publish(job.temp, job.destination)
+        dropped, summary = _run_stages(run, job)
+        move_into_place(job.temp, job.destination)
     finally:
         job.temp.unlink(missing_ok=True)
-    return result
+    return VideoResult(
+        info=job.info,
+        path=job.destination,
+        frames=summary.frames,
+        width=job.plan.width,
+        height=job.plan.height,
+        codec=job.plan.codec,
+        fields=job.fields,
+        notes=job.notes,
+        output_bytes=job.destination.stat().st_size,
+        elapsed_s=time.monotonic() - started,
+        skipped_packets=summary.skipped_packets,
+        concealed_frames=summary.concealed_frames,
+        dropped_streams=dropped,
+        hardware_decoded=summary.hardware,
+    )
 
 
-def publish(temp: Path, destination: Path) -> None:
+def move_into_place(temp: Path, destination: Path) -> None:
     """Atomically put the finished file under its final name. Raises EncodeError."""
     try:
         os.replace(temp, destination)
@@ -293,7 +240,7 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
     dropped: tuple[str, ...] = ()
     try:
         batches = _encoder_input(run, upscaled, summaries)
-        report = _reporter(run, job.frames_total, job.on_progress)
+        report = _reporter(run, job.frames_total, job.hooks.on_progress)
         dropped = encode(
             job.source,
             job.temp,
@@ -318,7 +265,7 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
 
 def _decode_stage(run: Run, job: Job, outbox: queue.Queue[object]) -> None:
     # closing(): when this stage stops early, the input file is closed right away.
-    with closing(decode(job.source, options=job.options, window=job.window)) as items:
+    with closing(decode(job.source, options=job.decoding, window=job.window)) as items:
         for item in items:
             run.cancel.raise_if_cancelled()
             run.put(outbox, item)
@@ -337,15 +284,15 @@ def _upscaled(timed: TimedBatch, job: Job) -> TimedBatch:
     upscaler = job.upscaler
     pixels = timed.frames.pixels
     n, h, w, c = pixels.shape
-    scale = upscaler.scale
+    factor = upscaler.factor
     out = upscaler.upscale(pixels)
-    if out.shape != (n, h * scale, w * scale, c) or out.dtype != pixels.dtype:
+    if out.shape != (n, h * factor, w * factor, c) or out.dtype != pixels.dtype:
         raise ModelError(
             f"The upscaler returned {tuple(out.shape)} {out.dtype} for "
-            f"{tuple(pixels.shape)} {pixels.dtype} at scale {scale}."
+            f"{tuple(pixels.shape)} {pixels.dtype} at scale {factor}."
         )
-    if job.on_frame is not None:
-        job.on_frame(out[-1])
+    if job.hooks.on_frame is not None:
+        job.hooks.on_frame(out[-1])
     batch = FrameBatch(pixels=out, pts=timed.frames.pts, first_index=timed.frames.first_index)
     return TimedBatch(frames=batch, durations=timed.durations, preroll=timed.preroll)
 
@@ -381,11 +328,9 @@ __all__ = [
     "CancelToken",
     "Job",
     "OutputDecision",
-    "Progress",
-    "UpscaleResult",
     "decide",
+    "move_into_place",
     "prepare",
-    "publish",
     "run_job",
     "temp_beside",
     "upscale_video",

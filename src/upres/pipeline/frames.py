@@ -32,10 +32,14 @@ class FrameBatch:
 
 
 class FrameUpscaler(Protocol):
-    """Turns frames into frames ``scale`` times larger (``scale`` 1 keeps the size)."""
+    """Turns frames into frames ``factor`` times larger (``factor`` 1 keeps the size).
+
+    ``factor`` is the factor asked for, not a network's native scale
+    (``ModelSpec.scale``), which may be larger: the output is then downscaled.
+    """
 
     @property
-    def scale(self) -> int: ...
+    def factor(self) -> int: ...
 
     @property
     def batch_size(self) -> int:
@@ -43,7 +47,7 @@ class FrameUpscaler(Protocol):
         ...
 
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) uint8/uint16 CPU -> (N, H*scale, W*scale, 3), same dtype, CPU.
+        """(N, H, W, 3) uint8/uint16 CPU -> (N, H*factor, W*factor, 3), same dtype, CPU.
 
         Raises ModelError when the model cannot run on this input.
         """

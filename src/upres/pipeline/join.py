@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,34 +20,20 @@ from av.packet import Packet
 from av.stream import Stream
 from av.video.stream import VideoStream
 
-from upres.domain.media import EncodeSettings, MediaLimits, VideoCodec, VideoInfo
+from upres.domain.media import VideoCodec
 from upres.errors import EncodeError
 from upres.inputs.probe import media_error, open_input, probe, video_stream
 from upres.pipeline.destination import check_destination
-from upres.pipeline.encode import OutputPlan, open_output, output_time_base
-from upres.pipeline.engine import decide, publish, temp_beside
+from upres.pipeline.encode import open_output, output_time_base
+from upres.pipeline.engine import decide, move_into_place, temp_beside
 from upres.pipeline.frames import FALLBACK_TIME_BASE
 from upres.pipeline.metadata import copy_stream_metadata
+from upres.pipeline.output_plan import OutputPlan
 from upres.pipeline.sidestreams import Interleaver, add_side_streams, mux, packet_seconds
+from upres.pipeline.video_run import VideoOptions, VideoResult
 
 # FFmpeg's name of each output codec, as a part's stream reports it.
 _CODEC_NAMES: dict[VideoCodec, str] = {"h264": "h264", "h265": "hevc", "av1": "av1"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class JoinResult:
-    """What ``join_chunks`` wrote (``notes`` as ``UpscaleResult.notes``)."""
-
-    info: VideoInfo
-    path: Path
-    frames: int
-    width: int
-    height: int
-    codec: VideoCodec
-    notes: tuple[str, ...]
-    output_bytes: int
-    elapsed_s: float
-    dropped_streams: tuple[str, ...]
 
 
 def join_chunks(
@@ -56,13 +41,11 @@ def join_chunks(
     source: Path,
     parts: Sequence[Path],
     destination: Path,
-    encode: EncodeSettings,
-    limits: MediaLimits,
-    double_rate: bool = False,
-) -> JoinResult:
+    options: VideoOptions,
+) -> VideoResult:
     """Join the parts of ``source`` (``upscale_chunk``'s, in span order) into ``destination``.
 
-    ``encode`` and ``double_rate`` are those the parts were made with.
+    ``options`` are those the parts were made with.
     Raises InvalidRequest when ``destination`` cannot be written, the
     MediaErrors of ``probe``, CorruptVideo when a part cannot be read, and
     EncodeError when there is no part, when a part is not what the plan makes
@@ -73,27 +56,33 @@ def join_chunks(
     container = check_destination(destination)
     if not parts:
         raise EncodeError("There is no chunk to join.")
-    info = probe(source, limits=limits)
+    info = probe(source, limits=options.limits)
     with open_input(parts[0]) as first:
-        scale = video_stream(first).width // max(info.width, 1)
-    decision = decide(source, info, scale=scale, settings=encode, double_rate=double_rate)
+        factor = video_stream(first).width // max(info.width, 1)
+    decision = decide(
+        source, info, factor=factor, settings=options.encode, double_rate=options.double_rate
+    )
     temp = temp_beside(destination)
     try:
         frames, dropped = _remux(source, parts, temp, container, decision.plan)
-        publish(temp, destination)
+        move_into_place(temp, destination)
     finally:
         temp.unlink(missing_ok=True)
-    return JoinResult(
+    return VideoResult(
         info=info,
         path=destination,
         frames=frames,
         width=decision.plan.width,
         height=decision.plan.height,
         codec=decision.plan.codec,
+        fields=decision.fields,
         notes=decision.notes,
         output_bytes=destination.stat().st_size,
         elapsed_s=time.monotonic() - started,
+        skipped_packets=0,
+        concealed_frames=0,
         dropped_streams=dropped,
+        hardware_decoded=False,
     )
 
 

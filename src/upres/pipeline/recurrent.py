@@ -17,6 +17,7 @@ from torch.nn import functional
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.animesr import MULTIPLE_OF, SCALE, AnimeSR, load_animesr
+from upres.models.devices import torch_device
 from upres.models.registry import ModelSpec, check_factor
 from upres.pipeline.upscale import (
     InterpolationMode,
@@ -24,7 +25,6 @@ from upres.pipeline.upscale import (
     NetworkSource,
     check_frames,
     resize,
-    resolve_device,
     to_packed_int,
     to_planar_float,
 )
@@ -65,7 +65,7 @@ class RecurrentUpscaler:
         check_factor(spec, factor)
         self._spec = spec
         self._factor = factor
-        self._device = resolve_device(device)
+        self._device = torch_device(device)
         self._networks = networks or RecurrentNetworks()
         self._downscale: InterpolationMode = downscale
         self._previous: torch.Tensor | None = None
@@ -73,7 +73,7 @@ class RecurrentUpscaler:
         self._last_frame: torch.Tensor | None = None  # the previous input frame
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return int(self._factor)
 
     @property
@@ -85,7 +85,7 @@ class RecurrentUpscaler:
         return self._device
 
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU, in video order.
+        """(N, H, W, 3) -> (N, H*factor, W*factor, 3), same dtype, CPU, in video order.
 
         Raises ModelError when the frames are malformed or the network fails on them.
         """
@@ -101,7 +101,7 @@ class RecurrentUpscaler:
                     nxt = padded[min(i + 1, len(padded) - 1)]
                     big = self._step(network, padded[i], nxt)
                     big = big[..., : height * SCALE, : width * SCALE].clamp(0.0, 1.0)
-                    size = (height * self.scale, width * self.scale)
+                    size = (height * self.factor, width * self.factor)
                     outputs.append(resize(big, height=size[0], width=size[1], mode=self._downscale))
         except RuntimeError as exc:
             raise ModelError(f"model {self._spec.id} failed: {exc}") from exc

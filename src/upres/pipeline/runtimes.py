@@ -1,50 +1,26 @@
-"""Which runtime runs a model, and on which device.
+"""Which runtime runs a model on a device (``upres.models.devices`` resolves the device).
 
-The device setting (``UPRES_DEVICE``, ``--device``) is ``auto``, ``cpu``,
-``cuda`` or ``vulkan``. ``auto`` takes CUDA when torch sees it, else the first
-Vulkan GPU, else the CPU; a software Vulkan device (llvmpipe, SwiftShader)
-is never taken for a GPU by ``auto``, only when ``vulkan`` is asked for
-explicitly. On CUDA every model runs on PyTorch; on Vulkan the models the
-ncnn files describe run on ncnn and the others on PyTorch on the CPU; on the
-CPU each model runs on the runtime measured faster for it
-(``registry.cpu_runtime``).
+On CUDA every model runs on PyTorch; on Vulkan the models the ncnn files
+describe run on ncnn and the others on PyTorch on the CPU; on the CPU each
+model runs on the runtime measured faster for it (``registry.cpu_runtime``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
-from upres.errors import ModelError
-from upres.models.ncnn_runtime import vulkan_device, vulkan_devices
+from upres.models.devices import Device
 from upres.models.registry import ModelSpec, Runtime, SpeedClass, cpu_runtime, runtimes
-from upres.pipeline.encode import keeping_up
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.ncnn_upscale import NcnnSource, NcnnUpscaler
+from upres.pipeline.output_plan import keeping_up
 from upres.pipeline.recurrent import RecurrentNetworks, model_upscaler
-from upres.pipeline.upscale import NetworkSource, require_cuda
-
-DeviceKind = Literal["cpu", "cuda", "vulkan"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Device:
-    """A resolved device: ``vulkan`` is the Vulkan device index when ``kind`` is vulkan."""
-
-    kind: DeviceKind
-    vulkan: int | None = None
-
-    @property
-    def is_gpu(self) -> bool:
-        """True on CUDA and on a hardware Vulkan device."""
-        if self.kind == "vulkan" and self.vulkan is not None:
-            return vulkan_device(self.vulkan).is_gpu
-        return self.kind == "cuda"
+from upres.pipeline.upscale import NetworkSource
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,40 +39,6 @@ class Placement:
         """Where PyTorch stages beside the model (the optical flow) run: on CUDA with
         the model, else on the CPU (a Vulkan model's flow too)."""
         return torch.device("cuda" if self.device.kind == "cuda" else "cpu")
-
-
-def first_vulkan_gpu() -> int | None:
-    """The index of the first hardware Vulkan device; None when there is none."""
-    return next((d.index for d in vulkan_devices() if d.is_gpu), None)
-
-
-def resolve_device(name: str, *, vulkan: int | None = None) -> Device:
-    """The device ``name`` stands for on this machine; ``vulkan`` picks the Vulkan device
-    (default: the first GPU, or for an explicit ``vulkan`` without one, device 0).
-
-    Raises ModelError for an unknown name, CUDA asked for but absent, a Vulkan
-    device index that does not exist, or ``vulkan`` with no Vulkan device at all.
-    """
-    if name == "auto":
-        return _auto(vulkan)
-    if name == "vulkan":
-        index = vulkan if vulkan is not None else first_vulkan_gpu()
-        return Device(kind="vulkan", vulkan=vulkan_device(index or 0).index)
-    if name == "cuda":
-        require_cuda()
-        return Device(kind="cuda")
-    if name == "cpu":
-        return Device(kind="cpu")
-    raise ModelError(f"unknown device {name!r}; use auto, cpu, cuda or vulkan")
-
-
-def _auto(vulkan: int | None) -> Device:
-    if torch.cuda.is_available():
-        return Device(kind="cuda")
-    index = first_vulkan_gpu() if vulkan is None else vulkan
-    if index is not None and vulkan_device(index).is_gpu:
-        return Device(kind="vulkan", vulkan=index)
-    return Device(kind="cpu")
 
 
 def place(spec: ModelSpec, device: Device) -> Placement:

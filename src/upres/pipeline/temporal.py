@@ -201,8 +201,8 @@ class StabilisedUpscaler:
         self._stabiliser = stabiliser
 
     @property
-    def scale(self) -> int:
-        return self._inner.scale
+    def factor(self) -> int:
+        return self._inner.factor
 
     @property
     def batch_size(self) -> int:

@@ -1,12 +1,13 @@
 """Frame batches -> upscaled frame batches: the interpolation baseline and the model stage.
 
 Both classes implement ``upres.pipeline.frames.FrameUpscaler``: they take
-(N, H, W, 3) uint8/uint16 RGB CPU tensors and return (N, H*scale, W*scale, 3)
+(N, H, W, 3) uint8/uint16 RGB CPU tensors and return (N, H*factor, W*factor, 3)
 tensors of the same dtype on the CPU.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Literal, Protocol
 
 import torch
@@ -14,6 +15,7 @@ from torch.nn import functional
 
 from upres.domain.tasks import Factor
 from upres.errors import ModelError
+from upres.models.devices import torch_device
 from upres.models.loader import ModelCache
 from upres.models.registry import ModelSpec, check_factor
 from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
@@ -105,7 +107,7 @@ class InterpolationUpscaler:
         self._batch_size = batch_size
 
     @property
-    def scale(self) -> int:
+    def factor(self) -> int:
         return int(self._factor)
 
     @property
@@ -113,13 +115,13 @@ class InterpolationUpscaler:
         return self._batch_size
 
     def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU.
+        """(N, H, W, 3) -> (N, H*factor, W*factor, 3), same dtype, CPU.
 
         Raises ModelError when ``pixels`` is not an (N, H, W, 3) uint8/uint16 tensor.
         """
         check_frames(pixels)
         planar = to_planar_float(pixels, self._device, torch.float32)
-        height, width = pixels.shape[1] * self.scale, pixels.shape[2] * self.scale
+        height, width = pixels.shape[1] * self.factor, pixels.shape[2] * self.factor
         return to_packed_int(
             resize(planar, height=height, width=width, mode=self._mode), pixels.dtype
         )
@@ -131,26 +133,6 @@ class NetworkSource(Protocol):
     def network(
         self, spec: ModelSpec, device: torch.device, dtype: torch.dtype
     ) -> torch.nn.Module: ...
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU.
-
-    Raises ModelError when CUDA is requested but not available, or the name is unknown.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda":
-        require_cuda()
-    return torch.device(device)
-
-
-def require_cuda() -> None:
-    """Raises ModelError when CUDA, asked for by name, is not available."""
-    if not torch.cuda.is_available():
-        raise ModelError("device cuda was requested but CUDA is not available")
 
 
 def run_with_fallback(x: torch.Tensor, fast: Network, safe: Network | None) -> torch.Tensor:
@@ -165,15 +147,124 @@ def run_with_fallback(x: torch.Tensor, fast: Network, safe: Network | None) -> t
     return safe(x)
 
 
-class ModelUpscaler:
-    """A ``FrameUpscaler`` that runs a registered model at ``factor``.
+class TiledUpscaler(ABC):
+    """The steps every network runtime shares, so the pipeline cannot tell which one ran:
+    integer frames to [0, 1] floats in batches of ``batch_size``, padding to the
+    model's size needs, tiles with overlap (halved after an out-of-memory error),
+    cropping, clamping (``clamp_for_downscale``), the ``downscale`` to ``factor``
+    and back to the input's integer type (uint16 included).
+
+    A runtime says where frames go, how the network is called, how big a tile
+    fits, which errors mean "out of memory" and what other errors become.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        factor: Factor,
+        *,
+        tile_size: int | None,
+        downscale: InterpolationMode,
+    ) -> None:
+        """Raises ModelError when ``factor`` > the model's scale."""
+        check_factor(spec, factor)
+        self._spec = spec
+        self._factor = factor
+        self._tile_size = tile_size
+        self._downscale: InterpolationMode = downscale
+
+    @property
+    def factor(self) -> int:
+        return int(self._factor)
+
+    @property
+    @abstractmethod
+    def batch_size(self) -> int: ...
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) -> (N, H*factor, W*factor, 3), same dtype, CPU.
+
+        Raises ModelError when the frames are malformed or the model fails on them.
+        """
+        check_frames(pixels)
+        step = self.batch_size
+        batches = [self._upscale_batch(pixels[i : i + step]) for i in range(0, len(pixels), step)]
+        return torch.cat(batches)
+
+    def _upscale_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = to_planar_float(pixels, self._input_device, torch.float32)
+        with torch.inference_mode():
+            y = clamp_for_downscale(self._infer(x), factor=self._factor, spec=self._spec)
+            height, width = pixels.shape[1] * self.factor, pixels.shape[2] * self.factor
+            y = resize(y, height=height, width=width, mode=self._downscale)
+            return to_packed_int(y, pixels.dtype)
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on padded frames, halving the tile size after an out-of-memory
+        error; the output cropped to the frames, at the model's scale.
+
+        Raises ModelError when the network fails, or even the smallest tile does not fit.
+        """
+        padded, padding = pad_to(
+            x, multiple_of=self._spec.multiple_of, min_size=self._spec.min_size
+        )
+        size = self._tile_size or self._auto_tile_size(padded.shape[0])
+        while True:
+            try:
+                y = run_sized(padded, self._call, spec=self._spec, size=size)
+                break
+            except Exception as exc:
+                if not self._out_of_memory(exc):
+                    failure = self._failure(exc)
+                    if failure is None:
+                        raise
+                    raise failure from exc
+                step = self._spec.multiple_of
+                size = min(size, max(padded.shape[-2:])) // 2 // step * step
+        return crop(y, padding, self._spec.scale)
+
+    @property
+    @abstractmethod
+    def _input_device(self) -> torch.device:
+        """Where the frames go as floats."""
+
+    @abstractmethod
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on (N, 3, h, w) floats: (N, 3, h*scale, w*scale) fp32."""
+
+    @abstractmethod
+    def _auto_tile_size(self, frames: int) -> int:
+        """The tile side that fits ``frames`` frames at once on this device."""
+
+    @abstractmethod
+    def _out_of_memory(self, exc: Exception) -> bool:
+        """Whether a smaller tile may succeed where ``exc`` was raised (memory is freed)."""
+
+    def _failure(self, exc: Exception) -> ModelError | None:
+        """The error to raise for ``exc`` (raised by the network, not out of memory)
+        instead of it; None raises it as it is."""
+        return None
+
+
+def clamp_for_downscale(y: torch.Tensor, *, factor: Factor, spec: ModelSpec) -> torch.Tensor:
+    """``y`` (the network's [0, 1] output) clamped to [0, 1] when it is downscaled to
+    ``factor``: the average must not mix overshoot in. At the model's own scale
+    the packing to integers clamps anyway (the same values), so it is left as is.
+    """
+    return y.clamp_(0.0, 1.0) if int(factor) != spec.scale else y
+
+
+class ModelUpscaler(TiledUpscaler):
+    """A ``FrameUpscaler`` that runs a registered model at ``factor`` on PyTorch.
 
     The model runs at its native scale; when ``factor`` is smaller the result
     is downscaled (``downscale``: area by default) to exactly ``factor`` times
-    the input. Frames are padded to the model's size needs and cropped after,
-    split into tiles when they do not fit the memory budget, computed in fp16
-    on CUDA when the model supports it (a non-finite batch is recomputed in
-    fp32) and in fp32 on the CPU.
+    the input (``TiledUpscaler``). It computes in fp16 on CUDA when the model
+    supports it (a non-finite batch is recomputed in fp32) and in fp32 on the CPU.
     """
 
     def __init__(
@@ -189,29 +280,17 @@ class ModelUpscaler:
         downscale: InterpolationMode = "area",
     ) -> None:
         """Raises ModelError when the device is unavailable or ``factor`` > the model's scale."""
-        check_factor(spec, factor)
-        self._spec = spec
-        self._factor = factor
-        self._device = resolve_device(device)
+        super().__init__(spec, factor, tile_size=tile_size, downscale=downscale)
+        self._device = torch_device(device)
         self._models: NetworkSource = models if models is not None else ModelCache()
-        self._tile_size = tile_size
         on_gpu = self._device.type == "cuda"
         self._batch_size = batch_size or (_DEFAULT_GPU_BATCH if on_gpu else 1)
         use_half = half if half is not None else (on_gpu and spec.fp16)
         self._dtype = torch.float16 if use_half else torch.float32
-        self._downscale: InterpolationMode = downscale
-
-    @property
-    def scale(self) -> int:
-        return int(self._factor)
 
     @property
     def batch_size(self) -> int:
         return self._batch_size
-
-    @property
-    def spec(self) -> ModelSpec:
-        return self._spec
 
     @property
     def device(self) -> torch.device:
@@ -222,48 +301,21 @@ class ModelUpscaler:
         """The precision the network runs in first (fp32 is the fallback)."""
         return self._dtype
 
-    def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) -> (N, H*scale, W*scale, 3), same dtype, CPU.
+    @property
+    def _input_device(self) -> torch.device:
+        return self._device
 
-        Raises ModelError when the frames are malformed or the model fails on them.
-        """
-        check_frames(pixels)
-        step = self._batch_size
-        chunks = [self._upscale_chunk(pixels[i : i + step]) for i in range(0, len(pixels), step)]
-        return torch.cat(chunks)
+    def _out_of_memory(self, exc: Exception) -> bool:
+        if not isinstance(exc, torch.OutOfMemoryError):
+            return False
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+        return True
 
-    def _upscale_chunk(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = to_planar_float(pixels, self._device, torch.float32)
-        with torch.inference_mode():
-            y = self._infer(x)
-            height, width = pixels.shape[1] * self.scale, pixels.shape[2] * self.scale
-            y = resize(y, height=height, width=width, mode=self._downscale)
-            return to_packed_int(y, pixels.dtype)
-
-    def _infer(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network on padded frames, halving the tile size after an out-of-memory error.
-
-        Raises ModelError when the network fails, or even the smallest tile does not fit.
-        """
-        padded, padding = pad_to(
-            x, multiple_of=self._spec.multiple_of, min_size=self._spec.min_size
-        )
-        size = self._tile_size or self._auto_tile_size(padded.shape[0])
-        while True:
-            try:
-                y = self._run_sized(padded, size)
-                break
-            except torch.OutOfMemoryError:
-                if self._device.type == "cuda":
-                    torch.cuda.empty_cache()
-                step = self._spec.multiple_of
-                size = min(size, max(padded.shape[-2:])) // 2 // step * step
-            except (RuntimeError, ValueError) as exc:
-                raise ModelError(f"model {self._spec.id} failed: {exc}") from exc
-        return crop(y, padding, self._spec.scale).clamp_(0.0, 1.0)
-
-    def _run_sized(self, x: torch.Tensor, size: int) -> torch.Tensor:
-        return run_sized(x, self._call, spec=self._spec, size=size)
+    def _failure(self, exc: Exception) -> ModelError | None:
+        if isinstance(exc, RuntimeError | ValueError):
+            return ModelError(f"model {self._spec.id} failed: {exc}")
+        return None
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         safe = self._run_fp32 if self._dtype != torch.float32 else None
