@@ -24,7 +24,7 @@ import torch
 
 from upres.domain.media import EncodeSettings, VideoInfo, frame_total
 from upres.errors import EncodeError, InvalidRequest, ModelError
-from upres.inputs.probe import probe
+from upres.inputs.probe import InputSource, probe
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
@@ -77,7 +77,7 @@ class Job:
     ``frames_total`` is the progress estimate (None when unknown).
     """
 
-    source: Path
+    source: InputSource
     destination: Path
     temp: Path
     upscaler: FrameUpscaler
@@ -99,7 +99,7 @@ class Job:
 
 def prepare(
     *,
-    source: Path,
+    source: InputSource,
     destination: Path,
     upscaler: FrameUpscaler,
     options: VideoOptions,
@@ -172,7 +172,12 @@ class OutputDecision:
 
 
 def decide(
-    source: Path, info: VideoInfo, *, factor: int, settings: EncodeSettings, double_rate: bool
+    source: InputSource,
+    info: VideoInfo,
+    *,
+    factor: int,
+    settings: EncodeSettings,
+    double_rate: bool,
 ) -> OutputDecision:
     """Scan ``source``'s fields and plan its output ``factor`` times larger.
 
