@@ -25,6 +25,7 @@ from upres.domain.storage_keys import chunk_source_key, preview_key, upload_key
 from upres.domain.tasks import Task, TaskStatus
 from upres.domain.uploads import new_upload_id
 from upres.jobs.claim_loop import ClaimLoop
+from upres.jobs.input_cache import chunk_source
 from upres.storage import build_storage
 from upres.wiring import open_store
 from upres.worker_wiring import worker_from_settings
@@ -178,7 +179,10 @@ def test_a_chunk_that_cannot_be_decoded_fails_the_task_and_refunds(
     with worker_from_settings(settings, worker_id="w1") as loop:
         loop.run_once()
         # The stored input goes bad after planning: every chunk fails to decode.
-        (settings.data_dir / "work" / "inputs" / "w1" / task.id / "input").write_bytes(b"junk")
+        junk = tmp_path / "junk"
+        junk.write_bytes(b"junk")
+        storage = build_storage(settings)
+        storage.put(junk, chunk_source(task, storage))
         done = work_until_ended(loop, store, task.id)
 
     assert done.status is TaskStatus.FAILED

@@ -15,6 +15,7 @@ and ``bytes_read`` adds up what all its readers fetched.
 from __future__ import annotations
 
 import io
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, cast
@@ -23,8 +24,8 @@ from upres.errors import FetchError, UpresError
 
 # What a block reader fetches at once by default: large enough that a run of
 # packets costs few requests, small enough that a chunk's tail wastes little.
-DEFAULT_BLOCK = 1024 * 1024
-DEFAULT_CACHE_BLOCKS = 16
+DEFAULT_BLOCK = 256 * 1024
+DEFAULT_CACHE_BLOCKS = 32
 
 
 class BlockReader(io.RawIOBase):
@@ -126,25 +127,76 @@ def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
 
 
 class RangedInput:
-    """A stored input read in ranges: ``open`` gives a fresh ``BlockReader``
-    from ``open_reader`` each time, and ``bytes_read`` adds up the bytes every
-    one of them fetched. ``name`` says where it lies (for messages)."""
+    """A stored input read in ranges through one ``BlockReader`` (made by
+    ``open_reader`` on first use): ``open`` gives a file of its own position
+    for each pass over the input (probe, field scan, decode, ...), all sharing
+    the reader's blocks, so the index and the first frames every pass reads
+    are fetched once. ``bytes_read`` is what the reader fetched; ``name`` says
+    where the input lies (for messages). Close it (or use it as a context
+    manager) to release the reader; the files it gave stop working then."""
 
     def __init__(self, open_reader: Callable[[], BlockReader], *, name: str) -> None:
         self._open_reader = open_reader
-        self._readers: list[BlockReader] = []
+        self._reader: BlockReader | None = None
+        self._lock = threading.Lock()
         self.name = name
 
     def open(self) -> BinaryIO:
-        """A new reader at the start of the input. Raises what ``open_reader`` raises."""
-        reader = self._open_reader()
-        self._readers.append(reader)
-        # A RawIOBase offers every method PyAV calls on a file object.
-        return cast(BinaryIO, reader)
+        """A file at the start of the input. Raises what ``open_reader`` raises."""
+        with self._lock:
+            if self._reader is None:
+                self._reader = self._open_reader()
+            # A RawIOBase offers every method PyAV calls on a file object.
+            return cast(BinaryIO, _Pass(self._reader, self._lock))
 
     @property
     def bytes_read(self) -> int:
-        return sum(reader.bytes_received for reader in self._readers)
+        return 0 if self._reader is None else self._reader.bytes_received
+
+    def close(self) -> None:
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+
+    def __enter__(self) -> RangedInput:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def __str__(self) -> str:
         return self.name
+
+
+class _Pass(io.RawIOBase):
+    """One pass over a shared ``BlockReader``: a position of its own, reads under
+    the lock the passes share (the decoder and the encoder read from threads
+    of their own)."""
+
+    def __init__(self, reader: BlockReader, lock: threading.Lock) -> None:
+        super().__init__()
+        self._reader = reader
+        self._lock = lock
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with self._lock:
+            self._reader.seek(self._pos)
+            self._pos = self._reader.seek(offset, whence)
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._lock:
+            self._reader.seek(self._pos)
+            count = self._reader.readinto(buffer)
+        self._pos += count
+        return count
