@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks clean
+.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-chunk-bytes clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-api: install
 
 bench-chunks: install
 	$(BIN)/python bench/chunks.py
+
+bench-chunk-bytes: install
+	$(BIN)/python bench/chunk_bytes.py
+	$(BIN)/python bench/chunk_bytes.py --seaweedfs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import av
+
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.inputs.ranged import RangedInput
-from upres.pipeline.chunks import ChunkSpan, upscale_chunk
+from upres.pipeline.chunks import ChunkSpan, join_chunks, upscale_chunk
 from upres.pipeline.upscale import InterpolationUpscaler
 from upres.pipeline.video_run import VideoOptions
 from upres.storage.base import ResultStorage
@@ -57,3 +59,16 @@ def run_chunks(
             )
         reads.append(ChunkRead(span=span, part=part, bytes_read=source.bytes_read))
     return reads
+
+
+def join_parts(source: Path, reads: Sequence[ChunkRead], folder: Path) -> Path:
+    """The parts of ``reads`` joined into ``folder``/joined.mp4 (``join_chunks``)."""
+    parts = [read.part for read in reads]
+    destination = folder / "joined.mp4"
+    return join_chunks(source=source, parts=parts, destination=destination, options=FAST).path
+
+
+def frame_times(path: Path) -> list[float]:
+    """The presentation times of the video's frames, in seconds."""
+    with av.open(str(path)) as container:
+        return [float(frame.time) for frame in container.decode(video=0)]

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import pytest
-from testkit.chunk_reads import FAST, ChunkRead, run_chunks
+from testkit.chunk_reads import frame_times, join_parts, run_chunks
 
 from tests.clips import make_clip
 from upres.errors import InputRefused, NotFound
-from upres.pipeline.chunks import DEFAULT_PRE_ROLL, cut_spans, join_chunks
+from upres.pipeline.chunks import DEFAULT_PRE_ROLL, cut_spans
 from upres.storage.base import ResultStorage
 from upres.storage.local import LocalStorage
 from upres.storage.memory import MemoryStorage
@@ -38,18 +37,6 @@ def _local(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "results", base_url="http://127.0.0.1", secret=b"k" * 32)
 
 
-def _times(path: Path) -> list[float]:
-    with av.open(str(path)) as container:
-        return [float(frame.time) for frame in container.decode(video=0)]
-
-
-def _joined(clip: Path, reads: list[ChunkRead], tmp_path: Path) -> Path:
-    parts = [read.part for read in reads]
-    return join_chunks(
-        source=clip, parts=parts, destination=tmp_path / "joined.mp4", options=FAST
-    ).path
-
-
 @pytest.mark.parametrize("pre_roll", [0, DEFAULT_PRE_ROLL], ids=["plain", "pre-roll"])
 def test_each_of_eight_chunks_reads_well_under_half_of_the_stored_file(
     clip: Path, tmp_path: Path, pre_roll: int
@@ -66,7 +53,8 @@ def test_each_of_eight_chunks_reads_well_under_half_of_the_stored_file(
     assert all(0 < share < 0.4 for share in shares), shares
     # Together they read less than every chunk copying the whole file would.
     assert sum(shares) < 0.5 * len(spans)
-    assert _times(_joined(clip, reads, tmp_path)) == pytest.approx(_times(clip), abs=1e-3)
+    joined = join_parts(clip, reads, tmp_path)
+    assert frame_times(joined) == pytest.approx(frame_times(clip), abs=1e-3)
 
 
 def test_a_later_chunk_skips_the_packets_before_its_span(clip: Path, tmp_path: Path) -> None:
