@@ -23,12 +23,13 @@ import json, sys
 from pathlib import Path
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.pipeline.engine import upscale_video
+from upres.pipeline.video_run import VideoOptions
 
 kept = []
 
 
 class Nearest:
-    scale = 2
+    factor = 2
     batch_size = 4
 
     def upscale(self, pixels):
@@ -42,8 +43,7 @@ result = upscale_video(
     source=Path(sys.argv[1]),
     destination=Path(sys.argv[2]),
     upscaler=Nearest(),
-    encode=EncodeSettings(preset="ultrafast"),
-    limits=MediaLimits(),
+    options=VideoOptions(encode=EncodeSettings(preset="ultrafast"), limits=MediaLimits()),
 )
 status = Path("/proc/self/status").read_text()
 peak_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))

@@ -192,7 +192,7 @@ def upscale_chunk(
 
     ``upscaler`` must be fresh for this chunk (one that carries state starts
     from ``pre_roll`` frames before the span; None: ``pre_roll_for(upscaler)``).
-    ``options`` and the upscaler's model and scale must be the same for every
+    ``options`` and the upscaler's model and factor must be the same for every
     chunk of a source, or ``join_chunks`` refuses the parts. ``hooks.on_frame``
     sees pre-roll frames too. The source is not checked whole again
     (``cut_spans`` did). Raises what ``upscale_video`` raises, and
