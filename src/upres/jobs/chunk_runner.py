@@ -48,15 +48,18 @@ class _ChunkProgress:
         self._lock = threading.Lock()
         self._frames = 0
         self._fps: float | None = None
+        self._frame_mpx: float | None = None
 
     def update(self, progress: Progress) -> None:
         with self._lock:
             self._frames = progress.frames_done
             self._fps = progress.fps if progress.fps > 0 else self._fps
+            self._frame_mpx = progress.frame_mpx or self._frame_mpx
 
-    def read(self) -> tuple[int, float | None]:
+    def read(self) -> tuple[int, float | None, float | None]:
+        """Frames done, frames per second and output megapixels per frame."""
         with self._lock:
-            return self._frames, self._fps
+            return self._frames, self._fps, self._frame_mpx
 
 
 class ChunkRunner:
@@ -168,8 +171,10 @@ class ChunkRunner:
         self, claim: ChunkClaim, progress: _ChunkProgress, cancel: CancelToken
     ) -> AbstractContextManager[None]:
         def beat() -> Heartbeat:
-            frames, fps = progress.read()
-            return self._store.heartbeat_chunk(claim, frames_done=frames, fps=fps)
+            frames, fps, frame_mpx = progress.read()
+            return self._store.heartbeat_chunk(
+                claim, frames_done=frames, fps=fps, frame_mpx=frame_mpx
+            )
 
         def preview() -> None:
             store_preview(self._storage, progress.preview, progress.preview_file, claim.task.id)

@@ -59,8 +59,11 @@ class _Progress:
         self._percent = 0
         self._eta_s = 0
         self._fps: float | None = None
+        self._frame_mpx: float | None = None
 
     def update(self, progress: Progress) -> None:
+        with self._lock:
+            self._frame_mpx = progress.frame_mpx or self._frame_mpx
         if not progress.frames_total:
             return
         total = progress.frames_total
@@ -74,6 +77,12 @@ class _Progress:
     def read(self) -> tuple[int, int, float | None]:
         with self._lock:
             return self._percent, self._eta_s, self._fps
+
+    @property
+    def frame_mpx(self) -> float | None:
+        """The output megapixels of one frame, once the run reported it."""
+        with self._lock:
+            return self._frame_mpx
 
 
 class TaskRunner:
@@ -271,7 +280,13 @@ class TaskRunner:
     ) -> AbstractContextManager[None]:
         def beat() -> Heartbeat:
             percent, eta_s, fps = progress.read()
-            return self._store.heartbeat(claim, progress=percent, estimated_time_s=eta_s, fps=fps)
+            return self._store.heartbeat(
+                claim,
+                progress=percent,
+                estimated_time_s=eta_s,
+                fps=fps,
+                frame_mpx=progress.frame_mpx,
+            )
 
         return heartbeats(
             beat,

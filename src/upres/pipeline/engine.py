@@ -245,7 +245,7 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
     dropped: tuple[str, ...] = ()
     try:
         batches = _encoder_input(run, upscaled, summaries)
-        report = _reporter(run, job.frames_total, job.hooks.on_progress)
+        report = _reporter(run, job, job.hooks.on_progress)
         dropped = encode(
             job.source,
             job.temp,
@@ -314,9 +314,10 @@ def _encoder_input(
 
 
 def _reporter(
-    run: Run, total: int | None, on_progress: Callable[[Progress], None] | None
+    run: Run, job: Job, on_progress: Callable[[Progress], None] | None
 ) -> Callable[[int], None]:
-    done = 0
+    done, total = 0, job.frames_total
+    frame_mpx = job.plan.width * job.plan.height / 1e6
 
     def report(frames: int) -> None:
         nonlocal done
@@ -324,7 +325,15 @@ def _reporter(
         if on_progress is not None:
             elapsed = time.monotonic() - run.started
             fps = done / elapsed if elapsed > 0 else 0.0
-            on_progress(Progress(frames_done=done, frames_total=total, elapsed_s=elapsed, fps=fps))
+            on_progress(
+                Progress(
+                    frames_done=done,
+                    frames_total=total,
+                    elapsed_s=elapsed,
+                    fps=fps,
+                    frame_mpx=frame_mpx,
+                )
+            )
 
     return report
 
