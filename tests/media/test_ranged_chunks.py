@@ -7,14 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testkit.chunk_reads import frame_times, join_parts, run_chunks
+from testkit.chunk_reads import FAST, frame_times, join_parts, run_chunks
 
 from tests.clips import make_clip
-from upres.errors import InputRefused, NotFound
-from upres.pipeline.chunks import DEFAULT_PRE_ROLL, cut_spans
+from upres.domain.tasks import Factor
+from upres.errors import InputRefused, NotFound, StorageUnavailable
+from upres.inputs.ranged import RangedInput
+from upres.pipeline.chunks import DEFAULT_PRE_ROLL, cut_spans, upscale_chunk
+from upres.pipeline.upscale import InterpolationUpscaler
 from upres.storage.base import ResultStorage
 from upres.storage.local import LocalStorage
 from upres.storage.memory import MemoryStorage
+from upres.storage.readers import BytesReader
 
 KEY = "task-unified-1/chunks/source"
 # 40 s at 24 fps with a keyframe every second: eight chunks of 120 frames. Every
@@ -82,3 +86,32 @@ def test_a_chunk_whose_stored_input_is_gone_is_refused(clip: Path, tmp_path: Pat
     source = _stored_input(_local(tmp_path), KEY)
     with source, pytest.raises(InputRefused, match="stored input is gone"):
         source.open()
+
+
+class _FailsMidway(BytesReader):
+    """A stored file whose storage goes away after the chunk's first megabyte."""
+
+    def _fetch(self, begin: int, end: int) -> bytes:
+        if self.bytes_received > 1_000_000:
+            raise StorageUnavailable("the bucket is down")
+        return super()._fetch(begin, end)
+
+
+def test_storage_failing_mid_chunk_is_a_storage_error_not_a_damaged_video(
+    clip: Path, tmp_path: Path
+) -> None:
+    """The chunk is retried (a transient error), not failed as a broken input."""
+    data = clip.read_bytes()
+    span = cut_spans(clip, chunk_seconds=CHUNK_S)[3]
+    with (
+        RangedInput(lambda: _FailsMidway(data), name=KEY) as source,
+        pytest.raises(StorageUnavailable, match="bucket is down"),
+    ):
+        upscale_chunk(
+            source=source,
+            span=span,
+            destination=tmp_path / "part.mp4",
+            upscaler=InterpolationUpscaler(Factor.X2),
+            options=FAST,
+        )
+    assert list(tmp_path.iterdir()) == []
