@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-video-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-interpolation clean
+.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-video-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-chunk-bytes bench-interpolation clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ bench-interpolation: install
 	$(BIN)/python bench/interpolation.py
 	$(BIN)/python bench/interpolation.py --orders
 	$(BIN)/python bench/interpolation.py --crops
+
+bench-chunk-bytes: install
+	$(BIN)/python bench/chunk_bytes.py
+	$(BIN)/python bench/chunk_bytes.py --seaweedfs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

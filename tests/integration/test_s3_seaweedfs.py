@@ -1,7 +1,8 @@
 """The S3 backend against a real S3 server: SeaweedFS (``weed mini``) on loopback,
 with signatures checked. Every storage path upres has: results, their signed
 links (and Range reads through them, as a player seeks), previews, uploads,
-a chunked task's stored input and chunk outputs, expiry and the janitor.
+a chunked task's stored input (read in ranges by its chunks) and chunk
+outputs, expiry and the janitor.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from testkit.chunk_reads import frame_times, join_parts, run_chunks
 from testkit.seaweedfs import S3Server, seaweedfs
 
 from tests.clips import make_clip
@@ -24,6 +26,7 @@ from upres.config import Settings
 from upres.domain.storage_keys import chunk_source_key, result_key, upload_key
 from upres.domain.tasks import TaskStatus
 from upres.errors import NotFound, ServiceUnavailable
+from upres.pipeline.chunks import cut_spans
 from upres.storage import Janitor, build_storage
 from upres.storage.s3 import S3Storage, s3_client
 
@@ -195,6 +198,34 @@ def test_a_chunked_task_keeps_every_object_in_the_bucket(
     assert done.result_key in names
     assert not [name for name in names if "/chunks/" in name]
     assert upload_key(task.input_url.removeprefix("upres-upload://")) in names
+
+
+def test_a_chunk_reads_only_its_ranges_of_the_stored_input(
+    storage: S3Storage, tmp_path: Path
+) -> None:
+    """Ranged GETs against the real server: each of eight chunks reads well under
+    half of the stored input, and the parts still join frame-exact."""
+    from tests.media.test_ranged_chunks import (  # noqa: PLC0415
+        CHUNK_S,
+        CLIP,
+        FPS,
+        FRAMES,
+    )
+
+    source = make_clip(
+        tmp_path / "in.mp4", width=128, height=96, frames=FRAMES, fps=FPS, encoder_options=CLIP
+    )
+    key = chunk_source_key("task-unified-1")
+    storage.put(source, key)
+    spans = cut_spans(source, chunk_seconds=CHUNK_S)
+
+    reads = run_chunks(storage, key, spans, tmp_path)
+
+    shares = [read.bytes_read / source.stat().st_size for read in reads]
+    assert len(shares) == 8
+    assert all(0 < share < 0.4 for share in shares), shares
+    joined = join_parts(source, reads, tmp_path)
+    assert frame_times(joined) == pytest.approx(frame_times(source), abs=1e-3)
 
 
 def worker_settings(tmp_path: Path, server: S3Server, bucket: str, **changes: Any) -> Settings:

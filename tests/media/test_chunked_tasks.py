@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from upres.db.task_store import SqlTaskStore
 from upres.domain.chunks import ChunkStatus
 from upres.domain.storage_keys import chunk_source_key, preview_key, upload_key
 from upres.domain.tasks import Task, TaskStatus
-from upres.domain.uploads import new_upload_id
+from upres.domain.uploads import Upload, new_upload_id, upload_id_of
+from upres.inputs.probe import probe
 from upres.jobs.claim_loop import ClaimLoop
-from upres.storage import build_storage
+from upres.jobs.input_cache import chunk_source
+from upres.storage import Janitor, build_storage
 from upres.wiring import open_store
 from upres.worker_wiring import worker_from_settings
 
@@ -178,7 +181,10 @@ def test_a_chunk_that_cannot_be_decoded_fails_the_task_and_refunds(
     with worker_from_settings(settings, worker_id="w1") as loop:
         loop.run_once()
         # The stored input goes bad after planning: every chunk fails to decode.
-        (settings.data_dir / "work" / "inputs" / "w1" / task.id / "input").write_bytes(b"junk")
+        junk = tmp_path / "junk"
+        junk.write_bytes(b"junk")
+        storage = build_storage(settings)
+        storage.put(junk, chunk_source(task, storage))
         done = work_until_ended(loop, store, task.id)
 
     assert done.status is TaskStatus.FAILED
@@ -217,3 +223,45 @@ def test_a_running_chunk_shows_a_preview_and_a_cancel_stops_it_and_the_rest(
     assert ended.status is TaskStatus.CANCELLED
     assert ended.result_key is None
     assert ledger_sums(store, task.account_id)["capture"] == 0
+
+
+def test_the_chunks_read_the_upload_in_place_and_it_outlives_its_expiry_while_the_task_runs(
+    store, settings, source, clock, tmp_path
+):
+    task = submit(store, settings, source, clock)
+    upload_id = upload_id_of(task.input_url)
+    assert upload_id is not None
+    info = probe(source, limits=settings.media_limits)
+    store.add_upload(
+        Upload(
+            id=upload_id,
+            account_id=task.account_id,
+            filename="in.mp4",
+            size_bytes=source.stat().st_size,
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            frame_count=info.frame_count,
+            average_fps=info.average_fps,
+            created_at=clock(),
+            expires_at=clock() + timedelta(seconds=1),
+        )
+    )
+    storage = build_storage(settings)
+    past_expiry = clock() + timedelta(days=1)
+    janitor = Janitor(store, storage, lambda: past_expiry, uploads=store)
+
+    with worker_from_settings(settings, worker_id="w1") as loop:
+        assert loop.run_once()  # plans: the upload is the chunks' source, not a copy
+        assert chunk_source(task, storage) == upload_key(upload_id)
+        assert not storage.exists(chunk_source_key(task.id))
+        assert janitor.run_once() == 0  # expired, but the running task reads it
+        assert storage.exists(upload_key(upload_id))
+        done = work_until_ended(loop, store, task.id)
+
+    assert done.status is TaskStatus.COMPLETED, done.error
+    result = tmp_path / "result.mp4"
+    storage.copy_to(done.result_key, result)
+    assert frame_times(result) == pytest.approx(frame_times(source), abs=1e-3)
+    assert janitor.run_once() == 1  # the task ended: the expired upload goes
+    assert not storage.exists(upload_key(upload_id))

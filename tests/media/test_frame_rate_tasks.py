@@ -118,6 +118,6 @@ def test_a_chunk_reports_its_share_of_the_output_in_its_source_frames(tmp_path: 
     # source frames into the task's progress and time left.
     progress = _ChunkProgress(tmp_path / "preview.jpg", 6)
     progress.update(Progress(frames_done=10, frames_total=15, elapsed_s=1.0, fps=30.0))
-    assert progress.read() == (4, 12.0)
+    assert progress.read()[:2] == (4, 12.0)
     progress.update(Progress(frames_done=15, frames_total=15, elapsed_s=1.5, fps=30.0))
-    assert progress.read() == (6, 12.0)
+    assert progress.read()[:2] == (6, 12.0)

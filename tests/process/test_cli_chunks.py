@@ -121,7 +121,7 @@ def test_upscale_workers_take_their_gpus_from_upres_gpus(tmp_path: Path) -> None
     # More GPUs than any machine has: the same refusal wherever the test runs.
     env = {"UPRES_GPUS": "4096", "UPRES_DATA_DIR": str(tmp_path / "data")}
     result = CliRunner().invoke(build_app(), ["upscale", str(source), str(output)], env=env)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error (upres.cli._exits)
     assert "UPRES_GPUS names GPU 4096" in result.stderr
     assert not output.exists()
 

@@ -188,6 +188,21 @@ def test_metrics_count_requests_and_read_the_store(api: Api) -> None:
     assert any(name == "upres_http_request_duration_seconds_bucket" for name, _ in samples)
 
 
+def test_metrics_show_each_busy_workers_frames_and_megapixels_per_second(api: Api) -> None:
+    with api.client() as client:
+        client.post(
+            "/v1/videos/generations",
+            json={"model": API_MODEL, "video_urls": ["https://v.example.com/a.mp4"]},
+        )
+        claim = api.store.claim(worker_id="w1", lease_s=30)
+        assert claim is not None
+        api.store.heartbeat(claim, progress=10, estimated_time_s=5, fps=4.0, frame_mpx=2.0736)
+        samples = parsed(client.get("/metrics").text)
+    worker = frozenset({"worker": "w1"}.items())
+    assert samples["upres_worker_frames_per_second", worker] == 4.0
+    assert samples["upres_worker_megapixels_per_second", worker] == pytest.approx(8.2944)
+
+
 class NoAccounts(SqlTaskStore):
     """A store whose database fails every account read."""
 

@@ -354,3 +354,21 @@ def test_backlog_names_the_oldest_pending_work_and_each_busy_workers_speed(store
     store.heartbeat(task_claim, progress=10, estimated_time_s=5, fps=7.0)
     assert store.backlog().worker_fps == {"w1": 2.5, "w2": 7.0}
     assert store.backlog().oldest_pending_task is None
+
+
+def test_backlog_tells_each_workers_megapixels_per_second_once_the_frame_size_is_known(
+    store, clock, account
+):
+    planned(store, clock, account, 10, 20)
+    chunk = store.claim_chunk(worker_id="w1", lease_s=30)
+    store.heartbeat_chunk(chunk, frames_done=4, fps=2.5)
+    assert store.backlog().worker_mpx_per_s == {}  # no frame size yet
+
+    store.heartbeat_chunk(chunk, frames_done=6, fps=2.5, frame_mpx=8.2944)  # 3840x2160
+    store.create_task(new_task(account, clock))
+    task_claim = store.claim(worker_id="w2", lease_s=30)
+    store.heartbeat(task_claim, progress=10, estimated_time_s=5, fps=7.0, frame_mpx=0.9216)
+
+    backlog = store.backlog()
+    assert backlog.worker_fps == {"w1": 2.5, "w2": 7.0}
+    assert backlog.worker_mpx_per_s == pytest.approx({"w1": 20.736, "w2": 6.4512})

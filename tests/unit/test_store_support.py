@@ -347,7 +347,7 @@ def test_a_task_keeps_its_frame_rate_through_every_read(store, clock, account):
 def test_a_task_stored_before_frame_rates_reads_as_unchanged(store, clock, account):
     url = store.engine.url.render_as_string(hide_password=False)
     created = store.create_task(replace(new_task(account, clock), frame_rate=48.0, slowmo=4))
-    _move_to(url, "0008", step=command.downgrade)  # the frame rate's columns go
+    _move_to(url, "0008", step=command.downgrade)  # the frame rate's columns go (and 0010's)
     _move_to(url, "head")
 
     read = store.get_task(created.id)

@@ -35,6 +35,8 @@ _WAITING = "upres_oldest_pending_seconds"
 _WAITING_HELP = "How long the oldest pending task or chunk has waited for a worker"
 _WORKER_FPS = "upres_worker_frames_per_second"
 _WORKER_FPS_HELP = "Frames per second of each worker running a task or a chunk now"
+_WORKER_MPX = "upres_worker_megapixels_per_second"
+_WORKER_MPX_HELP = "Output megapixels per second of each worker running a task or a chunk now"
 _GPU_MEMORY = "upres_gpu_memory_bytes"
 _GPU_MEMORY_HELP = "Memory of each GPU of this machine (nvidia-smi), used and total"
 _NVIDIA_SMI_TIMEOUT_S = 2.0
@@ -77,6 +79,7 @@ class _StoreCollector(Collector):
             CounterMetricFamily("upres_credits_captured", "Credits captured"),
             GaugeMetricFamily(_WAITING, _WAITING_HELP, labels=["queue"]),
             GaugeMetricFamily(_WORKER_FPS, _WORKER_FPS_HELP, labels=["worker"]),
+            GaugeMetricFamily(_WORKER_MPX, _WORKER_MPX_HELP, labels=["worker"]),
             GaugeMetricFamily(_GPU_MEMORY, _GPU_MEMORY_HELP, labels=["gpu", "kind"]),
         ]
 
@@ -117,6 +120,10 @@ class _StoreCollector(Collector):
         for worker, fps in sorted(backlog.worker_fps.items()):
             speeds.add_metric([worker], fps)
         yield speeds
+        megapixels = GaugeMetricFamily(_WORKER_MPX, _WORKER_MPX_HELP, labels=["worker"])
+        for worker, mpx_per_s in sorted(backlog.worker_mpx_per_s.items()):
+            megapixels.add_metric([worker], mpx_per_s)
+        yield megapixels
 
     def _throughput(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(

@@ -82,7 +82,12 @@ class SqlChunks:
             return claim
 
     def heartbeat_chunk(
-        self, claim: ChunkClaim, *, frames_done: int, fps: float | None = None
+        self,
+        claim: ChunkClaim,
+        *,
+        frames_done: int,
+        fps: float | None = None,
+        frame_mpx: float | None = None,
     ) -> Heartbeat:
         """Renew the chunk's lease and record its frames; the task's progress,
         time left and speed follow from all its chunks. ``cancelled`` once the
@@ -96,6 +101,7 @@ class SqlChunks:
             if task.status != TaskStatus.PROCESSING:
                 return Heartbeat(cancelled=True, lease_expires_at=now)
             expires = chunk_rows.beat(row, claim, frames_done=frames_done, fps=fps, now=now)
+            task_rows.record_frame_size(task, frame_mpx)
             _record_progress(session, task, now)
             return Heartbeat(cancelled=False, lease_expires_at=expires)
 
@@ -209,16 +215,21 @@ def oldest_pending_chunk(session: Session) -> datetime | None:
     return session.scalar(query)
 
 
-def chunk_speeds(session: Session) -> list[tuple[str, float]]:
-    """(worker, frames per second) of every chunk running now that reported a speed."""
-    query = select(ChunkRow.lease_owner, ChunkRow.fps).where(
-        ChunkRow.status == ChunkStatus.PROCESSING,
-        ChunkRow.lease_owner.is_not(None),
-        ChunkRow.fps.is_not(None),
+def chunk_speeds(session: Session) -> list[tuple[str, float, float | None]]:
+    """(worker, frames per second, its task's output megapixels per frame) of every
+    chunk running now that reported a speed."""
+    query = (
+        select(ChunkRow.lease_owner, ChunkRow.fps, TaskRow.frame_mpx)
+        .join(TaskRow, TaskRow.id == ChunkRow.task_id)
+        .where(
+            ChunkRow.status == ChunkStatus.PROCESSING,
+            ChunkRow.lease_owner.is_not(None),
+            ChunkRow.fps.is_not(None),
+        )
     )
     return [
-        (owner, fps)
-        for owner, fps in session.execute(query)
+        (owner, fps, frame_mpx)
+        for owner, fps, frame_mpx in session.execute(query)
         if owner is not None and fps is not None
     ]
 

@@ -117,6 +117,9 @@ class TaskRow(Base):
     # A completed task's notes (upres.domain.tasks.Task.notes), one per line.
     notes: Mapped[str | None] = mapped_column(Text)
     fps: Mapped[float | None]
+    # The output megapixels of one frame, reported by the heartbeats (fps x this:
+    # the worker's megapixels per second).
+    frame_mpx: Mapped[float | None]
     # The video codec of a completed task's result (upres.domain.media.VideoCodec).
     result_codec: Mapped[str | None] = mapped_column(String(8))
     # The look the task chose (upres.domain.tasks.Task.network, .denoise); NULL on

@@ -144,6 +144,12 @@ def beat(
     return Heartbeat(cancelled=False, lease_expires_at=expires)
 
 
+def record_frame_size(row: TaskRow, frame_mpx: float | None) -> None:
+    """Record the output megapixels of one of the row's frames (kept when None)."""
+    if frame_mpx is not None and frame_mpx > 0:
+        row.frame_mpx = frame_mpx
+
+
 def record_progress(
     row: TaskRow, *, progress: int, estimated_time_s: int | None, now: datetime, fps: float | None
 ) -> None:

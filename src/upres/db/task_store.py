@@ -174,11 +174,18 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
             return claim
 
     def heartbeat(
-        self, claim: Claim, *, progress: int, estimated_time_s: int, fps: float | None = None
+        self,
+        claim: Claim,
+        *,
+        progress: int,
+        estimated_time_s: int,
+        fps: float | None = None,
+        frame_mpx: float | None = None,
     ) -> Heartbeat:
         """Raises LeaseLost when the lease was taken over or the task ended otherwise."""
         with self._db.write() as session:
             row = _fenced(session, claim, allow_cancelled=True)
+            task_rows.record_frame_size(row, frame_mpx)
             return task_rows.beat(
                 row,
                 claim,
@@ -285,12 +292,14 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         """The oldest pending task and chunk (of a running task), and the speed
         of every worker running a task or a chunk now."""
         with self._db.read() as session:
+            worker_fps, worker_mpx_per_s = _worker_speeds(session)
             return Backlog(
                 oldest_pending_task=session.scalar(
                     select(func.min(TaskRow.created_at)).where(TaskRow.status == TaskStatus.PENDING)
                 ),
                 oldest_pending_chunk=oldest_pending_chunk(session),
-                worker_fps=_worker_fps(session),
+                worker_fps=worker_fps,
+                worker_mpx_per_s=worker_mpx_per_s,
             )
 
     def queue_depth(self) -> int:
@@ -303,18 +312,24 @@ class SqlTaskStore(SqlAccounts, outbox.SqlCallbacks, SqlThroughput, SqlUploads, 
         self._db.ping()
 
 
-def _worker_fps(session: Session) -> dict[str, float]:
-    """Frames per second by worker: its running task's, or its chunk's."""
-    tasks = select(TaskRow.lease_owner, TaskRow.fps).where(
+def _worker_speeds(session: Session) -> tuple[dict[str, float], dict[str, float]]:
+    """Frames and output megapixels per second by worker: its running task's, or
+    its chunks' (megapixels only where the heartbeats told the frame size)."""
+    tasks = select(TaskRow.lease_owner, TaskRow.fps, TaskRow.frame_mpx).where(
         TaskRow.status == TaskStatus.PROCESSING,
         TaskRow.lease_owner.is_not(None),
         TaskRow.fps.is_not(None),
     )
-    running = [(owner, fps) for owner, fps in session.execute(tasks) if owner and fps is not None]
-    speeds: dict[str, float] = {}
-    for owner, fps in [*running, *chunk_speeds(session)]:
-        speeds[owner] = speeds.get(owner, 0.0) + fps
-    return speeds
+    running = [
+        (owner, fps, mpx) for owner, fps, mpx in session.execute(tasks) if owner and fps is not None
+    ]
+    fps_by: dict[str, float] = {}
+    mpx_by: dict[str, float] = {}
+    for owner, fps, frame_mpx in [*running, *chunk_speeds(session)]:
+        fps_by[owner] = fps_by.get(owner, 0.0) + fps
+        if frame_mpx is not None:
+            mpx_by[owner] = mpx_by.get(owner, 0.0) + fps * frame_mpx
+    return fps_by, mpx_by
 
 
 def _owned(session: Session, task_id: str, account_id: str | None) -> TaskRow:

@@ -8,10 +8,14 @@ from fractions import Fraction
 from sqlalchemy import delete, select
 
 from upres.clock import Clock
-from upres.db.tables import UploadRow
+from upres.db.tables import TaskRow, UploadRow
 from upres.db.unit import Database
-from upres.domain.uploads import Upload
+from upres.domain.tasks import TaskStatus
+from upres.domain.uploads import Upload, uploads_read_by
 from upres.errors import NotFound
+
+_BATCH = 500
+_RUNNING = TaskStatus.PROCESSING.value
 
 
 class SqlUploads:
@@ -34,8 +38,21 @@ class SqlUploads:
             return _upload(row)
 
     def expired_uploads(self, *, now: datetime) -> list[Upload]:
-        query = select(UploadRow).where(UploadRow.expires_at <= now).limit(500)
+        """Uploads expired at or before ``now``, a bounded batch, leaving out those a
+        running task may still read (``uploads_read_by``): an expiry never pulls
+        the input from under a task being processed (its chunks read it in
+        place); a pending task's expired upload goes, and the task fails when
+        claimed."""
         with self._db.read() as session:
+            running = session.execute(
+                select(TaskRow.id, TaskRow.input_url).where(TaskRow.status == _RUNNING)
+            )
+            held = set().union(*(uploads_read_by(id_, url) for id_, url in running))
+            query = (
+                select(UploadRow)
+                .where(UploadRow.expires_at <= now, UploadRow.id.not_in(held))
+                .limit(_BATCH)
+            )
             return [_upload(row) for row in session.scalars(query)]
 
     def forget_upload(self, upload_id: str) -> None:

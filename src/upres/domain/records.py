@@ -7,7 +7,7 @@ records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -119,8 +119,10 @@ class CallbackBody(Protocol):
 @dataclass(frozen=True, kw_only=True)
 class Backlog:
     """Since when the oldest work has waited for a worker (None: nothing waits),
-    and how fast each worker runs now (frames per second, by worker id)."""
+    and how fast each worker runs now (frames per second, and output megapixels
+    per second where its heartbeats told the frame size, by worker id)."""
 
     oldest_pending_task: datetime | None
     oldest_pending_chunk: datetime | None
     worker_fps: dict[str, float]
+    worker_mpx_per_s: dict[str, float] = field(default_factory=dict)

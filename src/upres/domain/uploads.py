@@ -61,6 +61,14 @@ def kept_input_id(task_id: str) -> str:
     return "upload-" + "".join(_ALPHABET[byte % len(_ALPHABET)] for byte in digest[:16])
 
 
+def uploads_read_by(task_id: str, input_url: str) -> frozenset[str]:
+    """The uploads a task may read its input from while it runs (a chunked task's
+    chunks read it in place): the one its URL names, and the one its input
+    may be kept under."""
+    named = upload_id_of(input_url)
+    return frozenset({kept_input_id(task_id)} | ({named} if named is not None else set()))
+
+
 def is_upload_id(upload_id: str) -> bool:
     return _ID.fullmatch(upload_id) is not None
 

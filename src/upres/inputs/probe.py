@@ -2,7 +2,8 @@
 
 Probing demuxes metadata and decodes the first frame only (to learn the
 display rotation and to prove the stream decodes). It works on a path or on
-any seekable binary file-like object (the API reads over HTTP range requests).
+any seekable binary file-like object (the API reads over HTTP range requests),
+and on a ``RangedInput`` (a stored input a chunk reads only in part).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ from upres.errors import (
     VideoTooLong,
 )
 from upres.inputs.hdr_metadata import hdr_info
+from upres.inputs.ranged import RangedInput
+
+# Where a video is read from: a local file, an open file object, or a stored
+# input opened afresh for each pass over it.
+MediaSource = Path | BinaryIO | RangedInput
+# What a pass over a video opens more than once: not an open file object.
+InputSource = Path | RangedInput
 
 # Probing (the first frames) and decoding (all of them) reach the same verdict.
 NO_FRAME_MESSAGE = "The video stream holds no frame."
@@ -45,7 +53,7 @@ _FIRST_FRAME_PACKETS = 256
 _UNSPECIFIED = 2
 
 
-def probe(source: Path | BinaryIO, *, limits: MediaLimits) -> VideoInfo:
+def probe(source: MediaSource, *, limits: MediaLimits) -> VideoInfo:
     """Describe the first video stream of ``source``.
 
     Raises NotAVideo (not a media file), CorruptVideo (damaged or truncated),
@@ -67,10 +75,13 @@ def probe(source: Path | BinaryIO, *, limits: MediaLimits) -> VideoInfo:
 
 
 @contextmanager
-def open_input(
-    source: Path | BinaryIO, *, hwaccel: HWAccel | None = None
-) -> Iterator[InputContainer]:
-    """Open ``source`` for demuxing. Raises NotAVideo or CorruptVideo when it will not open."""
+def open_input(source: MediaSource, *, hwaccel: HWAccel | None = None) -> Iterator[InputContainer]:
+    """Open ``source`` for demuxing (a ``RangedInput`` through a reader of its own, closed
+    with the container). Raises NotAVideo or CorruptVideo when it will not open."""
+    if isinstance(source, RangedInput):
+        with source.open() as reader, open_input(reader, hwaccel=hwaccel) as container:
+            yield container
+        return
     try:
         container = av.open(
             str(source) if isinstance(source, Path) else source,
@@ -122,7 +133,7 @@ def media_error(exc: av.error.FFmpegError, during: str) -> UpresError:
     return CorruptVideo(f"The video is damaged or truncated ({during} failed: {exc.strerror}).")
 
 
-def _open_error(source: Path | BinaryIO, exc: av.error.FFmpegError) -> MediaError:
+def _open_error(source: MediaSource, exc: av.error.FFmpegError) -> MediaError:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, MediaError):
         return cause
@@ -134,7 +145,10 @@ def _open_error(source: Path | BinaryIO, exc: av.error.FFmpegError) -> MediaErro
     return NotAVideo("The file is not a video that upres can read.")
 
 
-def _looks_like_mp4(source: Path | BinaryIO) -> bool:
+def _looks_like_mp4(source: MediaSource) -> bool:
+    if isinstance(source, RangedInput):
+        with source.open() as reader:
+            return _looks_like_mp4(reader)
     try:
         if isinstance(source, Path):
             with source.open("rb") as f:

@@ -10,11 +10,9 @@ the caller keeps (``whole_body``): then the worker need not download it again.
 
 from __future__ import annotations
 
-import io
 import re
 import ssl
 import tempfile
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +25,7 @@ from upres.errors import PROBE_FAILED_MESSAGE, FetchError, InvalidRequest, Media
 from upres.inputs.fetch import http_failure, mapped_errors, open_stream
 from upres.inputs.netpolicy import AddressPolicy, policy_client, total_deadline
 from upres.inputs.probe import probe
+from upres.inputs.ranged import BlockReader
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -34,15 +33,15 @@ _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 PROBE_MAX_BYTES = 256 * 1024 * 1024
 
 
-class HttpRangeFile(io.RawIOBase):
+class HttpRangeFile(BlockReader):
     """A read-only, seekable binary file over HTTP range requests.
 
     Build it with ``HttpRangeFile.open``. Reads fetch whole blocks of
     ``block_size`` bytes, one request per run of missing blocks, and keep the
-    last ``cache_blocks`` of them. Reads raise FetchError when the server
-    fails, the byte budget ``max_bytes`` is spent or the caller's
-    ``total_deadline`` passes; the first such error is also kept in ``error``
-    (demuxers may swallow it).
+    last ``cache_blocks`` of them (``BlockReader``). Reads raise FetchError
+    when the server fails, the byte budget ``max_bytes`` is spent or the
+    caller's ``total_deadline`` passes; the first such error is also kept in
+    ``error`` (demuxers may swallow it).
     """
 
     def __init__(
@@ -55,17 +54,11 @@ class HttpRangeFile(io.RawIOBase):
         block_size: int,
         cache_blocks: int,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            size=size, max_bytes=max_bytes, block_size=block_size, cache_blocks=cache_blocks
+        )
         self.url = url
-        self.size = size
-        self.bytes_received = 0
-        self.error: FetchError | None = None
         self._client = client
-        self._max_bytes = max_bytes
-        self._block = block_size
-        self._capacity = max(2, cache_blocks)
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._pos = 0
         self._whole: IO[bytes] | None = None
 
     @classmethod
@@ -102,7 +95,8 @@ class HttpRangeFile(io.RawIOBase):
         """Learn the size from the first answer: a range (206) or the whole body (200)."""
         if response.status_code == 206:
             self.size = _content_range(response)[1]
-            self._store_range(0, min(self._block, self.size), response)
+            end = min(self._block, self.size)
+            self._keep(0, _body(response, end))
         elif response.status_code == 200:
             self._whole, self.size = _spool_body(
                 response, max_bytes=self._max_bytes, into=whole_body
@@ -114,65 +108,18 @@ class HttpRangeFile(io.RawIOBase):
             status = response.status_code
             raise http_failure(status, f"The video URL answered HTTP {status}")
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        want = min(len(buffer), self.size - self._pos, self._block * (self._capacity - 1))
-        if want <= 0:
-            return 0
-        try:
-            data = self._read_at(self._pos, want)
-        except FetchError as exc:
-            self.error = self.error or exc
-            raise
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
     def close(self) -> None:
         if self._whole is not None:
             self._whole.close()
-        self._cache.clear()
         super().close()
 
     def _read_at(self, start: int, length: int) -> bytes:
         if self._whole is not None:
             self._whole.seek(start)
             return self._whole.read(length)
-        first, last = start // self._block, (start + length - 1) // self._block
-        self._load_blocks(first, last)
-        joined = b"".join(self._cache[i] for i in range(first, last + 1))
-        while len(self._cache) > self._capacity:
-            self._cache.popitem(last=False)
-        offset = start - first * self._block
-        return joined[offset : offset + length]
+        return super()._read_at(start, length)
 
-    def _load_blocks(self, first: int, last: int) -> None:
-        missing = [i for i in range(first, last + 1) if i not in self._cache]
-        for run_first, run_last in _runs(missing):
-            begin = run_first * self._block
-            end = min((run_last + 1) * self._block, self.size)
-            self._fetch_range(begin, end)
-        for i in range(first, last + 1):
-            self._cache.move_to_end(i)
-
-    def _fetch_range(self, begin: int, end: int) -> None:
-        if self.bytes_received + (end - begin) > self._max_bytes:
-            raise FetchError(f"Probing the video needed more than {self._max_bytes} bytes")
+    def _fetch(self, begin: int, end: int) -> bytes:
         headers = {"Range": f"bytes={begin}-{end - 1}", "Accept-Encoding": "identity"}
         with (
             mapped_errors("Could not read the video URL"),
@@ -182,32 +129,19 @@ class HttpRangeFile(io.RawIOBase):
                 raise FetchError(f"The video URL answered HTTP {resp.status_code} to a range read")
             if _content_range(resp)[0] != begin:
                 raise FetchError("The video URL answered a range read with other bytes")
-            self._store_range(begin, end, resp)
-
-    def _store_range(self, begin: int, end: int, response: httpx.Response) -> None:
-        data = bytearray()
-        for chunk in response.iter_bytes():
-            data += chunk
-            if len(data) > end - begin:
-                break
-        self.bytes_received += len(data)
-        if len(data) < end - begin:
-            raise FetchError("The video URL sent fewer bytes than it announced")
-        for index, offset in enumerate(range(0, end - begin, self._block)):
-            self._cache[begin // self._block + index] = bytes(data[offset : offset + self._block])
+            return _body(resp, end - begin)
 
 
-def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
-    """Consecutive runs of sorted block indices as (first, last) pairs."""
-    if not indices:
-        return
-    first = prev = indices[0]
-    for index in indices[1:]:
-        if index != prev + 1:
-            yield first, prev
-            first = index
-        prev = index
-    yield first, prev
+def _body(response: httpx.Response, length: int) -> bytes:
+    """The first ``length`` bytes of a range answer. Raises FetchError when it sends fewer."""
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > length:
+            break
+    if len(data) < length:
+        raise FetchError("The video URL sent fewer bytes than it announced")
+    return bytes(data[:length])
 
 
 def _content_range(response: httpx.Response) -> tuple[int, int]:

@@ -20,11 +20,12 @@ from pathlib import Path
 from upres.domain.chunks import ChunkClaim
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.records import CallbackBody, Claim, Heartbeat
-from upres.domain.storage_keys import chunk_output_key, chunk_source_key
+from upres.domain.storage_keys import chunk_output_key
 from upres.domain.tasks import Task, TaskError
-from upres.errors import LeaseLost
+from upres.errors import InputRefused, LeaseLost, NotFound
+from upres.inputs.ranged import BlockReader, RangedInput
 from upres.jobs.heartbeat import heartbeats
-from upres.jobs.input_cache import InputCache
+from upres.jobs.input_cache import chunk_source
 from upres.jobs.outcomes import settled
 from upres.jobs.publish import store_preview
 from upres.jobs.queue import ClaimedChunks
@@ -60,6 +61,7 @@ class _ChunkProgress:
         self._lock = threading.Lock()
         self._frames = 0
         self._fps: float | None = None
+        self._frame_mpx: float | None = None
 
     def update(self, progress: Progress) -> None:
         total = progress.frames_total
@@ -67,10 +69,12 @@ class _ChunkProgress:
         with self._lock:
             self._frames = int(progress.frames_done * scale)
             self._fps = progress.fps * scale if progress.fps > 0 else self._fps
+            self._frame_mpx = progress.frame_mpx or self._frame_mpx
 
-    def read(self) -> tuple[int, float | None]:
+    def read(self) -> tuple[int, float | None, float | None]:
+        """Frames done, frames per second and output megapixels per frame."""
         with self._lock:
-            return self._frames, self._fps
+            return self._frames, self._fps, self._frame_mpx
 
 
 class ChunkRunner:
@@ -81,7 +85,6 @@ class ChunkRunner:
         *,
         store: ClaimedChunks,
         storage: ResultStorage,
-        inputs: InputCache,
         upscaler_for: UpscalerFactory,
         frame_rate_for: FrameRateFactory,
         render: CallbackBody,
@@ -94,7 +97,6 @@ class ChunkRunner:
     ) -> None:
         self._store = store
         self._storage = storage
-        self._inputs = inputs
         self._upscaler_for = upscaler_for
         self._frame_rate_for = frame_rate_for
         self._render = render
@@ -133,7 +135,22 @@ class ChunkRunner:
         cancel = CancelToken()
         part = scratch / "part.mp4"
         with self._heartbeat(claim, progress, cancel):
-            source = self._inputs.get(claim.task, stored=chunk_source_key(claim.task.id))
+            result = self._upscale(claim, part, progress, cancel)
+            key = chunk_output_key(claim.task.id, claim.chunk.index, claim.attempt)
+            self._storage.put(part, key)
+        self._record_speed(claim, result)
+        try:
+            final = self._store.finish_chunk(claim, part_key=key)
+        except LeaseLost:
+            self._storage.delete(key)
+            raise
+        return None if final is None else self._finalise(final)
+
+    def _upscale(
+        self, claim: ChunkClaim, part: Path, progress: _ChunkProgress, cancel: CancelToken
+    ) -> VideoResult:
+        """The chunk's frames into ``part``, reading only its bytes of the stored input."""
+        with _stored_input(self._storage, chunk_source(claim.task, self._storage)) as source:
             cancel.raise_if_cancelled()
             result = upscale_chunk(
                 source=source,
@@ -152,15 +169,13 @@ class ChunkRunner:
                     on_progress=progress.update, on_frame=progress.preview.offer, cancel=cancel
                 ),
             )
-            key = chunk_output_key(claim.task.id, claim.chunk.index, claim.attempt)
-            self._storage.put(part, key)
-        self._record_speed(claim, result)
-        try:
-            final = self._store.finish_chunk(claim, part_key=key)
-        except LeaseLost:
-            self._storage.delete(key)
-            raise
-        return None if final is None else self._finalise(final)
+        log.info(
+            "chunk %d of task %s read %d bytes of its input",
+            claim.chunk.index,
+            claim.task.id,
+            source.bytes_read,
+        )
+        return result
 
     def _record_speed(self, claim: ChunkClaim, result: VideoResult) -> None:
         """Fold this worker's speed into the estimates; it never fails a chunk."""
@@ -176,8 +191,10 @@ class ChunkRunner:
         self, claim: ChunkClaim, progress: _ChunkProgress, cancel: CancelToken
     ) -> AbstractContextManager[None]:
         def beat() -> Heartbeat:
-            frames, fps = progress.read()
-            return self._store.heartbeat_chunk(claim, frames_done=frames, fps=fps)
+            frames, fps, frame_mpx = progress.read()
+            return self._store.heartbeat_chunk(
+                claim, frames_done=frames, fps=fps, frame_mpx=frame_mpx
+            )
 
         def preview() -> None:
             store_preview(self._storage, progress.preview, progress.preview_file, claim.task.id)
@@ -186,6 +203,19 @@ class ChunkRunner:
         return heartbeats(
             beat, every_s=self._heartbeat_s, cancel=cancel, name=name, after_beat=preview
         )
+
+
+def _stored_input(storage: ResultStorage, key: str) -> RangedInput:
+    """The stored input under ``key``, read in ranges: only the packets of a chunk's
+    span (and its pre-roll) and the index, not the whole file."""
+
+    def open_reader() -> BlockReader:
+        try:
+            return storage.reader(key)
+        except NotFound as exc:
+            raise InputRefused("The task's stored input is gone") from exc
+
+    return RangedInput(open_reader, name=key)
 
 
 def _span(claim: ChunkClaim) -> ChunkSpan:

@@ -1,5 +1,6 @@
-"""A worker's inputs, fetched once per task: every chunk of a task that a
-worker runs, and the join, read the same local copy."""
+"""A worker's inputs, fetched once per task (a task run in one pass, the
+planner and the join read a local copy), and ``chunk_source``: where a
+chunked task's input lies in storage, which its chunks read in ranges."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from upres.domain.storage_keys import upload_key
+from upres.domain.storage_keys import chunk_source_key, upload_key
 from upres.domain.tasks import Task
 from upres.domain.uploads import kept_input_id, upload_id_of
 from upres.errors import InputRefused, NotFound
@@ -23,6 +24,22 @@ class FetchLimits:
 
     max_bytes: int
     timeout_s: float
+
+
+def chunk_source(task: Task, storage: ResultStorage) -> str:
+    """The storage key a chunked task's input is read from, by its chunks and its
+    join: its upload, else the input the API kept for it when that is stored,
+    else the copy the planner stores under ``chunk_source_key``. An upload or
+    kept input lives while the task runs (``SqlUploads.expired_uploads``),
+    so the planner never stores a second copy of it.
+
+    Raises StorageUnavailable when storage cannot be asked.
+    """
+    upload_id = upload_id_of(task.input_url)
+    if upload_id is not None:
+        return upload_key(upload_id)
+    kept = upload_key(kept_input_id(task.id))
+    return kept if storage.exists(kept) else chunk_source_key(task.id)
 
 
 class InputCache:

@@ -33,9 +33,16 @@ class ClaimedTasks(Protocol):
     and the throughput it measured."""
 
     def heartbeat(
-        self, claim: Claim, *, progress: int, estimated_time_s: int, fps: float | None = None
+        self,
+        claim: Claim,
+        *,
+        progress: int,
+        estimated_time_s: int,
+        fps: float | None = None,
+        frame_mpx: float | None = None,
     ) -> Heartbeat:
-        """Renew the lease and record progress; ``cancelled`` once the task was cancelled.
+        """Renew the lease and record progress and speed (``frame_mpx``: output
+        megapixels per frame); ``cancelled`` once the task was cancelled.
 
         Raises LeaseLost when the lease was taken over (reaped, re-claimed, ended).
         """
@@ -98,9 +105,15 @@ class ClaimedChunks(Protocol):
         ...
 
     def heartbeat_chunk(
-        self, claim: ChunkClaim, *, frames_done: int, fps: float | None = None
+        self,
+        claim: ChunkClaim,
+        *,
+        frames_done: int,
+        fps: float | None = None,
+        frame_mpx: float | None = None,
     ) -> Heartbeat:
-        """Renew the chunk's lease and record its frames; ``cancelled`` once the task ended.
+        """Renew the chunk's lease and record its frames and speed (``frame_mpx``:
+        output megapixels per frame); ``cancelled`` once the task ended.
 
         Raises LeaseLost when the chunk's lease was taken over.
         """

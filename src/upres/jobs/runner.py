@@ -31,7 +31,7 @@ from upres.domain.tasks import Task, TaskError
 from upres.errors import LeaseLost, NotFound
 from upres.jobs.chunk_runner import ChunkRunner, FrameRateFactory
 from upres.jobs.heartbeat import heartbeats
-from upres.jobs.input_cache import InputCache
+from upres.jobs.input_cache import InputCache, chunk_source
 from upres.jobs.outcomes import settled
 from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks, ClaimedTasks
@@ -59,8 +59,11 @@ class _Progress:
         self._percent = 0
         self._eta_s = 0
         self._fps: float | None = None
+        self._frame_mpx: float | None = None
 
     def update(self, progress: Progress) -> None:
+        with self._lock:
+            self._frame_mpx = progress.frame_mpx or self._frame_mpx
         if not progress.frames_total:
             return
         total = progress.frames_total
@@ -74,6 +77,12 @@ class _Progress:
     def read(self) -> tuple[int, int, float | None]:
         with self._lock:
             return self._percent, self._eta_s, self._fps
+
+    @property
+    def frame_mpx(self) -> float | None:
+        """The output megapixels of one frame, once the run reported it."""
+        with self._lock:
+            return self._frame_mpx
 
 
 class TaskRunner:
@@ -120,7 +129,6 @@ class TaskRunner:
         self._chunks = ChunkRunner(
             store=store,
             storage=storage,
-            inputs=inputs,
             upscaler_for=upscaler_for,
             frame_rate_for=frame_rate_for,
             render=render,
@@ -213,22 +221,26 @@ class TaskRunner:
         )
 
     def _plan(self, claim: Claim, source: Path, spans: Sequence[ChunkSpan]) -> None:
-        """Store the input for the chunks, then record them (fenced)."""
-        key = chunk_source_key(claim.task.id)
-        self._storage.put(source, key)
+        """Store the input for the chunks unless it is in storage already (an upload,
+        a kept input: ``chunk_source``), then record them (fenced)."""
+        key = chunk_source(claim.task, self._storage)
+        stored_here = key == chunk_source_key(claim.task.id)
+        if stored_here:
+            self._storage.put(source, key)
         try:
             self._store.insert_chunks(claim, spans)
         except LeaseLost:
-            self._storage.delete(key)
+            if stored_here:
+                self._storage.delete(key)
             raise
-        log.info("task %s planned into %d chunks", claim.task.id, len(spans))
+        log.info("task %s planned into %d chunks reading %s", claim.task.id, len(spans), key)
 
     def _join(self, claim: Claim, chunks: list[Chunk], scratch: Path) -> Task:
         """Join the finished parts into the result, publish it, then delete the parts."""
         task = claim.task
         cancel = CancelToken()
         with self._task_heartbeat(claim, _Progress(scratch / "preview.jpg"), cancel):
-            source = self._inputs.get(task, stored=chunk_source_key(task.id))
+            source = self._inputs.get(task, stored=chunk_source(task, self._storage))
             parts = []
             for chunk in chunks:
                 if chunk.part_key is None:
@@ -277,7 +289,13 @@ class TaskRunner:
     ) -> AbstractContextManager[None]:
         def beat() -> Heartbeat:
             percent, eta_s, fps = progress.read()
-            return self._store.heartbeat(claim, progress=percent, estimated_time_s=eta_s, fps=fps)
+            return self._store.heartbeat(
+                claim,
+                progress=percent,
+                estimated_time_s=eta_s,
+                fps=fps,
+                frame_mpx=progress.frame_mpx,
+            )
 
         return heartbeats(
             beat,

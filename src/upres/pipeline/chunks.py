@@ -32,7 +32,7 @@ from pathlib import Path
 import av.error
 
 from upres.errors import InvalidRequest
-from upres.inputs.probe import media_error, open_input, video_stream
+from upres.inputs.probe import InputSource, media_error, open_input, video_stream
 from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.engine import prepare, run_job
@@ -181,7 +181,7 @@ def pre_roll_for(upscaler: FrameUpscaler) -> int:
 
 def upscale_chunk(
     *,
-    source: Path,
+    source: InputSource,
     span: ChunkSpan,
     destination: Path,
     upscaler: FrameUpscaler,
@@ -217,7 +217,7 @@ def upscale_chunk(
     return run_job(job, started=started)
 
 
-def _window(source: Path, span: ChunkSpan, pre_roll: int) -> FrameWindow:
+def _window(source: InputSource, span: ChunkSpan, pre_roll: int) -> FrameWindow:
     """``span``'s frames by timestamp; the first span also takes whatever precedes its start."""
     with open_input(source) as container:
         time_base = Fraction(video_stream(container).time_base or FALLBACK_TIME_BASE)

@@ -18,7 +18,6 @@ file (packets that do not decode) is the decoder's business, not this check's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import av
 import av.error
@@ -27,7 +26,7 @@ from av.packet import Packet
 from av.stream import Stream
 
 from upres.errors import TruncatedVideo
-from upres.inputs.probe import media_error, open_input, video_stream
+from upres.inputs.probe import InputSource, media_error, open_input, video_stream
 
 # Containers round durations (Matroska to milliseconds, the last audio frame's
 # padding, a missing last packet duration): a real cut is far longer than this.
@@ -45,7 +44,7 @@ class _Read:
     last_pts: int | None = field(default=None, repr=False)
 
 
-def check_complete(source: Path) -> None:
+def check_complete(source: InputSource) -> None:
     """Demux ``source`` once and compare every audio and video stream with its declared length.
 
     Raises TruncatedVideo when one ends more than a quarter of a second early,

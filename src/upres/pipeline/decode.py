@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 import av.error
@@ -27,7 +26,13 @@ from av.video.frame import VideoFrame
 
 from upres.domain.media import VideoInfo
 from upres.errors import CorruptVideo, EmptyVideo, MediaError
-from upres.inputs.probe import NO_FRAME_MESSAGE, media_error, open_input, video_stream
+from upres.inputs.probe import (
+    NO_FRAME_MESSAGE,
+    InputSource,
+    media_error,
+    open_input,
+    video_stream,
+)
 from upres.pipeline.colorimetry import (
     RANGE_FULL,
     TO_RGB_DEEP_FLAGS,
@@ -112,7 +117,7 @@ class _Tally:
 
 
 def decode(
-    source: Path, *, options: DecodeOptions, window: FrameWindow = WHOLE
+    source: InputSource, *, options: DecodeOptions, window: FrameWindow = WHOLE
 ) -> Generator[DecodeItem]:
     """Yield TimedBatches in presentation order, then one DecodeSummary.
 
@@ -144,7 +149,7 @@ def _first_or_none(items: Generator[DecodeItem]) -> DecodeItem | None:
 
 
 def _decode(
-    source: Path, options: DecodeOptions, window: FrameWindow, hwaccel: HWAccel | None
+    source: InputSource, options: DecodeOptions, window: FrameWindow, hwaccel: HWAccel | None
 ) -> Generator[DecodeItem]:
     tally = _Tally()
     with open_input(source, hwaccel=hwaccel) as container:

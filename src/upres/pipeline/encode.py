@@ -23,7 +23,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from upres.errors import EncodeError
-from upres.inputs.probe import open_input, video_stream
+from upres.inputs.probe import InputSource, open_input, video_stream
 from upres.pipeline.colorimetry import RANGE_FULL, TO_YUV_FLAGS
 from upres.pipeline.decode import TimedBatch
 from upres.pipeline.encoder_process import demote_realtime_threads
@@ -42,7 +42,7 @@ _MIN_TIMESCALE = 10_000
 
 
 def encode(
-    source: Path,
+    source: InputSource,
     target: Path,
     batches: Iterable[TimedBatch],
     *,

@@ -25,7 +25,7 @@ import torch
 from upres.domain.framerate import UNCHANGED, FrameRateRequest
 from upres.domain.media import EncodeSettings, VideoInfo, frame_total
 from upres.errors import EncodeError, InvalidRequest, ModelError
-from upres.inputs.probe import probe
+from upres.inputs.probe import InputSource, probe
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.completeness import check_complete
 from upres.pipeline.decode import DecodeOptions, DecodeSummary, TimedBatch, decode
@@ -79,7 +79,7 @@ class Job:
     ``frames_total`` is the progress estimate (None when unknown).
     """
 
-    source: Path
+    source: InputSource
     destination: Path
     temp: Path
     upscaler: FrameUpscaler
@@ -103,7 +103,7 @@ class Job:
 
 def prepare(
     *,
-    source: Path,
+    source: InputSource,
     destination: Path,
     upscaler: FrameUpscaler,
     options: VideoOptions,
@@ -189,7 +189,7 @@ class OutputDecision:
 
 
 def decide(
-    source: Path,
+    source: InputSource,
     info: VideoInfo,
     *,
     factor: int,
@@ -265,7 +265,7 @@ def _run_stages(run: Run, job: Job) -> tuple[tuple[str, ...], DecodeSummary]:
     dropped: tuple[str, ...] = ()
     try:
         batches = _encoder_input(run, upscaled, summaries, job)
-        report = _reporter(run, job.frames_total, job.hooks.on_progress)
+        report = _reporter(run, job, job.hooks.on_progress)
         dropped = encode(
             job.source,
             job.temp,
@@ -344,9 +344,10 @@ def _encoder_input(
 
 
 def _reporter(
-    run: Run, total: int | None, on_progress: Callable[[Progress], None] | None
+    run: Run, job: Job, on_progress: Callable[[Progress], None] | None
 ) -> Callable[[int], None]:
-    done = 0
+    done, total = 0, job.frames_total
+    frame_mpx = job.plan.width * job.plan.height / 1e6
 
     def report(frames: int) -> None:
         nonlocal done
@@ -354,7 +355,15 @@ def _reporter(
         if on_progress is not None:
             elapsed = time.monotonic() - run.started
             fps = done / elapsed if elapsed > 0 else 0.0
-            on_progress(Progress(frames_done=done, frames_total=total, elapsed_s=elapsed, fps=fps))
+            on_progress(
+                Progress(
+                    frames_done=done,
+                    frames_total=total,
+                    elapsed_s=elapsed,
+                    fps=fps,
+                    frame_mpx=frame_mpx,
+                )
+            )
 
     return report
 

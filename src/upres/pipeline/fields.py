@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Literal
 
 import av
@@ -26,7 +25,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from upres.errors import CorruptVideo
-from upres.inputs.probe import open_input, video_stream
+from upres.inputs.probe import InputSource, open_input, video_stream
 from upres.pipeline.frames import FALLBACK_TIME_BASE
 
 FieldOrder = Literal["progressive", "tff", "bff"]
@@ -93,7 +92,7 @@ class _Idet:
     frames: int = 0
 
 
-def scan_fields(source: Path, *, frames: int = SCAN_FRAMES) -> FieldScan:
+def scan_fields(source: InputSource, *, frames: int = SCAN_FRAMES) -> FieldScan:
     """The field order of ``source``'s video from its flags and its first ``frames`` frames.
 
     Raises the MediaError of ``open_input`` and ``video_stream``.

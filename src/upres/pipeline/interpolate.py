@@ -25,7 +25,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -34,7 +33,7 @@ from torch.nn import functional
 from upres.domain.framerate import FrameRateRequest, frame_rate_request, output_rate
 from upres.domain.media import VideoInfo
 from upres.domain.tasks import Factor
-from upres.inputs.probe import open_input, video_stream
+from upres.inputs.probe import InputSource, open_input, video_stream
 from upres.models.registry import ModelSpec, SpeedClass
 from upres.models.rife import PAD_MULTIPLE, RIFE, load_rife
 from upres.pipeline.decode import DecodeSummary, TimedBatch
@@ -198,7 +197,7 @@ class Retiming:
 
 
 def retiming_for(
-    source: Path, request: FrameRateRequest, *, source_fps: Fraction | None, rate: int = 1
+    source: InputSource, request: FrameRateRequest, *, source_fps: Fraction | None, rate: int = 1
 ) -> Retiming:
     """The grid ``request`` puts on ``source`` (``rate``: the deinterlacer's frames per frame).
 
@@ -221,7 +220,7 @@ def retiming_for(
 
 
 def retimed_plan(
-    source: Path, info: VideoInfo, plan: OutputPlan, request: FrameRateRequest, *, rate: int
+    source: InputSource, info: VideoInfo, plan: OutputPlan, request: FrameRateRequest, *, rate: int
 ) -> tuple[OutputPlan, Retiming | None]:
     """``plan`` writing the grid ``request`` puts on ``source`` (its rate and time base; slow
     motion noted), and that grid; ``plan`` and None when ``request`` keeps the timing.

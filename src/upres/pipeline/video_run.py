@@ -23,12 +23,14 @@ from upres.pipeline.stages import CancelToken
 
 @dataclass(frozen=True, kw_only=True)
 class Progress:
-    """How far one upscale is. ``frames_total`` is an estimate (None when unknown)."""
+    """How far one upscale is. ``frames_total`` is an estimate (None when unknown);
+    ``frame_mpx`` the output megapixels of one frame (None when unknown)."""
 
     frames_done: int
     frames_total: int | None
     elapsed_s: float
     fps: float
+    frame_mpx: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from upres.errors import InvalidRequest
+from upres.inputs.ranged import BlockReader
 
 # Keys are relative paths of plain segments: no empty, dot-led or '..' parts.
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
@@ -49,6 +50,15 @@ class ResultStorage(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def reader(self, key: str) -> BlockReader:
+        """The file stored under ``key`` as a seekable binary file that fetches only
+        the bytes read from it, in blocks, and counts them (``bytes_received``).
+
+        Raises NotFound when ``key`` is absent, ServiceUnavailable when the
+        storage refuses; its reads raise StorageUnavailable.
+        """
+        ...
 
 
 def check_key(key: str) -> str:

@@ -22,6 +22,7 @@ from upres.clock import Clock, utc_now
 from upres.domain.storage_keys import download_name
 from upres.errors import InvalidRequest, NotFound, ResultExpired, StorageUnavailable
 from upres.storage.base import NO_SUCH_RESULT, StoredFile, check_key
+from upres.storage.readers import FileReader
 
 SECRET_FILE = "file-signing.key"
 _DOMAIN = b"upres-file-link-v1\n"
@@ -147,6 +148,15 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def reader(self, key: str) -> FileReader:
+        path = self.path(key)
+        try:
+            return FileReader(path)
+        except FileNotFoundError as exc:
+            raise NotFound(f"No stored file {key!r}") from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"Cannot read stored file {key!r}: {exc}") from exc
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, _DOMAIN + payload, hashlib.sha256).digest()

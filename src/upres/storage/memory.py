@@ -12,6 +12,7 @@ from pathlib import Path
 
 from upres.errors import NotFound, StorageUnavailable
 from upres.storage.base import NO_SUCH_RESULT, check_key
+from upres.storage.readers import BytesReader
 
 LINK_PREFIX = "memory://results/"
 
@@ -56,6 +57,10 @@ class MemoryStorage:
         check_key(key)
         with self._lock:
             return key in self._files
+
+    def reader(self, key: str) -> BytesReader:
+        """Raises NotFound when ``key`` is absent."""
+        return BytesReader(self.read(key))
 
     def read(self, key: str) -> bytes:
         """The bytes stored under ``key``. Raises NotFound when there are none."""

@@ -21,7 +21,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from upres.clock import Clock, utc_now
 from upres.domain.storage_keys import download_name
 from upres.errors import NotFound, StorageUnavailable
+from upres.inputs.ranged import DEFAULT_BLOCK, DEFAULT_CACHE_BLOCKS, BlockReader
 from upres.storage.base import check_key
+from upres.storage.readers import UNBOUNDED
 
 MAX_PRESIGN_S = 7 * 24 * 3600
 
@@ -33,6 +35,7 @@ class S3Client(Protocol):
     def download_file(self, Bucket: str, Key: str, Filename: str) -> None: ...  # noqa: N803
     def delete_object(self, *, Bucket: str, Key: str) -> Any: ...  # noqa: N803
     def head_object(self, *, Bucket: str, Key: str) -> Any: ...  # noqa: N803
+    def get_object(self, *, Bucket: str, Key: str, Range: str) -> Any: ...  # noqa: N803
     def generate_presigned_url(
         self,
         ClientMethod: str,  # noqa: N803
@@ -115,8 +118,58 @@ class S3Storage:
             raise StorageUnavailable(f"Cannot look up result {key!r} in S3: {exc}") from exc
         return True
 
+    def reader(self, key: str) -> ObjectReader:
+        """The object read with ranged GETs, one per run of missing blocks."""
+        name = self._name(key)
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=name)
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotFound(f"No stored file {key!r}") from exc
+            raise StorageUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"Cannot read {key!r} from S3: {exc}") from exc
+        size = int(head["ContentLength"])
+        return ObjectReader(self._client, bucket=self._bucket, name=name, size=size)
+
     def _name(self, key: str) -> str:
         return self._prefix + check_key(key)
+
+
+class ObjectReader(BlockReader):
+    """An S3 object of ``size`` bytes, read with ranged GETs (``BlockReader``)."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        *,
+        bucket: str,
+        name: str,
+        size: int,
+        block_size: int = DEFAULT_BLOCK,
+    ) -> None:
+        super().__init__(
+            size=size,
+            max_bytes=UNBOUNDED,
+            block_size=block_size,
+            cache_blocks=DEFAULT_CACHE_BLOCKS,
+        )
+        self._client = client
+        self._bucket = bucket
+        self._name = name
+
+    def _fetch(self, begin: int, end: int) -> bytes:
+        """Raises StorageUnavailable when the GET fails or answers other bytes."""
+        try:
+            answer = self._client.get_object(
+                Bucket=self._bucket, Key=self._name, Range=f"bytes={begin}-{end - 1}"
+            )
+            data: bytes = answer["Body"].read()
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise StorageUnavailable(f"Cannot read {self._name!r} from S3: {exc}") from exc
+        if len(data) != end - begin:
+            raise StorageUnavailable(f"S3 answered a range of {self._name!r} with other bytes")
+        return data
 
 
 def _missing(exc: ClientError) -> bool:
