@@ -21,6 +21,7 @@ from testkit.seaweedfs import S3Server, seaweedfs
 
 from tests.clips import make_clip
 from tests.stores import FakeClock, completed_task, sqlite_store
+from tests.stores import worker_settings as fast_worker
 from upres.clock import utc_now
 from upres.config import Settings
 from upres.domain.storage_keys import chunk_source_key, result_key, upload_key
@@ -229,15 +230,9 @@ def test_a_chunk_reads_only_its_ranges_of_the_stored_input(
 
 
 def worker_settings(tmp_path: Path, server: S3Server, bucket: str, **changes: Any) -> Settings:
-    """A CPU worker with the fastest network, storing in ``bucket`` on ``server``."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        device="cpu",
-        model="realesr-animevideov3",
-        temporal=False,
-        torch_threads=1,
-        heartbeat_s=0.2,
-        lease_s=30,
+    """A fast CPU worker (``tests.stores.worker_settings``) storing in ``bucket`` on ``server``."""
+    return fast_worker(
+        tmp_path / "data",
         storage_backend="s3",
         s3_bucket=bucket,
         s3_endpoint_url=server.endpoint_url,

@@ -17,7 +17,7 @@ import pytest
 
 from tests.clips import make_clip
 from tests.integration.serve_harness import wait_for
-from tests.stores import ledger_sums, new_task, render_body
+from tests.stores import ledger_sums, new_task, render_body, worker_settings
 from upres import worker_wiring
 from upres.config import Settings
 from upres.db.task_store import SqlTaskStore
@@ -42,16 +42,7 @@ STUCK_S = 60.0
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        device="cpu",
-        model="realesr-animevideov3",
-        temporal=False,
-        torch_threads=1,
-        chunk_seconds=0.5,
-        heartbeat_s=0.2,
-        lease_s=30,
-    )
+    return worker_settings(tmp_path / "data", chunk_seconds=0.5)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from tests.clips import make_clip
 from tests.media.test_chunked_tasks import submit, work_until_ended
-from tests.stores import ledger_sums
+from tests.stores import ledger_sums, worker_settings
 from upres.config import Settings
 from upres.db.task_store import SqlTaskStore
 from upres.domain.tasks import Task, TaskStatus
@@ -30,16 +30,7 @@ FPS = 12
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        device="cpu",
-        model="realesr-animevideov3",
-        temporal=False,
-        torch_threads=1,
-        heartbeat_s=0.2,
-        lease_s=30,
-        interpolation_price_per_second=4.0,
-    )
+    return worker_settings(tmp_path / "data", interpolation_price_per_second=4.0)
 
 
 @pytest.fixture
