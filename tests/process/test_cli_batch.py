@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -235,3 +236,35 @@ def test_a_batch_killed_mid_file_carries_on_where_it_stopped(tmp_path: Path) -> 
     assert (out / "1-short.mp4").stat().st_mtime_ns == first
     assert _tree(out) == ["1-short.mp4", "2-long.mp4", "3-short.mp4"]
     assert not (out / STATE_DIR / "partial").exists()
+
+
+@pytest.mark.slow
+def test_a_long_file_killed_mid_chunks_keeps_its_finished_chunks(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    # 8 s with a keyframe every 0.5 s: sixteen chunks of 0.5 s.
+    make_clip(source / "long.mp4", frames=96, fps=12, encoder_options={"g": "6"})
+    out = tmp_path / "out"
+    args = [str(source), str(out), *FAST, "--workers", "2", "--chunk-seconds", "0.5"]
+    command = [sys.executable, "-m", "upres.cli", "upscale", *args]
+    child = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
+    kept_folder = out / STATE_DIR / "chunks"
+    deadline = time.monotonic() + 300
+    while len(list(kept_folder.glob("*/chunk-*.mp4"))) < 2:
+        assert time.monotonic() < deadline, "no two chunks were finished in time"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)  # the command and its chunk workers: a crash
+    child.wait(30)
+    kept = list(kept_folder.glob("*/chunk-*.mp4"))
+    assert _tree(out) == []
+
+    code, stdout, stderr = _invoke(*args, "--json")
+    assert code == 0, stderr
+    (line,) = map(json.loads, stdout.splitlines())
+    assert line["status"] == "done", line
+    reused = re.search(r"(\d+) of 16 chunks were kept from an interrupted run", line["reason"])
+    assert reused is not None, line["reason"]
+    assert int(reused[1]) >= len(kept) >= 2
+    with av.open(str(out / "long.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 96
+    assert not any(kept_folder.iterdir())  # the file is done: its chunks went

@@ -95,6 +95,7 @@ def upscale_chunked(
     workers: int,
     options: VideoOptions,
     hooks: VideoHooks,
+    parts: Path | None = None,
 ) -> VideoResult:
     """Upscale ``spans`` of ``source`` on ``workers`` processes and join them into
     ``destination``: the join's result, with what the chunks' decodes found.
@@ -102,10 +103,16 @@ def upscale_chunked(
     ``hooks.on_progress`` sees the chunks' progress added up; ``hooks.on_frame``
     is not called (the frames are in the workers). Raises the first chunk's
     error (UpresError), Cancelled once ``hooks.cancel`` fires; either way every
-    worker has stopped and no part is left.
+    worker has stopped. The parts go to a folder of their own, deleted after;
+    with ``parts`` (a folder kept for this source and these options) a part
+    already there from an interrupted run is kept instead of made again (a part
+    reaches its name only once whole), and the folder stays when the run fails.
     """
     started = time.monotonic()
-    folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.chunks-", dir=destination.parent))
+    folder = parts or Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.chunks-", dir=destination.parent)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         jobs = [
             _ChunkJob(
@@ -117,17 +124,27 @@ def upscale_chunked(
             )
             for span in spans
         ]
-        tally = _Tally(spans, started, hooks.on_progress)
-        results = _run_all(jobs, setup, workers, hooks.cancel or CancelToken(), tally)
+        todo = [job for job in jobs if not job.destination.is_file()]
+        kept = [job.span for job in jobs if job not in todo]
+        tally = _Tally(spans, started, hooks.on_progress, kept=kept)
+        cancel = hooks.cancel or CancelToken()
+        results = _run_all(todo, setup, workers, cancel, tally) if todo else ()
         joined = join_chunks(
             source=source,
             parts=[job.destination for job in jobs],
             destination=destination,
             options=options,
         )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return joined.with_chunks(results, elapsed_s=time.monotonic() - started)
+    except BaseException:
+        if parts is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    result = joined.with_chunks(results, elapsed_s=time.monotonic() - started)
+    if not kept:
+        return result
+    note = f"{len(kept)} of {len(jobs)} chunks were kept from an interrupted run"
+    return replace(result, chunks=len(jobs), notes=(*result.notes, note))
 
 
 class _Tally:
@@ -138,8 +155,11 @@ class _Tally:
         spans: Sequence[ChunkSpan],
         started: float,
         report: Callable[[Progress], None] | None,
+        *,
+        kept: Sequence[ChunkSpan] = (),
     ) -> None:
         self._done = dict.fromkeys((s.index for s in spans), 0)
+        self._done |= {s.index: s.frame_count for s in kept}
         self._totals = {s.index: s.frame_count for s in spans}
         self._started, self._report = started, report
 

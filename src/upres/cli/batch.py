@@ -73,7 +73,8 @@ class Written:
 
 
 class Resume:
-    """What a job keeps in the manifest to carry on after a crash (a remote task)."""
+    """What a job keeps in the manifest to carry on after a crash: a remote task, or
+    the finished chunks of a long file."""
 
     def __init__(self, manifest: Manifest, output: Path, identity: dict[str, Any]) -> None:
         self._manifest, self._output, self._identity = manifest, output, identity
@@ -87,6 +88,10 @@ class Resume:
     def forget(self) -> None:
         self.kept = {}
         self._manifest.forget_extra(self._output)
+
+    def chunk_parts(self) -> Path:
+        """Where a file run in chunks keeps its finished ones until it is done."""
+        return self._manifest.chunk_parts(self._output, self._identity)
 
 
 class Job(Protocol):

@@ -94,10 +94,12 @@ class _LocalJob:
             settings=self.settings_,
             cancel=self.cancel,
             display=lambda: nullcontext(report),
+            parts=resume.chunk_parts(),
         )
         fps = summary.frames / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+        notes = "".join(f"; {note}" for note in summary.notes)
         return Written(
             frames=summary.frames,
             detail=f"{summary.width}x{summary.height}, {summary.frames} frames "
-            f"in {summary.elapsed_s:.1f} s ({fps:.1f} fps)",
+            f"in {summary.elapsed_s:.1f} s ({fps:.1f} fps){notes}",
         )

@@ -12,12 +12,16 @@ Work in progress lives in ``.upres/partial/`` and reaches its real name by one
 rename on the same file system: the output folder never shows a partial file
 under a real name. A run removes what a crashed run left there when it starts,
 and holds ``.upres/lock`` (an advisory lock) so that two runs never share one
-OUTPUT_DIR.
+OUTPUT_DIR. The finished chunks of a long file run in chunks are kept in
+``.upres/chunks/`` until the file is done, so a run after a crash makes only
+the chunks that were missing (with the same source and settings; other
+settings start the file's chunks over).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +37,7 @@ STATE_DIR = ".upres"
 MANIFEST_FILE = "manifest.json"
 _VERSION = 1
 PENDING, DONE = "pending", "done"
+_IDENTITY_FILE = "identity.json"
 
 
 class Manifest:
@@ -75,6 +80,18 @@ class Manifest:
             return True
         return output.is_file() and output.stat().st_size == entry.get("bytes")
 
+    def chunk_parts(self, output: Path, identity: dict[str, Any]) -> Path:
+        """The folder that keeps the finished chunks of ``output`` made with ``identity``
+        (emptied when it holds another identity's chunks)."""
+        folder = self._chunks_of(output)
+        stamp = folder / _IDENTITY_FILE
+        wanted = json.dumps(identity, sort_keys=True)
+        if folder.exists() and (not stamp.is_file() or stamp.read_text("utf-8") != wanted):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(wanted, encoding="utf-8")
+        return folder
+
     def start(self, output: Path, identity: dict[str, Any], **extra: Any) -> None:
         """Record that this run is writing ``output``; ``extra`` are kept with it (a
         remote task's upload and key) and updated by later calls."""
@@ -89,6 +106,7 @@ class Manifest:
         entry = {"state": DONE, "identity": identity, "bytes": output.stat().st_size}
         self._entries[self._key(output)] = entry
         self._save()
+        shutil.rmtree(self._chunks_of(output), ignore_errors=True)
 
     def forget_extra(self, output: Path) -> None:
         """Drop what ``start`` kept for ``output`` (a remote task that cannot be resumed)."""
@@ -99,6 +117,10 @@ class Manifest:
 
     def _key(self, output: Path) -> str:
         return output.relative_to(self._dir).as_posix()
+
+    def _chunks_of(self, output: Path) -> Path:
+        name = hashlib.sha256(self._key(output).encode()).hexdigest()[:16]
+        return self._state / "chunks" / name
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:

@@ -249,10 +249,12 @@ def run_file(
     settings: Settings,
     cancel: CancelToken,
     display: ProgressDisplay = progress_reporter,
+    parts: Path | None = None,
 ) -> VideoResult:
     """One pass, or with more than one worker (``choices.workers``, default one per
-    GPU slot) and a video of several chunks, the chunks on that many processes;
-    ``display`` shows the frames. Every upscaler is built from settings
+    GPU slot) and a video of several chunks, the chunks on that many processes
+    (their parts in ``parts`` when given, kept there across an interruption:
+    ``upscale_chunked``); ``display`` shows the frames. Every upscaler is built from settings
     (``upscalers``), so the chosen model, device and temporal stage travel in
     them. Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
@@ -288,7 +290,13 @@ def run_file(
             # taking all of them (on Vulkan the flow runs on the CPU).
             torch_threads=None if slots.on_cuda else max(1, (os.cpu_count() or 1) // workers),
         )
-        run = partial(upscale_chunked, spans=spans, setup=setup, workers=min(workers, len(spans)))
+        run = partial(
+            upscale_chunked,
+            spans=spans,
+            setup=setup,
+            workers=min(workers, len(spans)),
+            parts=parts,
+        )
     else:
         upscaler = upscalers(settings)(choices.factor, denoise=choices.denoise)
         run = partial(upscale_video, upscaler=upscaler)
