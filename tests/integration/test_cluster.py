@@ -13,9 +13,11 @@ process, completes too.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -95,15 +97,16 @@ def ray_cluster(env: dict[str, str], folder: Path, port: int, stack: ExitStack) 
         return started
 
     head = node(["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false"], "head")
-    wait_for(lambda: _nodes(port) >= 1, timeout_s=300, what="the Ray head")
+    wait_for(lambda: _nodes(port, env) >= 1, timeout_s=300, what="the Ray head")
     workers = [node([f"--address=127.0.0.1:{port}", "--num-cpus=1"], f"n{i}") for i in range(2)]
-    wait_for(lambda: _nodes(port) >= 3, timeout_s=300, what="two Ray worker nodes")
+    wait_for(lambda: _nodes(port, env) >= 3, timeout_s=300, what="two Ray worker nodes")
     return [head, *workers]
 
 
-def _nodes(port: int) -> int:
+def _nodes(port: int, env: dict[str, str]) -> int:
     status = subprocess.run(
         [RAY, "status", f"--address=127.0.0.1:{port}"],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -119,6 +122,9 @@ def environment(data_dir: Path, s3: S3Server, bucket: str) -> dict[str, str]:
         **os.environ,
         **s3.environ(bucket),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray turns token authentication on when ~/.ray/auth_token exists (a local
+        # ray.init() leaves one); this test cluster lives on loopback, for one test.
+        "RAY_AUTH_MODE": "disabled",
         # A loaded 2-core machine registers a node slower than Ray's 10 s default.
         "RAY_raylet_start_wait_time_s": "120",
         "UPRES_DATA_DIR": str(data_dir),
@@ -149,6 +155,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with ExitStack() as stack:
         s3 = stack.enter_context(seaweedfs(tmp_path / "seaweedfs"))
         env = environment(tmp_path / "data", s3, s3.new_bucket())
+        # A Ray folder of its own (RAY_TMPDIR, for the nodes, `ray status` and the
+        # driver alike): Ray records a running cluster in its folder, which the
+        # suite's other Ray tests must not find.
+        env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="upres-ray-")
+        stack.callback(shutil.rmtree, env["RAY_TMPDIR"], ignore_errors=True)
         head_port = free_port()
         nodes = ray_cluster(env, tmp_path, head_port, stack)
         env["UPRES_RAY_ADDRESS"] = f"127.0.0.1:{head_port}"

@@ -209,21 +209,24 @@ def test_a_batch_killed_mid_file_carries_on_where_it_stopped(tmp_path: Path) -> 
     source = tmp_path / "src"
     source.mkdir()
     make_clip(source / "1-short.mp4", frames=2, fps=6)
-    make_clip(source / "2-long.mp4", frames=24, fps=24)
+    # Long enough (15 s) that its progress shows before it ends, on any machine.
+    make_clip(source / "2-long.mp4", frames=360, fps=24)
     make_clip(source / "3-short.mp4", frames=2, fps=6)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "upres.cli", "upscale", str(source), str(out), *FAST]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     assert child.stderr is not None
-    # Until the long file's frames are under way (its first progress line).
-    for line in child.stderr:
-        if line.startswith("[2-long.mp4] frames"):
-            break
-    else:
-        raise AssertionError("the long file never started")
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait(30)
-    child.stderr.close()
+    try:
+        # Until the long file's frames are under way (its first progress line).
+        for line in child.stderr:
+            if line.startswith("[2-long.mp4] frames"):
+                break
+        else:
+            raise AssertionError("the long file never started")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        child.stderr.close()
     assert _tree(out) == ["1-short.mp4"]
     # The killed run left its work in the manifest's folder, not beside the outputs.
     assert list((out / STATE_DIR / "partial").iterdir())
