@@ -13,7 +13,6 @@ process, completes too.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ pytestmark = pytest.mark.slow
 POSTGRES_URL = os.environ.get("UPRES_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("UPRES_TEST_REDIS_URL")
 RAY = str(Path(sys.executable).parent / "ray")
+RAY_CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
 FPS = 12
 FRAMES = 48  # 4 s in chunks of 0.5 s: eight chunks
 KEYFRAME_EVERY_HALF_SECOND = {"g": "6"}
@@ -155,11 +155,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with ExitStack() as stack:
         s3 = stack.enter_context(seaweedfs(tmp_path / "seaweedfs"))
         env = environment(tmp_path / "data", s3, s3.new_bucket())
-        # A Ray folder of its own (RAY_TMPDIR, for the nodes, `ray status` and the
-        # driver alike): Ray records a running cluster in its folder, which the
-        # suite's other Ray tests must not find.
-        env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="upres-ray-")
-        stack.callback(shutil.rmtree, env["RAY_TMPDIR"], ignore_errors=True)
+        # Ray records the running cluster in this file; the suite's other Ray
+        # tests must not find this one once it is gone.
+        stack.callback(RAY_CURRENT_CLUSTER.unlink, missing_ok=True)
         head_port = free_port()
         nodes = ray_cluster(env, tmp_path, head_port, stack)
         env["UPRES_RAY_ADDRESS"] = f"127.0.0.1:{head_port}"
