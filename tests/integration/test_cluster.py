@@ -35,7 +35,7 @@ from upres.db.session import create_db_engine
 from upres.db.task_store import SqlTaskStore
 from upres.domain.chunks import ChunkStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 POSTGRES_URL = os.environ.get("UPRES_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("UPRES_TEST_REDIS_URL")
