@@ -124,8 +124,9 @@ def upscale_chunked(
             )
             for span in spans
         ]
-        todo = [job for job in jobs if not job.destination.is_file()]
-        kept = [job.span for job in jobs if job not in todo]
+        finished = {job.span.index for job in jobs if job.destination.is_file()}
+        todo = [job for job in jobs if job.span.index not in finished]
+        kept = [job.span for job in jobs if job.span.index in finished]
         tally = _Tally(spans, started, hooks.on_progress, kept=kept)
         cancel = hooks.cancel or CancelToken()
         results = _run_all(todo, setup, workers, cancel, tally) if todo else ()

@@ -94,7 +94,7 @@ class _LocalJob:
             settings=self.settings_,
             cancel=self.cancel,
             display=lambda: nullcontext(report),
-            parts=resume.chunk_parts(),
+            parts=resume.chunk_parts,
         )
         fps = summary.frames / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
         notes = "".join(f"; {note}" for note in summary.notes)

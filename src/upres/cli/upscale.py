@@ -249,14 +249,14 @@ def run_file(
     settings: Settings,
     cancel: CancelToken,
     display: ProgressDisplay = progress_reporter,
-    parts: Path | None = None,
+    parts: Callable[[], Path] | None = None,
 ) -> VideoResult:
     """One pass, or with more than one worker (``choices.workers``, default one per
     GPU slot) and a video of several chunks, the chunks on that many processes
-    (their parts in ``parts`` when given, kept there across an interruption:
-    ``upscale_chunked``); ``display`` shows the frames. Every upscaler is built from settings
-    (``upscalers``), so the chosen model, device and temporal stage travel in
-    them. Raises UpresError (Cancelled once ``cancel`` fires)."""
+    (their parts in the folder ``parts`` gives, asked only then, kept there across
+    an interruption: ``upscale_chunked``); ``display`` shows the frames. Every
+    upscaler is built from settings (``upscalers``), so the chosen model, device and
+    temporal stage travel in them. Raises UpresError (Cancelled once ``cancel`` fires)."""
     if source.resolve() == destination.resolve():
         raise InvalidRequest("OUTPUT must be a different file from INPUT.", param="output")
     check_destination(destination)
@@ -295,7 +295,7 @@ def run_file(
             spans=spans,
             setup=setup,
             workers=min(workers, len(spans)),
-            parts=parts,
+            parts=parts() if parts is not None else None,
         )
     else:
         upscaler = upscalers(settings)(choices.factor, denoise=choices.denoise)
