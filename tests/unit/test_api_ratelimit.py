@@ -1,40 +1,33 @@
 """Rate limits: the moving window per name, in memory, and failed authentications
 per client address through the real app.
 
-``limits``' memory storage stamps hits with its module's ``time.time()``: the tests
-that need a window to pass give that module a fake clock (``wall_clock``) and
-give the same clock to the RateLimiter.
+The tests that need a window to pass give the memory windows and the
+RateLimiter the same fake clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from limits.storage import MemoryStorage, memory
 
 from tests.ticks import Beats, FakeTicks
 from tests.unit.api_harness import running_api
-from upres.api.ratelimit import RateLimiter, SweptMemoryStorage, limit_storage
+from upres.api.ratelimit import MemoryWindows, RateLimiter, limit_storage
 from upres.clock import Ticks
 from upres.errors import RateLimited, ServiceUnavailable
 
 
 def _limiter(limit: int, window_s: int = 60, clock: Ticks = time.time) -> RateLimiter:
-    storage = limit_storage(None)
+    storage = MemoryWindows(clock=clock)
     return RateLimiter(limit=limit, window_s=window_s, storage=storage, namespace="t", clock=clock)
 
 
 @pytest.fixture
-def wall_clock(monkeypatch: pytest.MonkeyPatch) -> FakeTicks:
-    """The clock ``limits``' memory storage reads (``time.time()`` in its module), faked."""
-    clock = FakeTicks()
-    monkeypatch.setattr(memory, "time", SimpleNamespace(time=clock))
-    return clock
+def wall_clock() -> FakeTicks:
+    return FakeTicks()
 
 
 def test_a_budget_allows_its_limit_then_refuses_with_the_wait() -> None:
@@ -109,48 +102,46 @@ def test_the_per_key_limit_answers_429_with_headers(tmp_path: Path) -> None:
     assert int(answers[3].headers["Retry-After"]) >= 1
 
 
-def test_the_limits_internals_the_swept_storage_overrides_still_exist() -> None:
-    # SweptMemoryStorage replaces one name-mangled private method of limits' memory
-    # storage and calls another: an upgrade that renamed them would silently bring
-    # back a timer thread per hit, or make the sweep fail in its thread.
-    for name in ("_MemoryStorage__schedule_expiry", "_MemoryStorage__expire_events"):
-        assert callable(getattr(MemoryStorage, name, None)), f"limits no longer has {name}"
+def test_the_memory_windows_are_what_the_app_counts_in_without_redis() -> None:
+    assert isinstance(limit_storage(None), MemoryWindows)
 
 
-def test_the_memory_storage_starts_no_thread_per_hit(wall_clock: FakeTicks) -> None:
-    async def scenario() -> None:
-        storage = SweptMemoryStorage(sweep_s=1.0, sleep=Beats())
-        storage.timer.join()  # the stock storage's first timer, from its constructor, ends
-        first = storage.timer
-        before = threading.active_count()
-        limiter = RateLimiter(
-            limit=100, window_s=1, storage=storage, namespace="t", clock=wall_clock
-        )
-        for _ in range(20):
-            await limiter.hit("k")
-        # The stock storage would have started a new timer thread on the first hit.
-        assert storage.timer is first
-        assert threading.active_count() <= before  # the first timer ended before
+def test_a_window_keeps_its_hits_in_order_and_drops_only_the_passed(
+    wall_clock: FakeTicks,
+) -> None:
+    windows = MemoryWindows(clock=wall_clock, sleep=Beats())
+    for wait in (4, 4, 0):
+        assert windows.acquire_entry("k", 3, 10)
+        wall_clock.advance(wait)
+    # Hits at 0, 4 and 8 s: the limit holds while all three are within 10 s.
+    assert not windows.acquire_entry("k", 3, 10)
+    assert windows.get_moving_window("k", 3, 10) == (wall_clock() - 8, 3)
+    wall_clock.advance(2.5)  # 10.5 s: the hit at 0 s has passed
+    assert windows.get_moving_window("k", 3, 10) == (wall_clock() - 6.5, 2)
+    assert windows.acquire_entry("k", 3, 10)
+    assert not windows.acquire_entry("k", 3, 10, amount=2)
+    assert windows.get_moving_window("other", 3, 10) == (wall_clock(), 0)
 
-    asyncio.run(scenario())
 
-
-def test_the_sweeping_thread_drops_the_windows_that_passed(wall_clock: FakeTicks) -> None:
+def test_the_sweeping_thread_forgets_the_windows_that_passed(wall_clock: FakeTicks) -> None:
     async def scenario() -> None:
         beats = Beats()
-        storage = SweptMemoryStorage(sweep_s=1.0, sleep=beats)
+        windows = MemoryWindows(clock=wall_clock, sweep_s=1.0, sleep=beats)
         beats.wait_asleep()
         limiter = RateLimiter(
-            limit=100, window_s=1, storage=storage, namespace="t", clock=wall_clock
+            limit=100, window_s=1, storage=windows, namespace="t", clock=wall_clock
         )
-        for _ in range(20):
-            await limiter.hit("k")
-        beats.beat()  # a sweep inside the window keeps every hit
-        assert [len(hits) for hits in storage.events.values()] == [20]
-        wall_clock.advance(1.5)
+        for name in ("a", "b"):
+            for _ in range(20):
+                await limiter.hit(name)
+        beats.beat()  # a sweep inside the window keeps every name
+        assert windows.names() == 2
+        wall_clock.advance(0.6)
+        await limiter.hit("b")
+        wall_clock.advance(0.6)  # a's hits passed; b's last one is 0.6 s old
         beats.beat()
-        assert storage.events
-        assert not any(storage.events.values())
-        assert (await limiter.hit("k")).remaining == 99
+        assert windows.names() == 1
+        assert (await limiter.hit("a")).remaining == 99
+        assert (await limiter.hit("b")).remaining == 98
 
     asyncio.run(scenario())

@@ -10,17 +10,19 @@ it learns nothing more until the window passes).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
+from limits.storage import MovingWindowSupport, storage_from_string
 from starlette.concurrency import run_in_threadpool
 
 from upres.clock import Ticks
@@ -49,55 +51,118 @@ class RateLimitStatus:
         }
 
 
-class SweptMemoryStorage(MemoryStorage):
-    """``limits``' memory storage, its expired entries swept by one long-lived thread.
+class Windows(Protocol):
+    """The two moving-window operations a budget needs (``limits``' own names and
+    meaning, so that its Redis storage serves as is)."""
 
-    The stock storage starts a new timer thread 10 ms after each hit once the
-    previous one ended: under steady load, a thread start every request or two,
-    measured as most of a cached read's CPU (docs/BENCHMARKS.md). Here one
-    daemon thread sweeps every ``sweep_s`` (waiting with ``sleep``), and ends once
-    the storage is gone. Both hooks are name-mangled privates of ``limits``:
-    tests/unit/test_api_ratelimit.py fails if an upgrade renames them.
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Record ``amount`` hits now, unless that would pass ``limit`` within ``expiry`` s."""
+        ...
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """The oldest hit within ``expiry`` s (now when none), and how many there are."""
+        ...
+
+
+class MemoryWindows:
+    """Moving windows in this process's memory: each name's hit times, oldest first.
+
+    ``limits``' memory storage keeps a window newest first and inserts each hit
+    at the front, so a hit moves every hit of the window: at a generous limit
+    (the API bench's 4,500 polls a second) megabytes per request, most of a
+    cached poll's cost (docs/BENCHMARKS.md). Here a hit is appended and the hits
+    that passed leave from the front: constant time, and plain floats the
+    garbage collector never walks. One daemon thread forgets, every ``sweep_s``
+    (waiting with ``sleep``), the names whose window has passed, and ends once
+    the windows are gone. Hits are stamped with ``clock``. Thread-safe.
     """
 
     def __init__(
-        self, *, sweep_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+        self,
+        *,
+        clock: Ticks = time.time,
+        sweep_s: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = {}
         reference = weakref.ref(self)
         threading.Thread(
-            target=_sweep_while_alive, args=(reference, sweep_s, sleep), daemon=True
+            target=_sweep_while_alive,
+            args=(reference, sweep_s, sleep),
+            name="rate-limit sweeper",
+            daemon=True,
         ).start()
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 (the base's private hook)
-        return
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        now = self._clock()
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window(expiry_s=expiry)
+            hits = window.current(now)
+            if len(hits) + amount > limit:
+                return False
+            hits.extend(itertools.repeat(now, amount))
+            return True
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        now = self._clock()
+        with self._lock:
+            window = self._windows.get(key)
+            hits = window.current(now) if window is not None else None
+            return (hits[0], len(hits)) if hits else (now, 0)
+
+    def names(self) -> int:
+        """How many names have a window in memory."""
+        return len(self._windows)
 
     def sweep(self) -> None:
-        """Drop every entry whose window has passed."""
-        self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        """Forget every name whose window has passed."""
+        now = self._clock()
+        for key, window in list(self._windows.items()):
+            with self._lock:
+                if not window.current(now) and self._windows.get(key) is window:
+                    del self._windows[key]
+
+
+class _Window:
+    """One name's hits (times, oldest first) within the last ``expiry_s``."""
+
+    def __init__(self, *, expiry_s: float) -> None:
+        self._expiry_s = expiry_s
+        self._hits: deque[float] = deque()
+
+    def current(self, now: float) -> deque[float]:
+        """The hits still within the window at ``now``, the older ones dropped."""
+        hits, oldest_kept = self._hits, now - self._expiry_s
+        while hits and hits[0] <= oldest_kept:
+            hits.popleft()
+        return hits
 
 
 def _sweep_while_alive(
-    reference: weakref.ref[SweptMemoryStorage], sweep_s: float, sleep: Callable[[float], None]
+    reference: weakref.ref[MemoryWindows], sweep_s: float, sleep: Callable[[float], None]
 ) -> None:
     while True:
         sleep(sweep_s)
-        storage = reference()
-        if storage is None:
+        windows = reference()
+        if windows is None:
             return
-        storage.sweep()
-        del storage
+        windows.sweep()
+        del windows
 
 
-def limit_storage(redis_url: str | None) -> Storage:
+def limit_storage(redis_url: str | None) -> Windows:
     """Redis at ``redis_url`` (shared by every process using it), else this process's memory.
 
     Connects lazily: an unreachable Redis shows on the first hit, as ServiceUnavailable.
     """
     if redis_url is None:
-        return SweptMemoryStorage()
+        return MemoryWindows()
     storage = storage_from_string(redis_url, key_prefix=REDIS_KEY_PREFIX, wrap_exceptions=True)
-    assert isinstance(storage, Storage)
+    assert isinstance(storage, MovingWindowSupport)
     return storage
 
 
@@ -108,7 +173,7 @@ class RateLimiter:
     own moving-window operations: a name's storage key is built once and
     remembered (building it is most of a hit's cost), and a check reads the
     window once. ``clock`` must be the one the storage stamps its hits with (the
-    wall clock, for ``limits``' storages).
+    wall clock, unless a test gives both the same fake).
     """
 
     def __init__(
@@ -116,20 +181,18 @@ class RateLimiter:
         *,
         limit: int,
         window_s: int,
-        storage: Storage,
+        storage: Windows,
         namespace: str,
         clock: Ticks = time.time,
     ) -> None:
         if limit < 1 or window_s < 1:
             raise ValueError("limit and window_s must be at least 1")
-        if not isinstance(storage, MovingWindowSupport):
-            raise TypeError(f"{type(storage).__name__} keeps no moving windows")
         item: RateLimitItem = RateLimitItemPerSecond(limit, window_s, namespace=namespace)
         self._limit, self._expiry = item.amount, item.get_expiry()
-        self._windows: MovingWindowSupport = storage
+        self._windows = storage
         self._key_of = functools.lru_cache(maxsize=_REMEMBERED_NAMES)(item.key_for)
         # A remote storage is network I/O: it must not run on the event loop.
-        self._remote = not isinstance(storage, MemoryStorage)
+        self._remote = not isinstance(storage, MemoryWindows)
         self._clock = clock
 
     async def hit(self, name: str) -> RateLimitStatus:
