@@ -37,12 +37,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The cluster test (Ray nodes, PostgreSQL, SeaweedFS, Redis, two APIs) passes on
-# its own but timed out waiting for Ray's worker nodes inside the whole suite:
-# until that is understood it runs apart, with make test-cluster.
 pytest: install
-	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The cluster test alone (Ray nodes, PostgreSQL, SeaweedFS, Redis, two APIs):
+# make test runs it too; it needs UPRES_TEST_POSTGRES_URL and UPRES_TEST_REDIS_URL.
 test-cluster: install
 	$(BIN)/pytest -m cluster $(PYTEST_ARGS)
 
