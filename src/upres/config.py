@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from upres.domain.media import DEFAULT_CHUNK_SECONDS, EncodeSettings, MediaLimits, VideoCodec
 from upres.domain.pricing import Pricing
 from upres.errors import ConfigError, InvalidRequest
 
+# How pydantic-settings names the field it could not decode: 'for field "name"'.
+_UNDECODED_FIELD = re.compile(r'field "(\w+)"')
 _GPUS_FORMAT = "list GPU indices (0 or more) separated by commas, like 0,1"
 _PRICES_FORMAT = (
     'give a JSON object of network id to price multiplier, like {"realesrgan-x4plus": 1.5}'
@@ -292,6 +295,16 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
+    except SettingsError as exc:
+        raise ConfigError(_describe_undecoded(exc)) from exc
+
+
+def _describe_undecoded(exc: SettingsError) -> str:
+    """pydantic-settings' error for a list setting whose value is not JSON: it names
+    the field only inside its message."""
+    found = _UNDECODED_FIELD.search(str(exc))
+    name = f"UPRES_{found.group(1).upper()}" if found else "a list setting"
+    return f"invalid settings: {name}: give a JSON list, like [1, 2, 4] ({exc.__cause__})"
 
 
 def _describe(exc: ValidationError) -> str:

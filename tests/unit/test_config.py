@@ -28,6 +28,10 @@ from upres.wiring import services_from_settings
         ({"UPRES_PORT": "http"}, "UPRES_PORT: Input should be a valid integer"),
         ({"UPRES_NETWORK_PRICES": "x4plus=2"}, "UPRES_NETWORK_PRICES: give a JSON object"),
         (
+            {"UPRES_CALLBACK_RETRY_DELAYS_S": "[1,"},
+            "UPRES_CALLBACK_RETRY_DELAYS_S: give a JSON list, like [1, 2, 4] (Expecting value",
+        ),
+        (
             {"UPRES_NETWORK_PRICES": '{"realesrgan-x4plus": 0}'},
             "UPRES_NETWORK_PRICES: the multiplier of realesrgan-x4plus must be a positive",
         ),
