@@ -28,8 +28,9 @@ from upres.errors import (
 )
 from upres.inputs.netpolicy import AddressPolicy, IPAddress
 from upres.inputs.urlpolicy import UrlPolicy
+from upres.services.estimates import ThroughputEstimator
 from upres.services.keys import KeyService
-from upres.services.tasks import Submission, TaskService, ThroughputEstimator
+from upres.services.tasks import Submission, TaskService
 
 VIDEO = "https://videos.example.com/clip.mp4"
 HOOK = "https://hooks.example.com/done"

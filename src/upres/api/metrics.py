@@ -22,7 +22,7 @@ from upres.domain.chunks import ChunkStatus
 from upres.domain.records import Backlog
 from upres.domain.tasks import Factor, TaskStatus
 from upres.errors import DatabaseUnavailable, StorageUnavailable, UpresError
-from upres.services.tasks import ThroughputSource
+from upres.services.estimates import ThroughputSource
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 

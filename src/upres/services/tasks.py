@@ -12,14 +12,13 @@ import math
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
 from upres.clock import Clock, utc_now
 from upres.domain.accounts import ApiKey
-from upres.domain.framerate import UNCHANGED, FrameRateRequest, output_duration, output_rate
-from upres.domain.media import VideoInfo, frame_total
+from upres.domain.framerate import FrameRateRequest
+from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
 from upres.domain.records import (
     IDEMPOTENCY_WINDOW,
@@ -41,6 +40,7 @@ from upres.errors import (
     UnknownDuration,
 )
 from upres.services.credits import AccountLookup
+from upres.services.estimates import ProbedVideo, ThroughputEstimator, ThroughputSource
 from upres.services.looks import Look, choose_look
 from upres.services.retiming import check_frame_rate
 
@@ -54,22 +54,6 @@ class VideoProber(Protocol):
     def probe_url(self, url: str, *, whole_body: Path | None = None) -> VideoInfo:
         """A body the server sent whole (it ignores Range) is left in ``whole_body``."""
         ...
-
-
-class ProbedVideo(Protocol):
-    """What pricing and the time estimate need of a probed video (a ``VideoInfo``
-    of a URL, or a stored ``Upload``)."""
-
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def frame_count(self) -> int | None: ...
-    @property
-    def average_fps(self) -> Fraction | None: ...
 
 
 class UploadLookup(Protocol):
@@ -155,12 +139,6 @@ class Estimate:
     estimated_time_s: int
 
 
-class ThroughputSource(Protocol):
-    def throughput(self, factor: Factor) -> float | None:
-        """Measured output megapixels per second for ``factor``, None until measured."""
-        ...
-
-
 class TaskRecords(AccountLookup, ThroughputSource, Protocol):
     """Tasks as clients see them: what ``TaskService`` needs."""
 
@@ -192,43 +170,6 @@ class TaskRecords(AccountLookup, ThroughputSource, Protocol):
         Raises TaskNotFound as ``get_task``; TaskNotCancellable when it already ended.
         """
         ...
-
-
-class ThroughputEstimator:
-    """Seconds to upscale a video: output megapixels over measured throughput.
-
-    Until the workers have measured a factor, a deliberately slow default
-    (CPU-class speed) keeps the first estimates on the safe side.
-    """
-
-    def __init__(
-        self,
-        source: ThroughputSource,
-        *,
-        default_mpix_per_s: float = 2.0,
-        overhead_s: float = 5.0,
-        fallback_fps: float = 30.0,
-    ) -> None:
-        self._source = source
-        self._default = default_mpix_per_s
-        self._overhead = overhead_s
-        self._fallback_fps = fallback_fps
-
-    def estimate(
-        self, info: ProbedVideo, factor: Factor, frame_rate: FrameRateRequest = UNCHANGED
-    ) -> int:
-        """Seconds for the output's frames (``frame_rate`` may make more than the source's)."""
-        rate = self._source.throughput(factor) or self._default
-        frames = self._frames(info, frame_rate)
-        output_mpix = info.width * info.height * int(factor) ** 2 * frames / 1e6
-        return math.ceil(self._overhead + output_mpix / rate)
-
-    def _frames(self, info: ProbedVideo, frame_rate: FrameRateRequest) -> int:
-        fps = info.average_fps or Fraction(self._fallback_fps)
-        if frame_rate.retimes:
-            seconds = output_duration(info.duration_s, frame_rate)
-            return max(1, math.ceil(seconds * output_rate(frame_rate, fps)))
-        return frame_total(info.frame_count, info.duration_s, fps) or 1
 
 
 class TaskService:

@@ -24,7 +24,8 @@ from upres.domain.media import VideoInfo
 from upres.domain.records import NewTask
 from upres.domain.uploads import Upload, is_upload_id, kept_input_id, new_upload_id, upload_id_of
 from upres.errors import FetchError, NotFound, RequestTooLarge
-from upres.services.tasks import ProbedVideo, check_duration
+from upres.services.estimates import ProbedVideo
+from upres.services.tasks import check_duration
 
 MAX_FILENAME = 255
 UPLOAD_GONE = "No such upload for this key; uploads expire {ttl} after they are sent"
