@@ -26,7 +26,8 @@ from upres.domain.media import EncodeSettings, MediaLimits, VideoInfo
 from upres.domain.tasks import Factor
 from upres.inputs.probe import probe
 from upres.models.loader import ModelCache
-from upres.models.registry import Architecture, ModelSpec, get_model
+from upres.models.registry import get_model
+from upres.models.specs import Architecture, ModelSpec
 from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.colorimetry import conversion_for
 from upres.pipeline.decode import DecodeOptions, TimedBatch, decode

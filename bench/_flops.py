@@ -19,7 +19,7 @@ from torch import nn
 
 from upres.models.loader import ModelCache
 from upres.models.ncnn import Architecture
-from upres.models.registry import ModelSpec
+from upres.models.specs import ModelSpec
 
 _KERNEL = 9  # every convolution of the ESRGAN networks is 3x3; most of Real-CUGAN's
 

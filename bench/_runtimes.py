@@ -35,14 +35,8 @@ from skimage import data
 from torch.nn import functional
 
 from upres.models import realcugan
-from upres.models.registry import (
-    Architecture,
-    ModelSpec,
-    Runtime,
-    cpu_runtime,
-    get_model,
-    largest_factor,
-)
+from upres.models.registry import cpu_runtime, get_model, largest_factor
+from upres.models.specs import Architecture, ModelSpec, Runtime
 from upres.pipeline.ncnn_upscale import NcnnUpscaler
 from upres.pipeline.upscale import ModelUpscaler
 

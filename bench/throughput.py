@@ -36,7 +36,8 @@ from bench._runtimes import RESULT_PREFIX as RUNTIMES_PREFIX
 from bench._runtimes import RuntimeResult
 from bench._runtimes import table as runtime_table
 
-from upres.models.registry import MODELS, Runtime, get_model, runtimes
+from upres.models.registry import MODELS, get_model, runtimes
+from upres.models.specs import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "BENCHMARKS.md"

@@ -22,7 +22,8 @@ import torch
 
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache, load_descriptor
-from upres.models.registry import ModelSpec, get_model
+from upres.models.registry import get_model
+from upres.models.specs import ModelSpec
 from upres.pipeline.upscale import ModelUpscaler
 
 pytestmark = pytest.mark.gpu

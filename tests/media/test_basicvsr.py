@@ -12,7 +12,8 @@ from torch.nn import functional
 from upres.errors import ModelError
 from upres.models.basicvsr import BasicVSR, basicvsr_state_dict, load_basicvsr
 from upres.models.checkpoints import load_strictly
-from upres.models.registry import MODELS, Architecture, get_model
+from upres.models.registry import MODELS, get_model
+from upres.models.specs import Architecture
 
 BASICVSR_IDS = [spec.id for spec in MODELS if spec.architecture is Architecture.BASICVSR]
 LOW = 24

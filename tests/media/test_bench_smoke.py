@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from upres.models import realcugan
 from upres.models.basicvsr import BasicVSR
 from upres.models.loader import ModelCache
-from upres.models.registry import MODELS, Architecture, get_model
+from upres.models.registry import MODELS, get_model
+from upres.models.specs import Architecture
 
 KINDS = {"decode", "encode", "model", "e2e", "baseline"}
 

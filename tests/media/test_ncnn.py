@@ -13,7 +13,8 @@ import torch
 from upres.errors import ModelError
 from upres.models.loader import load_descriptor, read_state_dict
 from upres.models.ncnn import convert, parse_param, read_weights
-from upres.models.registry import Architecture, ModelSpec, get_model, resolve_model
+from upres.models.registry import get_model, resolve_model
+from upres.models.specs import Architecture, ModelSpec
 
 # Real-ESRGAN outputs are quantised to 8 bits; parity well inside one level.
 TOLERANCE = 2 / 255

@@ -33,13 +33,12 @@ from upres.models.ncnn_runtime import (
 from upres.models.registry import (
     CPU_RUNTIMES,
     MODELS,
-    ModelSpec,
-    Runtime,
     cpu_runtime,
     get_model,
     resolve_model,
     runtimes,
 )
+from upres.models.specs import ModelSpec, Runtime
 from upres.models.tiling import Network
 from upres.pipeline.ncnn_upscale import NcnnUpscaler
 from upres.pipeline.runtimes import build_upscaler, encoding_for, place

@@ -9,7 +9,8 @@ from torch.nn import functional
 
 from upres.domain.tasks import Factor
 from upres.models.ncnn_runtime import NcnnOptions
-from upres.models.registry import ModelSpec, get_model
+from upres.models.registry import get_model
+from upres.models.specs import ModelSpec
 from upres.models.tiling import Network
 from upres.pipeline.ncnn_upscale import NcnnUpscaler
 from upres.pipeline.upscale import ModelUpscaler, TiledUpscaler, resize, to_packed_int

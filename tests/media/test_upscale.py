@@ -15,7 +15,8 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.devices import torch_device
 from upres.models.loader import ModelCache
-from upres.models.registry import ModelSpec, get_model
+from upres.models.registry import get_model
+from upres.models.specs import ModelSpec
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.upscale import InterpolationUpscaler, ModelUpscaler, run_with_fallback
 

@@ -14,7 +14,8 @@ import torch
 
 from upres.domain.tasks import Factor
 from upres.models import loader
-from upres.models.registry import Runtime, get_model
+from upres.models.registry import get_model
+from upres.models.specs import Runtime
 from upres.pipeline.runtimes import Device, Placement
 from upres.pipeline.upscaler_cache import KEPT_UPSCALERS, UpscalerCache, UpscalerKey
 

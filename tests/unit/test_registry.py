@@ -10,7 +10,6 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError, UnknownModel, UnsupportedDenoise
 from upres.models.registry import (
     MODELS,
-    Architecture,
     check_factor,
     default_factors,
     default_model_for,
@@ -20,6 +19,7 @@ from upres.models.registry import (
     model_for,
     resolve_model,
 )
+from upres.models.specs import Architecture
 
 
 def test_ids_are_unique() -> None:

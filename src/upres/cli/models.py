@@ -11,13 +11,12 @@ from rich.table import Table
 from upres.models.registry import (
     INTERPOLATORS,
     MODELS,
-    InterpolatorSpec,
-    ModelSpec,
     cpu_runtime,
     default_factors,
     denoise_levels,
     runtimes,
 )
+from upres.models.specs import InterpolatorSpec, ModelSpec
 
 
 def models_table(models: tuple[ModelSpec, ...] = MODELS) -> Table:

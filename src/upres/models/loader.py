@@ -13,7 +13,8 @@ import torch
 
 from upres.errors import ModelError
 from upres.models.ncnn import convert
-from upres.models.registry import ModelSpec, model_files
+from upres.models.registry import model_files
+from upres.models.specs import ModelSpec
 
 if TYPE_CHECKING:
     from spandrel import ImageModelDescriptor

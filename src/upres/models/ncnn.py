@@ -28,7 +28,7 @@ import torch
 
 from upres.errors import ModelError
 from upres.models import realcugan
-from upres.models.registry import Architecture
+from upres.models.specs import Architecture
 
 _MAGIC = "7767517"
 _FP16_TAG = 0x01306B47

@@ -28,7 +28,8 @@ import torch
 
 from upres.errors import ModelError
 from upres.models import realcugan
-from upres.models.registry import Architecture, ModelSpec, Runtime, model_files, runtimes
+from upres.models.registry import model_files, runtimes
+from upres.models.specs import Architecture, ModelSpec, Runtime
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.basicvsr import SCALE, BasicVSR, Carry
 from upres.models.devices import torch_device
-from upres.models.registry import ModelSpec, check_factor
+from upres.models.registry import check_factor
+from upres.models.specs import ModelSpec
 from upres.models.tiling import crop, pad_to
 from upres.pipeline.upscale import (
     InterpolationMode,

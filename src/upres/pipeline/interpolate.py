@@ -34,8 +34,8 @@ from upres.domain.framerate import FrameRateRequest, frame_rate_request, output_
 from upres.domain.media import VideoInfo
 from upres.domain.tasks import Factor
 from upres.inputs.probe import InputSource, open_input, video_stream
-from upres.models.registry import ModelSpec, SpeedClass
 from upres.models.rife import PAD_MULTIPLE, RIFE, load_rife
+from upres.models.specs import ModelSpec, SpeedClass
 from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameBatch
 from upres.pipeline.output_plan import OutputPlan

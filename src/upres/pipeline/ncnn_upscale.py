@@ -15,7 +15,7 @@ import torch
 
 from upres.domain.tasks import Factor
 from upres.models.ncnn_runtime import NcnnCache, NcnnOptions, NcnnRunError, vulkan_device
-from upres.models.registry import ModelSpec
+from upres.models.specs import ModelSpec
 from upres.models.tiling import Network
 from upres.pipeline.upscale import (
     InterpolationMode,

@@ -19,7 +19,8 @@ from upres.errors import ModelError
 from upres.models.animesr import MULTIPLE_OF, SCALE, AnimeSR, load_animesr
 from upres.models.basicvsr import BasicVSR, load_basicvsr
 from upres.models.devices import torch_device
-from upres.models.registry import Architecture, ModelSpec, check_factor
+from upres.models.registry import check_factor
+from upres.models.specs import Architecture, ModelSpec
 from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.upscale import (
     InterpolationMode,

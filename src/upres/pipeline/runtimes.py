@@ -15,7 +15,8 @@ import torch
 from upres.domain.media import EncodeSettings
 from upres.domain.tasks import Factor
 from upres.models.devices import Device
-from upres.models.registry import ModelSpec, Runtime, SpeedClass, cpu_runtime, runtimes
+from upres.models.registry import cpu_runtime, runtimes
+from upres.models.specs import ModelSpec, Runtime, SpeedClass
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.ncnn_upscale import NcnnSource, NcnnUpscaler
 from upres.pipeline.output_plan import keeping_up

@@ -17,7 +17,8 @@ from upres.domain.tasks import Factor
 from upres.errors import ModelError
 from upres.models.devices import torch_device
 from upres.models.loader import ModelCache
-from upres.models.registry import ModelSpec, check_factor
+from upres.models.registry import check_factor
+from upres.models.specs import ModelSpec
 from upres.models.tiling import Network, TileSpec, crop, pad_to, run_tiled, tile_side
 
 InterpolationMode = Literal["bicubic", "bilinear", "area"]

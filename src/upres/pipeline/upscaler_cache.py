@@ -26,7 +26,7 @@ import torch
 from upres.domain.tasks import Factor
 from upres.models.loader import ModelCache
 from upres.models.ncnn_runtime import NcnnCache
-from upres.models.registry import ModelSpec
+from upres.models.specs import ModelSpec
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.recurrent import RecurrentNetworks
 from upres.pipeline.runtimes import Placement, build_upscaler

@@ -14,13 +14,7 @@ from dataclasses import dataclass
 
 from upres.domain.tasks import Factor
 from upres.errors import ConfigError, InvalidRequest, UnknownModel, UnsupportedDenoise
-from upres.models.registry import (
-    MODELS,
-    get_model,
-    model_for,
-    resolve_model,
-    supported_factors,
-)
+from upres.models.registry import MODELS, get_model, model_for, resolve_model, supported_factors
 
 NETWORK_PARAM = "model_params.network"
 DENOISE_PARAM = "model_params.denoise"

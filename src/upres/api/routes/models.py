@@ -19,13 +19,13 @@ from upres.domain.tasks import API_MODEL, Factor
 from upres.models.registry import (
     INTERPOLATORS,
     MODELS,
-    ModelSpec,
     cpu_runtime,
     denoise_levels,
     model_for,
     runtimes,
     supported_factors,
 )
+from upres.models.specs import ModelSpec
 
 router = APIRouter(tags=["Models"])
 
