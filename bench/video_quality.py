@@ -43,12 +43,13 @@ from PIL import Image
 from torch.nn import functional
 
 from upres.domain.tasks import Factor
+from upres.models.devices import resolve_device
 from upres.models.ncnn_runtime import NcnnCache
 from upres.models.registry import get_model
 from upres.pipeline.bidirectional import BidirectionalUpscaler
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.recurrent import RecurrentNetworks
-from upres.pipeline.runtimes import build_upscaler, place, resolve_device
+from upres.pipeline.runtimes import build_upscaler, place
 from upres.pipeline.upscale import InterpolationUpscaler
 
 ROOT = Path(__file__).resolve().parents[1]
