@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 from PIL import Image, ImageFilter
 from skimage import data
 
@@ -136,8 +137,9 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BICUBIC))
 
 
-def h264(frames: np.ndarray, crf: int = CRF) -> np.ndarray:
-    """The frames through libx264 (yuv420p, ``crf``) and back."""
+def h264(frames: np.ndarray, crf: int = CRF, *, to_rgb: Interpolation | None = None) -> np.ndarray:
+    """The frames through libx264 (yuv420p, ``crf``) and back; ``to_rgb``: the swscale flags
+    of the conversion back (default: PyAV's, which repeats each chroma sample over 2x2 pixels)."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
         # One thread: x264's frame threads make the output depend on timing, and the bench
@@ -151,5 +153,8 @@ def h264(frames: np.ndarray, crf: int = CRF) -> np.ndarray:
         out.mux(stream.encode(None))
     buffer.seek(0)
     with av.open(buffer) as source:
-        decoded = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]
+        decoded = [
+            f.reformat(format="rgb24", interpolation=to_rgb).to_ndarray()
+            for f in source.decode(video=0)
+        ]
     return np.stack(decoded)
