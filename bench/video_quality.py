@@ -8,7 +8,12 @@ Each method upscales every clip through the pipeline's own model stage (the
 runtime ``place`` picks on the CPU, one fresh stage per clip, frames in
 order) at 4x (clean, H.264 CRF 20, camera: blur + noise + CRF 20), at 2x
 (the x4 network, then area-downscaled) and at 1x (H.264 CRF 23 at full size,
-the network, then back down). Scores, averaged over the clips' frames:
+the network, then back down). The H.264 cases come decoded two ways: ``h264``
+with PyAV's default conversion to RGB (each 4:2:0 chroma sample over 2x2
+pixels), ``h264-upres`` as upres's decoder converts (chroma interpolated); a
+default run measures ``h264``. ``--methods model+prefilter`` feeds the model
+its frames through a pre-filter first (bench/_prefilter.py: FFmpeg's
+``deblock`` and chroma filters). Scores, averaged over the clips' frames:
 
 - PSNR-Y (dB) against the truth; at 1x also the damaged input's own;
 - detail: Laplacian energy of the output / of the truth (1.0 = as sharp);
@@ -18,7 +23,8 @@ the network, then back down). Scores, averaged over the clips' frames:
 
 ``--windows`` measures instead what BasicVSR's windows cost against the whole
 clip at once. Results are cached per case (``--cache``), so an interrupted run
-resumes; the report goes to docs/QUALITY.md between its markers, with one crop.
+resumes; the report goes to docs/QUALITY.md between its markers, with one crop
+(``--crop``, ``--crop-case``; written when the file is absent).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
-from bench import _report
+from bench import _prefilter, _report
 from bench._flops import formula_macs
 from bench._video_clips import Shot, degrade, pan, shots
 from bench.quality import laplacian_energy, luma, psnr
@@ -62,10 +68,19 @@ METHODS = (
     "basicvsr-vimeo90k-bi",
     "basicvsr-vimeo90k-bd",
 )
-CASES = ((4, "clean"), (4, "h264"), (4, "camera"), (2, "h264"), (1, "h264"))
+CASES = (
+    (4, "clean"),
+    (4, "h264"),
+    (4, "h264-upres"),
+    (4, "camera"),
+    (2, "h264"),
+    (2, "h264-upres"),
+    (1, "h264"),
+    (1, "h264-upres"),
+)
 # What a default run measures: on this 2-core shared CPU the camera case did not fit.
 DEFAULT_CASES = "4:clean,4:h264,2:h264,1:h264"
-CROP_CASE = ("pan-astronaut", 4, "h264")
+CROP_CASE = "pan-astronaut:4:h264"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +107,11 @@ class Loaded:
 
 
 def upscaler(method: str, factor: int, loaded: Loaded) -> FrameUpscaler:
-    """A fresh stage for one clip, as a worker on this CPU builds it."""
+    """A fresh stage for one clip, as a worker on this CPU builds it; ``model+prefilter``
+    feeds it its frames through a pre-filter (bench/_prefilter.py) first."""
+    method, prefilter = _prefilter.split(method)
+    if prefilter is not None:
+        return _prefilter.Prefiltered(stage=upscaler(method, factor, loaded), prefilter=prefilter)
     if method == "bicubic":
         return InterpolationUpscaler(Factor(factor))
     spec = get_model(method)
@@ -147,13 +166,14 @@ def score(out: np.ndarray, shot: Shot, low: np.ndarray, factor: int) -> dict[str
 def measure(args: argparse.Namespace) -> list[Result]:
     cache = _load(args.cache)
     loaded = Loaded(recurrent=RecurrentNetworks(), ncnn=NcnnCache())
-    crop_path = args.doc.parent / CROP
+    crop_path = args.doc.parent / args.crop
+    crop_case = _crop_case(args.crop_case)
     for factor, kind in _cases(args):
         for shot in shots(args.low * factor, args.frames):
             if args.shots and shot.name not in args.shots.split(","):
                 continue
             low = degrade(shot.truth, factor, kind)
-            crop = (shot.name, factor, kind) == CROP_CASE and not crop_path.exists()
+            crop = (shot.name, factor, kind) == crop_case and not crop_path.exists()
             panels = {"truth": shot.truth[len(shot.truth) // 2]}
             for method in args.methods.split(","):
                 key = f"{method}|{shot.name}|{factor}|{kind}|{args.low}|{args.frames}"
@@ -169,6 +189,11 @@ def measure(args: argparse.Namespace) -> list[Result]:
             if crop:
                 _save_crop(panels, crop_path)
     return [_result(key, value) for key, value in cache.items() if _wanted(key, args)]
+
+
+def _crop_case(text: str) -> tuple[str, int, str]:
+    shot, factor, kind = text.split(":")
+    return shot, int(factor), kind
 
 
 def _cases(args: argparse.Namespace) -> list[tuple[int, str]]:
@@ -209,8 +234,8 @@ def _save(path: Path, cache: dict[str, dict[str, float | None]]) -> None:
 
 
 def _save_crop(panels: dict[str, np.ndarray], path: Path) -> None:
-    """truth | bicubic | realesrgan-x4plus | each BasicVSR, a 96 px square from the centre."""
-    order = ["truth", *(m for m in METHODS if m in panels)]
+    """truth | each method in ``--methods``' order, a 96 px square from the centre."""
+    order = list(panels)
     size = panels["truth"].shape[0]
     side = min(96, size)
     top = (size - side) // 2
@@ -332,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/upres-video-quality.json"))
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--crop", default=CROP, help="crop file beside --doc (made if absent)")
+    parser.add_argument("--crop-case", default=CROP_CASE, help="shot:factor:degradation")
     parser.add_argument("--windows", action="store_true", help="only the window cost")
     parser.add_argument("--speed", action="store_true", help="only seconds per frame")
     parser.add_argument("--no-doc", action="store_true")
