@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
 from PIL import Image, ImageFilter
 from skimage import data
+
+from upres.pipeline.colorimetry import TO_RGB_FLAGS
 
 NOISE_SIGMA = 4.0
 CRF = 18
@@ -137,9 +138,11 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BICUBIC))
 
 
-def h264(frames: np.ndarray, crf: int = CRF, *, to_rgb: Interpolation | None = None) -> np.ndarray:
-    """The frames through libx264 (yuv420p, ``crf``) and back; ``to_rgb``: the swscale flags
-    of the conversion back (default: PyAV's, which repeats each chroma sample over 2x2 pixels)."""
+def h264(frames: np.ndarray, crf: int = CRF) -> np.ndarray:
+    """The frames through libx264 (yuv420p, ``crf``) and back to RGB as upres's decoder
+    converts them (``TO_RGB_FLAGS``: chroma interpolated). PyAV's default conversion
+    repeats each chroma sample over 2x2 pixels: a blocky colour upres never sees, which
+    the networks sharpen into a grid."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
         # One thread: x264's frame threads make the output depend on timing, and the bench
@@ -154,7 +157,7 @@ def h264(frames: np.ndarray, crf: int = CRF, *, to_rgb: Interpolation | None = N
     buffer.seek(0)
     with av.open(buffer) as source:
         decoded = [
-            f.reformat(format="rgb24", interpolation=to_rgb).to_ndarray()
+            f.reformat(format="rgb24", interpolation=TO_RGB_FLAGS).to_ndarray()
             for f in source.decode(video=0)
         ]
     return np.stack(decoded)

@@ -11,10 +11,8 @@ known exactly (NaN where it was hidden).
 Inputs are made from the truth as a camera and its encoder would:
 ``clean`` (area downscale), ``h264`` (area downscale, then H.264 CRF 20),
 ``camera`` (Gaussian blur, area downscale, sensor noise, H.264 CRF 20), and at
-1x ``h264`` at CRF 23 on the truth itself. ``h264`` decodes to RGB with PyAV's
-default conversion, which repeats each 4:2:0 chroma sample over 2x2 pixels;
-``h264-upres`` is the same stream converted as upres's decoder converts it
-(``TO_RGB_FLAGS``: chroma interpolated, accurate rounding).
+1x ``h264`` at CRF 23 on the truth itself. H.264 is decoded to RGB as upres's
+decoder converts it (``_temporal_clips.h264``).
 """
 
 from __future__ import annotations
@@ -28,13 +26,11 @@ from PIL import Image, ImageFilter
 from skimage import data
 from torch.nn import functional
 
-from upres.pipeline.colorimetry import TO_RGB_FLAGS
-
 LIGHT_CRF = 20
 ONE_X_CRF = 23
 NOISE_SIGMA = 2.0
 Point = tuple[float, float]
-DEGRADATIONS = ("clean", "h264", "h264-upres", "camera")
+DEGRADATIONS = ("clean", "h264", "camera")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,11 +151,10 @@ def degrade(truth: np.ndarray, factor: int, kind: str, seed: int = 3) -> np.ndar
     """The low-res input of ``truth`` at ``factor`` as degradation ``kind`` makes it."""
     if kind == "clean":
         return area(truth, factor)
-    to_rgb = TO_RGB_FLAGS if kind == "h264-upres" else None
     if factor == 1:
-        return h264(truth, crf=ONE_X_CRF, to_rgb=to_rgb)
-    if kind in ("h264", "h264-upres"):
-        return h264(area(truth, factor), crf=LIGHT_CRF, to_rgb=to_rgb)
+        return h264(truth, crf=ONE_X_CRF)
+    if kind == "h264":
+        return h264(area(truth, factor), crf=LIGHT_CRF)
     blur = ImageFilter.GaussianBlur(0.5 * factor)
     blurred = np.stack([np.asarray(Image.fromarray(f).filter(blur)) for f in truth])
     small = area(blurred, factor).astype(np.float32)

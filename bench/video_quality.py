@@ -8,10 +8,8 @@ Each method upscales every clip through the pipeline's own model stage (the
 runtime ``place`` picks on the CPU, one fresh stage per clip, frames in
 order) at 4x (clean, H.264 CRF 20, camera: blur + noise + CRF 20), at 2x
 (the x4 network, then area-downscaled) and at 1x (H.264 CRF 23 at full size,
-the network, then back down). The H.264 cases come decoded two ways: ``h264``
-with PyAV's default conversion to RGB (each 4:2:0 chroma sample over 2x2
-pixels), ``h264-upres`` as upres's decoder converts (chroma interpolated); a
-default run measures ``h264``. ``--methods model+prefilter`` feeds the model
+the network, then back down), H.264 decoded as upres decodes it.
+``--methods model+prefilter`` feeds the model
 its frames through a pre-filter first (bench/_prefilter.py: FFmpeg's
 ``deblock`` and chroma filters). Scores, averaged over the clips' frames:
 
@@ -68,16 +66,7 @@ METHODS = (
     "basicvsr-vimeo90k-bi",
     "basicvsr-vimeo90k-bd",
 )
-CASES = (
-    (4, "clean"),
-    (4, "h264"),
-    (4, "h264-upres"),
-    (4, "camera"),
-    (2, "h264"),
-    (2, "h264-upres"),
-    (1, "h264"),
-    (1, "h264-upres"),
-)
+CASES = ((4, "clean"), (4, "h264"), (4, "camera"), (2, "h264"), (1, "h264"))
 # What a default run measures: on this 2-core shared CPU the camera case did not fit.
 DEFAULT_CASES = "4:clean,4:h264,2:h264,1:h264"
 CROP_CASE = "pan-astronaut:4:h264"

@@ -159,6 +159,22 @@ def test_media_bench_writes_its_section_and_quality_keeps_it(
 
 
 @pytest.mark.slow
+def test_video_quality_bench_scores_a_method_and_its_prefiltered_twin(tmp_path: Path) -> None:
+    from bench import video_quality  # noqa: PLC0415 (films its clips; only this test needs it)
+
+    doc = tmp_path / "QUALITY.md"
+    doc.write_text("# Output quality\n")
+    argv = ["--low", "8", "--frames", "2", "--cases", "4:h264", "--cache", str(tmp_path / "c")]
+    argv += ["--methods", "bicubic,bicubic+deblock", "--doc", str(doc)]
+    assert video_quality.main(argv) == 0
+    table = _report.section(doc.read_text(), "bench:video-quality")
+    assert table is not None
+    assert "| bicubic | " in table
+    assert "| bicubic+deblock | " in table
+    assert (tmp_path / video_quality.CROP).stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_api_load_bench_runs_both_servers_and_writes_its_section(tmp_path: Path) -> None:
     from bench import api_load  # noqa: PLC0415 (starts servers; only this test needs it)
 

@@ -7,18 +7,18 @@ to PyTorch by ``upres.models.ncnn``.
 Default model per factor: ``basicvsr-vimeo90k-bi`` for every factor, the
 network most faithful to real camera footage measured (docs/QUALITY.md, "Real
 camera motion"). On clips filmed over real photographs (a sub-pixel pan, a
-zoom, a moving object), area-downscaled, clean and H.264-compressed, it has the
-highest PSNR of every method at 4x (+0.6 dB over bicubic on both) and is 0.7 dB
-above bicubic at 2x, where ``realesrgan-x4plus`` (the default before) is 1.1-1.3
-dB below bicubic: x4plus paints flat, clean areas and new edges (invented
-texture), BasicVSR aligns the neighbouring frames and recovers what they
-contain, with less warping error along the motion than x4plus on every case.
-At 1x no network measured repairs H.264 (BasicVSR stays 0.9 dB under the
-damaged input, x4plus 3.1 dB). ``basicvsr-reds4`` ties at 2x and is lower at
-4x; the blur-trained ``basicvsr-vimeo90k-bd`` is the lowest of the three. Its
-known weakness: it sharpens compression block edges into a faint grid.
-x4plus stays registered for the generative look (and ``realsr-df2k-x4`` for
-clean stills, ``realesr-animevideov3`` for speed and anime). No native 2x/1x
+zoom, a moving object), area-downscaled and H.264-compressed, it has the
+highest PSNR of every method at 4x and 2x (0.9-1.5 dB over bicubic on the
+mean, above it on every clip), where ``realesrgan-x4plus`` (the default before) is 1-2 dB below
+bicubic: x4plus paints flat, clean areas and new edges (invented texture),
+BasicVSR aligns the neighbouring frames and recovers what they contain, with
+less warping error along the motion than x4plus on every case. At 1x no
+network measured repairs H.264 (BasicVSR stays 0.7 dB under the damaged
+input, x4plus 3.0 dB). Its known weakness: on clean, area-downscaled frames
+of 64 px it over-sharpens (trained on bicubic downscaling) and falls 0.5 dB
+under bicubic, still 1.5 dB above x4plus. x4plus stays registered for the
+generative look (and ``realsr-df2k-x4`` for clean stills,
+``realesr-animevideov3`` for speed and anime). No native 2x/1x
 model ships, so for 2x and 1x the x4 network runs at its native scale and the
 result is area-downscaled (on degraded input, area and antialiased bicubic
 downscaling tie within 0.05 dB).
