@@ -84,8 +84,8 @@ def frame_rate_stage(
     """The frame-rate stage ``request`` asks for (None when it keeps the source's timing):
     RIFE beside the model (``network``, else the one ``upscalers`` gives ``factor``; on
     CUDA with it, else on the CPU), before or after it as ``interpolates_first`` decides
-    for the model and factor. Raises ModelError as ``settings_device``, UnknownModel for
-    an unknown id; RIFE's own weights load (or fail, ModelError) when it first runs."""
+    for the model and factor. Raises ModelError as ``settings_device`` and when RIFE's
+    checkpoint is not installed, UnknownModel for an unknown id."""
     if not request.retimes:
         return None
     spec = resolve_model(network or model_for(factor, settings.model).id, denoise)

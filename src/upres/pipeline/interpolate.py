@@ -34,7 +34,7 @@ from upres.domain.framerate import FrameRateRequest, frame_rate_request, output_
 from upres.domain.media import VideoInfo
 from upres.domain.tasks import Factor
 from upres.inputs.probe import InputSource, open_input, video_stream
-from upres.models.rife import PAD_MULTIPLE, RIFE, load_rife
+from upres.models.rife import PAD_MULTIPLE, RIFE, check_rife_installed, load_rife
 from upres.models.specs import ModelSpec, SpeedClass
 from upres.pipeline.decode import DecodeSummary, TimedBatch
 from upres.pipeline.frames import FALLBACK_TIME_BASE, FrameBatch
@@ -62,9 +62,11 @@ class FrameInterpolator(Protocol):
 class RifeInterpolator:
     """``FrameInterpolator`` with RIFE on ``device`` in ``dtype`` (see ``rife_interpolator``),
     loaded by the first ``between``: a process that only joins chunks reads the frame-rate
-    stage's request and never loads the network (about 90 MB)."""
+    stage's request and never loads the network (35 MB of weights, about 90 MB more
+    resident). Raises ModelError at once when the checkpoint is not installed."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        check_rife_installed()
         self._device, self._dtype = device, dtype
         self._network: RIFE | None = None
         self._fp32: RIFE | None = None
@@ -90,13 +92,13 @@ class RifeInterpolator:
     def _loaded(self) -> RIFE:
         # Two threads meeting here first may both load it: the same weights, one is kept.
         if self._network is None:
-            self._network = load_rife(self._device, self._dtype)
+            self._network = _load(self._device, self._dtype)
         return self._network
 
     def _loaded_fp32(self) -> RIFE:
         if self._fp32 is None:
             fp32 = self._dtype == torch.float32
-            self._fp32 = self._loaded() if fp32 else load_rife(self._device, torch.float32)
+            self._fp32 = self._loaded() if fp32 else _load(self._device, torch.float32)
         return self._fp32
 
     def _run(self, network: RIFE, pair: torch.Tensor, fractions: tuple[float, ...]) -> torch.Tensor:
@@ -108,6 +110,13 @@ class RifeInterpolator:
         return out
 
 
+def _load(device: torch.device, dtype: torch.dtype) -> RIFE:
+    # Outside inference mode (``between`` runs in it): ordinary parameters, not
+    # inference tensors, whatever the network is used for later.
+    with torch.inference_mode(False):
+        return load_rife(device, dtype)
+
+
 # RIFE in fp16 on CUDA: against fp32 its frames agree to 55-58 dB PSNR (mean 0.2 code
 # values), far closer than any synthesised frame is to the truth (docs/BENCHMARKS.md,
 # "Frame interpolation"; checked with PyTorch's CPU fp16, not yet on a GPU).
@@ -117,7 +126,7 @@ _CUDA_DTYPE = torch.float16
 @functools.cache
 def rife_interpolator(device: torch.device) -> RifeInterpolator:
     """RIFE on ``device`` (fp16 on CUDA, fp32 elsewhere), one per process, loaded when it
-    first interpolates."""
+    first interpolates. Raises ModelError when the checkpoint is not installed."""
     return RifeInterpolator(device, _CUDA_DTYPE if device.type == "cuda" else torch.float32)
 
 
