@@ -304,7 +304,8 @@ def _describe_undecoded(exc: SettingsError) -> str:
     the field only inside its message."""
     found = _UNDECODED_FIELD.search(str(exc))
     name = f"UPRES_{found.group(1).upper()}" if found else "a list setting"
-    return f"invalid settings: {name}: give a JSON list, like [1, 2, 4] ({exc.__cause__})"
+    why = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    return f"invalid settings: {name}: give a JSON list, like [1, 2, 4]{why}"
 
 
 def _describe(exc: ValidationError) -> str:

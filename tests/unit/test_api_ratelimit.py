@@ -116,7 +116,10 @@ def test_a_window_keeps_its_hits_in_order_and_drops_only_the_passed(
     # Hits at 0, 4 and 8 s: the limit holds while all three are within 10 s.
     assert not windows.acquire_entry("k", 3, 10)
     assert windows.get_moving_window("k", 3, 10) == (wall_clock() - 8, 3)
-    wall_clock.advance(2.5)  # 10.5 s: the hit at 0 s has passed
+    wall_clock.advance(2)  # 10 s: the hit at 0 s is exactly a window old and still counts
+    assert windows.get_moving_window("k", 3, 10) == (wall_clock() - 10, 3)
+    assert not windows.acquire_entry("k", 3, 10)
+    wall_clock.advance(0.5)  # 10.5 s: it has passed
     assert windows.get_moving_window("k", 3, 10) == (wall_clock() - 6.5, 2)
     assert windows.acquire_entry("k", 3, 10)
     assert not windows.acquire_entry("k", 3, 10, amount=2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import threading
 import time
@@ -26,13 +27,14 @@ from limits.storage import MovingWindowSupport, storage_from_string
 from starlette.concurrency import run_in_threadpool
 
 from upres.clock import Ticks
-from upres.errors import RateLimited, ServiceUnavailable
+from upres.errors import ConfigError, RateLimited, ServiceUnavailable
 
 # Redis keys of upres, apart from anything else in the same database.
 REDIS_KEY_PREFIX = "upres"
 # Names (key ids, addresses) whose storage keys are remembered, the most recent first.
 _REMEMBERED_NAMES = 65_536
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +74,8 @@ class MemoryWindows:
     (the API bench's 4,500 polls a second) megabytes per request, most of a
     cached poll's cost (docs/BENCHMARKS.md). Here a hit is appended and the hits
     that passed leave from the front: constant time, and plain floats the
-    garbage collector never walks. One daemon thread forgets, every ``sweep_s``
+    garbage collector never tracks. A hit exactly ``expiry`` old still counts,
+    as in ``limits``' Redis storage. One daemon thread forgets, every ``sweep_s``
     (waiting with ``sleep``), the names whose window has passed, and ends once
     the windows are gone. Hits are stamped with ``clock``. Thread-safe.
     """
@@ -121,7 +124,9 @@ class MemoryWindows:
     def sweep(self) -> None:
         """Forget every name whose window has passed."""
         now = self._clock()
-        for key, window in list(self._windows.items()):
+        with self._lock:
+            windows = list(self._windows.items())
+        for key, window in windows:
             with self._lock:
                 if not window.current(now) and self._windows.get(key) is window:
                     del self._windows[key]
@@ -137,7 +142,7 @@ class _Window:
     def current(self, now: float) -> deque[float]:
         """The hits still within the window at ``now``, the older ones dropped."""
         hits, oldest_kept = self._hits, now - self._expiry_s
-        while hits and hits[0] <= oldest_kept:
+        while hits and hits[0] < oldest_kept:
             hits.popleft()
         return hits
 
@@ -150,7 +155,11 @@ def _sweep_while_alive(
         windows = reference()
         if windows is None:
             return
-        windows.sweep()
+        try:
+            windows.sweep()
+        except Exception:
+            # The thread is what bounds the windows' memory: it must outlive a bad sweep.
+            log.exception("sweeping the rate-limit windows failed")
         del windows
 
 
@@ -158,11 +167,13 @@ def limit_storage(redis_url: str | None) -> Windows:
     """Redis at ``redis_url`` (shared by every process using it), else this process's memory.
 
     Connects lazily: an unreachable Redis shows on the first hit, as ServiceUnavailable.
+    Raises ConfigError when the URL names a storage that keeps no moving windows.
     """
     if redis_url is None:
         return MemoryWindows()
     storage = storage_from_string(redis_url, key_prefix=REDIS_KEY_PREFIX, wrap_exceptions=True)
-    assert isinstance(storage, MovingWindowSupport)
+    if not isinstance(storage, MovingWindowSupport):
+        raise ConfigError(f"UPRES_REDIS_URL names a {type(storage).__name__}, not Redis")
     return storage
 
 
