@@ -51,7 +51,7 @@ PREFILTERS: dict[str, Prefilter] = {
         chain="deblock=filter=strong:block=8:alpha=0.3:beta=0.2:gamma=0.2:delta=0.2:planes=6",
     ),
     "chroma-blur": Prefilter(pixel_format="yuv444p", chain="gblur=sigma=1.5:planes=6"),
-    # Chroma to 4:2:0 (area) and back, interpolated: what upres's decoder gives a 4:2:0 source.
+    # Chroma to 4:2:0 (bilinear) and back, interpolated: what upres's decoder gives a 4:2:0 source.
     "chroma-420": Prefilter(pixel_format="yuv420p", chain="null"),
 }
 
