@@ -175,8 +175,8 @@ NOTES = """
 How it is measured (bench/temporal.py, clips in bench/_temporal_clips.py): each clip is cut
 from skimage photos at the output size (the truth) and degraded as camera footage: Gaussian
 blur (sigma 0.8 x factor), bicubic downscale, fresh Gaussian noise in every frame (sigma 4
-levels) and H.264 (CRF 18, decoded to RGB as upres decodes it). Clips: `pan-astronaut` (1.5 input pixels a frame to the right),
-`pan-chelsea` (diagonal), `still-rocket` (nothing moves: its warping error is the flicker, whose
+levels) and H.264 (CRF 18, decoded to RGB as upres decodes it). Clips: `pan-astronaut` (1.5
+input pixels a frame to the right), `pan-chelsea` (diagonal), `still-rocket` (nothing moves: its warping error is the flicker, whose
 truth is 0), `occluder-coffee` (a textured square slides over a still background),
 `cut-astronaut-chelsea` (a pan, a hard cut, another pan) and `pan-coffee-cartoon` (a flat-colour,
 outlined version of a photo: the anime-like case). **warping error**: mean absolute difference
