@@ -172,21 +172,21 @@ def write_section(doc: Path, lines: Sequence[str]) -> None:
 
 
 NOTES = """
-How it is measured (bench/temporal.py, clips in bench/_temporal_clips.py): each clip is cut
-from skimage photos at the output size (the truth) and degraded as camera footage: Gaussian
-blur (sigma 0.8 x factor), bicubic downscale, fresh Gaussian noise in every frame (sigma 4
-levels) and H.264 (CRF 18, decoded to RGB as upres decodes it). Clips: `pan-astronaut` (1.5
-input pixels a frame to the right), `pan-chelsea` (diagonal), `still-rocket` (nothing moves: its warping error is the flicker, whose
-truth is 0), `occluder-coffee` (a textured square slides over a still background),
-`cut-astronaut-chelsea` (a pan, a hard cut, another pan) and `pan-coffee-cartoon` (a flat-colour,
-outlined version of a photo: the anime-like case). **warping error**: mean absolute difference
-(0-1) between each output frame and the previous output frame moved by the *known* motion, over
-the pixels visible in both (Lai et al. 2018's occlusion-masked warping error with the true
-motion). **detail** and **consistency** as above, per frame; **detail end**: the detail of
-the last frame (does texture survive being carried?); **cut leak**: mean absolute difference
-from the per-frame model on the frame after the cut (0: the state was reset). `+ temporal`: the
-per-frame model's output through upres's temporal stage with its default settings (DIS flow
-on the CPU), exactly as the pipeline runs it (`StabilisedUpscaler`). realesrgan-x4plus runs on
-the pan, still and occluder clips only (it costs seconds per frame here);
-realesr-animevideov3 on all of them.
+How it is measured (bench/temporal.py, clips in bench/_temporal_clips.py): each clip is cut from
+skimage photos at the output size (the truth) and degraded as camera footage: Gaussian blur
+(sigma 0.8 x factor), bicubic downscale, fresh Gaussian noise in every frame (sigma 4 levels)
+and H.264 (CRF 18, decoded to RGB as upres decodes it). Clips: `pan-astronaut` (1.5 input pixels
+a frame to the right), `pan-chelsea` (diagonal), `still-rocket` (nothing moves: its warping
+error is the flicker, whose truth is 0), `occluder-coffee` (a textured square slides over a
+still background), `cut-astronaut-chelsea` (a pan, a hard cut, another pan) and
+`pan-coffee-cartoon` (a flat-colour, outlined version of a photo: the anime-like case).
+**warping error**: mean absolute difference (0-1) between each output frame and the previous
+output frame moved by the *known* motion, over the pixels visible in both (Lai et al. 2018's
+occlusion-masked warping error with the true motion). **detail** and **consistency** as above,
+per frame; **detail end**: the detail of the last frame (does texture survive being carried?);
+**cut leak**: mean absolute difference from the per-frame model on the frame after the cut (0:
+the state was reset). `+ temporal`: the per-frame model's output through upres's temporal stage
+with its default settings (DIS flow on the CPU), exactly as the pipeline runs it
+(`StabilisedUpscaler`). realesrgan-x4plus runs on the pan, still and occluder clips only (it
+costs seconds per frame here); realesr-animevideov3 on all of them.
 """
