@@ -25,7 +25,7 @@ from upres.jobs.input_cache import FetchLimits, InputCache
 from upres.jobs.publish import Publisher
 from upres.jobs.runner import RunnerStore, TaskRunner
 from upres.models.devices import settings_device
-from upres.models.registry import model_for, resolve_model
+from upres.models.registry import model_for, resolve_model, task_network
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.interpolate import FrameRateStage, interpolates_first, rife_interpolator
 from upres.pipeline.motion import FlowMethod
@@ -61,7 +61,9 @@ def upscalers(settings: Settings) -> UpscalerFactory:
     def upscaler_for(
         factor: Factor, *, network: str | None = None, denoise: int | None = None
     ) -> FrameUpscaler:
-        spec = resolve_model(network or model_for(factor, settings.model).id, denoise)
+        spec = resolve_model(
+            task_network(factor, network=network, default_model=settings.model), denoise
+        )
         where = place(spec, settings_device(settings))
         key = UpscalerKey(network=spec.id, denoise=denoise, factor=factor, placement=where)
         upscaler = cache.upscaler(spec, key)
@@ -88,7 +90,9 @@ def frame_rate_stage(
     checkpoint is not installed, UnknownModel for an unknown id."""
     if not request.retimes:
         return None
-    spec = resolve_model(network or model_for(factor, settings.model).id, denoise)
+    spec = resolve_model(
+        task_network(factor, network=network, default_model=settings.model), denoise
+    )
     where = place(spec, settings_device(settings))
     return FrameRateStage(
         request=request,

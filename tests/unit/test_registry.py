@@ -18,6 +18,7 @@ from upres.models.registry import (
     model_files,
     model_for,
     resolve_model,
+    task_network,
 )
 from upres.models.specs import Architecture
 
@@ -64,6 +65,18 @@ def test_model_for_is_the_chosen_model_or_the_default() -> None:
     assert model_for(Factor.X4, "realesr-animevideov3").id == "realesr-animevideov3"
     with pytest.raises(UnknownModel):
         model_for(Factor.X4, "nope")
+
+
+def test_a_tasks_network_is_its_own_else_the_operators_else_the_factors_default() -> None:
+    chosen = "realesrgan-x4plus"
+    operators = "realesr-animevideov3"
+    assert task_network(Factor.X2, network=chosen, default_model=operators) == chosen
+    assert task_network(Factor.X2, network=None, default_model=operators) == operators
+    assert (
+        task_network(Factor.X2, network=None, default_model=None) == default_model_for(Factor.X2).id
+    )
+    with pytest.raises(UnknownModel):
+        task_network(Factor.X2, network=None, default_model="nope")
 
 
 def test_specs_are_frozen() -> None:

@@ -295,6 +295,18 @@ def model_for(factor: Factor, model_id: str | None = None, denoise: int | None =
     return resolve_model(model_id or default_model_for(factor).id, denoise)
 
 
+def task_network(factor: Factor, *, network: str | None, default_model: str | None) -> str:
+    """The id of the network a task at ``factor`` runs: the ``network`` it chose,
+    else the operator's ``default_model`` (``UPRES_MODEL``), else the registry's
+    default for ``factor``. The one rule: workers run this network, record their
+    speed under it, and the time estimate reads the speed of it.
+
+    Raises UnknownModel when ``network`` is None and ``default_model`` is not
+    registered; a chosen ``network`` is returned as it is (``resolve_model`` checks it).
+    """
+    return network if network is not None else model_for(factor, default_model).id
+
+
 def supported_factors(spec: ModelSpec) -> tuple[Factor, ...]:
     """The factors ``spec`` can upscale by: up to its scale (a smaller factor is its
     output downscaled), smallest first."""

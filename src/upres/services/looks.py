@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from upres.domain.tasks import Factor
 from upres.errors import ConfigError, InvalidRequest, UnknownModel, UnsupportedDenoise
-from upres.models.registry import MODELS, get_model, model_for, resolve_model, supported_factors
+from upres.models.registry import (
+    MODELS,
+    get_model,
+    resolve_model,
+    supported_factors,
+    task_network,
+)
 
 NETWORK_PARAM = "model_params.network"
 DENOISE_PARAM = "model_params.denoise"
@@ -38,7 +44,7 @@ def choose_look(
     the valid values when the network is unknown or smaller than ``factor``, or
     the level is one it does not offer; changes nothing.
     """
-    chosen = network if network is not None else model_for(factor, default_model).id
+    chosen = task_network(factor, network=network, default_model=default_model)
     try:
         spec = resolve_model(chosen, denoise)
     except UnsupportedDenoise as exc:  # first: it is an UnknownModel too
