@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, text
 
 from upres.config import Settings
 from upres.db import create_db_engine, migrate
+from upres.db.migrate import alembic_config
 from upres.db.tables import Base
 from upres.db.task_store import SqlTaskStore
 from upres.domain.accounts import Account
@@ -52,6 +56,20 @@ def reset_postgres(engine: Engine) -> None:
     Base.metadata.drop_all(engine)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def move_schema(
+    url: str, revision: str, *, step: Callable[[Config, str], None] = command.upgrade
+) -> None:
+    """Take the database at ``url`` up (or, with ``command.downgrade``, down) to ``revision``."""
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            step(config, revision)
+    finally:
+        engine.dispose()
 
 
 def render_body(task: Task) -> str:

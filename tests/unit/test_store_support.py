@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, inspect, text
 
-from tests.stores import new_task, render_body, sqlite_store
+from tests.stores import move_schema, new_task, render_body, sqlite_store
 from tests.unit import test_store_chunks
 from upres.db import create_db_engine, migrate
 from upres.db.migrate import alembic_config
@@ -161,17 +161,6 @@ _OUTBOX_AT_0001 = text(
 ).bindparams(bindparam("at", type_=UtcDateTime()))
 
 
-def _move_to(url, revision, *, step=command.upgrade):
-    engine = create_db_engine(url)
-    try:
-        with engine.begin() as conn:
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            step(config, revision)
-    finally:
-        engine.dispose()
-
-
 def test_an_outbox_row_written_at_0001_is_still_due_after_upgrading(tmp_path, clock):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     # Rows the store writes today, then the schema taken back to 0001 under them.
@@ -179,7 +168,7 @@ def test_an_outbox_row_written_at_0001_is_still_due_after_upgrading(tmp_path, cl
     account = store.create_account(user_group="default", credits=1000, webhook_secret="whsec_x")
     task = store.create_task(new_task(account, clock))
     store.close()
-    _move_to(url, "0001", step=command.downgrade)
+    move_schema(url, "0001", step=command.downgrade)
     old = SqlTaskStore(url, clock=clock)
     with old.engine.begin() as conn:
         conn.execute(
@@ -318,8 +307,8 @@ def test_a_task_keeps_its_look_through_every_read(store, clock, account):
 def test_a_task_stored_before_looks_were_chosen_reads_as_none(store, clock, account):
     url = store.engine.url.render_as_string(hide_password=False)
     created = store.create_task(replace(new_task(account, clock), network="realsr-df2k-x4"))
-    _move_to(url, "0007", step=command.downgrade)  # the look's columns go
-    _move_to(url, "head")
+    move_schema(url, "0007", step=command.downgrade)  # the look's columns go
+    move_schema(url, "head")
 
     read = store.get_task(created.id)
     assert (read.network, read.denoise) == (None, None)
@@ -347,8 +336,8 @@ def test_a_task_keeps_its_frame_rate_through_every_read(store, clock, account):
 def test_a_task_stored_before_frame_rates_reads_as_unchanged(store, clock, account):
     url = store.engine.url.render_as_string(hide_password=False)
     created = store.create_task(replace(new_task(account, clock), frame_rate=48.0, slowmo=4))
-    _move_to(url, "0008", step=command.downgrade)  # the frame rate's columns go (and 0010's)
-    _move_to(url, "head")
+    move_schema(url, "0008", step=command.downgrade)  # the frame rate's columns go (and 0010's)
+    move_schema(url, "head")
 
     read = store.get_task(created.id)
     assert (read.frame_rate, read.slowmo) == (None, None)
