@@ -153,6 +153,7 @@ def task_runner(settings: Settings, store: RunnerStore, inputs: InputCache) -> T
             render=render,
             pricing=settings.pricing,
             result_ttl_s=settings.result_ttl_s,
+            default_model=settings.model,
         ),
         work_dir=settings.data_dir / "work",
         limits=settings.media_limits,

@@ -25,6 +25,7 @@ from tests.unit import (
     test_store_ledger,
     test_store_queue,
     test_store_support,
+    test_store_throughput,
 )
 from upres.db.tables import Base
 from upres.db.task_store import SqlTaskStore
@@ -46,6 +47,7 @@ for _module in (
     test_store_queue,
     test_store_ledger,
     test_store_support,
+    test_store_throughput,
     test_store_callbacks,
     test_store_chunks,
 ):

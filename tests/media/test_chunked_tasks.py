@@ -106,6 +106,8 @@ def test_a_long_task_runs_in_chunks_joined_once_and_billed_once(
     assert not (settings.data_dir / "results" / task.id / "chunks").exists() or not any(
         (settings.data_dir / "results" / task.id / "chunks").iterdir()
     )
+    # The task named no network: its chunks' speed is the worker's default's.
+    assert [m.network for m in store.measured_throughputs()] == [settings.model]
 
 
 def test_every_chunk_runs_the_tasks_network_and_the_charge_has_its_price(
@@ -136,6 +138,8 @@ def test_every_chunk_runs_the_tasks_network_and_the_charge_has_its_price(
     # 2 s of video at 2x: 2 started seconds at 16 credits, times 1.5.
     assert done.credits_charged == 48.0
     assert ledger_sums(store, done.account_id)["refund"] == 52.0
+    # Its chunks' speed is recorded as the chosen network's, not the worker's default's.
+    assert [m.network for m in store.measured_throughputs()] == [chosen]
 
 
 def test_two_workers_share_one_tasks_chunks_each_chunk_once(store, settings, source, clock, caplog):

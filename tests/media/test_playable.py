@@ -71,7 +71,12 @@ def _publish(
     claim = store.claim(worker_id="w1", lease_s=30)
     assert claim is not None
     publisher = Publisher(
-        store=store, storage=storage, render=render_body, pricing=Pricing(), result_ttl_s=60
+        store=store,
+        storage=storage,
+        render=render_body,
+        pricing=Pricing(),
+        result_ttl_s=60,
+        default_model=None,
     )
     return publisher.publish(claim, output, 1.0, codec=codec, notes=(), mpix_per_s=None)
 

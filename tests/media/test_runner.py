@@ -55,6 +55,7 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
             render=render,
             pricing=Pricing(),
             result_ttl_s=3600,
+            default_model="realesr-animevideov3",
             clock=clock,
         ),
         work_dir=tmp_path / "work",
@@ -77,3 +78,5 @@ def test_a_completed_task_expires_by_the_runners_clock_and_is_charged_within_its
     # No codec chosen and an 8-bit source: an H.264 result, which browsers play as it is.
     assert done.result_codec == "h264"
     assert not storage.exists(playable_key(done.result_key))
+    # The task named no network: its speed is recorded as the operator's default's.
+    assert [m.network for m in store.measured_throughputs()] == ["realesr-animevideov3"]

@@ -207,7 +207,13 @@ def test_the_charge_counts_the_interpolation_as_the_reservation_did(
     output.write_bytes(b"not really a video: the publisher only stores it")
     render = TaskRenderer(storage.url)
     publisher = Publisher(
-        store=store, storage=storage, render=render, pricing=pricing, result_ttl_s=60, clock=clock
+        store=store,
+        storage=storage,
+        render=render,
+        pricing=pricing,
+        result_ttl_s=60,
+        default_model=None,
+        clock=clock,
     )
 
     task = publisher.publish(claim, output, 2.0, codec="h264", notes=(), mpix_per_s=None)

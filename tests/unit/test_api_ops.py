@@ -15,7 +15,7 @@ from tests.unit.api_harness import Api, running_api
 from upres.api.deps import Services
 from upres.api.metrics import gpu_memory
 from upres.db.task_store import SqlTaskStore
-from upres.domain.tasks import API_MODEL
+from upres.domain.tasks import API_MODEL, Factor
 from upres.errors import DatabaseUnavailable, ServiceUnavailable
 
 
@@ -201,6 +201,19 @@ def test_metrics_show_each_busy_workers_frames_and_megapixels_per_second(api: Ap
     worker = frozenset({"worker": "w1"}.items())
     assert samples["upres_worker_frames_per_second", worker] == 4.0
     assert samples["upres_worker_megapixels_per_second", worker] == pytest.approx(8.2944)
+
+
+def test_metrics_show_the_measured_throughput_by_factor_and_network(api: Api) -> None:
+    api.store.record_throughput(Factor.X2, "realesr-animevideov3", 40.0)
+    api.store.record_throughput(Factor.X2, "realesrgan-x4plus", 2.5)
+    with api.client() as client:
+        samples = parsed(client.get("/metrics").text)
+    speeds = {
+        dict(labels)["network"]: value
+        for (name, labels), value in samples.items()
+        if name == "upres_throughput_megapixels_per_second" and dict(labels)["factor"] == "2"
+    }
+    assert speeds == {"realesr-animevideov3": 40.0, "realesrgan-x4plus": 2.5}
 
 
 class NoAccounts(SqlTaskStore):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from tests.clips import probed_info
 from tests.hostile import UNSENDABLE_URLS
-from tests.stores import render_body
+from tests.stores import new_task, render_body
 from upres.domain.media import VideoInfo
 from upres.domain.pricing import Pricing
 from upres.domain.tasks import Factor, TaskStatus, is_well_formed_task_id
@@ -28,9 +28,11 @@ from upres.errors import (
 )
 from upres.inputs.netpolicy import AddressPolicy, IPAddress
 from upres.inputs.urlpolicy import UrlPolicy
+from upres.jobs.publish import Publisher
 from upres.services.estimates import ThroughputEstimator
 from upres.services.keys import KeyService
 from upres.services.tasks import Submission, TaskService
+from upres.storage.local import LocalStorage
 
 VIDEO = "https://videos.example.com/clip.mp4"
 HOOK = "https://hooks.example.com/done"
@@ -99,25 +101,73 @@ def test_submit_probes_prices_and_reserves(service, store, key, prober, clock):
 
 
 def test_estimate_follows_measured_throughput(service, store, key):
-    slow = service.submit(key=key, submission=submission()).estimated_time_s
-    store.record_throughput(Factor.X2, 500.0)
+    first = service.submit(key=key, submission=submission())
+    store.record_throughput(Factor.X2, first.network, 500.0)
     fast = service.submit(key=key, submission=submission()).estimated_time_s
 
-    assert fast < slow
+    assert fast < first.estimated_time_s
     output_mpix = 640 * 360 * 4 * 276 / 1e6
     assert fast == pytest.approx(5 + output_mpix / 500, abs=1)
 
 
+def test_a_slow_networks_estimate_is_longer_once_both_are_measured(service, store, key):
+    store.record_throughput(Factor.X2, "realesrgan-x4plus", 5.0)
+    store.record_throughput(Factor.X2, "realesr-animevideov3", 50.0)
+
+    slow = service.submit(key=key, submission=submission(network="realesrgan-x4plus"))
+    fast = service.submit(key=key, submission=submission(network="realesr-animevideov3"))
+
+    output_mpix = 640 * 360 * 4 * 276 / 1e6
+    assert slow.estimated_time_s == pytest.approx(5 + output_mpix / 5, abs=1)
+    assert fast.estimated_time_s == pytest.approx(5 + output_mpix / 50, abs=1)
+    assert slow.estimated_time_s > 5 * fast.estimated_time_s
+
+
+def test_an_estimate_reads_what_workers_measured_on_the_operators_default(
+    store, prober, clock, key, tmp_path
+):
+    """A task from before tasks chose a network runs the operator's default; the
+    worker records its speed under that network and a submission naming none is
+    estimated from it (both sides resolve with ``task_network``)."""
+    default = "realesr-animevideov3"
+    publisher = Publisher(
+        store=store,
+        storage=LocalStorage(tmp_path, base_url="http://127.0.0.1", secret=b"s"),
+        render=render_body,
+        pricing=Pricing(),
+        result_ttl_s=60,
+        default_model=default,
+    )
+    account = store.get_account(key.account_id)
+    older = store.create_task(replace(new_task(account, clock), network=None))
+    publisher.record_speed(older, 50.0)
+    service = TaskService(
+        store=store,
+        prober=prober,
+        pricing=Pricing(),
+        urls=UrlPolicy(AddressPolicy(resolver=fake_dns)),
+        callback_body=render_body,
+        clock=clock,
+        default_model=default,
+    )
+
+    task = service.submit(key=key, submission=submission())
+
+    assert store.throughput(Factor.X2, default) == 50.0
+    assert task.network == default
+    assert task.estimated_time_s == pytest.approx(5 + 640 * 360 * 4 * 276 / 1e6 / 50, abs=1)
+
+
 def test_estimator_falls_back_to_duration_times_fps():
     class Unmeasured:
-        def throughput(self, factor):
+        def throughput(self, factor, network):
             return None
 
     estimator = ThroughputEstimator(Unmeasured(), default_mpix_per_s=1.0, overhead_s=0)
     unknown_frames = probed_info(duration_s=2.0, frames=None)
 
-    assert estimator.estimate(unknown_frames, Factor.ENHANCE) == pytest.approx(
-        640 * 360 * 60 / 1e6, abs=1
+    assert estimator.estimate(unknown_frames, Factor.ENHANCE, "realesrgan-x4plus") == (
+        pytest.approx(640 * 360 * 60 / 1e6, abs=1)
     )
 
 

@@ -1,5 +1,6 @@
-"""Store support for the other parts: result expiry, metrics, throughput,
-idempotency, migrations and SQLite connection settings (callbacks: test_store_callbacks)."""
+"""Store support for the other parts: result expiry, metrics, idempotency,
+migrations and SQLite connection settings (callbacks: test_store_callbacks;
+throughput: test_store_throughput)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from upres.db.migrate import alembic_config
 from upres.db.tables import Base, UtcDateTime
 from upres.db.task_store import SqlTaskStore
 from upres.domain.records import IdempotencyRecord
-from upres.domain.tasks import Factor, TaskError, TaskStatus
+from upres.domain.tasks import TaskError, TaskStatus
 from upres.errors import IdempotencyConflict, NotFound, ServiceUnavailable, TaskNotFound
 
 
@@ -64,18 +65,6 @@ def test_counts_and_queue_depth(store, clock, account):
     assert counts[TaskStatus.PENDING] == 1
     assert counts[TaskStatus.FAILED] == 0
     assert store.queue_depth() == 1
-
-
-def test_throughput_is_a_moving_average_per_factor(store):
-    assert store.throughput(Factor.X2) is None
-    store.record_throughput(Factor.X2, 10.0)
-    store.record_throughput(Factor.X2, 20.0)
-
-    store.record_throughput(Factor.X2, float("nan"))
-    store.record_throughput(Factor.X2, 0.0)
-
-    assert store.throughput(Factor.X2) == pytest.approx(13.0)
-    assert store.throughput(Factor.X4) is None
 
 
 def test_idempotency_record_is_found_and_expires(store, clock, account):

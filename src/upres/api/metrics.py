@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -19,15 +19,18 @@ from prometheus_client.registry import Collector
 
 from upres.clock import Clock, utc_now
 from upres.domain.chunks import ChunkStatus
-from upres.domain.records import Backlog
-from upres.domain.tasks import Factor, TaskStatus
+from upres.domain.records import Backlog, MeasuredThroughput
+from upres.domain.tasks import TaskStatus
 from upres.errors import DatabaseUnavailable, StorageUnavailable, UpresError
-from upres.services.estimates import ThroughputSource
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 _THROUGHPUT = "upres_throughput_megapixels_per_second"
+_THROUGHPUT_HELP = (
+    "Measured upscaling speed (output megapixels per second), by factor and network"
+    " (network empty: measured before networks were told apart)"
+)
 # A long task's work waits as chunks (pending), not as a pending task: scale on both.
 _CHUNKS = "upres_chunks"
 _CHUNKS_HELP = "Chunks of running tasks by status"
@@ -48,8 +51,12 @@ class StatusCounts(Protocol):
         ...
 
 
-class StoreStats(StatusCounts, ThroughputSource, Protocol):
+class StoreStats(StatusCounts, Protocol):
     """What the metrics read from the system of record at scrape time."""
+
+    def measured_throughputs(self) -> Sequence[MeasuredThroughput]:
+        """Every network's measured speed at each factor."""
+        ...
 
     def count_chunks_by_status(self) -> Mapping[ChunkStatus, int]:
         """How many chunks of running tasks are in each status."""
@@ -75,7 +82,7 @@ class _StoreCollector(Collector):
             GaugeMetricFamily("upres_tasks", "Tasks by status", labels=["status"]),
             GaugeMetricFamily("upres_queue_depth", "Tasks waiting for a worker"),
             GaugeMetricFamily(_CHUNKS, _CHUNKS_HELP, labels=["status"]),
-            GaugeMetricFamily(_THROUGHPUT, "Upscaling speed", labels=["factor"]),
+            GaugeMetricFamily(_THROUGHPUT, _THROUGHPUT_HELP, labels=["factor", "network"]),
             CounterMetricFamily("upres_credits_captured", "Credits captured"),
             GaugeMetricFamily(_WAITING, _WAITING_HELP, labels=["queue"]),
             GaugeMetricFamily(_WORKER_FPS, _WORKER_FPS_HELP, labels=["worker"]),
@@ -126,15 +133,9 @@ class _StoreCollector(Collector):
         yield megapixels
 
     def _throughput(self) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
-            _THROUGHPUT,
-            "Measured upscaling speed (output megapixels per second), by factor",
-            labels=["factor"],
-        )
-        for factor in Factor:
-            speed = self._stats.throughput(factor)
-            if speed is not None:
-                family.add_metric([str(int(factor))], speed)
+        family = GaugeMetricFamily(_THROUGHPUT, _THROUGHPUT_HELP, labels=["factor", "network"])
+        for measured in self._stats.measured_throughputs():
+            family.add_metric([str(int(measured.factor)), measured.network], measured.mpix_per_s)
         return family
 
 

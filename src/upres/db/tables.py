@@ -186,11 +186,14 @@ class CallbackAttemptRow(Base):
 
 
 class ThroughputRow(Base):
-    """Measured upscaling speed per factor (EWMA of output megapixels per second)."""
+    """Measured upscaling speed per factor and network (EWMA of output megapixels
+    per second); network ``''`` holds what was measured before networks were told
+    apart (``upres.db.throughput.UNKNOWN_NETWORK``)."""
 
     __tablename__ = "throughput"
 
     factor: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    network: Mapped[str] = mapped_column(String(64), primary_key=True)
     mpix_per_s: Mapped[float]
     samples: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

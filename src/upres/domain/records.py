@@ -126,3 +126,14 @@ class Backlog:
     oldest_pending_chunk: datetime | None
     worker_fps: dict[str, float]
     worker_mpx_per_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasuredThroughput:
+    """How fast one network upscales at one factor, as the workers measured it:
+    output megapixels per second (network ``''``: measured before networks were
+    told apart)."""
+
+    factor: Factor
+    network: str
+    mpix_per_s: float

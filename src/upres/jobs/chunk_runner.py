@@ -27,7 +27,7 @@ from upres.inputs.ranged import BlockReader, RangedInput
 from upres.jobs.heartbeat import heartbeats
 from upres.jobs.input_cache import chunk_source
 from upres.jobs.outcomes import settled
-from upres.jobs.publish import store_preview
+from upres.jobs.publish import Publisher, store_preview
 from upres.jobs.queue import ClaimedChunks
 from upres.pipeline.chunks import ChunkSpan, upscale_chunk
 from upres.pipeline.engine import CancelToken
@@ -78,7 +78,9 @@ class _ChunkProgress:
 
 
 class ChunkRunner:
-    """Runs claimed chunks; the constructor is its whole configuration."""
+    """Runs claimed chunks; the constructor is its whole configuration. Each
+    chunk's speed is recorded through ``publisher`` (under its task's network),
+    as a single-pass run's is."""
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class ChunkRunner:
         upscaler_for: UpscalerFactory,
         frame_rate_for: FrameRateFactory,
         render: CallbackBody,
+        publisher: Publisher,
         work_dir: Path,
         limits: MediaLimits,
         encode: EncodeSettings,
@@ -96,6 +99,7 @@ class ChunkRunner:
         double_rate: bool = False,
     ) -> None:
         self._store = store
+        self._publisher = publisher
         self._storage = storage
         self._upscaler_for = upscaler_for
         self._frame_rate_for = frame_rate_for
@@ -181,9 +185,7 @@ class ChunkRunner:
         """Fold this worker's speed into the estimates; it never fails a chunk."""
         megapixels = result.frames * result.width * result.height / 1e6
         try:
-            self._store.record_throughput(
-                claim.task.factor, megapixels / max(result.elapsed_s, 1e-3)
-            )
+            self._publisher.record_speed(claim.task, megapixels / max(result.elapsed_s, 1e-3))
         except Exception:
             log.exception("speed of chunk %d not recorded", claim.chunk.index)
 

@@ -18,6 +18,7 @@ from upres.domain.storage_keys import playable_key, preview_key, result_key
 from upres.domain.tasks import Task
 from upres.errors import LeaseLost, UpresError
 from upres.jobs.queue import ClaimedTasks
+from upres.models.registry import task_network
 from upres.pipeline.playable import playable_copy
 from upres.pipeline.preview import FramePreview
 from upres.storage.base import ResultStorage
@@ -26,7 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Stores results and settles their tasks; the constructor is its whole configuration."""
+    """Stores results and settles their tasks, and records the speeds measured
+    running them; the constructor is its whole configuration.
+
+    ``default_model`` is the network a task that names none runs (``UPRES_MODEL``;
+    None: the registry's default for its factor), as the worker's upscalers run it.
+    """
 
     def __init__(
         self,
@@ -36,6 +42,7 @@ class Publisher:
         render: CallbackBody,
         pricing: Pricing,
         result_ttl_s: int,
+        default_model: str | None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
@@ -43,6 +50,7 @@ class Publisher:
         self._render = render
         self._pricing = pricing
         self._result_ttl_s = result_ttl_s
+        self._default_model = default_model
         self._clock = clock
 
     def publish(
@@ -88,8 +96,18 @@ class Publisher:
             self._storage.delete(playable_key(key))
             raise
         if mpix_per_s is not None:
-            self._store.record_throughput(claim.task.factor, mpix_per_s)
+            self.record_speed(claim.task, mpix_per_s)
         return task
+
+    def record_speed(self, task: Task, mpix_per_s: float) -> None:
+        """Fold a speed measured running ``task`` (or a chunk of it) into the
+        estimates, under the network it ran (``task_network``).
+
+        Raises UnknownModel when the task names no network and ``default_model``
+        is not registered (the worker could not have run it either).
+        """
+        network = task_network(task.factor, network=task.network, default_model=self._default_model)
+        self._store.record_throughput(task.factor, network, mpix_per_s)
 
     def _store_playable(self, output: Path, key: str) -> None:
         """Store a small H.264 copy of ``output`` for browsers; it never fails a task."""

@@ -79,8 +79,9 @@ class ClaimedTasks(Protocol):
         """
         ...
 
-    def record_throughput(self, factor: Factor, mpix_per_s: float) -> None:
-        """Fold one measurement (output megapixels per second) into the moving average."""
+    def record_throughput(self, factor: Factor, network: str, mpix_per_s: float) -> None:
+        """Fold one measurement of ``network`` at ``factor`` (output megapixels per
+        second) into its moving average."""
         ...
 
 
@@ -141,8 +142,4 @@ class ClaimedChunks(Protocol):
 
     def forget_chunks(self, task_id: str) -> None:
         """Drop an ended task's chunk rows (their parts are deleted)."""
-        ...
-
-    def record_throughput(self, factor: Factor, mpix_per_s: float) -> None:
-        """Fold one measurement (output megapixels per second) into the moving average."""
         ...

@@ -132,6 +132,7 @@ class TaskRunner:
             upscaler_for=upscaler_for,
             frame_rate_for=frame_rate_for,
             render=render,
+            publisher=publisher,
             work_dir=work_dir,
             limits=limits,
             encode=chunk_encode,

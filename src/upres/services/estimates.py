@@ -28,16 +28,20 @@ class ProbedVideo(Protocol):
 
 
 class ThroughputSource(Protocol):
-    def throughput(self, factor: Factor) -> float | None:
-        """Measured output megapixels per second for ``factor``, None until measured."""
+    def throughput(self, factor: Factor, network: str) -> float | None:
+        """Measured output megapixels per second of ``network`` at ``factor``; until
+        it has one, the factor's measurement from before networks were told apart;
+        None when neither exists."""
         ...
 
 
 class ThroughputEstimator:
-    """Seconds to upscale a video: output megapixels over measured throughput.
+    """Seconds to upscale a video: output megapixels over the throughput measured
+    for its factor and network (networks differ by several times in speed).
 
-    Until the workers have measured a factor, a deliberately slow default
-    (CPU-class speed) keeps the first estimates on the safe side.
+    Until the workers have measured a factor (on the network or before networks
+    were told apart), a deliberately slow default (CPU-class speed) keeps the
+    first estimates on the safe side.
     """
 
     def __init__(
@@ -54,10 +58,16 @@ class ThroughputEstimator:
         self._fallback_fps = fallback_fps
 
     def estimate(
-        self, info: ProbedVideo, factor: Factor, frame_rate: FrameRateRequest = UNCHANGED
+        self,
+        info: ProbedVideo,
+        factor: Factor,
+        network: str,
+        frame_rate: FrameRateRequest = UNCHANGED,
     ) -> int:
-        """Seconds for the output's frames (``frame_rate`` may make more than the source's)."""
-        rate = self._source.throughput(factor) or self._default
+        """Seconds for the output's frames on ``network`` (the id the task runs,
+        ``upres.models.registry.task_network``; ``frame_rate`` may make more
+        frames than the source's)."""
+        rate = self._source.throughput(factor, network) or self._default
         frames = self._frames(info, frame_rate)
         output_mpix = info.width * info.height * int(factor) ** 2 * frames / 1e6
         return math.ceil(self._overhead + output_mpix / rate)

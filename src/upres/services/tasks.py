@@ -243,7 +243,9 @@ class TaskService:
             frame_rate=frame_rate,
             video_duration_s=info.duration_s,
             credits=self._price(info, submission.factor, look, frame_rate),
-            estimated_time_s=self._estimator.estimate(info, submission.factor, frame_rate),
+            estimated_time_s=self._estimator.estimate(
+                info, submission.factor, look.network, frame_rate
+            ),
         )
 
     def list(self, *, key: ApiKey, limit: int) -> list[Task]:
@@ -361,7 +363,9 @@ class TaskService:
             callback_url=submission.callback_url,
             video_duration_s=info.duration_s,
             credits_reserved=self._price(info, submission.factor, look, frame_rate),
-            estimated_time_s=self._estimator.estimate(info, submission.factor, frame_rate),
+            estimated_time_s=self._estimator.estimate(
+                info, submission.factor, look.network, frame_rate
+            ),
             user_group=key.user_group,
             created_at=now,
             network=look.network,
