@@ -61,8 +61,7 @@ def prober() -> FakeProber:
     return FakeProber()
 
 
-@pytest.fixture
-def service(store, prober, clock) -> TaskService:
+def task_service(store, prober, clock, *, default_model: str | None = None) -> TaskService:
     return TaskService(
         store=store,
         prober=prober,
@@ -70,7 +69,13 @@ def service(store, prober, clock) -> TaskService:
         urls=UrlPolicy(AddressPolicy(resolver=fake_dns)),
         callback_body=render_body,
         clock=clock,
+        default_model=default_model,
     )
+
+
+@pytest.fixture
+def service(store, prober, clock) -> TaskService:
+    return task_service(store, prober, clock)
 
 
 @pytest.fixture
@@ -141,15 +146,7 @@ def test_an_estimate_reads_what_workers_measured_on_the_operators_default(
     account = store.get_account(key.account_id)
     older = store.create_task(replace(new_task(account, clock), network=None))
     publisher.record_speed(older, 50.0)
-    service = TaskService(
-        store=store,
-        prober=prober,
-        pricing=Pricing(),
-        urls=UrlPolicy(AddressPolicy(resolver=fake_dns)),
-        callback_body=render_body,
-        clock=clock,
-        default_model=default,
-    )
+    service = task_service(store, prober, clock, default_model=default)
 
     task = service.submit(key=key, submission=submission())
 
