@@ -26,10 +26,11 @@ from upres.jobs.publish import Publisher
 from upres.jobs.runner import RunnerStore, TaskRunner
 from upres.models.devices import settings_device
 from upres.models.registry import model_for, resolve_model, task_network
+from upres.models.specs import ModelSpec
 from upres.pipeline.frames import FrameUpscaler
 from upres.pipeline.interpolate import FrameRateStage, interpolates_first, rife_interpolator
 from upres.pipeline.motion import FlowMethod
-from upres.pipeline.runtimes import encoding_for, place
+from upres.pipeline.runtimes import Placement, encoding_for, place
 from upres.pipeline.temporal import TemporalStage
 from upres.pipeline.upscaler_cache import UpscalerCache, UpscalerFactory, UpscalerKey
 from upres.storage import build_storage
@@ -61,10 +62,7 @@ def upscalers(settings: Settings) -> UpscalerFactory:
     def upscaler_for(
         factor: Factor, *, network: str | None = None, denoise: int | None = None
     ) -> FrameUpscaler:
-        spec = resolve_model(
-            task_network(factor, network=network, default_model=settings.model), denoise
-        )
-        where = place(spec, settings_device(settings))
+        spec, where = _task_model(settings, factor, network=network, denoise=denoise)
         key = UpscalerKey(network=spec.id, denoise=denoise, factor=factor, placement=where)
         upscaler = cache.upscaler(spec, key)
         if where.torch_device not in stages:
@@ -73,6 +71,20 @@ def upscalers(settings: Settings) -> UpscalerFactory:
         return upscaler if stage is None else stage.wrap(upscaler)
 
     return upscaler_for
+
+
+def _task_model(
+    settings: Settings, factor: Factor, *, network: str | None, denoise: int | None
+) -> tuple[ModelSpec, Placement]:
+    """The network a task runs (``task_network``) at its denoise level, and where it
+    runs: the upscaler and the RIFE beside it are placed by this one answer.
+
+    Raises UnknownModel, UnsupportedDenoise, and ModelError as ``settings_device``.
+    """
+    spec = resolve_model(
+        task_network(factor, network=network, default_model=settings.model), denoise
+    )
+    return spec, place(spec, settings_device(settings))
 
 
 def frame_rate_stage(
@@ -90,10 +102,7 @@ def frame_rate_stage(
     checkpoint is not installed, UnknownModel for an unknown id."""
     if not request.retimes:
         return None
-    spec = resolve_model(
-        task_network(factor, network=network, default_model=settings.model), denoise
-    )
-    where = place(spec, settings_device(settings))
+    spec, where = _task_model(settings, factor, network=network, denoise=denoise)
     return FrameRateStage(
         request=request,
         interpolator=rife_interpolator(where.torch_device),
